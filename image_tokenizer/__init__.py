@@ -1,0 +1,28 @@
+"""image-tokenizer: a VQGAN image tokenizer with the API of a text tokenizer."""
+
+__version__ = "0.1.0"
+
+from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig  # noqa: E402
+from .errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    ImageLoadError,
+    ImageTokenizerError,
+    InvalidIdsError,
+    InvalidImageError,
+)
+from .tokenizer import ImageTokenizer  # noqa: E402
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "ImageLoadError",
+    "ImageTokenizer",
+    "ImageTokenizerConfig",
+    "ImageTokenizerError",
+    "InvalidIdsError",
+    "InvalidImageError",
+    "PreprocessingConfig",
+    "QuantizerConfig",
+    "__version__",
+]

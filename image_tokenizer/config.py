@@ -1,0 +1,216 @@
+"""Configuration dataclasses of the tokenizer, validated at construction and round-tripped through config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .fileio import atomic_write_text
+
+CONFIG_NAME = "config.json"
+RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
+RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
+CODEBOOK_INITS = ("normal", "uniform")
+
+
+@dataclass
+class QuantizerConfig:
+    """Vector-quantizer settings: codebook size and geometry, loss weight and anti-collapse options."""
+
+    codebook_size: int = 1024
+    codebook_dim: int = 8  # the lookup dimension; below the input dim it means a low-dimensional lookup
+    beta: float = 0.25  # weight of the commitment term ||z - sg[e]||^2
+    l2_normalize: bool = True  # compare l2-normalised vectors (cosine distance)
+    use_ema: bool = False  # update codes by exponential moving averages instead of the codebook loss
+    ema_decay: float = 0.99
+    ema_epsilon: float = 1e-5
+    dead_code_threshold: float = 0.0  # restart codes whose running usage count falls below this; 0 = off
+    usage_decay: float = 0.99  # decay of the running usage count used for dead-code restarts
+    codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the lecture's U(-1/K, 1/K))
+    distance_chunk_elements: int = 2**25  # distance-matrix entries computed at once (memory bound)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.codebook_size < 1:
+            raise ConfigError(f"quantizer.codebook_size must be at least 1, got {self.codebook_size}")
+        if self.codebook_size > 2**31 - 1:
+            raise ConfigError(f"quantizer.codebook_size {self.codebook_size} does not fit in int32")
+        if self.codebook_dim < 1:
+            raise ConfigError(f"quantizer.codebook_dim must be at least 1, got {self.codebook_dim}")
+        if self.beta < 0:
+            raise ConfigError(f"quantizer.beta must be >= 0, got {self.beta}")
+        for name in ("ema_decay", "usage_decay"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"quantizer.{name} must be in (0, 1), got {value}")
+        if self.dead_code_threshold < 0:
+            raise ConfigError(f"quantizer.dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
+        if self.codebook_init not in CODEBOOK_INITS:
+            raise ConfigError(f"quantizer.codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+        if self.distance_chunk_elements < 1:
+            raise ConfigError("quantizer.distance_chunk_elements must be positive")
+
+
+@dataclass
+class PreprocessingConfig:
+    """How any input image becomes the model's input tensor, and back."""
+
+    resize_mode: str = "resize_center_crop"  # shorter side to resolution, then centre crop
+    resample: str = "bicubic"
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    alpha_background: tuple[int, int, int] = (0, 0, 0)  # transparent pixels are composited onto this colour
+
+    def __post_init__(self) -> None:
+        self.image_mean = tuple(self.image_mean)
+        self.image_std = tuple(self.image_std)
+        self.alpha_background = tuple(self.alpha_background)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"preprocessing.resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+        if self.resample not in RESAMPLE_FILTERS:
+            raise ConfigError(f"preprocessing.resample must be one of {RESAMPLE_FILTERS}, got {self.resample!r}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3:
+            raise ConfigError("preprocessing.image_mean and image_std need three values (R, G, B)")
+        if any(s <= 0 for s in self.image_std):
+            raise ConfigError(f"preprocessing.image_std must be positive, got {self.image_std}")
+        if len(self.alpha_background) != 3 or any(not 0 <= c <= 255 for c in self.alpha_background):
+            raise ConfigError(f"preprocessing.alpha_background must be three values in 0..255, got {self.alpha_background}")
+
+
+@dataclass
+class ImageTokenizerConfig:
+    """VQGAN architecture (taming-transformers vocabulary), quantizer and preprocessing of one tokenizer."""
+
+    resolution: int = 64
+    in_channels: int = 3
+    out_channels: int = 3
+    ch: int = 64
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = ()
+    z_channels: int = 64
+    dropout: float = 0.0
+    norm_groups: int = 32
+    use_quant_conv: bool = True  # 1x1 conv z_channels -> codebook_dim before the quantizer
+    use_post_quant_conv: bool = True  # 1x1 conv codebook_dim -> z_channels after it
+    use_mid_attention: bool = True
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quantizer, dict):
+            self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
+        self.ch_mult = tuple(self.ch_mult)
+        self.attn_resolutions = tuple(self.attn_resolutions)
+        self.validate()
+
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per token along one side."""
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Token grid (h, w) at the configured resolution."""
+        side = self.resolution // self.downsample_factor
+        return (side, side)
+
+    @property
+    def quantizer_input_dim(self) -> int:
+        """Channels entering the quantizer: codebook_dim after quant_conv, else the encoder's z_channels."""
+        return self.quantizer.codebook_dim if self.use_quant_conv else self.z_channels
+
+    def validate(self) -> None:
+        positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.in_channels != 3 or self.out_channels != 3:
+            raise ConfigError("in_channels and out_channels must be 3: image-tokenizer works on RGB images")
+        if not self.ch_mult or any(m < 1 for m in self.ch_mult):
+            raise ConfigError(f"ch_mult must be a non-empty list of positive integers, got {list(self.ch_mult)}")
+        if self.resolution % self.downsample_factor:
+            raise ConfigError(
+                f"resolution {self.resolution} is not divisible by the downsampling factor "
+                f"{self.downsample_factor} (2 ** (len(ch_mult) - 1) with ch_mult={list(self.ch_mult)})"
+            )
+        for width in {self.ch * m for m in self.ch_mult}:
+            if width % self.norm_groups:
+                raise ConfigError(f"channel width {width} (ch * ch_mult) is not divisible by norm_groups={self.norm_groups}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        resolutions = {self.resolution // 2**i for i in range(len(self.ch_mult))}
+        unknown = sorted(set(self.attn_resolutions) - resolutions)
+        if unknown:
+            raise ConfigError(f"attn_resolutions {unknown} never occur; the encoder runs at {sorted(resolutions)}")
+        if not self.use_quant_conv and self.quantizer.codebook_dim > self.z_channels:
+            raise ConfigError(
+                f"quantizer.codebook_dim {self.quantizer.codebook_dim} exceeds z_channels {self.z_channels}"
+            )
+        if self.use_quant_conv != self.use_post_quant_conv and self.quantizer.codebook_dim != self.z_channels:
+            raise ConfigError("use_quant_conv and use_post_quant_conv must agree when codebook_dim != z_channels")
+        self.quantizer.validate()
+        self.preprocessing.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ImageTokenizerConfig":
+        data = dict(data)
+        grid = data.pop("grid_size", None)
+        data.pop("library_version", None)
+        config = _from_dict(cls, data, "config")
+        if grid is not None and tuple(grid) != config.grid_size:
+            raise ConfigError(f"config grid_size {list(grid)} disagrees with the architecture's {list(config.grid_size)}")
+        return config
+
+    def save(self, directory: str | Path) -> Path:
+        from . import __version__
+
+        path = Path(directory) / CONFIG_NAME
+        data = {**self.to_dict(), "library_version": __version__}
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ImageTokenizerConfig":
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: a saved tokenizer directory needs {CONFIG_NAME}")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a JSON object")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a dataclass from a dict, refusing unknown keys so that typos never pass silently."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s) {unknown}; known: {sorted(names)}")
+    try:
+        return cls(**data)
+    except TypeError as error:
+        raise ConfigError(f"bad {where}: {error}") from None

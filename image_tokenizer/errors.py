@@ -1,0 +1,25 @@
+"""Exceptions raised for user mistakes: bad images, bad ids, bad configs, bad checkpoints."""
+
+
+class ImageTokenizerError(ValueError):
+    """Base class for every error caused by the caller's input; the CLI prints these as one line."""
+
+
+class ConfigError(ImageTokenizerError):
+    """An impossible or inconsistent configuration."""
+
+
+class ImageLoadError(ImageTokenizerError):
+    """An image file that is missing, empty, truncated or not an image."""
+
+
+class InvalidImageError(ImageTokenizerError):
+    """An image or array that cannot be turned into model input (shape, dtype, range, size)."""
+
+
+class InvalidIdsError(ImageTokenizerError):
+    """Token ids that are not valid for this tokenizer (range, dtype, rank, length)."""
+
+
+class CheckpointError(ImageTokenizerError):
+    """A saved tokenizer whose files are missing or disagree with each other."""

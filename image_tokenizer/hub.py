@@ -1,0 +1,101 @@
+"""Where a saved model comes from and goes to: bundled name, local directory, or Hugging Face Hub repo."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from .errors import CheckpointError
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_pretrained(
+    name_or_path: str | os.PathLike,
+    *,
+    allow_patterns: list[str],
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """Return a local directory for a bundled name, a local directory, or a Hub repo id (in that order)."""
+    name = str(name_or_path)
+    bundled = PRETRAINED_DIR / name
+    if name in bundled_models():
+        return bundled
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise CheckpointError(f"{name} is a file; from_pretrained needs a directory, a bundled name or a Hub repo id")
+    try:
+        path = snapshot_download(
+            repo_id=name,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=allow_patterns,
+            library_name="image-tokenizer",
+        )
+    except HFValidationError:
+        raise CheckpointError(
+            f"{name!r} is not a bundled model ({', '.join(bundled_models()) or 'none installed'}), "
+            "an existing directory, or a valid Hub repo id"
+        ) from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        raise CheckpointError(
+            f"{name!r} is not a bundled model or local directory, and is not in the Hugging Face cache "
+            "while offline (HF_HUB_OFFLINE=1 or local_files_only=True); download it once while online"
+        ) from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"Hub repo {name!r} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"Hub repo {name!r} not found (or private without a token)") from None
+    except EntryNotFoundError as error:
+        raise CheckpointError(f"Hub repo {name!r}: {error}") from None
+    return Path(path)
+
+
+def push_folder_to_hub(
+    write: Callable[[Path], object],
+    repo_id: str,
+    *,
+    commit_message: str,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+):
+    """Write a model with `write(tmp_dir)` and upload that folder as one commit; returns the CommitInfo."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        write(Path(tmp))
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=tmp,
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
+        )

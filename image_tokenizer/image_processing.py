@@ -1,0 +1,195 @@
+"""Image I/O and preprocessing: any file, PIL image, array or tensor -> normalised model input, and back.
+
+Conventions: numpy arrays are channels-last ([H, W], [H, W, C], [B, H, W, C]); torch tensors are
+channels-first ([C, H, W], [B, C, H, W]). uint8 values are 0..255, float values are 0..1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .config import PreprocessingConfig
+from .errors import ImageLoadError, InvalidImageError
+
+ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file, with an error that names the file and what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"{path}: empty file (0 bytes), not an image")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later inside the model
+            return image.copy()
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image file (PIL cannot identify its format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from None
+
+
+def to_rgb(image: Image.Image, background: Sequence[int] = (0, 0, 0)) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: 16-bit grey is rescaled (not clipped), alpha is composited."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if values.max(initial=0) > 255 or image.mode != "I" else 255.0
+        grey = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _array_to_pil(array: np.ndarray, index: int) -> Image.Image:
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise InvalidImageError(
+            f"image {index}: numpy arrays must be [H, W], [H, W, C] or [B, H, W, C] with C in (1, 3, 4); "
+            f"got shape {tuple(array.shape)}"
+        )
+    if array.dtype == np.uint8:
+        data = array
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InvalidImageError(f"image {index}: contains NaN or infinite values")
+        low, high = float(array.min(initial=0)), float(array.max(initial=0))
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise InvalidImageError(
+                f"image {index}: float images must hold values in [0, 1], got [{low:.4g}, {high:.4g}]; "
+                "pass uint8 for 0..255 values"
+            )
+        data = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        data = np.clip(np.rint(array / 257.0), 0, 255).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        data = array.astype(np.uint8) * 255
+    else:
+        raise InvalidImageError(f"image {index}: unsupported dtype {array.dtype}; use uint8 (0..255) or float (0..1)")
+    channels = data.shape[2]
+    return Image.fromarray(np.ascontiguousarray(data[:, :, 0] if channels == 1 else data))
+
+
+def _tensor_to_pil(tensor: torch.Tensor, index: int) -> Image.Image:
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise InvalidImageError(
+            f"image {index}: torch tensors must be [C, H, W] or [B, C, H, W] with C in (1, 3, 4); "
+            f"got shape {tuple(tensor.shape)}"
+        )
+    return _array_to_pil(tensor.detach().to("cpu").permute(1, 2, 0).numpy(), index)
+
+
+def to_pil_list(images: Any) -> tuple[list[Image.Image], bool]:
+    """Normalise every accepted input form to a list of PIL images; the flag says whether it was a batch."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [_as_pil(images, 0)], False
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return [_array_to_pil(a, i) for i, a in enumerate(images)], True
+        return [_array_to_pil(images, 0)], False
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 4:
+            return [_tensor_to_pil(t, i) for i, t in enumerate(images)], True
+        return [_tensor_to_pil(images, 0)], False
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise InvalidImageError("got an empty list of images")
+        return [_as_pil(item, i) for i, item in enumerate(images)], True
+    raise InvalidImageError(
+        f"unsupported image input of type {type(images).__name__}; "
+        "pass a PIL image, a path, a numpy array, a torch tensor, or a list of them"
+    )
+
+
+def _as_pil(item: Any, index: int) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item)
+    if isinstance(item, np.ndarray):
+        return _array_to_pil(item, index)
+    if isinstance(item, torch.Tensor):
+        return _tensor_to_pil(item, index)
+    raise InvalidImageError(f"image {index}: unsupported type {type(item).__name__}")
+
+
+def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingConfig, index: int = 0) -> Image.Image:
+    """Apply the configured resize policy so the result is resolution x resolution."""
+    width, height = image.size
+    mode = config.resize_mode
+    resample = _RESAMPLE[config.resample]
+    if (width, height) == (resolution, resolution):
+        return image
+    if mode == "none":
+        raise InvalidImageError(
+            f"image {index} is {width}x{height} but this tokenizer (resize_mode='none') needs exactly "
+            f"{resolution}x{resolution}"
+        )
+    if mode == "resize":
+        return image.resize((resolution, resolution), resample)
+    if mode == "resize_center_crop":
+        scale = resolution / min(width, height)
+        new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+        image = image.resize(new_size, resample)
+        width, height = image.size
+    elif width < resolution or height < resolution:  # center_crop only
+        raise InvalidImageError(
+            f"image {index} is {width}x{height}, smaller than the {resolution}x{resolution} crop of this tokenizer "
+            "(resize_mode='center_crop')"
+        )
+    left, top = (width - resolution) // 2, (height - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def pil_to_tensor(image: Image.Image, config: PreprocessingConfig) -> torch.Tensor:
+    """8-bit RGB PIL image -> normalised float tensor [3, H, W]."""
+    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(config.image_mean).view(3, 1, 1)
+    std = torch.tensor(config.image_std).view(3, 1, 1)
+    return (array - mean) / std
+
+
+def postprocess(pixels: torch.Tensor, config: PreprocessingConfig, output_type: str) -> Any:
+    """Normalised model output [B, 3, H, W] -> list of PIL images, uint8 array [B, H, W, 3] or float tensor in [0, 1]."""
+    mean = torch.tensor(config.image_mean, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.image_std, device=pixels.device).view(1, 3, 1, 1)
+    unit = (pixels.float() * std + mean).clamp(0.0, 1.0)
+    if output_type == "pt":
+        return unit.cpu()
+    array = (unit * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if output_type == "np":
+        return array
+    if output_type == "pil":
+        return [Image.fromarray(a) for a in array]
+    raise InvalidImageError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")

@@ -1,0 +1,62 @@
+"""Model cards: render README.md from the templates in model_cards/ and read back the metrics they record."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+CARD_NAME = "README.md"
+CARD_INFO_KEY = "image_tokenizer"  # front-matter key holding {"metrics": {...}, "training": {...}}
+
+
+def template_text(name: str) -> str:
+    return resources.files("image_tokenizer.model_cards").joinpath(f"{name}.md").read_text(encoding="utf-8")
+
+
+def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, Any]) -> str:
+    """Model card of an ImageTokenizer: vocabulary, usage, measured metrics and training record."""
+    config = tokenizer.config
+    grid_h, grid_w = config.grid_size
+    k = config.quantizer.codebook_size
+    data = ModelCardData(
+        library_name="image-tokenizer",
+        tags=["image-tokenizer", "vqgan", "image-tokenization"],
+        pipeline_tag="image-feature-extraction",
+        **{CARD_INFO_KEY: card_info},
+    )
+    card = ModelCard.from_template(
+        data,
+        template_str=template_text("image_tokenizer"),
+        model_name=model_name,
+        repo_id=model_name,
+        resolution=config.resolution,
+        grid_h=grid_h,
+        grid_w=grid_w,
+        codebook_size=k,
+        codebook_dim=config.quantizer.codebook_dim,
+        l2_normalize=config.quantizer.l2_normalize,
+        special_tokens=", ".join(f"`{t}` = {tokenizer.convert_tokens_to_ids(t)}" for t in tokenizer.all_special_tokens),
+        first_token=tokenizer.convert_ids_to_tokens(0),
+        last_token=tokenizer.convert_ids_to_tokens(k - 1),
+        bits_per_image=f"{grid_h * grid_w * math.log2(k):.0f}" if k > 1 else "0",
+        parameters=f"{sum(p.numel() for p in tokenizer.model.parameters()):,}",
+        metrics=card_info.get("metrics", {}),
+        training=card_info.get("training", {}),
+    )
+    return str(card)
+
+
+def load_card_info(directory: str | Path) -> dict[str, Any]:
+    """The metrics/training record stored in a saved model's README front matter ({} when there is none)."""
+    path = Path(directory) / CARD_NAME
+    if not path.is_file():
+        return {}
+    try:
+        info = ModelCard.load(path).data.to_dict().get(CARD_INFO_KEY, {})
+    except Exception:  # a hand-edited or foreign README must never stop a model from loading
+        return {}
+    return info if isinstance(info, dict) else {}

@@ -1,0 +1,88 @@
+"""Building blocks shared by the VQGAN encoder and decoder (ResNet block, attention, resampling).
+
+Parameter names follow taming-transformers so that published checkpoints map onto ours key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm -> SiLU -> 3x3 conv, twice, with a 1x1 shortcut when the width changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = group_norm(in_channels, groups)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
+        return shortcut + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention over all positions, with a residual connection."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+        self.norm = group_norm(channels, groups)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        normed = self.norm(x)
+        q, k, v = (layer(normed).reshape(b, 1, c, h * w).transpose(-1, -2) for layer in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v)  # [b, 1, hw, c]
+        out = out.transpose(-1, -2).reshape(b, c, h, w)
+        return x + self.proj_out(out)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv with (0, 1, 0, 1) padding, halving each side exactly."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 upsampling followed by a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class MidBlock(nn.Module):
+    """ResNet block, optional attention, ResNet block: the bottleneck of both encoder and decoder."""
+
+    def __init__(self, channels: int, groups: int, dropout: float, use_attention: bool):
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, groups, dropout)
+        self.attn_1 = AttnBlock(channels, groups) if use_attention else nn.Identity()
+        self.block_2 = ResnetBlock(channels, channels, groups, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))

@@ -1,0 +1,182 @@
+"""Vector quantizer: nearest code by L2 distance (argmin), straight-through gradients, anti-collapse options.
+
+Loss = ||sg[z] - e||^2 + beta * ||z - sg[e]||^2, with beta on the *commitment* term (taming's legacy mode
+puts it on the codebook term). Distances are computed in fp32 even under autocast, in chunks, so a large
+codebook over a large grid fits in memory and bf16 rounding never changes which code wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import QuantizerConfig
+
+TRAINING_BUFFERS = ("usage_count", "ema_cluster_size", "ema_embed_sum")
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor  # [B, dim, H, W], straight-through: forward = codes, backward = identity to z
+    ids: torch.Tensor  # [B, H, W] int64 code indices
+    loss: torch.Tensor  # codebook_loss (unless EMA) + beta * commitment_loss
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    usage: torch.Tensor  # share of codes used at least once in this batch
+    perplexity: torch.Tensor  # exp(entropy) of the batch's code histogram
+
+
+class VectorQuantizer(nn.Module):
+    """Maps each `dim`-channel vector of a feature map to its nearest of `codebook_size` codes."""
+
+    def __init__(self, dim: int, config: QuantizerConfig):
+        super().__init__()
+        self.config = config
+        self.dim = dim
+        k, d = config.codebook_size, config.codebook_dim
+        self.project_in = nn.Linear(dim, d) if dim != d else None
+        self.project_out = nn.Linear(d, dim) if dim != d else None
+        if config.codebook_init == "uniform":
+            init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
+        else:
+            init = torch.randn(k, d)
+        if config.use_ema:
+            self.register_buffer("codebook", init)
+            self.register_buffer("ema_cluster_size", torch.ones(k))
+            self.register_buffer("ema_embed_sum", init.clone())
+        else:
+            self.codebook = nn.Parameter(init)
+        self.register_buffer("usage_count", torch.zeros(k))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def effective_codebook(self) -> torch.Tensor:
+        """The K x D vectors that distances are measured to (l2-normalised when configured), in fp32."""
+        codes = self.codebook.float()
+        return F.normalize(codes, dim=-1) if self.config.l2_normalize else codes
+
+    def _to_lookup_space(self, z_flat: torch.Tensor) -> torch.Tensor:
+        z = z_flat.float()
+        if self.project_in is not None:
+            z = F.linear(z, self.project_in.weight.float(), self.project_in.bias.float())
+        return F.normalize(z, dim=-1) if self.config.l2_normalize else z
+
+    def _from_lookup_space(self, q: torch.Tensor) -> torch.Tensor:
+        if self.project_out is None:
+            return q
+        return F.linear(q, self.project_out.weight.float(), self.project_out.bias.float())
+
+    @torch.no_grad()
+    def nearest_codes(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """argmin_k ||z - e_k||^2 for each row of z, in fp32 chunks of at most distance_chunk_elements entries."""
+        z, codes = z.float(), codes.float()
+        code_sq = codes.pow(2).sum(dim=1)
+        rows = max(1, self.config.distance_chunk_elements // codes.shape[0])
+        ids = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+        for start in range(0, z.shape[0], rows):
+            chunk = z[start : start + rows]
+            # ||z||^2 is the same for every code of a row, so it cannot change the argmin.
+            distances = torch.addmm(code_sq.unsqueeze(0), chunk, codes.t(), beta=1.0, alpha=-2.0)
+            ids[start : start + rows] = distances.argmin(dim=1)
+        return ids
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        if z.ndim != 4 or z.shape[1] != self.dim:
+            raise ValueError(f"quantizer expects [B, {self.dim}, H, W], got {tuple(z.shape)}")
+        b, c, h, w = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z_lookup = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, c))
+            codes = self.effective_codebook()
+            ids = self.nearest_codes(z_lookup.detach(), codes.detach())
+            chosen = F.embedding(ids, codes)
+            codebook_loss = F.mse_loss(chosen, z_lookup.detach())
+            commitment_loss = F.mse_loss(z_lookup, chosen.detach())
+            loss = self.config.beta * commitment_loss
+            if not self.config.use_ema:
+                loss = loss + codebook_loss
+            straight_through = z_lookup + (chosen - z_lookup).detach()
+            quantized = self._from_lookup_space(straight_through)
+        counts = torch.bincount(ids, minlength=self.codebook_size).float()
+        if self.training:
+            self._training_updates(z_lookup.detach(), ids, counts)
+        quantized = quantized.reshape(b, h, w, c).permute(0, 3, 1, 2).to(z.dtype)
+        usage, perplexity = usage_and_perplexity(counts)
+        return QuantizerOutput(
+            quantized=quantized,
+            ids=ids.reshape(b, h, w),
+            loss=loss,
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            usage=usage,
+            perplexity=perplexity,
+        )
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code ids [B, h, w] -> quantized feature map [B, dim, h, w] (what the decoder consumes)."""
+        vectors = self._from_lookup_space(F.embedding(ids, self.effective_codebook()))
+        return vectors.permute(0, 3, 1, 2).contiguous()
+
+    @torch.no_grad()
+    def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> None:
+        """EMA codebook update and dead-code restart, with statistics summed across processes."""
+        counts = _all_reduce_sum(counts.clone())
+        if self.config.use_ema:
+            sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, ids, z.float())
+            sums = _all_reduce_sum(sums)
+            decay = self.config.ema_decay
+            self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+            self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+            total = self.ema_cluster_size.sum()
+            eps, k = self.config.ema_epsilon, self.codebook_size
+            smoothed = (self.ema_cluster_size + eps) / (total + k * eps) * total  # Laplace smoothing
+            self.codebook.copy_(self.ema_embed_sum / smoothed.unsqueeze(1))
+        decay = self.config.usage_decay
+        self.usage_count.mul_(decay).add_(counts, alpha=1 - decay)
+        if self.config.dead_code_threshold > 0:
+            self._restart_dead_codes(z)
+
+    def _restart_dead_codes(self, z: torch.Tensor) -> None:
+        """Replace codes whose running usage fell below the threshold by encoder outputs of this batch."""
+        dead = torch.nonzero(self.usage_count < self.config.dead_code_threshold).squeeze(1)
+        if dead.numel() == 0:
+            return
+        pick = torch.randint(0, z.shape[0], (dead.numel(),), device=z.device)
+        if z.shape[0] >= dead.numel():
+            pick = torch.randperm(z.shape[0], device=z.device)[: dead.numel()]
+        replacement = _broadcast_from_rank0(z[pick].float().contiguous())
+        self.codebook.data[dead] = replacement.to(self.codebook.dtype)
+        if self.config.use_ema:
+            self.ema_cluster_size[dead] = 1.0
+            self.ema_embed_sum[dead] = replacement
+        # A grace period (about 70 steps at decay 0.99) before a restarted code can be declared dead again.
+        self.usage_count[dead] = 2 * self.config.dead_code_threshold
+
+
+def usage_and_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Share of codes with a non-zero count, and exp(entropy) of the normalised histogram."""
+    counts = counts.float()
+    probs = counts / counts.sum().clamp_min(1.0)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
+    return (counts > 0).float().mean(), torch.exp(entropy)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def _broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor

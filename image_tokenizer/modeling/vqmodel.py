@@ -1,0 +1,69 @@
+"""VQModel: encoder -> quant_conv -> vector quantizer -> post_quant_conv -> decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ImageTokenizerConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
+
+CODEBOOK_KEY = "quantizer.codebook"
+
+
+@dataclass
+class VQModelOutput:
+    reconstruction: torch.Tensor  # [B, C, H, W] in the normalised input space
+    quantizer: QuantizerOutput
+
+
+class VQModel(nn.Module):
+    def __init__(self, config: ImageTokenizerConfig):
+        super().__init__()
+        self.config = config
+        dim = config.quantizer_input_dim
+        self.encoder = Encoder(config)
+        self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
+        self.quantizer = VectorQuantizer(dim, config.quantizer)
+        self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
+        self.decoder = Decoder(config)
+
+    def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
+        """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
+        h = self.encoder(pixels)
+        if self.quant_conv is not None:
+            h = self.quant_conv(h)
+        return self.quantizer(h)
+
+    def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
+        if self.post_quant_conv is not None:
+            quantized = self.post_quant_conv(quantized)
+        return self.decoder(quantized)
+
+    def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code ids [B, h, w] -> normalised pixels [B, C, h*f, w*f]."""
+        return self.decode_quantized(self.quantizer.lookup(ids))
+
+    def forward(self, pixels: torch.Tensor) -> VQModelOutput:
+        quantized = self.encode(pixels)
+        return VQModelOutput(reconstruction=self.decode_quantized(quantized.quantized), quantizer=quantized)
+
+    def weights_state_dict(self) -> dict[str, torch.Tensor]:
+        """Inference weights without the codebook (saved on its own) and without training statistics."""
+        skip = {CODEBOOK_KEY} | {f"quantizer.{name}" for name in TRAINING_BUFFERS}
+        return {k: v for k, v in self.state_dict().items() if k not in skip}
+
+    def load_weights(self, weights: dict[str, torch.Tensor], codebook: torch.Tensor) -> None:
+        """Load what weights_state_dict() and the codebook file hold; training statistics restart fresh."""
+        state = dict(weights)
+        state[CODEBOOK_KEY] = codebook
+        quantizer = self.quantizer
+        state["quantizer.usage_count"] = torch.zeros_like(quantizer.usage_count)
+        if quantizer.config.use_ema:
+            state["quantizer.ema_cluster_size"] = torch.ones_like(quantizer.ema_cluster_size)
+            state["quantizer.ema_embed_sum"] = codebook.clone()
+        self.load_state_dict(state, strict=True)

@@ -1,0 +1,406 @@
+"""ImageTokenizer: a VQGAN with the API of a text tokenizer (encode, decode, __call__, vocabulary, save/load/push)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import BatchEncoding
+
+from .config import CONFIG_NAME, ImageTokenizerConfig
+from .errors import CheckpointError, InvalidIdsError, InvalidImageError
+from .fileio import atomic_write_text, check_state_dict, load_tensors, save_tensors
+from .hub import push_folder_to_hub, resolve_pretrained
+from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
+from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
+from .modeling import VQModel
+from .vocab import VOCAB_NAME, ImageVocab
+
+WEIGHTS_NAME = "model.safetensors"
+CODEBOOK_NAME = "codebook.safetensors"
+CODEBOOK_TENSOR = "codebook"
+SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
+DEFAULT_MICRO_BATCH = 16
+
+
+class ImageTokenizer:
+    """Turns images into grids of codebook ids and back.
+
+    Ids 0..K-1 are codebook indices in row-major order; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
+    follow at K, K+1, ... . The network always runs on fixed-size micro-batches (padded), so an image gets
+    the same ids whatever the batch it arrives in: kernels may pick other algorithms for other batch sizes.
+    """
+
+    def __init__(
+        self,
+        config: ImageTokenizerConfig | None = None,
+        model: VQModel | None = None,
+        vocab: ImageVocab | None = None,
+        card_info: dict[str, Any] | None = None,
+        micro_batch_size: int = DEFAULT_MICRO_BATCH,
+    ):
+        self.config = config or ImageTokenizerConfig()
+        self.model = (model or VQModel(self.config)).eval()
+        self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size)
+        if self.vocab.codebook_size != self.config.quantizer.codebook_size:
+            raise CheckpointError(
+                f"vocabulary has {self.vocab.codebook_size} image tokens but the config's codebook has "
+                f"{self.config.quantizer.codebook_size}"
+            )
+        if micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be positive, got {micro_batch_size}")
+        self.card_info = dict(card_info or {})
+        self.micro_batch_size = micro_batch_size
+
+    # ----- vocabulary, as on a text tokenizer -----
+    @property
+    def vocab_size(self) -> int:
+        """Number of image tokens (the codebook size K), without special tokens, as `vocab_size` in transformers."""
+        return self.vocab.codebook_size
+
+    def __len__(self) -> int:
+        """Full vocabulary size including special and class tokens."""
+        return len(self.vocab)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.config.grid_size
+
+    @property
+    def boi_token_id(self) -> int:
+        return self.vocab.boi_token_id
+
+    @property
+    def eoi_token_id(self) -> int:
+        return self.vocab.eoi_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.vocab.pad_token_id
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return self.vocab.all_special_ids
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        return list(self.vocab.special_tokens + self.vocab.class_tokens)
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+        return self.vocab.convert_ids_to_tokens(ids)
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        return self.vocab.convert_tokens_to_ids(tokens)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.vocab.get_vocab()
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The K x D code vectors as used for lookup (l2-normalised when the config says so)."""
+        return self.model.quantizer.effective_codebook().detach().clone()
+
+    # ----- device -----
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "ImageTokenizer":
+        self.model.to(device)
+        return self
+
+    # ----- preprocessing -----
+    def preprocess(self, images: Any, native_size: bool = False) -> tuple[list[torch.Tensor], bool]:
+        """Images in any accepted form -> list of normalised [3, H, W] tensors, and whether the input was a batch."""
+        pils, is_batch = to_pil_list(images)
+        side = self.config.resolution
+        factor = self.config.downsample_factor
+        min_side = self.config.grid_size[0]
+        tensors = []
+        for index, image in enumerate(pils):
+            width, height = image.size
+            if native_size:
+                if width % factor or height % factor or width < factor or height < factor:
+                    raise InvalidImageError(
+                        f"image {index} is {width}x{height}; native_size=True needs both sides to be positive "
+                        f"multiples of the downsampling factor {factor}"
+                    )
+            elif min(width, height) < min_side:
+                raise InvalidImageError(
+                    f"image {index} is {width}x{height}, too small for the {min_side}x{min_side} token grid of this "
+                    f"tokenizer: each side needs at least {min_side} pixels ({side} is the trained resolution)"
+                )
+            else:
+                image = resize_and_crop(image, side, self.config.preprocessing, index)
+            rgb = to_rgb(image, self.config.preprocessing.alpha_background)
+            tensors.append(pil_to_tensor(rgb, self.config.preprocessing))
+        return tensors, is_batch
+
+    def _run_micro_batches(self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """Apply fn on fixed-size zero-padded micro-batches, so results never depend on the caller's batch size."""
+        size = self.micro_batch_size
+        outputs = []
+        for start in range(0, inputs.shape[0], size):
+            chunk = inputs[start : start + size]
+            count = chunk.shape[0]
+            if count < size:
+                padding = chunk.new_zeros((size - count, *chunk.shape[1:]))
+                chunk = torch.cat([chunk, padding])
+            outputs.append(fn(chunk)[:count])
+        return torch.cat(outputs)
+
+    # ----- encode / decode -----
+    @torch.inference_mode()
+    def encode(self, images: Any, native_size: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch.
+
+        With native_size=True, images whose sides are multiples of the downsampling factor are encoded
+        without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors.
+        """
+        tensors, is_batch = self.preprocess(images, native_size=native_size)
+        results: list[torch.Tensor | None] = [None] * len(tensors)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, tensor in enumerate(tensors):
+            groups.setdefault(tuple(tensor.shape), []).append(index)
+        for indices in groups.values():
+            pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
+            ids = self._run_micro_batches(lambda x: self.model.encode(x).ids, pixels).cpu()
+            for i, grid in zip(indices, ids):
+                results[i] = grid
+        if not is_batch:
+            return results[0]
+        if len(groups) == 1:
+            return torch.stack(results)
+        return results
+
+    def decode(self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
+        """Ids -> image(s). Accepts a grid [h, w], a batch [B, h, w], or one flat sequence [h*w] (specials
+        such as <boi>/<eoi>/<pad> are stripped first when skip_special_tokens). One image for a single grid,
+        a list (pil) or batched array/tensor (np/pt) for a batch."""
+        grids, is_batch = self._ids_to_grids(ids, skip_special_tokens)
+        images = self._decode_grids(grids, output_type)
+        if is_batch:
+            return images
+        return images[0]
+
+    def batch_decode(self, sequences: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
+        """Several flat sequences (e.g. `input_ids` from __call__ or a prior's output) -> images."""
+        if isinstance(sequences, (torch.Tensor, np.ndarray)):
+            if sequences.ndim != 2:
+                raise InvalidIdsError(f"batch_decode expects [B, L] sequences, got shape {tuple(sequences.shape)}")
+            sequences = list(sequences)
+        grids = [self._ids_to_grids(seq, skip_special_tokens, require_flat=True)[0] for seq in sequences]
+        return self._decode_grids(torch.cat(grids), output_type)
+
+    @torch.inference_mode()
+    def _decode_grids(self, grids: torch.Tensor, output_type: str) -> Any:
+        if output_type not in ("pil", "np", "pt"):
+            raise InvalidImageError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        pixels = self._run_micro_batches(self.model.decode_ids, grids.to(self.device))
+        return postprocess(pixels, self.config.preprocessing, output_type)
+
+    def _ids_to_grids(self, ids: Any, skip_special_tokens: bool, require_flat: bool = False) -> tuple[torch.Tensor, bool]:
+        """Validate ids (dtype, rank, range) and shape them into [B, h, w]; the flag says whether it was a batch."""
+        tensor = _as_id_tensor(ids)
+        if tensor.numel() == 0:
+            raise InvalidIdsError("got an empty id sequence")
+        if require_flat and tensor.ndim != 1:
+            raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
+        if tensor.ndim == 1:
+            if skip_special_tokens:
+                keep = (tensor < self.vocab_size) | (tensor >= len(self)) | (tensor < 0)  # invalid ids stay, to be reported
+                tensor = tensor[keep]
+            h, w = self.grid_size
+            if tensor.numel() != h * w:
+                raise InvalidIdsError(
+                    f"a flat id sequence must hold {h * w} image tokens ({h}x{w} grid), got {tensor.numel()}; "
+                    "pass a [h, w] grid to decode another size"
+                )
+            self._check_range(tensor)
+            return tensor.view(1, h, w), False
+        if tensor.ndim not in (2, 3):
+            raise InvalidIdsError(
+                f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
+            )
+        self._check_range(tensor)
+        if tensor.ndim == 2:
+            return tensor.unsqueeze(0), False
+        return tensor, True
+
+    def _check_range(self, tensor: torch.Tensor) -> None:
+        bad = (tensor < 0) | (tensor >= self.vocab_size)
+        if bad.any():
+            position = tuple(int(i) for i in torch.nonzero(bad)[0])
+            value = int(tensor[position])
+            what = "negative" if value < 0 else ("a special token, not an image token" if value < len(self) else "out of range")
+            raise InvalidIdsError(
+                f"id {value} at position {position} is {what}: image token ids are 0..{self.vocab_size - 1} "
+                f"({int(bad.sum())} bad id(s) in all)"
+            )
+
+    # ----- text-tokenizer style call -----
+    def __call__(
+        self,
+        images: Any,
+        return_tensors: str | None = None,
+        add_special_tokens: bool = True,
+        padding: bool = True,
+        native_size: bool = False,
+    ) -> BatchEncoding:
+        """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]) and `attention_mask`, per image."""
+        encoded = self.encode(images, native_size=native_size)
+        grids = [encoded] if isinstance(encoded, torch.Tensor) and encoded.ndim == 2 else list(encoded)
+        sequences = []
+        for grid in grids:
+            ids = grid.reshape(-1).tolist()
+            sequences.append([self.boi_token_id, *ids, self.eoi_token_id] if add_special_tokens else ids)
+        longest = max(len(s) for s in sequences)
+        input_ids, attention_mask = [], []
+        for seq in sequences:
+            pad = longest - len(seq) if padding else 0
+            input_ids.append(seq + [self.pad_token_id] * pad)
+            attention_mask.append([1] * len(seq) + [0] * pad)
+        return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask}, tensor_type=return_tensors)
+
+    # ----- save / load / push -----
+    def save_pretrained(self, save_directory: str | os.PathLike, model_name: str | None = None) -> list[Path]:
+        """Write config.json, model.safetensors, codebook.safetensors, vocab.json and README.md (each atomically)."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        quantizer = self.model.quantizer
+        save_tensors(directory / WEIGHTS_NAME, self.model.weights_state_dict(), metadata={"format": "pt"})
+        save_tensors(
+            directory / CODEBOOK_NAME,
+            {CODEBOOK_TENSOR: quantizer.codebook.float()},
+            metadata={"normalization": self._normalization, "codebook_size": str(self.vocab_size)},
+        )
+        self.vocab.save(directory, codebook_dim=quantizer.config.codebook_dim, normalization=self._normalization)
+        card = render_tokenizer_card(self, model_name or directory.name, self.card_info)
+        atomic_write_text(directory / CARD_NAME, card)
+        self.config.save(directory)  # last: a directory with config.json is a complete save
+        return [directory / name for name in SAVED_FILES]
+
+    @property
+    def _normalization(self) -> str:
+        return "l2" if self.config.quantizer.l2_normalize else "none"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str | torch.device | None = None,
+        micro_batch_size: int = DEFAULT_MICRO_BATCH,
+    ) -> "ImageTokenizer":
+        """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match)."""
+        directory = resolve_pretrained(
+            name_or_path,
+            allow_patterns=SAVED_FILES,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        config = ImageTokenizerConfig.load(directory)
+        for name in (WEIGHTS_NAME, CODEBOOK_NAME):
+            if not (directory / name).is_file():
+                raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
+        vocab, vocab_data = ImageVocab.load(directory)
+        codebook = _load_codebook(directory, config, vocab, vocab_data)
+        model = VQModel(config)
+        weights = load_tensors(directory / WEIGHTS_NAME)
+        check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
+        model.load_weights(weights, codebook)
+        tokenizer = cls(config, model, vocab, load_card_info(directory), micro_batch_size)
+        return tokenizer.to(device) if device is not None else tokenizer
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload image tokenizer",
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ):
+        """Save to a temporary folder and upload it as one commit with huggingface_hub; returns the CommitInfo."""
+        return push_folder_to_hub(
+            lambda folder: self.save_pretrained(folder, model_name=repo_id),
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+        )
+
+    def __repr__(self) -> str:
+        h, w = self.grid_size
+        params = sum(p.numel() for p in self.model.parameters())
+        return (
+            f"ImageTokenizer(resolution={self.config.resolution}, grid={h}x{w}, codebook_size={self.vocab_size}, "
+            f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
+            f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
+        )
+
+
+def _as_id_tensor(ids: Any) -> torch.Tensor:
+    """Ids from a list, numpy array or tensor -> int64 tensor, refusing floats and booleans by name."""
+    if isinstance(ids, torch.Tensor):
+        tensor = ids.detach().cpu()
+    else:
+        try:
+            array = np.asarray(ids)
+        except ValueError:
+            raise InvalidIdsError("ids must form a rectangular array (sequences of different lengths: use batch_decode)") from None
+        if array.dtype == object:
+            raise InvalidIdsError("ids must form a rectangular array of integers")
+        tensor = torch.from_numpy(array.copy()) if array.dtype != np.uint64 else torch.from_numpy(array.astype(np.int64))
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise InvalidIdsError(f"ids must be integers, got dtype {str(tensor.dtype).replace('torch.', '')}")
+    return tensor.long()
+
+
+def _load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor:
+    """Read codebook.safetensors and cross-check it against vocab.json and config.json."""
+    k, d = config.quantizer.codebook_size, config.quantizer.codebook_dim
+    if vocab.codebook_size != k:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_size {vocab.codebook_size} but {CONFIG_NAME} says {k}"
+        )
+    if tuple(vocab.grid_size) != config.grid_size:
+        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {list(vocab.grid_size)} disagrees with {CONFIG_NAME}")
+    if vocab_data.get("codebook_dim", d) != d:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
+        )
+    expected_norm = "l2" if config.quantizer.l2_normalize else "none"
+    if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
+            f"but {CONFIG_NAME} implies {expected_norm!r}"
+        )
+    tensors = load_tensors(directory / CODEBOOK_NAME)
+    if set(tensors) != {CODEBOOK_TENSOR}:
+        raise CheckpointError(
+            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
+        )
+    codebook = tensors[CODEBOOK_TENSOR]
+    if tuple(codebook.shape) != (k, d):
+        raise CheckpointError(
+            f"{directory / CODEBOOK_NAME} holds a {tuple(codebook.shape)} codebook but {VOCAB_NAME} and "
+            f"{CONFIG_NAME} describe {k} codes of dimension {d}"
+        )
+    if not torch.isfinite(codebook).all():
+        raise CheckpointError(f"{directory / CODEBOOK_NAME} contains NaN or infinite code vectors")
+    return codebook.float()
