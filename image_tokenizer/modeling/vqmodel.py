@@ -36,7 +36,8 @@ class VQModel(nn.Module):
         """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
         h = self.encoder(pixels)
         if self.quant_conv is not None:
-            h = self.quant_conv(h)
+            with torch.autocast(device_type=h.device.type, enabled=False):  # the whole quantization path is fp32
+                h = self.quant_conv(h.float())
         return self.quantizer(h)
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:

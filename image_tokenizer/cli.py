@@ -1,0 +1,282 @@
+"""`image-tokenizer` command line: encode, decode, reconstruct, info, shapes, demo.
+
+User mistakes end in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import ImageTokenizerError, InvalidIdsError
+from .fileio import atomic_path, atomic_write_text
+from .hub import bundled_models
+from .image_processing import load_image, postprocess
+from .metrics import psnr
+
+DEFAULT_MODEL = "shapes-64"
+
+
+class CLIError(ImageTokenizerError):
+    """A mistake in the command line itself."""
+
+
+def _load_tokenizer(name: str | None, device: str):
+    from .tokenizer import ImageTokenizer
+
+    if name is None:
+        if DEFAULT_MODEL not in bundled_models():
+            raise CLIError(f"no bundled model {DEFAULT_MODEL!r} in this install yet; pass --model DIR_OR_REPO")
+        name = DEFAULT_MODEL
+    return ImageTokenizer.from_pretrained(name, device=device)
+
+
+def _load_images(paths: Sequence[str], progress: bool) -> list:
+    return [load_image(p) for p in tqdm(paths, desc="reading", unit="img", disable=not progress or len(paths) < 2)]
+
+
+def _encode_in_batches(tokenizer, images: list, batch_size: int, native_size: bool, progress: bool) -> list[torch.Tensor]:
+    grids: list[torch.Tensor] = []
+    bar = tqdm(total=len(images), desc="encoding", unit="img", disable=not progress or len(images) < 2)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        encoded = tokenizer.encode(batch, native_size=native_size)
+        grids.extend(list(encoded))
+        bar.update(len(batch))
+    bar.close()
+    return grids
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    tokenizer = _load_tokenizer(args.model, args.device)
+    images = _load_images(args.images, args.progress)
+    grids = _encode_in_batches(tokenizer, images, args.batch_size, args.native_size, args.progress)
+    if args.output is None or args.output.endswith(".json"):
+        payload = {
+            "vocab_size": tokenizer.vocab_size,
+            "images": [{"path": p, "grid": list(g.shape), "ids": g.tolist()} for p, g in zip(args.images, grids)],
+        }
+        text = json.dumps(payload)
+        if args.output is None:
+            print(text)
+        else:
+            atomic_write_text(args.output, text + "\n")
+    elif args.output.endswith(".npy"):
+        shapes = {tuple(g.shape) for g in grids}
+        if len(shapes) > 1:
+            raise CLIError(f"images gave grids of different sizes {sorted(shapes)}; write --output ids.json instead")
+        dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
+        with atomic_path(args.output) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, torch.stack(grids).numpy().astype(dtype))
+    else:
+        raise CLIError(f"--output must end in .npy or .json, got {args.output!r}")
+    if args.output:
+        print(f"wrote ids of {len(grids)} image(s) to {args.output}", file=sys.stderr)
+
+
+def _read_ids(path: str) -> list[np.ndarray]:
+    source = Path(path)
+    if not source.is_file():
+        raise CLIError(f"{path}: no such ids file")
+    if source.suffix == ".npy":
+        try:
+            array = np.load(source, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise CLIError(f"{path}: not a readable .npy array ({error})") from None
+        return [array] if array.ndim <= 2 else list(array)
+    if source.suffix == ".json":
+        try:
+            data = json.loads(source.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CLIError(f"{path}: not valid JSON ({error})") from None
+        if isinstance(data, dict) and "images" in data:
+            return [np.asarray(item["ids"]) for item in data["images"]]
+        return [np.asarray(data)]
+    raise CLIError(f"{path}: ids must be a .npy or .json file")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    tokenizer = _load_tokenizer(args.model, args.device)
+    grids = _read_ids(args.ids)
+    output = Path(args.output)
+    targets = [output] if len(grids) == 1 else [output.with_name(f"{output.stem}_{i:04d}{output.suffix}") for i in range(len(grids))]
+    for grid in grids:
+        if grid.dtype.kind not in "iu":
+            raise InvalidIdsError(f"{args.ids}: ids must be integers, got dtype {grid.dtype}")
+    shapes = {g.shape for g in grids}
+    if len(shapes) == 1 and len(grids) > 1:
+        images = tokenizer.decode(np.stack(grids).astype(np.int64))
+    else:
+        images = [tokenizer.decode(g.astype(np.int64)) for g in grids]
+    for image, target in tqdm(list(zip(images, targets)), desc="writing", disable=not args.progress or len(grids) < 2):
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
+    print(f"wrote {len(targets)} image(s): {targets[0]}{' ...' if len(targets) > 1 else ''}", file=sys.stderr)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from .visualize import side_by_side
+
+    tokenizer = _load_tokenizer(args.model, args.device)
+    images = _load_images(args.images, args.progress)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grids = _encode_in_batches(tokenizer, images, args.batch_size, False, args.progress)
+    inputs, outputs, scores = [], [], []
+    for path, image, grid in zip(args.images, images, grids):
+        reconstruction = tokenizer.decode(grid)
+        pixels, _ = tokenizer.preprocess(image)
+        reference = postprocess(pixels[0].unsqueeze(0), tokenizer.config.preprocessing, "pil")[0]
+        inputs.append(reference)
+        outputs.append(reconstruction)
+        scores.append(float(psnr(np.asarray(reference), np.asarray(reconstruction))))
+        with atomic_path(out_dir / f"{Path(path).stem}_reconstruction.png") as tmp:
+            reconstruction.save(tmp, format="PNG")
+    with atomic_path(out_dir / "comparison.png") as tmp:
+        side_by_side(inputs, outputs).save(tmp, format="PNG")
+    print(f"reconstructed {len(images)} image(s) into {out_dir}; mean PSNR {np.mean(scores):.2f} dB")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    tokenizer = _load_tokenizer(args.model, "cpu")
+    config = tokenizer.config
+    info = {
+        "model": args.model,
+        "summary": repr(tokenizer),
+        "resolution": config.resolution,
+        "grid_size": list(config.grid_size),
+        "codebook_size": tokenizer.vocab_size,
+        "codebook_dim": config.quantizer.codebook_dim,
+        "vocab_len": len(tokenizer),
+        "special_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens},
+        "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
+        "metrics": tokenizer.card_info.get("metrics", {}),
+    }
+    print(json.dumps(info, indent=2))
+
+
+def cmd_shapes(args: argparse.Namespace) -> None:
+    from .data.shapes import save_image_folder
+
+    if args.num < 1:
+        raise CLIError(f"--num must be at least 1, got {args.num}")
+    start = time.perf_counter()
+    save_image_folder(args.output_dir, args.num, seed=args.seed, progress=args.progress, num_workers=args.workers)
+    print(f"wrote {args.num} shapes images (seed {args.seed}) to {args.output_dir} in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The main job: reconstruct held-out shapes with the bundled model and write a side-by-side grid."""
+    from .config import ImageTokenizerConfig, QuantizerConfig
+    from .data.shapes import HELDOUT_SEED, generate
+    from .tokenizer import ImageTokenizer
+    from .visualize import side_by_side
+
+    if args.model is None and DEFAULT_MODEL not in bundled_models():
+        print(
+            f"NOTE: no trained model {DEFAULT_MODEL!r} is bundled yet; running on a freshly initialised tiny model "
+            "(random weights), so the reconstructions are noise. This shows the pipeline, not quality."
+        )
+        config = ImageTokenizerConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=32,
+                                      quantizer=QuantizerConfig(codebook_size=512, codebook_dim=8))
+        torch.manual_seed(0)
+        tokenizer = ImageTokenizer(config).to(args.device)
+        name = "untrained tiny model"
+    else:
+        tokenizer = _load_tokenizer(args.model, args.device)
+        name = args.model or DEFAULT_MODEL
+    print(f"model: {name}\n{tokenizer!r}")
+    samples = list(generate(args.num, seed=HELDOUT_SEED))
+    originals = [s.to_pil() for s in samples]
+    start = time.perf_counter()
+    ids = tokenizer.encode(originals)
+    reconstructions = tokenizer.decode(ids)
+    elapsed = time.perf_counter() - start
+    scores = psnr(np.stack([s.image for s in samples]), np.stack([np.asarray(r) for r in reconstructions]))
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "reconstructions.png") as tmp:
+        side_by_side(originals, reconstructions).save(tmp, format="PNG")
+    atomic_write_text(out_dir / "ids.json", json.dumps(ids.tolist()) + "\n")
+    print(f"encoded and decoded {len(samples)} held-out shapes images in {elapsed:.2f} s; mean PSNR {scores.mean():.2f} dB")
+    print(f"first image's tokens: {tokenizer.convert_ids_to_tokens(ids[0].flatten()[:6].tolist())} ...")
+    print(f"wrote {out_dir / 'reconstructions.png'} (input | reconstruction) and {out_dir / 'ids.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="image-tokenizer", description="Turn images into token ids and back.")
+    parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+        p.add_argument("--model", required=model_required, help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+    p = sub.add_parser("encode", help="images -> token ids (.npy or .json; JSON on stdout by default)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--output", help="ids.npy or ids.json")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--native-size", action="store_true", help="encode at native size (sides multiple of the downsampling factor)")
+    common(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="token ids (.npy/.json) -> PNG image(s)")
+    p.add_argument("ids")
+    p.add_argument("--output", required=True, help="out.png (a batch writes out_0000.png, ...)")
+    common(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("reconstruct", help="encode and decode images, writing reconstructions and a comparison grid")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    common(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("info", help="describe a tokenizer")
+    p.add_argument("model", nargs="?", default=None)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
+    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_shapes)
+
+    p = sub.add_parser("demo", help="the main job: reconstruct held-out shapes with the bundled model")
+    p.add_argument("--output-dir", default="demo_output")
+    p.add_argument("--num", type=int, default=8)
+    common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ImageTokenizerError, OSError) as error:
+        print(f"image-tokenizer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("image-tokenizer: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

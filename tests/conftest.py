@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported anywhere
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from image_tokenizer import ImageTokenizer, ImageTokenizerConfig  # noqa: E402
+from tests.helpers import tiny_config  # noqa: E402
+
+
+@pytest.fixture
+def config() -> ImageTokenizerConfig:
+    return tiny_config()
+
+
+@pytest.fixture
+def tokenizer(config) -> ImageTokenizer:
+    torch.manual_seed(0)
+    return ImageTokenizer(config)
+
+
+@pytest.fixture
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8) for _ in range(11)]
