@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .fileio import atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -191,7 +191,7 @@ class ImageTokenizerConfig:
     def load(cls, directory: str | Path) -> "ImageTokenizerConfig":
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
-            raise ConfigError(f"{path} not found: a saved tokenizer directory needs {CONFIG_NAME}")
+            raise CheckpointError(f"{path} not found: a saved tokenizer directory needs {CONFIG_NAME}")
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:

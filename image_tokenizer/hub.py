@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HFValidationError,
@@ -87,14 +87,19 @@ def push_folder_to_hub(
     revision: str | None = None,
     create_pr: bool = False,
 ):
-    """Write a model with `write(tmp_dir)` and upload that folder as one commit; returns the CommitInfo."""
+    """Write a model with `write(tmp_dir)` and upload every file as one commit; returns the CommitInfo."""
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         write(Path(tmp))
-        return api.upload_folder(
+        operations = [
+            CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path))
+            for path in sorted(Path(tmp).iterdir())
+            if path.is_file()
+        ]
+        return api.create_commit(
             repo_id=repo_id,
-            folder_path=tmp,
+            operations=operations,
             commit_message=commit_message,
             revision=revision,
             create_pr=create_pr,

@@ -1,0 +1,226 @@
+"""Every bad input gets a specific, readable error (the message is checked, not just the type)."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from image_tokenizer import (
+    CheckpointError,
+    ImageLoadError,
+    ImageTokenizer,
+    InvalidIdsError,
+    InvalidImageError,
+)
+from image_tokenizer.image_processing import load_image, to_rgb
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ----- image files -----
+def test_truncated_png(tmp_path, tokenizer):
+    data = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match=r"cut\.png: corrupt or truncated image"):
+        tokenizer.encode(path)
+
+
+def test_non_image_file(tmp_path, tokenizer):
+    path = tmp_path / "notes.png"
+    path.write_text("this is text, not pixels")
+    with pytest.raises(ImageLoadError, match=r"notes\.png: not an image file"):
+        tokenizer.encode(str(path))
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match=r"empty\.png: empty file \(0 bytes\)"):
+        load_image(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageLoadError, match="no such file"):
+        load_image(tmp_path / "nope.png")
+
+
+# ----- modes are converted, not rejected -----
+def test_grayscale_becomes_grey_rgb():
+    rgb = to_rgb(Image.fromarray(np.full((4, 4), 77, np.uint8)))
+    assert rgb.mode == "RGB" and np.asarray(rgb)[0, 0].tolist() == [77, 77, 77]
+
+
+def test_rgba_is_composited_on_the_background():
+    pixels = np.zeros((2, 2, 4), np.uint8)
+    pixels[0, 0] = (200, 100, 50, 255)  # opaque
+    pixels[0, 1] = (200, 100, 50, 0)  # fully transparent
+    rgb = np.asarray(to_rgb(Image.fromarray(pixels), background=(0, 0, 0)))
+    assert rgb[0, 0].tolist() == [200, 100, 50] and rgb[0, 1].tolist() == [0, 0, 0]
+
+
+def test_palette_image_keeps_its_colours():
+    source = Image.fromarray(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).convert("P")
+    assert source.mode == "P"
+    assert np.asarray(to_rgb(source)).tolist() == [[[255, 0, 0], [0, 0, 255]]]
+
+
+def test_sixteen_bit_grey_is_rescaled_not_clipped(tmp_path):
+    values = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)  # a 16-bit PNG
+    loaded = load_image(path)
+    assert loaded.mode.startswith("I")
+    assert np.asarray(to_rgb(loaded))[0, :, 0].tolist() == [0, 128, 255]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK", "LA"])
+def test_every_mode_encodes(tokenizer, mode):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    image = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+    assert tokenizer.encode(image).shape == (8, 8)
+
+
+# ----- wrong sizes, shapes and values -----
+def test_image_too_small_for_the_grid(tokenizer):
+    with pytest.raises(InvalidImageError, match=r"image 0 is 5x4, too small for the 8x8 token grid"):
+        tokenizer.encode(np.zeros((4, 5, 3), np.uint8))
+
+
+def test_native_size_needs_multiples_of_the_factor(tokenizer):
+    with pytest.raises(InvalidImageError, match="multiples of the downsampling factor 2"):
+        tokenizer.encode(np.zeros((17, 16, 3), np.uint8), native_size=True)
+
+
+def test_float_images_out_of_range(tokenizer):
+    with pytest.raises(InvalidImageError, match=r"float images must hold values in \[0, 1\], got \[-1, 1\]"):
+        tokenizer.encode(np.linspace(-1, 1, 16 * 16 * 3, dtype=np.float32).reshape(16, 16, 3))
+
+
+def test_wrong_channel_count(tokenizer):
+    with pytest.raises(InvalidImageError, match=r"got shape \(5, 16, 16\)"):
+        tokenizer.encode(torch.zeros(5, 16, 16))
+
+
+def test_unsupported_input_type(tokenizer):
+    with pytest.raises(InvalidImageError, match="unsupported image input of type dict"):
+        tokenizer.encode({"image": 1})
+
+
+# ----- ids -----
+def test_ids_out_of_range(tokenizer):
+    ids = torch.zeros(8, 8, dtype=torch.long)
+    ids[2, 3] = 64
+    with pytest.raises(InvalidIdsError, match=r"id 64 at position \(2, 3\) is a special token, not an image token: image token ids are 0..63"):
+        tokenizer.decode(ids)
+    ids[2, 3] = 1000
+    with pytest.raises(InvalidIdsError, match="id 1000 at position .* is out of range"):
+        tokenizer.decode(ids)
+
+
+def test_negative_ids(tokenizer):
+    ids = torch.zeros(2, 8, 8, dtype=torch.long)
+    ids[1, 0, 0] = -1
+    with pytest.raises(InvalidIdsError, match=r"id -1 at position \(1, 0, 0\) is negative"):
+        tokenizer.decode(ids)
+
+
+def test_float_ids(tokenizer):
+    with pytest.raises(InvalidIdsError, match="ids must be integers, got dtype float32"):
+        tokenizer.decode(np.zeros((8, 8), np.float32))
+    with pytest.raises(InvalidIdsError, match="ids must be integers"):
+        tokenizer.convert_ids_to_tokens([1.5])
+
+
+def test_wrong_rank(tokenizer):
+    with pytest.raises(InvalidIdsError, match=r"rank 1 .*, 2 .* or 3 .*; got shape \(1, 2, 8, 8\)"):
+        tokenizer.decode(torch.zeros(1, 2, 8, 8, dtype=torch.long))
+    with pytest.raises(InvalidIdsError, match="a flat id sequence must hold 64 image tokens"):
+        tokenizer.decode(list(range(10)))
+
+
+def test_unknown_token_string(tokenizer):
+    with pytest.raises(InvalidIdsError, match=r"unknown token '<img_99999>'"):
+        tokenizer.convert_tokens_to_ids("<img_99999>")
+
+
+# ----- saved directories -----
+@pytest.fixture
+def saved(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    return tmp_path / "tok"
+
+
+def test_directory_missing_config(saved):
+    (saved / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config.json not found: a saved tokenizer directory needs config.json"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_directory_missing_weights(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors not found"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_vocab_disagreeing_with_codebook(saved):
+    data = json.loads((saved / "vocab.json").read_text())
+    data["codebook_size"] = 32
+    data["special_tokens"] = {"<boi>": 32, "<eoi>": 33, "<pad>": 34}
+    data.pop("vocab")
+    data["vocab_size"] = 35
+    (saved / "vocab.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="vocab.json says codebook_size 32 but config.json says 64"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_vocab_table_disagreeing_with_its_own_format(saved):
+    data = json.loads((saved / "vocab.json").read_text())
+    data["vocab"]["<img_00003>"] = 4
+    (saved / "vocab.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="the 'vocab' table .* disagrees"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_codebook_file_of_the_wrong_shape(saved):
+    save_file({"codebook": torch.zeros(32, 4)}, str(saved / "codebook.safetensors"))
+    with pytest.raises(CheckpointError, match=r"holds a \(32, 4\) codebook but vocab.json and config.json describe 64 codes"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_mismatched_weights_name_file_and_key(saved):
+    from safetensors.torch import load_file
+
+    weights = load_file(str(saved / "model.safetensors"))
+    weights["encoder.conv_in.weight"] = torch.zeros(3, 3, 3, 3)
+    weights["extra.weight"] = torch.zeros(1)
+    del weights["decoder.conv_out.bias"]
+    save_file(weights, str(saved / "model.safetensors"))
+    with pytest.raises(CheckpointError) as error:
+        ImageTokenizer.from_pretrained(saved)
+    message = str(error.value)
+    assert "model.safetensors does not match" in message
+    assert "missing keys [decoder.conv_out.bias]" in message
+    assert "unexpected keys [extra.weight]" in message
+    assert "encoder.conv_in.weight: file (3, 3, 3, 3) vs model (16, 3, 3, 3)" in message
+
+
+def test_corrupt_weights_file(saved):
+    (saved / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        ImageTokenizer.from_pretrained(saved)
+
+
+def test_unknown_name_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not a bundled model"):
+        ImageTokenizer.from_pretrained(str(tmp_path / "missing" / "dir"))
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache while offline"):
+        ImageTokenizer.from_pretrained("someone/not-cached", cache_dir=tmp_path / "cache")

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import BatchEncoding
+
+from image_tokenizer import ImageTokenizer
+from tests.helpers import tiny_config
+
+
+def test_encode_accepts_every_input_form(tokenizer, images):
+    array = images[0]
+    pil = Image.fromarray(array)
+    chw = torch.from_numpy(array).permute(2, 0, 1)
+    from_np = tokenizer.encode(array)
+    assert from_np.shape == (8, 8) and from_np.dtype == torch.long
+    assert torch.equal(tokenizer.encode(pil), from_np)
+    assert torch.equal(tokenizer.encode(chw), from_np)  # uint8 tensor, channels first
+    assert torch.equal(tokenizer.encode(chw.float() / 255.0), from_np)  # float tensor in [0, 1]
+    assert torch.equal(tokenizer.encode(array.astype(np.float32) / 255.0), from_np)
+    batch = tokenizer.encode(images[:3])
+    assert batch.shape == (3, 8, 8)
+    assert torch.equal(tokenizer.encode(np.stack(images[:3])), batch)
+    assert torch.equal(tokenizer.encode(torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in images[:3]])), batch)
+
+
+def test_encode_is_deterministic_across_batch_sizes(tokenizer, images):
+    together = tokenizer.encode(images)
+    one_by_one = torch.stack([tokenizer.encode(image) for image in images])
+    in_threes = torch.cat([tokenizer.encode(images[i : i + 3]) for i in range(0, len(images), 3)])
+    assert torch.equal(together, one_by_one)
+    assert torch.equal(together, in_threes)
+    other = ImageTokenizer(tokenizer.config, tokenizer.model, micro_batch_size=3)
+    assert torch.equal(other.encode(images), other.encode(images[::-1]).flip(0))
+
+
+def test_decode_output_types(tokenizer, images):
+    ids = tokenizer.encode(images[:2])
+    pils = tokenizer.decode(ids)
+    assert isinstance(pils, list) and len(pils) == 2 and pils[0].size == (16, 16) and pils[0].mode == "RGB"
+    arrays = tokenizer.decode(ids, output_type="np")
+    assert arrays.shape == (2, 16, 16, 3) and arrays.dtype == np.uint8
+    tensors = tokenizer.decode(ids, output_type="pt")
+    assert tensors.shape == (2, 3, 16, 16) and 0.0 <= tensors.min() and tensors.max() <= 1.0
+    np.testing.assert_array_equal(np.asarray(pils[1]), arrays[1])
+    single = tokenizer.decode(ids[0])
+    assert isinstance(single, Image.Image)
+    np.testing.assert_array_equal(np.asarray(single), arrays[0])
+    flat = tokenizer.decode(ids[0].flatten().tolist())  # a plain list of h*w ids
+    np.testing.assert_array_equal(np.asarray(flat), arrays[0])
+
+
+def test_call_returns_batch_encoding_with_special_tokens(tokenizer, images):
+    batch = tokenizer(images[:3], return_tensors="pt")
+    assert isinstance(batch, BatchEncoding)
+    ids = batch["input_ids"]
+    assert ids.shape == (3, 8 * 8 + 2)
+    assert (ids[:, 0] == tokenizer.boi_token_id).all() and (ids[:, -1] == tokenizer.eoi_token_id).all()
+    assert torch.equal(ids[:, 1:-1], tokenizer.encode(images[:3]).reshape(3, -1))
+    assert torch.equal(batch["attention_mask"], torch.ones_like(ids))
+    plain = tokenizer(images[0], add_special_tokens=False)
+    assert plain["input_ids"] == [tokenizer.encode(images[0]).flatten().tolist()]
+    as_np = tokenizer(images[:2], return_tensors="np")
+    assert isinstance(as_np["input_ids"], np.ndarray)
+    recovered = tokenizer.batch_decode(ids, output_type="np")
+    np.testing.assert_array_equal(recovered, tokenizer.decode(tokenizer.encode(images[:3]), output_type="np"))
+
+
+def test_call_pads_native_size_batches(tokenizer):
+    small, big = np.zeros((16, 16, 3), np.uint8), np.zeros((16, 24, 3), np.uint8)
+    batch = tokenizer([small, big], native_size=True, return_tensors="pt")
+    assert batch["input_ids"].shape == (2, 8 * 12 + 2)
+    assert batch["attention_mask"][0].sum() == 8 * 8 + 2
+    assert (batch["input_ids"][0, 8 * 8 + 2 :] == tokenizer.pad_token_id).all()
+
+
+def test_native_size_gives_a_bigger_grid(tokenizer):
+    image = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    ids = tokenizer.encode(image, native_size=True)
+    assert ids.shape == (16, 24)
+    assert tokenizer.decode(ids).size == (48, 32)
+    assert tokenizer.encode(image).shape == (8, 8)  # default: resized and centre-cropped to the resolution
+
+
+def test_vocabulary_api(tokenizer):
+    assert tokenizer.vocab_size == 64
+    assert len(tokenizer) == 67
+    assert (tokenizer.boi_token_id, tokenizer.eoi_token_id, tokenizer.pad_token_id) == (64, 65, 66)
+    assert tokenizer.convert_ids_to_tokens([5, 17]) == ["<img_00005>", "<img_00017>"]
+    assert tokenizer.convert_ids_to_tokens(64) == "<boi>"
+    assert tokenizer.convert_tokens_to_ids(["<img_00042>", "<eoi>"]) == [42, 65]
+    vocab = tokenizer.get_vocab()
+    assert len(vocab) == 67 and vocab["<img_00063>"] == 63 and vocab["<pad>"] == 66
+    codebook = tokenizer.codebook
+    assert codebook.shape == (64, 4)
+    assert torch.allclose(codebook.norm(dim=1), torch.ones(64))  # l2-normalised lookup by default
+
+
+def test_encode_runs_without_autograd_and_follows_the_device(tokenizer, images):
+    assert tokenizer.to("cpu") is tokenizer
+    assert tokenizer.device.type == "cpu"
+    ids = tokenizer.encode(images[0])
+    assert not ids.requires_grad
+    decoded = tokenizer.decode(ids, output_type="pt")
+    assert not decoded.requires_grad
+
+
+def test_quantizer_input_stays_fp32_under_bf16_autocast(tokenizer):
+    pixels = torch.randn(2, 3, 16, 16)
+    seen = {}
+    handle = tokenizer.model.quantizer.register_forward_pre_hook(lambda m, args: seen.update(dtype=args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        out = tokenizer.model(pixels)
+    handle.remove()
+    assert seen["dtype"] == torch.float32
+    assert out.quantizer.ids.dtype == torch.long
+
+
+def test_repr_mentions_grid_and_codebook(tokenizer):
+    text = repr(tokenizer)
+    assert "grid=8x8" in text and "codebook_size=64" in text
+
+
+def test_default_config_builds_a_64px_16x16_tokenizer():
+    tok = ImageTokenizer()
+    assert tok.grid_size == (16, 16) and tok.config.resolution == 64
+    assert tiny_config().grid_size == (8, 8)
