@@ -1,0 +1,101 @@
+"""Encode/decode throughput of the default ImageTokenizer config, and shapes generation time.
+
+    python benchmarks/throughput.py [--device cpu] [--batch-size 64] [--repeats 5]
+
+Writes benchmarks/results/throughput_<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info  # noqa: E402
+
+from image_tokenizer import ImageTokenizer  # noqa: E402
+from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays  # noqa: E402
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shapes", type=int, default=20000)
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    tokenizer = ImageTokenizer().to(args.device)  # the default config; weights do not change the speed
+    images, _ = generate_arrays(args.batch_size, seed=TRAIN_SEED)
+    ids = tokenizer.encode(images)
+
+    encode_times = timed(lambda: tokenizer.encode(images), args.repeats)
+    decode_times = timed(lambda: tokenizer.decode(ids, output_type="np"), args.repeats)
+    results = {
+        "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "device": args.device,
+        "config": "ImageTokenizerConfig() defaults: 64x64 -> 16x16, ch=64, ch_mult=(1,2,2), 2 res blocks, K=1024, d=8",
+        "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
+        "batch_size": args.batch_size,
+        "micro_batch_size": tokenizer.micro_batch_size,
+        "encode_images_per_s": args.batch_size / statistics.median(encode_times),
+        "decode_images_per_s": args.batch_size / statistics.median(decode_times),
+        "encode_seconds": encode_times,
+        "decode_seconds": decode_times,
+    }
+    for workers in (1, 2):
+        start = time.perf_counter()
+        generate_arrays(args.shapes, seed=TRAIN_SEED, num_workers=workers)
+        results[f"shapes_{args.shapes}_seconds_workers_{workers}"] = time.perf_counter() - start
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"throughput_{args.device.split(':')[0]}.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        f"# Throughput ({args.device})",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {results['machine'].get('cpu_model', results['machine']['processor'])}, "
+        f"{results['machine']['cpu_count']} cores, torch {results['machine']['torch']}"
+        + (f", GPU {results['machine']['cuda']}" if results['machine']['cuda'] else ""),
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| encode, batch {args.batch_size}, 64x64 | {results['encode_images_per_s']:.1f} images/s |",
+        f"| decode, batch {args.batch_size}, 64x64 | {results['decode_images_per_s']:.1f} images/s |",
+        f"| generate {args.shapes} shapes images, 1 process | {results[f'shapes_{args.shapes}_seconds_workers_1']:.1f} s |",
+        f"| generate {args.shapes} shapes images, 2 processes | {results[f'shapes_{args.shapes}_seconds_workers_2']:.1f} s |",
+        "",
+        f"Model: {results['config']}, {results['parameters']:,} parameters; median of {args.repeats} runs after a warm-up.",
+    ]
+    (out / f"throughput_{args.device.split(':')[0]}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

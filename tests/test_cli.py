@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.cli import main
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.fixture
+def image_files(tmp_path, images):
+    paths = []
+    for i, array in enumerate(images[:3]):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(array).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_encode_to_npy_and_json(tmp_path, model_dir, image_files, tokenizer, images):
+    out = tmp_path / "ids.npy"
+    assert main(["encode", *image_files, "--model", str(model_dir), "--output", str(out), "--no-progress"]) == 0
+    ids = np.load(out)
+    assert ids.shape == (3, 8, 8) and ids.dtype == np.uint16
+    np.testing.assert_array_equal(ids, tokenizer.encode(images[:3]).numpy())
+    out_json = tmp_path / "ids.json"
+    assert main(["encode", image_files[0], "--model", str(model_dir), "--output", str(out_json)]) == 0
+    payload = json.loads(out_json.read_text())
+    assert payload["images"][0]["grid"] == [8, 8]
+    assert payload["images"][0]["ids"] == ids[0].tolist()
+
+
+def test_encode_prints_json_without_output(model_dir, image_files, capsys):
+    assert main(["encode", image_files[0], "--model", str(model_dir)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["images"][0]["ids"]) == 8
+
+
+def test_decode_writes_pngs(tmp_path, model_dir, tokenizer):
+    ids = np.random.default_rng(0).integers(0, 64, (2, 8, 8)).astype(np.uint16)
+    np.save(tmp_path / "ids.npy", ids)
+    assert main(["decode", str(tmp_path / "ids.npy"), "--model", str(model_dir), "--output", str(tmp_path / "out.png")]) == 0
+    decoded = np.asarray(Image.open(tmp_path / "out_0001.png"))
+    np.testing.assert_array_equal(decoded, np.asarray(tokenizer.decode(torch.from_numpy(ids[1].astype(np.int64)))))
+    (tmp_path / "one.json").write_text(json.dumps(ids[0].tolist()))
+    assert main(["decode", str(tmp_path / "one.json"), "--model", str(model_dir), "--output", str(tmp_path / "one.png")]) == 0
+    assert Image.open(tmp_path / "one.png").size == (16, 16)
+
+
+def test_reconstruct_writes_images_and_a_comparison(tmp_path, model_dir, image_files, capsys):
+    out_dir = tmp_path / "rec"
+    assert main(["reconstruct", *image_files, "--model", str(model_dir), "--output-dir", str(out_dir), "--no-progress"]) == 0
+    assert (out_dir / "comparison.png").is_file()
+    assert (out_dir / "img0_reconstruction.png").is_file()
+    assert "mean PSNR" in capsys.readouterr().out
+
+
+def test_info_describes_the_model(model_dir, capsys):
+    assert main(["info", str(model_dir)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["codebook_size"] == 64 and info["grid_size"] == [8, 8] and info["vocab_len"] == 67
+
+
+def test_shapes_writes_an_image_folder(tmp_path, capsys):
+    assert main(["shapes", "--num", "5", "--output-dir", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert len(list((tmp_path / "s").glob("*.png"))) == 5
+    assert len((tmp_path / "s" / "metadata.jsonl").read_text().splitlines()) == 5
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--num", "2"]) == 0
+    assert (tmp_path / "demo" / "reconstructions.png").is_file()
+    out = capsys.readouterr().out
+    assert "mean PSNR" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["encode", "{missing}", "--model", "{model}"], "no such file"),
+        (["encode", "{bad}", "--model", "{model}"], "not an image file"),
+        (["encode", "{image}", "--model", "{model}", "--output", "ids.txt"], "--output must end in .npy or .json"),
+        (["decode", "{floats}", "--model", "{model}", "--output", "x.png"], "ids must be integers"),
+        (["decode", "{range}", "--model", "{model}", "--output", "x.png"], "is out of range"),
+        (["info", "{empty}"], "config.json not found"),
+        (["shapes", "--num", "0", "--output-dir", "{tmp}/s"], "--num must be at least 1"),
+    ],
+)
+def test_user_mistakes_are_one_line_without_traceback(tmp_path, model_dir, image_files, capsys, argv, message):
+    (tmp_path / "bad.png").write_text("not an image")
+    np.save(tmp_path / "floats.npy", np.zeros((8, 8), np.float32))
+    np.save(tmp_path / "range.npy", np.full((8, 8), 999, np.int64))
+    (tmp_path / "empty").mkdir()
+    values = {
+        "missing": str(tmp_path / "missing.png"),
+        "bad": str(tmp_path / "bad.png"),
+        "image": image_files[0],
+        "model": str(model_dir),
+        "floats": str(tmp_path / "floats.npy"),
+        "range": str(tmp_path / "range.npy"),
+        "empty": str(tmp_path / "empty"),
+        "tmp": str(tmp_path),
+    }
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert message in err[-1] and err[-1].startswith("image-tokenizer ")
+
+
+def test_installed_console_script_exists():
+    import shutil
+
+    assert shutil.which("image-tokenizer") is not None
+    assert isinstance(ImageTokenizer, type)
