@@ -14,14 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
-from image_tokenizer import ImageTokenizer  # noqa: E402
-from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays  # noqa: E402
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig  # noqa: E402
-from .errors import (  # noqa: E402
+from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
+from .errors import (
     CheckpointError,
     ConfigError,
     ImageLoadError,
@@ -11,7 +11,7 @@ from .errors import (  # noqa: E402
     InvalidIdsError,
     InvalidImageError,
 )
-from .tokenizer import ImageTokenizer  # noqa: E402
+from .tokenizer import ImageTokenizer
 
 __all__ = [
     "CheckpointError",

@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,9 +75,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
         if len(shapes) > 1:
             raise CLIError(f"images gave grids of different sizes {sorted(shapes)}; write --output ids.json instead")
         dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
-        with atomic_path(args.output) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, torch.stack(grids).numpy().astype(dtype))
+        with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, torch.stack(grids).numpy().astype(dtype))
     else:
         raise CLIError(f"--output must end in .npy or .json, got {args.output!r}")
     if args.output:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, ConfigError
-from .fileio import atomic_write_text
+from .errors import ConfigError
+from .fileio import atomic_write_text, read_json_object
 
 CONFIG_NAME = "config.json"
 RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
@@ -170,7 +170,7 @@ class ImageTokenizerConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ImageTokenizerConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ImageTokenizerConfig:
         data = dict(data)
         grid = data.pop("grid_size", None)
         data.pop("library_version", None)
@@ -188,16 +188,9 @@ class ImageTokenizerConfig:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> "ImageTokenizerConfig":
+    def load(cls, directory: str | Path) -> ImageTokenizerConfig:
         path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{path} not found: a saved tokenizer directory needs {CONFIG_NAME}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path} is not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a JSON object")
+        data = read_json_object(path, "tokenizer")
         try:
             return cls.from_dict(data)
         except ConfigError as error:

@@ -7,8 +7,9 @@ channels-first ([C, H, W], [B, C, H, W]). uint8 values are 0..255, float values 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

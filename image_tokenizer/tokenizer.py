@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import BatchEncoding
 
 from .config import CONFIG_NAME, ImageTokenizerConfig
@@ -111,7 +111,7 @@ class ImageTokenizer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> "ImageTokenizer":
+    def to(self, device: str | torch.device) -> ImageTokenizer:
         self.model.to(device)
         return self
 
@@ -305,7 +305,7 @@ class ImageTokenizer:
         local_files_only: bool = False,
         device: str | torch.device | None = None,
         micro_batch_size: int = DEFAULT_MICRO_BATCH,
-    ) -> "ImageTokenizer":
+    ) -> ImageTokenizer:
         """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match)."""
         directory = resolve_pretrained(
             name_or_path,

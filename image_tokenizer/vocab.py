@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import CheckpointError, InvalidIdsError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, read_json_object
 
 VOCAB_NAME = "vocab.json"
 VOCAB_FORMAT = "image-tokenizer-vocab"
@@ -130,16 +131,11 @@ class ImageVocab:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> tuple["ImageVocab", dict[str, Any]]:
+    def load(cls, directory: str | Path) -> tuple[ImageVocab, dict[str, Any]]:
         """Read and cross-check vocab.json; returns the vocabulary and the raw dict (for codebook checks)."""
         path = Path(directory) / VOCAB_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{path} not found: a saved tokenizer directory needs {VOCAB_NAME}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{path} is not valid JSON: {error}") from None
-        if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT:
+        data = read_json_object(path, "tokenizer")
+        if data.get("format") != VOCAB_FORMAT:
             raise CheckpointError(f"{path} is not an image-tokenizer vocabulary (format must be {VOCAB_FORMAT!r})")
         try:
             size = int(data["codebook_size"])

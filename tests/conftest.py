@@ -4,12 +4,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported anywhere
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-from image_tokenizer import ImageTokenizer, ImageTokenizerConfig  # noqa: E402
-from tests.helpers import tiny_config  # noqa: E402
+from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
+from tests.helpers import tiny_config
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_sixteen_bit_grey_is_rescaled_not_clipped(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK", "LA"])
 def test_every_mode_encodes(tokenizer, mode):
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    image = rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+    image = rgb.convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257)
     assert tokenizer.encode(image).shape == (8, 8)
 
 

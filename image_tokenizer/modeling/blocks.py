@@ -86,3 +86,12 @@ class MidBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x)))
+
+
+def run_stage_blocks(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """ResNet blocks of one resolution level, each followed by its attention block when the level has them."""
+    for i, block in enumerate(stage.block):
+        h = block(h)
+        if len(stage.attn):
+            h = stage.attn[i](h)
+    return h

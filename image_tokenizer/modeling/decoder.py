@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTokenizerConfig
-from .blocks import AttnBlock, MidBlock, ResnetBlock, Upsample, group_norm
+from .blocks import AttnBlock, MidBlock, ResnetBlock, Upsample, group_norm, run_stage_blocks
 
 
 class Decoder(nn.Module):
@@ -46,10 +46,7 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
         for stage in reversed(self.up):
-            for i, block in enumerate(stage.block):
-                h = block(h)
-                if len(stage.attn):
-                    h = stage.attn[i](h)
+            h = run_stage_blocks(stage, h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))

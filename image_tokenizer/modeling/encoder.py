@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTokenizerConfig
-from .blocks import AttnBlock, Downsample, MidBlock, ResnetBlock, group_norm
+from .blocks import AttnBlock, Downsample, MidBlock, ResnetBlock, group_norm, run_stage_blocks
 
 
 class Encoder(nn.Module):
@@ -38,10 +38,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for stage in self.down:
-            for i, block in enumerate(stage.block):
-                h = block(h)
-                if len(stage.attn):
-                    h = stage.attn[i](h)
+            h = run_stage_blocks(stage, h)
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid(h)
