@@ -1,0 +1,333 @@
+"""Stage 1: train the VQGAN tokenizer with accelerate, on one CPU up to many GPUs.
+
+    python training/train_tokenizer.py --config training/configs/shapes64.json [--steps 200] [--model.ch 32]
+    accelerate launch --num_processes 8 training/train_tokenizer.py --config ... --mixed_precision bf16
+    python training/train_tokenizer.py --config ... --resume      # continue from the last checkpoint
+
+Every config field can be overridden as --field VALUE or --section.field VALUE (VALUE is parsed as JSON
+when it can be). Outputs in output_dir: checkpoints/, metrics.jsonl, samples/step-N.png and final/ (a
+saved ImageTokenizer with a model card holding its held-out metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+if __package__ in (None, ""):  # run as a script: make `training` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
+from image_tokenizer.data.shapes import generate_arrays
+from image_tokenizer.evaluation import evaluate_tokenizer
+from image_tokenizer.fileio import atomic_path
+from image_tokenizer.image_processing import postprocess
+from image_tokenizer.modeling import VQModel
+from image_tokenizer.visualize import side_by_side
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.data import StepBatches, open_source, to_model_input
+from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
+
+
+class TrainingError(RuntimeError):
+    """The run cannot continue (non-finite loss, bad config); the message says why and where."""
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/tokenizer"
+    model_name: str = "shapes-64"
+    model: dict[str, Any] = field(default_factory=dict)  # ImageTokenizerConfig fields
+    loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
+    data: str = "shapes"  # "shapes", an image folder, a saved dataset, or "hf:NAME"
+    data_split: str = "train"
+    image_column: str = "image"
+    num_train_images: int = 20000  # shapes only
+    train_seed: int = 0
+    eval_images: int = 1000  # held-out shapes images for the final evaluation (0 = skip)
+    eval_seed: int = 1
+    strict_data: bool = False
+    steps: int = 10000
+    batch_size: int = 64  # global, split across processes
+    lr: float = 2e-4
+    disc_lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    lr_schedule: str = "cosine"  # "cosine" or "constant"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no" or "bf16" (the quantizer stays fp32 either way)
+    seed: int = 0
+    kmeans_init: bool = True  # initialise the codebook by k-means on encoder outputs of the first batches
+    kmeans_batches: int = 4
+    kmeans_iters: int = 10
+    disc_ch: int = 64
+    disc_layers: int = 2
+    log_every: int = 20
+    image_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise TrainingError("steps and batch_size must be positive")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise TrainingError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise TrainingError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        ImageTokenizerConfig(**self.model)  # raises ConfigError with the reason
+        LossConfig(**self.loss).validate()
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
+    """--config FILE, then --field VALUE / --section.field VALUE overrides; returns (config, resume)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON config (fields of TrainConfig)")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/latest")
+    args, overrides = parser.parse_known_args(argv)
+    data: dict[str, Any] = {}
+    if args.config:
+        data = json.loads(Path(args.config).read_text())
+    if len(overrides) % 2:
+        raise TrainingError(f"overrides come in pairs --field VALUE, got {overrides}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for flag, raw in zip(overrides[::2], overrides[1::2]):
+        if not flag.startswith("--"):
+            raise TrainingError(f"expected --field, got {flag!r}")
+        key = flag[2:].replace("-", "_")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        section, _, sub = key.partition(".")
+        if section not in names:
+            raise TrainingError(f"unknown config field {section!r}; known: {sorted(names)}")
+        if sub:
+            data.setdefault(section, {})[sub] = value
+        else:
+            data[section] = value
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise TrainingError(f"unknown config field(s) {unknown} in {args.config}")
+    config = TrainConfig(**data)
+    config.betas = tuple(config.betas)
+    config.validate()
+    return config, args.resume
+
+
+def lr_lambda(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@torch.no_grad()
+def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, accelerator: Accelerator) -> None:
+    """Set the codebook to k-means centroids of encoder outputs (in the lookup space), computed on rank 0."""
+    quantizer = model.quantizer
+    vectors = []
+    for x in batches:
+        h = model.encoder(x)
+        if model.quant_conv is not None:
+            h = model.quant_conv(h)
+        vectors.append(quantizer._to_lookup_space(h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])))
+    data = torch.cat(vectors)
+    k = quantizer.codebook_size
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    picks = torch.randint(0, data.shape[0], (k,), generator=generator).to(data.device)
+    centroids = data[picks].clone()
+    for _ in range(iters):
+        ids = quantizer.nearest_codes(data, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, ids, data)
+        counts = torch.bincount(ids, minlength=k).float()
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+        if quantizer.config.l2_normalize:
+            centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    if accelerator.num_processes > 1:
+        torch.distributed.broadcast(centroids, src=0)
+    quantizer.codebook.data.copy_(centroids.to(quantizer.codebook.dtype))
+    if quantizer.config.use_ema:
+        quantizer.ema_embed_sum.copy_(centroids)
+        quantizer.ema_cluster_size.fill_(1.0)
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model)."""
+    config.validate()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    tok_config = ImageTokenizerConfig(**config.model)
+    loss_config = LossConfig(**config.loss)
+    model = VQModel(tok_config)
+    use_gan = loss_config.gan_weight > 0
+    disc = PatchDiscriminator(ch=config.disc_ch, num_layers=config.disc_layers) if use_gan else None
+    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))
+    models, optimizers, schedulers = {"model": model}, {"g": opt_g}, {"g": sched_g}
+    if disc is not None:
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=config.betas)  # constant lr
+        models["discriminator"], optimizers["d"] = disc, opt_d
+
+    source = open_source(
+        config.data, tok_config.resolution, tok_config.preprocessing, num_shapes=config.num_train_images,
+        seed=config.train_seed, split=config.data_split, image_column=config.image_column,
+        num_workers=max(1, config.num_workers),
+    )
+    start_step = 0
+    checkpoint = latest_checkpoint(out / "checkpoints") if resume else None
+    if resume and checkpoint is None:
+        accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from step 0")
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, models, optimizers, schedulers)
+        start_step = state["step"]
+        accelerator.print(f"resumed from {checkpoint} at step {start_step}")
+
+    prepared = accelerator.prepare(model, opt_g, *([disc, optimizers["d"]] if disc is not None else []))
+    model_p, opt_g_p = prepared[0], prepared[1]
+    disc_p, opt_d_p = (prepared[2], prepared[3]) if disc is not None else (None, None)
+    loss_fn = VQGANLoss(loss_config, disc_p, critic=disc)
+    preprocessing = tok_config.preprocessing
+
+    batches = StepBatches(source, config.batch_size, config.seed, start_step, config.steps,
+                          accelerator.process_index, accelerator.num_processes, config.strict_data)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers)
+
+    if config.kmeans_init and start_step == 0:
+        first = [to_model_input(batches[i][0], preprocessing).to(accelerator.device)
+                 for i in range(min(config.kmeans_batches, len(batches)))]
+        kmeans_init(model, first, config.kmeans_iters, accelerator)
+
+    log_path = out / "metrics.jsonl"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (config.progress and accelerator.is_main_process))
+    step, skipped_total, tick, seen = start_step, 0, time.perf_counter(), 0
+    model_p.train()
+    for images, skipped in loader:
+        skipped_total += skipped
+        x = to_model_input(images, preprocessing).to(accelerator.device)
+        with accelerator.autocast():
+            output = model_p(x)
+            g_loss, logs = loss_fn.generator_loss(x, output.reconstruction, output.quantizer.loss, step, model.decoder.last_layer)
+        if not torch.isfinite(g_loss):
+            raise TrainingError(
+                f"non-finite generator loss ({float(g_loss)}) at step {step} (rec {logs['rec_loss']}, vq {logs['vq_loss']}); "
+                f"lower lr or resume from the last checkpoint in {out / 'checkpoints'}"
+            )
+        opt_g_p.zero_grad(set_to_none=True)
+        accelerator.backward(g_loss)
+        if config.grad_clip > 0:
+            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model_p.parameters(), config.grad_clip))
+        opt_g_p.step()
+        sched_g.step()
+        if disc_p is not None and loss_fn.disc_active(step):
+            with accelerator.autocast():
+                d_loss, d_logs = loss_fn.discriminator_loss(x, output.reconstruction)
+            if not torch.isfinite(d_loss):
+                raise TrainingError(f"non-finite discriminator loss ({float(d_loss)}) at step {step}")
+            opt_d_p.zero_grad(set_to_none=True)
+            accelerator.backward(d_loss)
+            if config.grad_clip > 0:
+                accelerator.clip_grad_norm_(disc_p.parameters(), config.grad_clip)
+            opt_d_p.step()
+            logs.update(d_logs)
+        step += 1
+        seen += x.shape[0] * accelerator.num_processes
+        logs.update(usage=float(output.quantizer.usage), perplexity=float(output.quantizer.perplexity),
+                    lr=sched_g.get_last_lr()[0], skipped_images=skipped_total)
+        bar.update(1)
+        if step % config.log_every == 0 or step == config.steps:
+            elapsed = time.perf_counter() - tick
+            logs["images_per_s"] = seen / max(elapsed, 1e-9)
+            tick, seen = time.perf_counter(), 0
+            bar.set_postfix(loss=f"{float(g_loss.detach()):.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
+            if accelerator.is_main_process:
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps({"step": step, "loss": float(g_loss.detach()), **logs}) + "\n")
+        if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
+            _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
+        if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(out / "checkpoints", step, models, optimizers, schedulers,
+                                {"config": dataclasses.asdict(config)}, keep=config.keep_checkpoints)
+    bar.close()
+    if skipped_total:
+        accelerator.print(f"warning: skipped {skipped_total} unreadable training image(s)")
+    accelerator.wait_for_everyone()
+    summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": skipped_total}
+    if accelerator.is_main_process:
+        summary.update(_finish(config, tok_config, model, out, step))
+    return summary
+
+
+def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessing) -> None:
+    originals = postprocess(x.detach(), preprocessing, "pil")
+    recons = postprocess(x_hat.detach().float(), preprocessing, "pil")
+    with atomic_path(path) as tmp:
+        side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
+
+
+def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
+    """Evaluate on held-out shapes and save the tokenizer with a model card holding the metrics."""
+    tokenizer = ImageTokenizer(tok_config, model.eval())
+    metrics: dict[str, Any] = {}
+    if config.eval_images > 0:
+        images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
+        if images.shape[1] == tok_config.resolution:
+            metrics = evaluate_tokenizer(tokenizer, images, holes)
+            metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    tokenizer.card_info = {
+        "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
+        "training": {
+            "data": config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images",
+            "held-out set": f"{config.eval_images} shapes images, seed {config.eval_seed}",
+            "steps": step,
+            "batch size": config.batch_size,
+            "command": "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()",
+        },
+    }
+    final = out / "final"
+    tokenizer.save_pretrained(final, model_name=config.model_name)
+    (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"saved {final}; held-out metrics: {json.dumps(metrics)}")
+    return {"final_dir": final, "metrics": metrics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, resume = parse_config(argv)
+        train(config, resume)
+    except (TrainingError, ValueError, OSError) as error:
+        print(f"train_tokenizer: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
