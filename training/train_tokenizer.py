@@ -174,9 +174,13 @@ def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, acceler
         quantizer.ema_cluster_size.fill_(1.0)
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model)."""
+def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
+    """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model).
+
+    stop_at ends this invocation after that step with a checkpoint but without the final evaluation, as an
+    interruption or a time-sliced job would; `resume` continues it."""
     config.validate()
+    end_step = min(config.steps, stop_at) if stop_at is not None else config.steps
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     out = Path(config.output_dir)
@@ -212,7 +216,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     loss_fn = VQGANLoss(loss_config, disc_p, critic=disc)
     preprocessing = tok_config.preprocessing
 
-    batches = StepBatches(source, config.batch_size, config.seed, start_step, config.steps,
+    batches = StepBatches(source, config.batch_size, config.seed, start_step, end_step,
                           accelerator.process_index, accelerator.num_processes, config.strict_data)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers)
 
@@ -236,7 +240,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             g_loss, logs = loss_fn.generator_loss(x, output.reconstruction, output.quantizer.loss, step, model.decoder.last_layer)
         if not torch.isfinite(g_loss):
             raise TrainingError(
-                f"non-finite generator loss ({float(g_loss)}) at step {step} (rec {logs['rec_loss']}, vq {logs['vq_loss']}); "
+                f"non-finite generator loss ({float(g_loss.detach())}) at step {step} (rec {logs['rec_loss']}, vq {logs['vq_loss']}); "
                 f"lower lr or resume from the last checkpoint in {out / 'checkpoints'}"
             )
         opt_g_p.zero_grad(set_to_none=True)
@@ -271,7 +275,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
                     handle.write(json.dumps({"step": step, "loss": float(g_loss.detach()), **logs}) + "\n")
         if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
             _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
-        if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+        if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step):
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(out / "checkpoints", step, models, optimizers, schedulers,
@@ -281,7 +285,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         accelerator.print(f"warning: skipped {skipped_total} unreadable training image(s)")
     accelerator.wait_for_everyone()
     summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": skipped_total}
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and step == config.steps:
         summary.update(_finish(config, tok_config, model, out, step))
     return summary
 

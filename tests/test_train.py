@@ -1,0 +1,153 @@
+"""Stage-1 training on CPU with a tiny config: resume equivalence, atomic checkpoints, guards, bad data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_tokenizer import ConfigError, ImageTokenizer
+from training import checkpoint as checkpoint_module
+from training import losses as losses_module
+from training.data import DataError, global_batch_indices
+from training.train_tokenizer import TrainConfig, TrainingError, parse_config, train
+
+TINY_MODEL = {
+    "resolution": 64, "ch": 8, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "z_channels": 8, "norm_groups": 4,
+    "use_mid_attention": False,
+    "quantizer": {"codebook_size": 32, "codebook_dim": 4, "dead_code_threshold": 0.05},
+}
+
+
+def tiny(tmp_path, **overrides) -> TrainConfig:
+    base = dict(
+        output_dir=str(tmp_path / "run"), model=TINY_MODEL, loss={"disc_start": 2, "gan_start": 3},
+        num_train_images=64, eval_images=16, steps=6, batch_size=8, warmup_steps=2, disc_ch=8,
+        log_every=2, image_every=3, checkpoint_every=3, progress=False, kmeans_batches=1, kmeans_iters=2,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
+    straight = train(tiny(tmp_path / "a", steps=7))
+    first = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100), stop_at=4)  # interrupted after step 4
+    assert first["step"] == 4 and not (tmp_path / "b" / "run" / "final").exists()
+    resumed = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100), resume=True)
+    assert resumed["step"] == 7
+    a, b = straight["model"].state_dict(), resumed["model"].state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The GAN was active, so the resumed run also restored the critic and both optimizers.
+    assert "gan_loss" in (tmp_path / "a" / "run" / "metrics.jsonl").read_text()
+
+
+def test_run_writes_logs_samples_checkpoints_and_a_final_tokenizer(tmp_path):
+    summary = train(tiny(tmp_path))
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6]
+    assert {"loss", "rec_loss", "vq_loss", "usage", "perplexity", "images_per_s", "lr"} <= set(lines[-1])
+    assert (run / "samples" / "step-0000003.png").is_file()
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000006"
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-0000003", "step-0000006"]
+    tokenizer = ImageTokenizer.from_pretrained(run / "final")
+    metrics = tokenizer.card_info["metrics"]
+    assert set(metrics) >= {"heldout_psnr_db", "heldout_ssim", "heldout_codebook_usage", "heldout_hole_recall"}
+    assert metrics == {f"heldout_{k}": v for k, v in summary["metrics"].items()}
+    assert "heldout_psnr_db" in (run / "final" / "README.md").read_text()
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    train(tiny(tmp_path, steps=6, checkpoint_every=3), stop_at=3)
+    ckpts = tmp_path / "run" / "checkpoints"
+    before = (ckpts / "step-0000003" / "model.safetensors").read_bytes()
+    real_save = checkpoint_module.save_tensors
+    calls = {"n": 0}
+
+    def failing_save(path, tensors, metadata=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real_save(path, tensors, metadata)
+
+    monkeypatch.setattr(checkpoint_module, "save_tensors", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny(tmp_path, steps=6, checkpoint_every=3), resume=True)
+    assert (ckpts / "latest").read_text().strip() == "step-0000003"
+    assert (ckpts / "step-0000003" / "model.safetensors").read_bytes() == before
+    assert not [p for p in ckpts.iterdir() if p.name.startswith(".")]  # no half-written directory left
+    monkeypatch.setattr(checkpoint_module, "save_tensors", real_save)
+    assert train(tiny(tmp_path, steps=6, checkpoint_every=3), resume=True)["step"] == 6
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
+    real = losses_module.reconstruction_loss
+    calls = {"n": 0}
+
+    def poisoned(x, x_hat, kind):
+        calls["n"] += 1
+        value = real(x, x_hat, kind)
+        return value * float("nan") if calls["n"] == 3 else value
+
+    monkeypatch.setattr(losses_module, "reconstruction_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite generator loss \(nan\) at step 2"):
+        train(tiny(tmp_path))
+
+
+def test_impossible_configs_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="not divisible by the downsampling factor"):
+        train(tiny(tmp_path, model={**TINY_MODEL, "resolution": 62}))
+    with pytest.raises(ConfigError, match="codebook_size must be at least 1, got 0"):
+        train(tiny(tmp_path, model={**TINY_MODEL, "quantizer": {"codebook_size": 0, "codebook_dim": 4}}))
+    assert not (tmp_path / "run").exists()
+
+
+def _image_folder(root, count=12, corrupt=1):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / f"{i:03d}.png")
+    for i in range(corrupt):
+        (root / f"broken{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+def test_corrupt_training_images_are_skipped_and_counted(tmp_path):
+    folder = _image_folder(tmp_path / "images")
+    summary = train(tiny(tmp_path, data=str(folder), steps=4, eval_images=0, kmeans_init=False))
+    assert summary["step"] == 4 and summary["skipped_images"] >= 1
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["skipped_images"] == summary["skipped_images"]
+
+
+def test_strict_data_makes_a_corrupt_image_an_error(tmp_path):
+    folder = _image_folder(tmp_path / "images")
+    with pytest.raises(DataError, match=r"--strict-data.*broken0\.png"):
+        train(tiny(tmp_path, data=str(folder), steps=4, eval_images=0, kmeans_init=False, strict_data=True))
+
+
+def test_dataset_source_with_a_wrong_column_lists_the_columns(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"label": [1, 2]}).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(DataError, match=r"no column 'image'; columns are \['label'\]"):
+        train(tiny(tmp_path, data=str(tmp_path / "ds")))
+
+
+def test_batch_order_is_a_pure_function_of_the_step():
+    a = global_batch_indices(5, 8, 20, seed=0)
+    assert np.array_equal(a, global_batch_indices(5, 8, 20, seed=0))
+    epoch = np.concatenate([global_batch_indices(s, 4, 20, seed=0) for s in range(5)])
+    assert sorted(epoch.tolist()) == list(range(20))  # one epoch visits every item once
+
+
+def test_command_line_overrides(tmp_path):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"steps": 10, "model": {"ch": 32}}))
+    config, resume = parse_config(["--config", str(config_file), "--steps", "3", "--model.ch", "64", "--resume"])
+    assert config.steps == 3 and config.model == {"ch": 64} and resume
+    with pytest.raises(TrainingError, match="unknown config field 'stepz'"):
+        parse_config(["--stepz", "3"])
