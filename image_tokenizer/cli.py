@@ -174,6 +174,35 @@ def cmd_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.num} shapes images (seed {args.seed}) to {args.output_dir} in {time.perf_counter() - start:.1f} s")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """PSNR, SSIM, codebook usage/perplexity (and hole recall on shapes) on a held-out set, as JSON."""
+    from .evaluation import evaluate_tokenizer, load_eval_set
+    from .model_card import CARD_NAME, render_tokenizer_card
+
+    tokenizer = _load_tokenizer(args.model, args.device)
+    config = tokenizer.config
+    images, masks, skipped = load_eval_set(
+        args.data, config.resolution, config.preprocessing, num=args.num, seed=args.seed, split=args.split,
+        image_column=args.image_column, strict=args.strict_data,
+    )
+    metrics = evaluate_tokenizer(tokenizer, images, masks, batch_size=args.batch_size, progress=args.progress)
+    metrics["skipped_images"] = skipped
+    metrics["data"] = args.data if args.data != "shapes" else f"shapes, seed {args.seed}"
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    if args.update_card:
+        model_dir = Path(args.model or "")
+        if not (model_dir / "config.json").is_file():
+            raise CLIError("--update-card needs --model to be a local model directory")
+        numbers = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "data"}
+        tokenizer.card_info.setdefault("metrics", {}).update({f"heldout_{k}": v for k, v in numbers.items()})
+        tokenizer.card_info.setdefault("training", {})["held-out set"] = metrics["data"]
+        atomic_write_text(model_dir / CARD_NAME, render_tokenizer_card(tokenizer, model_dir.name, tokenizer.card_info))
+        print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: reconstruct held-out shapes with the bundled model and write a side-by-side grid."""
     from .config import ImageTokenizerConfig, QuantizerConfig
@@ -246,6 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a tokenizer")
     p.add_argument("model", nargs="?", default=None)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
+    p.add_argument("--data", default="shapes", help="'shapes' (held-out generator), an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--num", type=int, default=1000, help="number of images (0 = all)")
+    p.add_argument("--seed", type=int, default=1, help="shapes seed (held-out = 1)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
+    p.add_argument("--output", help="write the metrics JSON here")
+    p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
     p.add_argument("--num", type=int, required=True)

@@ -41,3 +41,46 @@ def evaluate_tokenizer(
     if hole_masks is not None:
         results["hole_recall"] = hole_recall(recon, hole_masks)
     return results
+
+
+def load_eval_set(
+    spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str = "test",
+    image_column: str = "image", strict: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Images [N, H, W, 3], hole masks (shapes generator, or an image folder whose metadata.jsonl lists
+    hole_pixels) and the number of unreadable items skipped."""
+    import json
+    from pathlib import Path
+
+    from .data.shapes import generate_arrays
+    from .data.sources import DataError, FolderSource, open_source
+
+    if spec == "shapes":
+        images, masks = generate_arrays(num, seed=seed)
+        return images, masks, 0
+    source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)
+    images, kept, skipped = [], [], 0
+    for index in range(min(num, len(source)) if num > 0 else len(source)):
+        try:
+            images.append(source.load(index))
+            kept.append(index)
+        except DataError:
+            if strict:
+                raise
+            skipped += 1
+    if not images:
+        raise DataError(f"no readable images in {source.describe()}")
+    masks = None
+    if isinstance(source, FolderSource) and (Path(spec) / "metadata.jsonl").is_file():
+        holes = {}
+        for line in (Path(spec) / "metadata.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if "hole_pixels" in row:
+                holes[row["file_name"]] = row["hole_pixels"]
+        names = [source.files[i].relative_to(spec).as_posix() for i in kept]
+        if all(name in holes for name in names):
+            masks = np.zeros((len(names), resolution, resolution), dtype=bool)
+            for i, name in enumerate(names):
+                for y, x in holes[name]:
+                    masks[i, y, x] = True
+    return np.stack(images), masks, skipped

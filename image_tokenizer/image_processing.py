@@ -173,12 +173,16 @@ def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingCo
     return image.crop((left, top, left + resolution, top + resolution))
 
 
+def normalize(pixels: torch.Tensor, config: PreprocessingConfig) -> torch.Tensor:
+    """uint8 channels-first pixels [..., 3, H, W] -> the model's normalised float input."""
+    mean = torch.tensor(config.image_mean, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(config.image_std, device=pixels.device).view(3, 1, 1)
+    return (pixels.float() / 255.0 - mean) / std
+
+
 def pil_to_tensor(image: Image.Image, config: PreprocessingConfig) -> torch.Tensor:
     """8-bit RGB PIL image -> normalised float tensor [3, H, W]."""
-    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(config.image_mean).view(3, 1, 1)
-    std = torch.tensor(config.image_std).view(3, 1, 1)
-    return (array - mean) / std
+    return normalize(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1), config)
 
 
 def postprocess(pixels: torch.Tensor, config: PreprocessingConfig, output_type: str) -> Any:

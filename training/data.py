@@ -7,140 +7,15 @@ readable item stands in), or stop the run with --strict-data.
 
 from __future__ import annotations
 
-import logging
 import warnings
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from image_tokenizer.config import PreprocessingConfig
-from image_tokenizer.data.shapes import generate_arrays
+from image_tokenizer.data.sources import DataError, ImageSource, open_source  # noqa: F401  (re-exported)
 from image_tokenizer.errors import ImageTokenizerError
-from image_tokenizer.image_processing import load_image, resize_and_crop, to_rgb
-
-logger = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-class DataError(ImageTokenizerError):
-    """Training data that cannot be used (missing, empty, or unreadable under --strict-data)."""
-
-
-class ImageSource:
-    """Items as uint8 [H, W, 3] arrays at the training resolution."""
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def load(self, index: int) -> np.ndarray:
-        raise NotImplementedError
-
-
-class ArraySource(ImageSource):
-    def __init__(self, images: np.ndarray, description: str):
-        self.images = images
-        self.description = description
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def describe(self) -> str:
-        return self.description
-
-    def load(self, index: int) -> np.ndarray:
-        return self.images[index]
-
-
-class FolderSource(ImageSource):
-    def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig):
-        self.root = Path(root)
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not self.files:
-            raise DataError(f"{self.root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-        self.resolution, self.preprocessing = resolution, preprocessing
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def describe(self) -> str:
-        return f"image folder {self.root} ({len(self.files)} files)"
-
-    def load(self, index: int) -> np.ndarray:
-        image = load_image(self.files[index])
-        return _prepare(image, self.resolution, self.preprocessing, str(self.files[index]))
-
-
-class DatasetSource(ImageSource):
-    def __init__(self, dataset: Any, image_column: str, resolution: int, preprocessing: PreprocessingConfig, name: str):
-        if image_column not in dataset.column_names:
-            raise DataError(f"{name}: no column {image_column!r}; columns are {dataset.column_names}")
-        self.dataset, self.column, self.name = dataset, image_column, name
-        self.resolution, self.preprocessing = resolution, preprocessing
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def describe(self) -> str:
-        return f"dataset {self.name} ({len(self.dataset)} rows)"
-
-    def load(self, index: int) -> np.ndarray:
-        try:
-            image = self.dataset[index][self.column]
-        except Exception as error:  # the Image feature raises PIL/OS errors for undecodable bytes
-            raise DataError(f"{self.name} row {index}: cannot decode image ({error})") from None
-        if image is None:
-            raise DataError(f"{self.name} row {index}: image is missing")
-        return _prepare(image, self.resolution, self.preprocessing, f"{self.name} row {index}")
-
-
-def _prepare(image: Any, resolution: int, preprocessing: PreprocessingConfig, where: str) -> np.ndarray:
-    try:
-        image = to_rgb(resize_and_crop(image, resolution, preprocessing), preprocessing.alpha_background)
-    except ImageTokenizerError as error:
-        raise DataError(f"{where}: {error}") from None
-    return np.asarray(image, dtype=np.uint8)
-
-
-def open_source(
-    spec: str,
-    resolution: int,
-    preprocessing: PreprocessingConfig,
-    *,
-    num_shapes: int = 20000,
-    seed: int = 0,
-    split: str = "train",
-    image_column: str = "image",
-    num_workers: int = 1,
-) -> ImageSource:
-    """`shapes`, a folder of images, a dataset saved with save_to_disk, or `hf:NAME` for load_dataset."""
-    if spec == "shapes":
-        images, _ = generate_arrays(num_shapes, seed=seed, num_workers=num_workers)
-        if images.shape[1] != resolution:
-            raise DataError(f"shapes images are {images.shape[1]}px but the model's resolution is {resolution}")
-        return ArraySource(images, f"shapes generator, seed {seed}, {num_shapes} images")
-    import datasets
-
-    if spec.startswith("hf:"):
-        name = spec[3:]
-        try:
-            dataset = datasets.load_dataset(name, split=split)
-        except Exception as error:  # offline, missing, or a bad split: one readable line
-            raise DataError(f"cannot load dataset {name!r} split {split!r}: {error}") from None
-        return DatasetSource(dataset, image_column, resolution, preprocessing, name)
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
-    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-        dataset = datasets.load_from_disk(str(path))
-        if isinstance(dataset, datasets.DatasetDict):
-            dataset = dataset[split]
-        return DatasetSource(dataset, image_column, resolution, preprocessing, str(path))
-    return FolderSource(path, resolution, preprocessing)
+from image_tokenizer.image_processing import normalize
 
 
 def global_batch_indices(step: int, batch_size: int, num_items: int, seed: int) -> np.ndarray:
@@ -193,7 +68,4 @@ class StepBatches(torch.utils.data.Dataset):
 
 def to_model_input(images: torch.Tensor, preprocessing: PreprocessingConfig) -> torch.Tensor:
     """uint8 [B, H, W, 3] -> normalised float [B, 3, H, W]."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(preprocessing.image_mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing.image_std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize(images.permute(0, 3, 1, 2), preprocessing)
