@@ -15,6 +15,7 @@ CONFIG_NAME = "config.json"
 RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 CODEBOOK_INITS = ("normal", "uniform")
+GRADIENT_ESTIMATORS = ("ste", "rotation")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class QuantizerConfig:
     dead_code_threshold: float = 0.0  # restart codes whose running usage count falls below this; 0 = off
     usage_decay: float = 0.99  # decay of the running usage count used for dead-code restarts
     codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the lecture's U(-1/K, 1/K))
+    gradient: str = "ste"  # "ste" (straight-through) or "rotation" (the rotation trick, Fifty et al. 2024)
     distance_chunk_elements: int = 2**25  # distance-matrix entries computed at once (memory bound)
 
     def __post_init__(self) -> None:
@@ -53,6 +55,8 @@ class QuantizerConfig:
             raise ConfigError(f"quantizer.dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
         if self.codebook_init not in CODEBOOK_INITS:
             raise ConfigError(f"quantizer.codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+        if self.gradient not in GRADIENT_ESTIMATORS:
+            raise ConfigError(f"quantizer.gradient must be one of {GRADIENT_ESTIMATORS}, got {self.gradient!r}")
         if self.distance_chunk_elements < 1:
             raise ConfigError("quantizer.distance_chunk_elements must be positive")
 

@@ -167,3 +167,32 @@ def test_usage_and_perplexity():
     used = out.ids.unique().numel()
     assert out.usage.item() == pytest.approx(used / 64)
     assert 1.0 <= out.perplexity.item() <= used
+
+
+def test_rotation_trick_forwards_the_code_and_rotates_the_gradient():
+    from image_tokenizer.modeling.quantizer import rotate_to
+
+    torch.manual_seed(0)
+    z = torch.randn(6, 5, requires_grad=True)
+    codes = torch.randn(6, 5)
+    out = rotate_to(z, codes)
+    assert torch.allclose(out, codes, atol=1e-5)  # forward value is the code
+    upstream = torch.randn(6, 5)
+    out.backward(upstream)
+    scale = codes.norm(dim=1) / z.detach().norm(dim=1)
+    # The rotation is orthogonal, so the gradient keeps the upstream norm up to the norm ratio ...
+    assert torch.allclose(z.grad.norm(dim=1), upstream.norm(dim=1) * scale, rtol=1e-4)
+    # ... and unlike the straight-through estimator it is not the upstream gradient itself.
+    assert not torch.allclose(z.grad, upstream, atol=1e-3)
+
+
+def test_rotation_option_reaches_the_encoder_and_keeps_ids():
+    torch.manual_seed(0)
+    ste = VectorQuantizer(4, QuantizerConfig(codebook_size=16, codebook_dim=4)).eval()
+    rot = VectorQuantizer(4, QuantizerConfig(codebook_size=16, codebook_dim=4, gradient="rotation")).eval()
+    rot.load_state_dict(ste.state_dict())
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    out = rot(z)
+    assert torch.equal(out.ids, ste(z).ids)
+    out.quantized.sum().backward()
+    assert z.grad.abs().sum() > 0

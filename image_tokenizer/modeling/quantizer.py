@@ -100,8 +100,11 @@ class VectorQuantizer(nn.Module):
             loss = self.config.beta * commitment_loss
             if not self.config.use_ema:
                 loss = loss + codebook_loss
-            straight_through = z_lookup + (chosen - z_lookup).detach()
-            quantized = self._from_lookup_space(straight_through)
+            if self.config.gradient == "rotation":
+                passed = rotate_to(z_lookup, chosen.detach())
+            else:
+                passed = z_lookup + (chosen - z_lookup).detach()  # straight-through estimator
+            quantized = self._from_lookup_space(passed)
         counts = torch.bincount(ids, minlength=self.codebook_size).float()
         if self.training:
             self._training_updates(z_lookup.detach(), ids, counts)
@@ -156,6 +159,20 @@ class VectorQuantizer(nn.Module):
             self.ema_embed_sum[dead] = replacement
         # A grace period (about 70 steps at decay 0.99) before a restarted code can be declared dead again.
         self.usage_count[dead] = 2 * self.config.dead_code_threshold
+
+
+def rotate_to(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Rotation trick (Fifty et al., 2024): forward value = codes, gradient = a fixed rotation and rescaling
+    of the incoming gradient, so the angle between z and its code reaches the encoder. Rows of [N, D]."""
+    eps = 1e-6
+    z_norm = z.norm(dim=-1, keepdim=True).clamp_min(eps)
+    code_norm = codes.norm(dim=-1, keepdim=True).clamp_min(eps)
+    u = (z / z_norm).detach()
+    q = (codes / code_norm).detach()
+    w = F.normalize(u + q, dim=-1, eps=eps).detach()
+    # R z = z - 2 w (w . z) + 2 q (u . z): the Householder pair that maps direction u onto q.
+    rotated = z - 2 * w * (w * z).sum(-1, keepdim=True) + 2 * q * (u * z).sum(-1, keepdim=True)
+    return rotated * (code_norm / z_norm).detach()
 
 
 def usage_and_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

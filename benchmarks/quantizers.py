@@ -1,0 +1,207 @@
+"""Peer benchmark of vector quantizers on shapes: same encoder/decoder, data, seed and steps.
+
+    pip install vector-quantize-pytorch      # optional: row (b) is skipped without it
+    python benchmarks/quantizers.py [--steps 600] [--batch-size 32] [--codebook-size 1024]
+
+Rows: (a) the lecture's plain VQ (uniform +-1/K init, beta = 0.25, lookup in the full latent width, no
+tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse settings its README recommends
+(low-dimensional cosine-similarity codebook, k-means init, EMA decay 0.8, dead-code expiry at 2);
+(c) ours: QuantizerConfig defaults, plus variants that toggle one option. Training uses L1 + VQ loss
+(no GAN), so the rows differ only in the quantizer. Writes benchmarks/results/quantizers.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info  # noqa: E402
+
+from image_tokenizer import ImageTokenizerConfig, QuantizerConfig  # noqa: E402
+from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays  # noqa: E402
+from image_tokenizer.image_processing import normalize, postprocess  # noqa: E402
+from image_tokenizer.metrics import codebook_usage, hole_recall, psnr  # noqa: E402
+from image_tokenizer.modeling import VQModel  # noqa: E402
+from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity  # noqa: E402
+from training.train_tokenizer import kmeans_init  # noqa: E402
+
+
+class LucidrainsQuantizer(nn.Module):
+    """Adapter: vector-quantize-pytorch's VectorQuantize behind our quantizer interface."""
+
+    def __init__(self, dim: int, codebook_size: int, codebook_dim: int):
+        super().__init__()
+        from vector_quantize_pytorch import VectorQuantize
+
+        self.codebook_size = codebook_size
+        self.vq = VectorQuantize(
+            dim=dim, codebook_size=codebook_size, codebook_dim=codebook_dim, use_cosine_sim=True,
+            kmeans_init=True, kmeans_iters=10, threshold_ema_dead_code=2, decay=0.8, commitment_weight=0.25,
+            accept_image_fmap=True,
+        )
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        quantized, ids, loss = self.vq(z)
+        counts = torch.bincount(ids.reshape(-1), minlength=self.codebook_size).float()
+        usage, perplexity = usage_and_perplexity(counts)
+        zero = loss.new_zeros(())
+        return QuantizerOutput(quantized, ids, loss.sum(), zero, zero, usage, perplexity)
+
+
+def build(kind: str, args: argparse.Namespace) -> VQModel:
+    k, d = args.codebook_size, args.codebook_dim
+    quantizers = {
+        "a_lecture_plain_vq": QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels, codebook_init="uniform",
+                                              l2_normalize=False),
+        "c_ours_default": QuantizerConfig(codebook_size=k, codebook_dim=d),
+        "c_ours_dead_code_restart": QuantizerConfig(codebook_size=k, codebook_dim=d, dead_code_threshold=1.0),
+        "c_ours_ema": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, dead_code_threshold=0.0),
+        "c_ours_ema_restart": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, dead_code_threshold=1.0),
+        "c_ours_ema_restart_decay_0.9": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True,
+                                                        dead_code_threshold=1.0, ema_decay=0.9),
+        "c_ours_restart_rotation": QuantizerConfig(codebook_size=k, codebook_dim=d, dead_code_threshold=1.0,
+                                                   gradient="rotation"),
+        "c_ours_ema_restart_rotation": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True,
+                                                       dead_code_threshold=1.0, gradient="rotation"),
+        "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False),
+    }
+    base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
+    config = ImageTokenizerConfig(
+        resolution=64, ch=args.ch, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=args.z_channels, norm_groups=8,
+        use_mid_attention=False, use_quant_conv=False, use_post_quant_conv=False,
+        quantizer=quantizers.get(kind, base),
+    )
+    torch.manual_seed(args.seed)
+    model = VQModel(config)  # identical encoder/decoder initialisation for every row
+    if kind == "b_vector_quantize_pytorch":
+        model.quantizer = LucidrainsQuantizer(args.z_channels, k, d)
+    return model
+
+
+def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.ndarray, holes: np.ndarray) -> dict:
+    model = build(kind, args)
+    preprocessing = model.config.preprocessing
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    rng = np.random.default_rng(args.seed)
+    to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)  # noqa: E731
+    if kind.startswith("c_ours"):  # our training recipe's k-means init from the first batches
+        first = [to_input(train_images[rng.integers(0, len(train_images), args.batch_size)]) for _ in range(4)]
+        kmeans_init(model, first, iters=10, accelerator=argparse.Namespace(num_processes=1))
+    times = []
+    model.train()
+    for step in range(args.steps):
+        batch = to_input(train_images[rng.integers(0, len(train_images), args.batch_size)])
+        start = time.perf_counter()
+        out = model(batch)
+        loss = (out.reconstruction - batch).abs().mean() + out.quantizer.loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        if (step + 1) % 100 == 0:
+            print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
+    model.eval()
+    counts = torch.zeros(args.codebook_size, dtype=torch.float64)
+    recons = []
+    with torch.no_grad():
+        for i in range(0, len(held), 100):
+            x = to_input(held[i : i + 100])
+            out = model(x)
+            counts += torch.bincount(out.quantizer.ids.reshape(-1), minlength=args.codebook_size).double()
+            recons.append(postprocess(out.reconstruction, preprocessing, "np"))
+    recon = np.concatenate(recons)
+    usage, perplexity = codebook_usage(counts)
+    return {
+        "quantizer": kind,
+        "heldout_psnr_db": float(np.mean(psnr(held, recon))),
+        "heldout_codebook_usage": usage,
+        "heldout_perplexity": perplexity,
+        "heldout_hole_recall": hole_recall(recon, holes),
+        "seconds_per_step": statistics.median(times),
+        "final_train_loss": float(loss.detach()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--codebook-size", type=int, default=1024)
+    parser.add_argument("--codebook-dim", type=int, default=8)
+    parser.add_argument("--ch", type=int, default=32)
+    parser.add_argument("--z-channels", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--train-images", type=int, default=5000)
+    parser.add_argument("--heldout-images", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="run only these rows, replacing them in an existing results file")
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+
+    train_images, _ = generate_arrays(args.train_images, seed=TRAIN_SEED, num_workers=2)
+    held, holes = generate_arrays(args.heldout_images, seed=HELDOUT_SEED)
+    kinds = ["a_lecture_plain_vq", "b_vector_quantize_pytorch", "c_ours_default", "c_ours_dead_code_restart",
+             "c_ours_ema", "c_ours_ema_restart", "c_ours_ema_restart_decay_0.9", "c_ours_restart_rotation",
+             "c_ours_ema_restart_rotation", "c_ours_no_l2"]
+    out = Path(args.output_dir)
+    previous = out / "quantizers.json"
+    kept = []
+    if args.only and previous.is_file():
+        kept = [r for r in json.loads(previous.read_text())["rows"] if r["quantizer"] not in args.only]
+    rows = []
+    for kind in [k for k in kinds if not args.only or k in args.only]:
+        if kind.startswith("b_"):
+            try:
+                import vector_quantize_pytorch  # noqa: F401
+            except ImportError:
+                print("skipping (b): pip install vector-quantize-pytorch")
+                continue
+        print(f"{kind} ...", flush=True)
+        rows.append(run(kind, args, train_images, held, holes))
+        print(json.dumps(rows[-1]), flush=True)
+
+    rows = sorted(kept + rows, key=lambda r: kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds))
+    results = {
+        "command": " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "settings": vars(args),
+        "rows": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quantizers.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Quantizer benchmark (shapes 64x64 -> 16x16)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine'].get('cpu_model', '?')}, {results['machine']['cpu_count']} cores, "
+        f"torch {results['machine']['torch']}  ",
+        f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), seed {args.seed}, {args.steps} steps of batch "
+        f"{args.batch_size}, K={args.codebook_size}, L1 + VQ loss; metrics on {args.heldout_images} held-out images.",
+        "",
+        "| quantizer | PSNR (dB) | usage | perplexity | hole recall | s/step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['quantizer']} | {row['heldout_psnr_db']:.2f} | {row['heldout_codebook_usage']:.3f} | "
+            f"{row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | {row['seconds_per_step']:.3f} |"
+        )
+    (out / "quantizers.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

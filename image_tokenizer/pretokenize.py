@@ -1,0 +1,183 @@
+"""Pre-tokenization: a `datasets` dataset of images becomes a dataset of token ids, with Dataset.map.
+
+Output columns: `input_ids` (row-major codebook ids in the smallest unsigned type that holds the codebook:
+uint16 up to 65,536 codes), `grid_h`, `grid_w`, optionally `flipped`, and every non-image column passed
+through. The map's cache fingerprint includes a hash of the tokenizer's weights, so a different tokenizer
+never reuses stale results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import ImageTokenizerError
+
+ERROR_COLUMN = "__pretokenize_error"
+
+
+class PretokenizeError(ImageTokenizerError):
+    """A dataset that cannot be pre-tokenized as asked (bad column, undecodable row, occupied output)."""
+
+
+def ids_dtype(codebook_size: int) -> str:
+    """Smallest unsigned integer type that holds every id 0..codebook_size-1."""
+    if codebook_size <= 2**8:
+        return "uint8"
+    if codebook_size <= 2**16:
+        return "uint16"
+    return "uint32"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 over the config and every weight tensor: equal only for identical tokenizers."""
+    digest = hashlib.sha256(json.dumps(tokenizer.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(tokenizer.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _decode_cell(cell: Any) -> Image.Image:
+    """An undecoded datasets Image cell ({'bytes', 'path'}), a PIL image, or a path -> PIL image."""
+    if cell is None:
+        raise ValueError("image is missing (None)")
+    if isinstance(cell, Image.Image):
+        return cell
+    if isinstance(cell, dict):
+        if cell.get("bytes"):
+            image = Image.open(io.BytesIO(cell["bytes"]))
+        elif cell.get("path"):
+            image = Image.open(cell["path"])
+        else:
+            raise ValueError("image cell has neither bytes nor path")
+        image.load()
+        return image
+    if isinstance(cell, str):
+        image = Image.open(cell)
+        image.load()
+        return image
+    raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
+
+
+class _Tokenize:
+    """The batched map function (a class, so datasets can pickle it into worker processes)."""
+
+    def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str):
+        self.tokenizer, self.image_column, self.flip, self.skip_bad = tokenizer, image_column, flip, skip_bad
+        self.device, self.dtype = device, dtype
+
+    def __call__(self, batch: dict[str, list], indices: list[int], rank: int | None = None) -> dict[str, list]:
+        device = self.device
+        if device == "cuda" and rank is not None and torch.cuda.is_available():
+            device = f"cuda:{rank % torch.cuda.device_count()}"
+        if device is not None and str(self.tokenizer.device) != device:
+            self.tokenizer.to(device)
+        images, good, errors = [], [], {}
+        for row, (index, cell) in enumerate(zip(indices, batch[self.image_column])):
+            try:
+                images.append(_decode_cell(cell))
+                good.append(row)
+            except Exception as error:  # PIL raises many types for bad bytes
+                message = f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+                if not self.skip_bad:
+                    raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
+                errors[row] = message
+        grids: list[np.ndarray] = []
+        if images:
+            encoded = self.tokenizer.encode(images)
+            grids = [g.numpy() for g in (encoded if isinstance(encoded, list) else encoded)]
+        out: dict[str, list] = {key: [] for key in batch if key != self.image_column}
+        out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if self.flip else {}), **{ERROR_COLUMN: []})
+        by_row = dict(zip(good, grids))
+        flipped_grids = {}
+        if self.flip and images:
+            mirrored = self.tokenizer.encode([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images])
+            flipped_grids = dict(zip(good, [g.numpy() for g in mirrored]))
+        for row in range(len(indices)):
+            variants = [(by_row.get(row), False)] + ([(flipped_grids.get(row), True)] if self.flip else [])
+            for grid, is_flipped in variants:
+                for key in batch:
+                    if key != self.image_column:
+                        out[key].append(batch[key][row])
+                if grid is None:
+                    out["input_ids"].append(np.zeros(0, dtype=self.dtype))
+                    out["grid_h"].append(0)
+                    out["grid_w"].append(0)
+                else:
+                    out["input_ids"].append(grid.reshape(-1).astype(self.dtype))
+                    out["grid_h"].append(grid.shape[0])
+                    out["grid_w"].append(grid.shape[1])
+                if self.flip:
+                    out["flipped"].append(is_flipped)
+                out[ERROR_COLUMN].append(errors.get(row, ""))
+        return out
+
+
+def pretokenize(
+    dataset: Any,
+    tokenizer: Any,
+    image_column: str = "image",
+    batch_size: int = 64,
+    num_proc: int | None = None,
+    device: str | None = None,
+    flip: bool = False,
+    skip_bad: bool = False,
+    return_report: bool = False,
+    load_from_cache_file: bool = True,
+) -> Any:
+    """Tokenize every image of a `datasets.Dataset`; returns the token dataset (and a skip report if asked).
+
+    num_proc > 1 runs several CPU processes; device="cuda" with num_proc = number of GPUs puts each process
+    on its own GPU (through with_rank). Undecodable or missing images stop the run with the row named,
+    unless skip_bad=True, which drops them and lists them in the report.
+    """
+    import datasets
+
+    if image_column not in dataset.column_names:
+        raise PretokenizeError(f"no column {image_column!r}; the dataset has columns {dataset.column_names}")
+    if isinstance(dataset.features.get(image_column), datasets.Image):
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))  # decode per row, ourselves
+    dtype = ids_dtype(tokenizer.vocab_size)
+    passthrough = {k: v for k, v in dataset.features.items() if k != image_column}
+    features = datasets.Features(
+        {
+            **passthrough,
+            "input_ids": datasets.List(datasets.Value(dtype)),
+            "grid_h": datasets.Value("int32"),
+            "grid_w": datasets.Value("int32"),
+            **({"flipped": datasets.Value("bool")} if flip else {}),
+            ERROR_COLUMN: datasets.Value("string"),
+        }
+    )
+    function = _Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
+    fingerprint = hashlib.sha256(
+        "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
+    ).hexdigest()[:32]
+    mapped = dataset.map(
+        function,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        with_rank=device == "cuda",
+        num_proc=num_proc,
+        remove_columns=dataset.column_names,
+        features=features,
+        new_fingerprint=fingerprint,
+        load_from_cache_file=load_from_cache_file,
+        desc="pretokenize",
+    )
+    bad = [message for message in mapped[ERROR_COLUMN] if message]
+    if bad:
+        mapped = mapped.filter(lambda message: message == "", input_columns=ERROR_COLUMN)
+    result = mapped.remove_columns(ERROR_COLUMN)
+    if return_report:
+        report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
+        return result, report
+    return result

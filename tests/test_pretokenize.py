@@ -1,0 +1,97 @@
+import io
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.pretokenize import PretokenizeError, ids_dtype, pretokenize, tokenizer_fingerprint
+from tests.helpers import tiny_config
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image_dataset(images):
+    return datasets.Dataset.from_dict(
+        {"image": [{"bytes": _png(a), "path": None} for a in images[:6]], "label": list(range(6)), "caption": list("abcdef")},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64"), "caption": datasets.Value("string")}),
+    )
+
+
+def test_ids_match_encode_and_columns_pass_through(tokenizer, image_dataset, images):
+    out = pretokenize(image_dataset, tokenizer, batch_size=4, load_from_cache_file=False)
+    assert out.column_names == ["label", "caption", "input_ids", "grid_h", "grid_w"]
+    assert out.features["input_ids"].feature.dtype == "uint8"  # 64 codes fit a byte
+    expected = tokenizer.encode(images[:6]).reshape(6, -1)
+    assert torch.equal(torch.tensor(out["input_ids"], dtype=torch.long), expected)
+    assert out["label"] == list(range(6)) and out["caption"] == list("abcdef")
+    assert set(out["grid_h"]) == {8} and set(out["grid_w"]) == {8}
+
+
+def test_smallest_integer_type():
+    assert ids_dtype(256) == "uint8" and ids_dtype(1024) == "uint16" and ids_dtype(65536) == "uint16"
+    assert ids_dtype(65537) == "uint32"
+
+
+def test_flip_adds_marked_rows(tokenizer, image_dataset, images):
+    out = pretokenize(image_dataset, tokenizer, flip=True, load_from_cache_file=False)
+    assert len(out) == 12 and out["flipped"] == [False, True] * 6
+    mirrored = tokenizer.encode(np.ascontiguousarray(images[0][:, ::-1])).reshape(-1).tolist()
+    assert out[1]["input_ids"] == mirrored and out[1]["label"] == 0
+
+
+def test_fingerprint_depends_on_the_weights(tokenizer):
+    other = ImageTokenizer(tiny_config())
+    assert tokenizer_fingerprint(tokenizer) == tokenizer_fingerprint(ImageTokenizer(tokenizer.config, tokenizer.model))
+    assert tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(other)
+
+
+def test_a_different_tokenizer_never_reuses_the_cache(tmp_path, tokenizer, image_dataset):
+    image_dataset.save_to_disk(str(tmp_path / "ds"))
+    on_disk = datasets.load_from_disk(str(tmp_path / "ds"))  # cached maps need a dataset backed by files
+    first = pretokenize(on_disk, tokenizer)
+    torch.manual_seed(123)
+    other = ImageTokenizer(tiny_config())
+    second = pretokenize(on_disk, other)
+    assert first["input_ids"] != second["input_ids"]
+    assert second["input_ids"] == other.encode([np.asarray(r["image"]) for r in datasets.load_from_disk(str(tmp_path / "ds"))]).reshape(6, -1).tolist()
+
+
+def test_wrong_column_lists_the_columns(tokenizer, image_dataset):
+    with pytest.raises(PretokenizeError, match=r"no column 'img'; the dataset has columns \['image', 'label', 'caption'\]"):
+        pretokenize(image_dataset, tokenizer, image_column="img")
+
+
+def _with_bad_rows(images):
+    cells = [{"bytes": _png(a), "path": None} for a in images[:4]]
+    cells[1] = {"bytes": b"\x89PNG\r\n\x1a\nbroken", "path": None}
+    cells[3] = None
+    return datasets.Dataset.from_dict(
+        {"image": cells, "label": [0, 1, 2, 3]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
+    )
+
+
+def test_undecodable_row_stops_with_its_index(tokenizer, images):
+    with pytest.raises(PretokenizeError, match=r"row 1: cannot decode image .*skip_bad=True"):
+        pretokenize(_with_bad_rows(images), tokenizer, load_from_cache_file=False)
+
+
+def test_skip_bad_drops_and_reports_rows(tokenizer, images):
+    out, report = pretokenize(_with_bad_rows(images), tokenizer, skip_bad=True, return_report=True, load_from_cache_file=False)
+    assert out["label"] == [0, 2]
+    assert report["skipped"] == 2 and report["rows_in"] == 4 and report["rows_out"] == 2
+    assert report["errors"][0].startswith("row 1:") and "missing" in report["errors"][1]
+
+
+def test_several_processes_give_the_same_ids(tokenizer, image_dataset):
+    single = pretokenize(image_dataset, tokenizer, batch_size=2, load_from_cache_file=False)
+    multi = pretokenize(image_dataset, tokenizer, batch_size=2, num_proc=2, load_from_cache_file=False)
+    assert single["input_ids"] == multi["input_ids"]
