@@ -21,21 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
-from image_tokenizer import ImageTokenizerConfig, QuantizerConfig  # noqa: E402
-from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays  # noqa: E402
-from image_tokenizer.image_processing import normalize, postprocess  # noqa: E402
-from image_tokenizer.metrics import codebook_usage, hole_recall, psnr  # noqa: E402
-from image_tokenizer.modeling import VQModel  # noqa: E402
-from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity  # noqa: E402
-from training.train_tokenizer import kmeans_init  # noqa: E402
+from image_tokenizer import ImageTokenizerConfig, QuantizerConfig
+from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays
+from image_tokenizer.image_processing import normalize, postprocess
+from image_tokenizer.metrics import codebook_usage, hole_recall, psnr
+from image_tokenizer.modeling import VQModel
+from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
+from training.train_tokenizer import kmeans_init
 
 
 class LucidrainsQuantizer(nn.Module):
@@ -75,6 +74,8 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
                                                    gradient="rotation"),
         "c_ours_ema_restart_rotation": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True,
                                                        dead_code_threshold=1.0, gradient="rotation"),
+        "c_ours_ema_0.8_restart_2": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, ema_decay=0.8,
+                                                    dead_code_threshold=2.0, usage_decay=0.8),
         "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False),
     }
     base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
@@ -95,7 +96,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     preprocessing = model.config.preprocessing
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
-    to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)  # noqa: E731
+    to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
     if kind.startswith("c_ours"):  # our training recipe's k-means init from the first batches
         first = [to_input(train_images[rng.integers(0, len(train_images), args.batch_size)]) for _ in range(4)]
         kmeans_init(model, first, iters=10, accelerator=argparse.Namespace(num_processes=1))
@@ -155,12 +156,14 @@ def main() -> None:
     held, holes = generate_arrays(args.heldout_images, seed=HELDOUT_SEED)
     kinds = ["a_lecture_plain_vq", "b_vector_quantize_pytorch", "c_ours_default", "c_ours_dead_code_restart",
              "c_ours_ema", "c_ours_ema_restart", "c_ours_ema_restart_decay_0.9", "c_ours_restart_rotation",
-             "c_ours_ema_restart_rotation", "c_ours_no_l2"]
+             "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_no_l2"]
     out = Path(args.output_dir)
     previous = out / "quantizers.json"
-    kept = []
+    kept, commands = [], []
     if args.only and previous.is_file():
-        kept = [r for r in json.loads(previous.read_text())["rows"] if r["quantizer"] not in args.only]
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["rows"] if r["quantizer"] not in args.only]
+        commands = old.get("commands", [old["command"]])
     rows = []
     for kind in [k for k in kinds if not args.only or k in args.only]:
         if kind.startswith("b_"):
@@ -174,8 +177,10 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
 
     rows = sorted(kept + rows, key=lambda r: kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds))
+    command = " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]])
     results = {
-        "command": " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]]),
+        "command": command,
+        "commands": commands + [command],  # --only runs replace rows of an earlier run with the same settings
         "machine": machine_info(),
         "settings": vars(args),
         "rows": rows,
@@ -185,7 +190,8 @@ def main() -> None:
     lines = [
         "# Quantizer benchmark (shapes 64x64 -> 16x16)",
         "",
-        f"Command: `{results['command']}`  ",
+        "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
+        *[f"`{c}`  " for c in results["commands"]],
         f"Machine: {results['machine'].get('cpu_model', '?')}, {results['machine']['cpu_count']} cores, "
         f"torch {results['machine']['torch']}  ",
         f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), seed {args.seed}, {args.steps} steps of batch "

@@ -32,7 +32,7 @@ def evaluate_tokenizer(
     usage, perplexity = codebook_usage(counts)
     psnr_values = psnr(images, recon)
     results = {
-        "num_images": int(len(images)),
+        "num_images": len(images),
         "psnr_db": float(np.mean(np.minimum(psnr_values, 100.0))),  # a perfect image counts as 100 dB
         "ssim": float(np.mean(ssim(images, recon))),
         "codebook_usage": usage,

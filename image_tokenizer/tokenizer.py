@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from transformers import BatchEncoding
 
+from . import text_vocab
 from .config import CONFIG_NAME, ImageTokenizerConfig
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, save_tensors
@@ -19,6 +20,7 @@ from .hub import push_folder_to_hub, resolve_pretrained
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
+from .text_vocab import ImageTextMapping
 from .vocab import VOCAB_NAME, ImageVocab
 
 WEIGHTS_NAME = "model.safetensors"
@@ -105,6 +107,19 @@ class ImageTokenizer:
     def codebook(self) -> torch.Tensor:
         """The K x D code vectors as used for lookup (l2-normalised when the config says so)."""
         return self.model.quantizer.effective_codebook().detach().clone()
+
+    # ----- image tokens inside a text model -----
+    def extend_text_tokenizer(self, text_tokenizer: Any, add_eol: bool = False) -> ImageTextMapping:
+        """Add <img_xxxxx>, <boi>, <eoi> (and <eol>) to a transformers tokenizer; returns the id mapping."""
+        return text_vocab.extend_text_tokenizer(self, text_tokenizer, add_eol=add_eol)
+
+    def to_text_ids(self, ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True) -> torch.Tensor:
+        """One [h, w] grid of image ids -> text-vocab ids (<boi> ... <eoi>, <eol> after each row if mapped)."""
+        return text_vocab.to_text_ids(ids, mapping, add_boundaries)
+
+    def from_text_ids(self, text_ids: Any, mapping: ImageTextMapping) -> torch.Tensor:
+        """The image span of a text-id sequence -> [h, w] image ids; non-image ids are a clear error."""
+        return text_vocab.from_text_ids(text_ids, mapping, self.grid_size)
 
     # ----- device -----
     @property

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.train_tokenizer import TrainConfig, train  # noqa: E402
+from training.train_tokenizer import TrainConfig, train
+
 
 def run(out_dir: str) -> None:
     out = Path(out_dir)

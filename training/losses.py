@@ -7,8 +7,8 @@ lambda = ||grad_GL L_rec|| / (||grad_GL L_GAN|| + delta), taken at the decoder's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

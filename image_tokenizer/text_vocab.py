@@ -1,0 +1,110 @@
+"""Image tokens inside a text model's vocabulary: add `<img_xxxxx>`, `<boi>`, `<eoi>` (and `<eol>`) to a
+transformers text tokenizer, and convert image ids <-> text-vocab ids with vectorised lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InvalidIdsError
+
+EOL = "<eol>"
+
+
+@dataclass
+class ImageTextMapping:
+    """Where the image vocabulary sits inside a text vocabulary."""
+
+    image_to_text: np.ndarray  # [K] text id of image token k
+    boi_id: int
+    eoi_id: int
+    eol_id: int | None
+    text_vocab_size: int
+
+    def __post_init__(self) -> None:
+        self.text_to_image = np.full(self.text_vocab_size, -1, dtype=np.int64)
+        self.text_to_image[self.image_to_text] = np.arange(len(self.image_to_text))
+
+    @property
+    def codebook_size(self) -> int:
+        return len(self.image_to_text)
+
+    def image_ids_to_text(self, ids: Any) -> torch.Tensor:
+        """Image ids (any shape) -> text-vocab ids of the same shape."""
+        array = _as_long_array(ids)
+        if array.size and (array.min() < 0 or array.max() >= self.codebook_size):
+            bad = array[(array < 0) | (array >= self.codebook_size)][0]
+            raise InvalidIdsError(f"image id {bad} is outside the codebook (0..{self.codebook_size - 1})")
+        return torch.from_numpy(self.image_to_text[array])
+
+    def text_ids_to_image(self, text_ids: Any) -> torch.Tensor:
+        """Text-vocab ids that are all image tokens -> image ids; anything else is a clear error."""
+        array = _as_long_array(text_ids)
+        inside = (array >= 0) & (array < self.text_vocab_size)
+        mapped = np.full(array.shape, -1, dtype=np.int64)
+        mapped[inside] = self.text_to_image[array[inside]]
+        if (mapped < 0).any():
+            position = tuple(int(i) for i in np.argwhere(mapped < 0)[0])
+            raise InvalidIdsError(
+                f"text id {int(array[position])} at position {position} is not an image token "
+                f"(image tokens are {self.image_to_text.min()}..{self.image_to_text.max()} in this text vocabulary)"
+            )
+        return torch.from_numpy(mapped)
+
+
+def _as_long_array(ids: Any) -> np.ndarray:
+    array = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if array.dtype.kind not in "iu":
+        raise InvalidIdsError(f"ids must be integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def extend_text_tokenizer(image_tokenizer: Any, text_tokenizer: Any, add_eol: bool = False) -> ImageTextMapping:
+    """Add the image tokens (as special added tokens, never split or merged) and <boi>/<eoi>[/<eol>] to a
+    transformers text tokenizer; returns the mapping. Resize the text model's embeddings to len(text_tokenizer)."""
+    k = image_tokenizer.vocab_size
+    image_tokens = [image_tokenizer.vocab.id_to_token(i) for i in range(k)]
+    boundaries = ["<boi>", "<eoi>"] + ([EOL] if add_eol else [])
+    text_tokenizer.add_tokens(boundaries + image_tokens, special_tokens=True)
+    ids = text_tokenizer.convert_tokens_to_ids(image_tokens)
+    lookup = dict(zip(boundaries, text_tokenizer.convert_tokens_to_ids(boundaries)))
+    return ImageTextMapping(
+        image_to_text=np.asarray(ids, dtype=np.int64),
+        boi_id=lookup["<boi>"],
+        eoi_id=lookup["<eoi>"],
+        eol_id=lookup.get(EOL),
+        text_vocab_size=len(text_tokenizer),
+    )
+
+
+def to_text_ids(ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True) -> torch.Tensor:
+    """One image grid [h, w] -> a flat text-id sequence: <boi>, each row (then <eol> if mapped), <eoi>."""
+    grid = _as_long_array(ids)
+    if grid.ndim != 2:
+        raise InvalidIdsError(f"to_text_ids expects one [h, w] grid, got shape {grid.shape}")
+    rows = mapping.image_ids_to_text(grid)
+    if mapping.eol_id is not None:
+        rows = torch.cat([rows, torch.full((rows.shape[0], 1), mapping.eol_id)], dim=1)
+    flat = rows.reshape(-1)
+    if add_boundaries:
+        flat = torch.cat([torch.tensor([mapping.boi_id]), flat, torch.tensor([mapping.eoi_id])])
+    return flat
+
+
+def from_text_ids(text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int]) -> torch.Tensor:
+    """The first image span of a text-id sequence (between <boi> and <eoi>, or all of it) -> grid [h, w]."""
+    seq = _as_long_array(text_ids).reshape(-1)
+    starts = np.nonzero(seq == mapping.boi_id)[0]
+    if starts.size:
+        seq = seq[starts[0] + 1 :]
+        ends = np.nonzero(seq == mapping.eoi_id)[0]
+        seq = seq[: ends[0]] if ends.size else seq
+    if mapping.eol_id is not None:
+        seq = seq[seq != mapping.eol_id]
+    h, w = grid_size
+    if seq.size != h * w:
+        raise InvalidIdsError(f"the image span holds {seq.size} image tokens, a {h}x{w} grid needs {h * w}")
+    return mapping.text_ids_to_image(seq).reshape(h, w)
