@@ -76,7 +76,7 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
                                                        dead_code_threshold=1.0, gradient="rotation"),
         "c_ours_ema_0.8_restart_2": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, ema_decay=0.8,
                                                     dead_code_threshold=2.0, usage_decay=0.8),
-        "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False),
+        "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False, dead_code_threshold=0.0),
     }
     base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
     config = ImageTokenizerConfig(

@@ -29,7 +29,7 @@ class QuantizerConfig:
     use_ema: bool = False  # update codes by exponential moving averages instead of the codebook loss
     ema_decay: float = 0.99
     ema_epsilon: float = 1e-5
-    dead_code_threshold: float = 0.0  # restart codes whose running usage count falls below this; 0 = off
+    dead_code_threshold: float = 1.0  # restart codes whose running usage count falls below this; 0 = off
     usage_decay: float = 0.99  # decay of the running usage count used for dead-code restarts
     codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the lecture's U(-1/K, 1/K))
     gradient: str = "ste"  # "ste" (straight-through) or "rotation" (the rotation trick, Fifty et al. 2024)

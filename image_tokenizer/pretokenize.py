@@ -92,7 +92,7 @@ class _Tokenize:
         grids: list[np.ndarray] = []
         if images:
             encoded = self.tokenizer.encode(images)
-            grids = [g.numpy() for g in (encoded if isinstance(encoded, list) else encoded)]
+            grids = [g.numpy() for g in encoded]  # a stacked tensor or, for mixed sizes, a list
         out: dict[str, list] = {key: [] for key in batch if key != self.image_column}
         out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if self.flip else {}), **{ERROR_COLUMN: []})
         by_row = dict(zip(good, grids))

@@ -76,7 +76,7 @@ def _grads(quantizer: VectorQuantizer, z: torch.Tensor, term: str) -> tuple[torc
 @pytest.mark.parametrize("dim", [4, 12])
 def test_each_loss_term_reaches_only_its_own_parameters(dim):
     torch.manual_seed(0)
-    quantizer = VectorQuantizer(dim, QuantizerConfig(codebook_size=32, codebook_dim=4))
+    quantizer = VectorQuantizer(dim, QuantizerConfig(codebook_size=32, codebook_dim=4, dead_code_threshold=0.0))
     z = torch.randn(2, dim, 4, 4)
     z_grad, code_grad = _grads(quantizer, z, "codebook_loss")
     assert z_grad is None or z_grad.abs().sum() == 0  # ||sg[z] - e||^2 moves codes only
@@ -91,7 +91,7 @@ def test_each_loss_term_reaches_only_its_own_parameters(dim):
 def test_beta_weighs_the_commitment_term_not_the_codebook_term():
     torch.manual_seed(0)
     beta = 0.25
-    quantizer = VectorQuantizer(4, QuantizerConfig(codebook_size=32, codebook_dim=4, beta=beta, l2_normalize=False))
+    quantizer = VectorQuantizer(4, QuantizerConfig(codebook_size=32, codebook_dim=4, beta=beta, l2_normalize=False, dead_code_threshold=0.0))
     z = torch.randn(2, 4, 3, 3, requires_grad=True)
     out = quantizer(z)
     assert torch.allclose(out.loss, out.codebook_loss + beta * out.commitment_loss)
@@ -127,7 +127,8 @@ def test_distances_stay_fp32_under_bf16_autocast():
 
 def test_ema_updates_codes_without_gradients():
     torch.manual_seed(0)
-    config = QuantizerConfig(codebook_size=8, codebook_dim=2, l2_normalize=False, use_ema=True, ema_decay=0.5)
+    config = QuantizerConfig(codebook_size=8, codebook_dim=2, l2_normalize=False, use_ema=True, ema_decay=0.5,
+                             dead_code_threshold=0.0)
     quantizer = VectorQuantizer(2, config).train()
     assert not any(p is quantizer.codebook for p in quantizer.parameters())
     target = torch.tensor([3.0, -2.0])
