@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -72,8 +73,13 @@ class _Tokenize:
     def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str):
         self.tokenizer, self.image_column, self.flip, self.skip_bad = tokenizer, image_column, flip, skip_bad
         self.device, self.dtype = device, dtype
+        self.parent_pid = os.getpid()
 
     def __call__(self, batch: dict[str, list], indices: list[int], rank: int | None = None) -> dict[str, list]:
+        if os.getpid() != self.parent_pid and torch.get_num_threads() != 1:
+            # A forked worker must not reuse the parent's OpenMP pool (it can deadlock); one thread per
+            # process is also the right split when num_proc processes share the cores.
+            torch.set_num_threads(1)
         device = self.device
         if device == "cuda" and rank is not None and torch.cuda.is_available():
             device = f"cuda:{rank % torch.cuda.device_count()}"
