@@ -203,6 +203,34 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
 
 
+def cmd_pretokenize(args: argparse.Namespace) -> None:
+    """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet)."""
+    from .pretokenize import load_image_dataset, pretokenize, tokenizer_fingerprint, write_token_dataset
+
+    tokenizer = _load_tokenizer(args.model, "cpu")
+    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
+    start = time.perf_counter()
+    tokens, report = pretokenize(
+        dataset, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
+        device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True,
+    )
+    elapsed = time.perf_counter() - start
+    info = {
+        "source": args.data,
+        "model": args.model or DEFAULT_MODEL,
+        "fingerprint": tokens._fingerprint,
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "rows": len(tokens),
+        "flip": args.flip,
+        "grid_size": list(tokenizer.grid_size),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    write_token_dataset(tokens, args.output, args.format, info, args.overwrite, report if args.skip_bad else None)
+    rate = report["rows_in"] / max(elapsed, 1e-9)
+    skipped = f", skipped {report['skipped']} unreadable (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
+    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: reconstruct held-out shapes with the bundled model and write a side-by-side grid."""
     from .config import ImageTokenizerConfig, QuantizerConfig
@@ -288,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
     common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pretokenize", help="a dataset of images -> a dataset of token ids")
+    p.add_argument("--data", required=True, help="'shapes', an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--output", required=True)
+    p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--split", default="train")
+    p.add_argument("--num", type=int, default=1000, help="shapes: number of images")
+    p.add_argument("--seed", type=int, default=0, help="shapes: seed")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
+    p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
+    p.add_argument("--overwrite", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_pretokenize)
 
     p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
     p.add_argument("--num", type=int, required=True)

@@ -187,3 +187,67 @@ def pretokenize(
         report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
         return result, report
     return result
+
+
+INFO_NAME = "pretokenize_info.json"
+REPORT_NAME = "skipped_rows.json"
+
+
+def load_image_dataset(spec: str, split: str = "train", num: int = 1000, seed: int = 0) -> Any:
+    """`shapes` (the generator), an image folder (metadata.jsonl columns come along), a dataset saved with
+    save_to_disk, or `hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE)."""
+    import datasets
+    from pathlib import Path
+
+    if spec == "shapes":
+        from .data.shapes import to_dataset
+
+        return to_dataset(num, seed=seed)
+    if spec.startswith("hf:"):
+        try:
+            return datasets.load_dataset(spec[3:], split=split)
+        except Exception as error:  # offline, missing, bad split: one readable line
+            raise PretokenizeError(f"cannot load dataset {spec[3:]!r} split {split!r}: {error}") from None
+    path = Path(spec)
+    if not path.exists():
+        raise PretokenizeError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
+    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+        loaded = datasets.load_from_disk(str(path))
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    return datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+
+
+def write_token_dataset(
+    tokens: Any, output: str, fmt: str, info: dict[str, Any], overwrite: bool, report: dict[str, Any] | None
+) -> None:
+    """Write atomically: into a temporary sibling folder, then one rename. An output folder that already
+    holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op."""
+    import shutil
+    from pathlib import Path
+
+    from .fileio import atomic_write_text
+
+    target = Path(output)
+    if target.exists() and any(target.iterdir()):
+        existing = target / INFO_NAME
+        same = existing.is_file() and json.loads(existing.read_text()).get("fingerprint") == info["fingerprint"]
+        if not same and not overwrite:
+            raise PretokenizeError(f"{target} already holds a different dataset; pass --overwrite to replace it")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if fmt == "arrow":
+            tokens.save_to_disk(str(tmp))
+        elif fmt == "parquet":
+            tmp.mkdir(parents=True)
+            tokens.to_parquet(str(tmp / "data.parquet"))
+        else:
+            raise PretokenizeError(f"format must be 'arrow' or 'parquet', got {fmt!r}")
+        atomic_write_text(tmp / INFO_NAME, json.dumps(info, indent=2) + "\n")
+        if report is not None:
+            atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -95,3 +95,50 @@ def test_several_processes_give_the_same_ids(tokenizer, image_dataset):
     single = pretokenize(image_dataset, tokenizer, batch_size=2, load_from_cache_file=False)
     multi = pretokenize(image_dataset, tokenizer, batch_size=2, num_proc=2, load_from_cache_file=False)
     assert single["input_ids"] == multi["input_ids"]
+
+
+def test_cli_writes_atomically_refuses_other_data_and_reports_skips(tmp_path, tokenizer, capsys):
+    import json
+
+    from image_tokenizer.cli import main
+
+    tokenizer.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{i}.png", "label": i}) + "\n" for i in range(5)))
+    out = tmp_path / "tokens"
+    base = ["pretokenize", "--model", str(tmp_path / "model"), "--output", str(out), "--no-progress"]
+    assert main([*base, "--data", str(folder)]) == 0
+    tokens = datasets.load_from_disk(str(out))
+    assert len(tokens) == 5 and sorted(tokens["label"]) == [0, 1, 2, 3, 4]
+    assert json.loads((out / "pretokenize_info.json").read_text())["rows"] == 5
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tokens")]  # no temporary folder left
+    assert main([*base, "--data", str(folder)]) == 0  # same inputs: a no-op rewrite is allowed
+
+    shapes = ["--data", "shapes", "--num", "3"]
+    assert main([*base, *shapes]) == 2
+    assert "already holds a different dataset; pass --overwrite" in capsys.readouterr().err
+    assert len(datasets.load_from_disk(str(out))) == 5  # untouched
+    assert main([*base, *shapes, "--overwrite"]) == 0
+    assert len(datasets.load_from_disk(str(out))) == 3
+
+
+def test_cli_skip_bad_writes_a_report(tmp_path, tokenizer):
+    import json
+
+    from image_tokenizer.cli import main
+
+    tokenizer.save_pretrained(tmp_path / "model")
+    cells = [{"bytes": _png(np.zeros((16, 16, 3), np.uint8)), "path": None}, {"bytes": b"junk", "path": None}]
+    ds = datasets.Dataset.from_dict({"image": cells}, features=datasets.Features({"image": datasets.Image()}))
+    ds.save_to_disk(str(tmp_path / "ds"))
+    argv = ["pretokenize", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "ds"), "--output", str(tmp_path / "out")]
+    assert main(argv) == 2  # stops on the bad row by default
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--skip-bad", "--format", "parquet"]) == 0
+    report = json.loads((tmp_path / "out" / "skipped_rows.json").read_text())
+    assert report["skipped"] == 1 and report["errors"][0].startswith("row 1:")
+    assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "data.parquet"))) == 1
