@@ -197,24 +197,20 @@ def load_image_dataset(spec: str, split: str = "train", num: int = 1000, seed: i
     """`shapes` (the generator), an image folder (metadata.jsonl columns come along), a dataset saved with
     save_to_disk, or `hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE)."""
     import datasets
-    from pathlib import Path
+
+    from .data.sources import DataError, load_dataset_spec
 
     if spec == "shapes":
         from .data.shapes import to_dataset
 
         return to_dataset(num, seed=seed)
-    if spec.startswith("hf:"):
-        try:
-            return datasets.load_dataset(spec[3:], split=split)
-        except Exception as error:  # offline, missing, bad split: one readable line
-            raise PretokenizeError(f"cannot load dataset {spec[3:]!r} split {split!r}: {error}") from None
-    path = Path(spec)
-    if not path.exists():
-        raise PretokenizeError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
-    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+    try:
+        dataset = load_dataset_spec(spec, split)
+    except DataError as error:
+        raise PretokenizeError(str(error)) from None
+    if dataset is not None:
+        return dataset
+    return datasets.load_dataset("imagefolder", data_dir=spec, split="train")  # metadata.jsonl columns come along
 
 
 def write_token_dataset(

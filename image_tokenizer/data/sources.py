@@ -118,21 +118,27 @@ def open_source(
         if images.shape[1] != resolution:
             raise DataError(f"shapes images are {images.shape[1]}px but the model's resolution is {resolution}")
         return ArraySource(images, f"shapes generator, seed {seed}, {num_shapes} images")
+    dataset = load_dataset_spec(spec, split)
+    if dataset is not None:
+        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"))
+    return FolderSource(Path(spec), resolution, preprocessing)
+
+
+def load_dataset_spec(spec: str, split: str = "train") -> Any:
+    """`hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE) or a folder written by save_to_disk -> a Dataset;
+    None for an ordinary folder; a DataError for anything else."""
     import datasets
 
     if spec.startswith("hf:"):
         name = spec[3:]
         try:
-            dataset = datasets.load_dataset(name, split=split)
+            return datasets.load_dataset(name, split=split)
         except Exception as error:  # offline, missing, or a bad split: one readable line
             raise DataError(f"cannot load dataset {name!r} split {split!r}: {error}") from None
-        return DatasetSource(dataset, image_column, resolution, preprocessing, name)
     path = Path(spec)
     if not path.exists():
         raise DataError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
         dataset = datasets.load_from_disk(str(path))
-        if isinstance(dataset, datasets.DatasetDict):
-            dataset = dataset[split]
-        return DatasetSource(dataset, image_column, resolution, preprocessing, str(path))
-    return FolderSource(path, resolution, preprocessing)
+        return dataset[split] if isinstance(dataset, datasets.DatasetDict) else dataset
+    return None
