@@ -32,6 +32,10 @@ class VQModel(nn.Module):
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
         self.decoder = Decoder(config)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
         """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
         h = self.encoder(pixels)

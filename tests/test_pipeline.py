@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+import image_tokenizer.pipeline  # noqa: F401  (registers the task)
+from image_tokenizer.pipeline import ImageTokenizationPipeline
+
+
+def test_pipeline_returns_the_same_ids_as_encode(tokenizer, images):
+    tokenize = pipeline("image-tokenization", model=tokenizer, device="cpu")
+    assert isinstance(tokenize, ImageTokenizationPipeline)
+    assert tokenize.device == torch.device("cpu")
+    outputs = tokenize(images[:3])
+    assert len(outputs) == 3
+    for out, image in zip(outputs, images[:3]):
+        assert torch.equal(out["input_ids"], tokenizer.encode(image))
+    single = tokenize(images[0])
+    assert single["input_ids"].shape == (8, 8)
+
+
+def test_pipeline_native_size_and_paths(tmp_path, tokenizer):
+    from PIL import Image
+
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(path)
+    tokenize = ImageTokenizationPipeline(model=tokenizer, device="cpu")
+    assert tokenize(str(path), native_size=True)["input_ids"].shape == (8, 16)
+
+
+def test_pipeline_loads_a_saved_tokenizer_by_path(tmp_path, tokenizer, images):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    tokenize = ImageTokenizationPipeline(model=str(tmp_path / "tok"), device="cpu")
+    assert torch.equal(tokenize(images[0])["input_ids"], tokenizer.encode(images[0]))
+
+
+def test_pipeline_rejects_other_models():
+    with pytest.raises(TypeError, match="needs an ImageTokenizer"):
+        ImageTokenizationPipeline(model=torch.nn.Linear(2, 2))
