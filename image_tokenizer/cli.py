@@ -205,9 +205,29 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_pretokenize(args: argparse.Namespace) -> None:
     """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet)."""
-    from .pretokenize import load_image_dataset, pretokenize, tokenizer_fingerprint, write_token_dataset
+    from .pretokenize import (
+        load_image_dataset,
+        pretokenize,
+        pretokenize_streaming,
+        tokenizer_fingerprint,
+        write_token_dataset,
+    )
 
     tokenizer = _load_tokenizer(args.model, "cpu")
+    if args.streaming:
+        if args.data.startswith("hf:"):
+            import datasets
+
+            stream = datasets.load_dataset(args.data[3:], split=args.split, streaming=True)
+        else:
+            stream = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed).to_iterable_dataset()
+        summary = pretokenize_streaming(
+            stream, tokenizer.to(args.device), args.output, image_column=args.image_column, shard_size=args.shard_size,
+            batch_size=args.batch_size, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
+            overwrite=args.overwrite, progress=args.progress,
+        )
+        print(f"wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
+        return
     dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
     start = time.perf_counter()
     tokens, report = pretokenize(
@@ -330,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")
+    p.add_argument("--shard-size", type=int, default=10000, help="input rows per shard with --streaming")
     common(p)
     p.set_defaults(func=cmd_pretokenize)
 

@@ -247,3 +247,92 @@ def write_token_dataset(
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pretokenize_streaming(
+    dataset: Any,
+    tokenizer: Any,
+    output_dir: str,
+    image_column: str = "image",
+    shard_size: int = 10000,
+    batch_size: int = 64,
+    flip: bool = False,
+    skip_bad: bool = False,
+    source: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize an IterableDataset (or any iterable of rows) into parquet shards of `shard_size` input rows.
+
+    Each shard is written under a temporary name and renamed when complete, so a partial shard is never
+    visible. Run it again after an interruption and it skips the complete shards' rows and goes on; a
+    folder holding shards of another source or tokenizer is refused unless overwrite. Returns the summary
+    written to pretokenize_info.json; read the result with load_dataset("parquet", data_dir=f"{output_dir}/data")."""
+    import datasets
+    import shutil
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from .fileio import atomic_path, atomic_write_text
+
+    out = Path(output_dir)
+    identity = {"source": source, "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
+                "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad}
+    state_path = out / "pretokenize_state.json"
+    if out.exists() and any(out.iterdir()):
+        previous = json.loads(state_path.read_text()) if state_path.is_file() else None
+        if previous != identity:
+            if not overwrite:
+                raise PretokenizeError(f"{out} holds a different pre-tokenization; pass --overwrite to replace it")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(state_path, json.dumps(identity, indent=2) + "\n")
+    features = getattr(dataset, "features", None) or {}
+    if isinstance(features.get(image_column), datasets.Image):
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))  # decode per row, ourselves
+    if (out / INFO_NAME).is_file():
+        return json.loads((out / INFO_NAME).read_text())  # already complete with these inputs: nothing to do
+    shards, counts = out / "data", out / "shard_rows"
+    shards.mkdir(exist_ok=True)
+    counts.mkdir(exist_ok=True)
+    done = sorted(shards.glob("shard-*.parquet"))
+    consumed = sum(json.loads((counts / f"{p.stem}.json").read_text())["rows_in"] for p in done)
+    rows_iter = dataset.skip(consumed) if hasattr(dataset, "skip") else iter(dataset)
+    if not hasattr(dataset, "skip"):
+        for _ in range(consumed):
+            next(rows_iter, None)
+    dtype = ids_dtype(tokenizer.vocab_size)
+    function = _Tokenize(tokenizer, image_column, flip, skip_bad, None, dtype)
+    errors: list[str] = []
+    bar = tqdm(desc="pretokenize (streaming)", unit="img", initial=consumed, disable=not progress)
+    shard_index, offset = len(done), consumed
+    rows = iter(rows_iter)
+    while True:
+        chunk = [row for _, row in zip(range(shard_size), rows)]
+        if not chunk:
+            break
+        columns: dict[str, list] = {}
+        for start in range(0, len(chunk), batch_size):
+            part = chunk[start : start + batch_size]
+            if image_column not in part[0]:
+                raise PretokenizeError(f"no column {image_column!r}; the rows have columns {sorted(part[0])}")
+            batch = {key: [row[key] for row in part] for key in part[0]}
+            result = function(batch, list(range(offset + start, offset + start + len(part))))
+            for key, values in result.items():
+                columns.setdefault(key, []).extend(values)
+            bar.update(len(part))
+        keep = [i for i, message in enumerate(columns[ERROR_COLUMN]) if not message]
+        errors.extend(m for m in columns[ERROR_COLUMN] if m)
+        table = {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}
+        name = f"shard-{shard_index:05d}"
+        atomic_write_text(counts / f"{name}.json", json.dumps({"rows_in": len(chunk)}) + "\n")  # before the shard
+        with atomic_path(shards / f"{name}.parquet") as tmp:
+            datasets.Dataset.from_dict(table).to_parquet(str(tmp))
+        shard_index += 1
+        offset += len(chunk)
+    bar.close()
+    summary = {**identity, "shards": shard_index, "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if flip else 1),
+               "errors_in_this_run": errors}
+    atomic_write_text(out / INFO_NAME, json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -142,3 +142,40 @@ def test_cli_skip_bad_writes_a_report(tmp_path, tokenizer):
     report = json.loads((tmp_path / "out" / "skipped_rows.json").read_text())
     assert report["skipped"] == 1 and report["errors"][0].startswith("row 1:")
     assert len(datasets.Dataset.from_parquet(str(tmp_path / "out" / "data.parquet"))) == 1
+
+
+def test_streaming_writes_shards_and_resumes_after_an_interruption(tmp_path, tokenizer, image_dataset, monkeypatch):
+    from image_tokenizer.pretokenize import pretokenize_streaming
+
+    stream = image_dataset.to_iterable_dataset()
+    straight = pretokenize_streaming(stream, tokenizer, str(tmp_path / "a"), shard_size=2, batch_size=2, progress=False)
+    assert straight["shards"] == 3 and straight["rows_in"] == 6
+    expected = datasets.load_dataset("parquet", data_dir=str(tmp_path / "a" / "data"), split="train")
+    assert sorted(expected["label"]) == list(range(6))
+    assert expected["input_ids"] == pretokenize(image_dataset, tokenizer, load_from_cache_file=False)["input_ids"]
+
+    real = datasets.Dataset.to_parquet
+    calls = {"n": 0}
+
+    def crash_on_third(self, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            real(self, path, *args, **kwargs)  # half-way through writing the third shard...
+            raise KeyboardInterrupt("killed")  # ...the process dies
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        pretokenize_streaming(stream, tokenizer, str(tmp_path / "b"), shard_size=2, batch_size=2, progress=False)
+    written = sorted(p.name for p in (tmp_path / "b" / "data").iterdir())
+    assert [n for n in written if n.endswith(".parquet")] == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert not [n for n in written if n.startswith(".")]  # the interrupted shard left nothing behind
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", real)
+    resumed = pretokenize_streaming(stream, tokenizer, str(tmp_path / "b"), shard_size=2, batch_size=2, progress=False)
+    assert resumed["shards"] == 3 and resumed["rows_in"] == 6
+    again = datasets.load_dataset("parquet", data_dir=str(tmp_path / "b" / "data"), split="train")
+    assert again["input_ids"] == expected["input_ids"] and again["label"] == expected["label"]
+
+    torch.manual_seed(5)
+    with pytest.raises(PretokenizeError, match="holds a different pre-tokenization"):
+        pretokenize_streaming(stream, ImageTokenizer(tiny_config()), str(tmp_path / "b"), shard_size=2, progress=False)
