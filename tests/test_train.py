@@ -151,3 +151,14 @@ def test_command_line_overrides(tmp_path):
     assert config.steps == 3 and config.model == {"ch": 64} and resume
     with pytest.raises(TrainingError, match="unknown config field 'stepz'"):
         parse_config(["--stepz", "3"])
+
+
+def test_export_a_checkpoint_as_a_tokenizer(tmp_path):
+    from training.export_checkpoint import export
+
+    train(tiny(tmp_path, steps=6, checkpoint_every=3), stop_at=3)
+    metrics = export(tmp_path / "run" / "checkpoints" / "step-0000003", tmp_path / "exported", 8, 1, "tiny", "stopped early")
+    tokenizer = ImageTokenizer.from_pretrained(tmp_path / "exported")
+    assert tokenizer.card_info["metrics"]["heldout_psnr_db"] == metrics["psnr_db"]
+    assert tokenizer.card_info["training"]["steps"].startswith("3 of 6 planned")
+    assert tokenizer.card_info["training"]["note"] == "stopped early"
