@@ -16,34 +16,23 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
-from image_tokenizer.data.shapes import generate_arrays
-from image_tokenizer.evaluation import evaluate_tokenizer
 from image_tokenizer.fileio import check_state_dict, load_tensors
 from image_tokenizer.modeling import VQModel
+from training.train_tokenizer import TrainConfig, evaluated_card
 
 
 def export(checkpoint: Path, output: Path, eval_images: int, eval_seed: int, name: str, note: str) -> dict:
     state = json.loads((checkpoint / "state.json").read_text())
-    config = state["config"]
-    tok_config = ImageTokenizerConfig(**config["model"])
+    config = TrainConfig(**{**state["config"], "eval_images": eval_images, "eval_seed": eval_seed})
+    tok_config = ImageTokenizerConfig(**config.model)
     model = VQModel(tok_config)
     weights = load_tensors(checkpoint / "model.safetensors")
     check_state_dict(checkpoint / "model.safetensors", weights, model.state_dict())
     model.load_state_dict(weights, strict=True)
     tokenizer = ImageTokenizer(tok_config, model.eval())
-    images, holes = generate_arrays(eval_images, seed=eval_seed)
-    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in evaluate_tokenizer(tokenizer, images, holes).items()}
-    tokenizer.card_info = {
-        "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
-        "training": {
-            "data": f"shapes generator, seed {config['train_seed']}, {config['num_train_images']} images",
-            "held-out set": f"{eval_images} shapes images, seed {eval_seed}",
-            "steps": f"{state['step']} of {config['steps']} planned (exported from {checkpoint.name})",
-            "batch size": config["batch_size"],
-            "config": json.dumps(config["model"]),
-            **({"note": note} if note else {}),
-        },
-    }
+    steps = f"{state['step']} of {config.steps} planned (exported from {checkpoint.name})"
+    extra = {"config": json.dumps(config.model), **({"note": note} if note else {})}
+    metrics = evaluated_card(tokenizer, config, steps, extra)
     tokenizer.save_pretrained(output, model_name=name)
     return metrics
 

@@ -296,25 +296,35 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
 
 
-def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
-    """Evaluate on held-out shapes and save the tokenizer with a model card holding the metrics."""
-    tokenizer = ImageTokenizer(tok_config, model.eval())
+def evaluated_card(
+    tokenizer: ImageTokenizer, config: TrainConfig, steps: Any, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Evaluate on held-out shapes, record metrics and the training record in tokenizer.card_info; returns metrics."""
     metrics: dict[str, Any] = {}
     if config.eval_images > 0:
         images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
-        if images.shape[1] == tok_config.resolution:
+        if images.shape[1] == tokenizer.config.resolution:
             metrics = evaluate_tokenizer(tokenizer, images, holes)
             metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
     tokenizer.card_info = {
         "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
         "training": {
-            "data": config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images",
+            "data": data,
             "held-out set": f"{config.eval_images} shapes images, seed {config.eval_seed}",
-            "steps": step,
+            "steps": steps,
             "batch size": config.batch_size,
-            "command": "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()",
+            **(extra or {}),
         },
     }
+    return metrics
+
+
+def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
+    """Evaluate on held-out shapes and save the tokenizer with a model card holding the metrics."""
+    tokenizer = ImageTokenizer(tok_config, model.eval())
+    command = "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()"
+    metrics = evaluated_card(tokenizer, config, step, {"command": command})
     final = out / "final"
     tokenizer.save_pretrained(final, model_name=config.model_name)
     (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
