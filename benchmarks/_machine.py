@@ -28,3 +28,21 @@ def machine_info() -> dict:
     except OSError:
         pass
     return info
+
+
+def machine_line(machine: dict) -> str:
+    """One human line naming the machine, for the markdown results."""
+    gpu = f", GPU {machine['cuda']}" if machine.get("cuda") else ""
+    return f"Machine: {machine.get('cpu_model', machine.get('processor', '?'))}, {machine['cpu_count']} cores, torch {machine['torch']}{gpu}"
+
+
+def write_results(out_dir, name: str, results: dict, lines: list[str]) -> None:
+    """Write NAME.json (all figures) and NAME.md (the table a person reads), and print the table."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

@@ -10,7 +10,6 @@ folder (batched Dataset.map, fixed micro-batches) and one save_to_disk. Writes b
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info, machine_line, write_results  # noqa: E402
 
 from image_tokenizer import ImageTokenizer  # noqa: E402
 from image_tokenizer.data.shapes import HELDOUT_SEED, save_image_folder  # noqa: E402
@@ -86,15 +85,11 @@ def main() -> None:
         "first_image_token_agreement": agreement,
         "settings": vars(args),
     }
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    name = f"pretokenize_{args.device.split(':')[0]}"
-    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"# Pre-tokenization throughput ({args.device}, {args.num} shapes PNGs, model {args.model})",
         "",
         f"Command: `{results['command']}`  ",
-        f"Machine: {results['machine'].get('cpu_model', '?')}, {results['machine']['cpu_count']} cores, torch {results['machine']['torch']}",
+        machine_line(results["machine"]),
         "",
         "| pipeline | images/s |",
         "|---|---|",
@@ -103,8 +98,7 @@ def main() -> None:
         "",
         f"Ratio: **{results['ratio']:.2f}x**. Token agreement on the first image: {agreement:.3f}.",
     ]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.output_dir, f"pretokenize_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizerConfig, QuantizerConfig
 from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays
@@ -185,15 +185,12 @@ def main() -> None:
         "settings": vars(args),
         "rows": rows,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quantizers.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# Quantizer benchmark (shapes 64x64 -> 16x16)",
         "",
         "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
         *[f"`{c}`  " for c in results["commands"]],
-        f"Machine: {results['machine'].get('cpu_model', '?')}, {results['machine']['cpu_count']} cores, "
-        f"torch {results['machine']['torch']}  ",
+        machine_line(results["machine"]) + "  ",
         f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), seed {args.seed}, {args.steps} steps of batch "
         f"{args.batch_size}, K={args.codebook_size}, L1 + VQ loss; metrics on {args.heldout_images} held-out images.",
         "",
@@ -205,8 +202,7 @@ def main() -> None:
             f"| {row['quantizer']} | {row['heldout_psnr_db']:.2f} | {row['heldout_codebook_usage']:.3f} | "
             f"{row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | {row['seconds_per_step']:.3f} |"
         )
-    (out / "quantizers.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, "quantizers", results, lines)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Writes benchmarks/results/throughput_<device>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
 from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays
@@ -71,17 +70,12 @@ def main() -> None:
         generate_arrays(args.shapes, seed=TRAIN_SEED, num_workers=workers)
         results[f"shapes_{args.shapes}_seconds_workers_{workers}"] = time.perf_counter() - start
 
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"throughput_{args.device.split(':')[0]}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"# Throughput ({args.device})",
         "",
         f"Command: `{results['command']}`",
         "",
-        f"Machine: {results['machine'].get('cpu_model', results['machine']['processor'])}, "
-        f"{results['machine']['cpu_count']} cores, torch {results['machine']['torch']}"
-        + (f", GPU {results['machine']['cuda']}" if results['machine']['cuda'] else ""),
+        machine_line(results["machine"]),
         "",
         "| measure | value |",
         "|---|---|",
@@ -92,8 +86,7 @@ def main() -> None:
         "",
         f"Model: {results['config']}, {results['parameters']:,} parameters; median of {args.repeats} runs after a warm-up.",
     ]
-    (out / f"throughput_{args.device.split(':')[0]}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.output_dir, f"throughput_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":
