@@ -196,9 +196,8 @@ REPORT_NAME = "skipped_rows.json"
 def load_image_dataset(spec: str, split: str = "train", num: int = 1000, seed: int = 0) -> Any:
     """`shapes` (the generator), an image folder (metadata.jsonl columns come along), a dataset saved with
     save_to_disk, or `hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE)."""
-    import datasets
 
-    from .data.sources import DataError, load_dataset_spec
+    from .data.sources import DataError, image_folder_dataset, load_dataset_spec
 
     if spec == "shapes":
         from .data.shapes import to_dataset
@@ -210,7 +209,10 @@ def load_image_dataset(spec: str, split: str = "train", num: int = 1000, seed: i
         raise PretokenizeError(str(error)) from None
     if dataset is not None:
         return dataset
-    return datasets.load_dataset("imagefolder", data_dir=spec, split="train")  # metadata.jsonl columns come along
+    try:
+        return image_folder_dataset(spec)
+    except DataError as error:
+        raise PretokenizeError(str(error)) from None
 
 
 def write_token_dataset(

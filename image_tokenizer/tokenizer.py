@@ -188,7 +188,7 @@ class ImageTokenizer:
             groups.setdefault(tuple(tensor.shape), []).append(index)
         for indices in groups.values():
             pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
-            ids = self._run_micro_batches(lambda x: self.model.encode(x).ids, pixels).cpu()
+            ids = self._run_micro_batches(self.model.encode_ids, pixels).cpu()
             for i, grid in zip(indices, ids):
                 results[i] = grid
         if not is_batch:

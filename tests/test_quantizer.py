@@ -197,3 +197,14 @@ def test_rotation_option_reaches_the_encoder_and_keeps_ids():
     assert torch.equal(out.ids, ste(z).ids)
     out.quantized.sum().backward()
     assert z.grad.abs().sum() > 0
+
+
+def test_encode_ids_equals_the_ids_of_the_full_encode():
+    torch.manual_seed(0)
+    model = VQModel(tiny_config()).eval()
+    pixels = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        full = model.encode(pixels).ids
+        fast = model.encode_ids(pixels)
+    assert fast.shape == full.shape == (5, 8, 8)
+    assert torch.equal(fast, full)

@@ -86,14 +86,24 @@ class VectorQuantizer(nn.Module):
             ids[start : start + rows] = distances.argmin(dim=1)
         return ids
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def _assign(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, C, H, W] features -> (vectors in lookup space [BHW, D], codes [K, D], nearest ids [BHW]), fp32."""
         if z.ndim != 4 or z.shape[1] != self.dim:
             raise ValueError(f"quantizer expects [B, {self.dim}, H, W], got {tuple(z.shape)}")
+        z_lookup = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+        codes = self.effective_codebook()
+        return z_lookup, codes, self.nearest_codes(z_lookup.detach(), codes.detach())
+
+    @torch.no_grad()
+    def encode_ids(self, z: torch.Tensor) -> torch.Tensor:
+        """Ids only [B, H, W], for inference: the same assignment as forward without losses or statistics."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._assign(z)[2].reshape(z.shape[0], z.shape[2], z.shape[3])
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
         b, c, h, w = z.shape
         with torch.autocast(device_type=z.device.type, enabled=False):
-            z_lookup = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, c))
-            codes = self.effective_codebook()
-            ids = self.nearest_codes(z_lookup.detach(), codes.detach())
+            z_lookup, codes, ids = self._assign(z)
             chosen = F.embedding(ids, codes)
             codebook_loss = F.mse_loss(chosen, z_lookup.detach())
             commitment_loss = F.mse_loss(z_lookup, chosen.detach())

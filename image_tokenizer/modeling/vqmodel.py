@@ -36,13 +36,20 @@ class VQModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
-        """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
+    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
         h = self.encoder(pixels)
         if self.quant_conv is not None:
             with torch.autocast(device_type=h.device.type, enabled=False):  # the whole quantization path is fp32
                 h = self.quant_conv(h.float())
-        return self.quantizer(h)
+        return h
+
+    def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
+        """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
+        return self.quantizer(self._features(pixels))
+
+    def encode_ids(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels -> ids [B, h, w] only; the same ids as encode(), without losses or statistics."""
+        return self.quantizer.encode_ids(self._features(pixels))
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         if self.post_quant_conv is not None:
