@@ -11,12 +11,14 @@ from .errors import (
     InvalidIdsError,
     InvalidImageError,
 )
+from .prior import ImagePrior, TokenLayout
 from .tokenizer import ImageTokenizer
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "ImageLoadError",
+    "ImagePrior",
     "ImageTokenizer",
     "ImageTokenizerConfig",
     "ImageTokenizerError",
@@ -24,5 +26,6 @@ __all__ = [
     "InvalidImageError",
     "PreprocessingConfig",
     "QuantizerConfig",
+    "TokenLayout",
     "__version__",
 ]

@@ -60,3 +60,47 @@ def load_card_info(directory: str | Path) -> dict[str, Any]:
     except Exception:  # a hand-edited or foreign README must never stop a model from loading
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) -> str:
+    """Model card of an ImagePrior: token layout, usage, measured metrics and training record."""
+    layout = prior.layout
+    grid_h, grid_w = layout.grid_size
+    if layout.conditional:
+        classes = ", ".join(f"{i} = {name}" for i, name in enumerate(layout.class_names))
+        column = f" (from `{layout.class_label_column}`)" if layout.class_label_column else ""
+        conditioning = (
+            f"{layout.num_classes} classes{column}: {classes}; class tokens {layout.first_class_token_id}.."
+            f"{layout.null_class_token_id - 1}, null class {layout.null_class_token_id} (classifier-free guidance)"
+        )
+        sequence = "`<class>` `<boi>` then the image ids, row-major"
+    else:
+        conditioning, sequence = "none (unconditional)", "`<boi>` then the image ids, row-major"
+    data = ModelCardData(
+        library_name="transformers",
+        tags=["image-tokenizer", "image-generation", "autoregressive"],
+        pipeline_tag="unconditional-image-generation",
+        **{CARD_INFO_KEY: card_info},
+    )
+    card = ModelCard.from_template(
+        data,
+        template_str=template_text("image_prior"),
+        model_name=model_name,
+        repo_id=model_name,
+        architecture=type(prior.model).__name__,
+        parameters=f"{sum(p.numel() for p in prior.model.parameters()):,}",
+        tokenizer=layout.tokenizer,
+        grid_h=grid_h,
+        grid_w=grid_w,
+        codebook_size=layout.codebook_size,
+        boi=layout.boi_token_id,
+        eoi=layout.eoi_token_id,
+        pad=layout.pad_token_id,
+        conditional=layout.conditional,
+        first_class=layout.class_names[2] if layout.num_classes > 2 else "",
+        conditioning=conditioning,
+        sequence=sequence,
+        metrics=card_info.get("metrics", {}),
+        training=card_info.get("training", {}),
+    )
+    return str(card)
