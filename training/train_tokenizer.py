@@ -11,7 +11,6 @@ saved ImageTokenizer with a model card holding its held-out metrics).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -36,13 +35,11 @@ from image_tokenizer.fileio import atomic_path
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
+from training.config_cli import TrainingError
+from training.config_cli import parse_config as parse_dataclass_config
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.data import StepBatches, open_source, to_model_input
 from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
-
-
-class TrainingError(RuntimeError):
-    """The run cannot continue (non-finite loss, bad config); the message says why and where."""
 
 
 @dataclass
@@ -96,38 +93,10 @@ class TrainConfig:
 
 def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     """--config FILE, then --field VALUE / --section.field VALUE overrides; returns (config, resume)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON config (fields of TrainConfig)")
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/latest")
-    args, overrides = parser.parse_known_args(argv)
-    data: dict[str, Any] = {}
-    if args.config:
-        data = json.loads(Path(args.config).read_text())
-    if len(overrides) % 2:
-        raise TrainingError(f"overrides come in pairs --field VALUE, got {overrides}")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    for flag, raw in zip(overrides[::2], overrides[1::2]):
-        if not flag.startswith("--"):
-            raise TrainingError(f"expected --field, got {flag!r}")
-        key = flag[2:].replace("-", "_")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        section, _, sub = key.partition(".")
-        if section not in names:
-            raise TrainingError(f"unknown config field {section!r}; known: {sorted(names)}")
-        if sub:
-            data.setdefault(section, {})[sub] = value
-        else:
-            data[section] = value
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise TrainingError(f"unknown config field(s) {unknown} in {args.config}")
-    config = TrainConfig(**data)
+    config, resume = parse_dataclass_config(TrainConfig, argv, __doc__)
     config.betas = tuple(config.betas)
     config.validate()
-    return config, args.resume
+    return config, resume
 
 
 def lr_lambda(config: TrainConfig):

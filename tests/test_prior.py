@@ -1,0 +1,222 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from image_tokenizer import CheckpointError, ConfigError, ImagePrior, ImageTokenizer, InvalidIdsError, TokenLayout
+from image_tokenizer.prior import SamplingOptions
+from tests.helpers import tiny_config
+
+SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+@pytest.fixture
+def tok(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = ImageTokenizer(tiny_config())
+    tokenizer.save_pretrained(tmp_path / "tok")
+    return ImageTokenizer.from_pretrained(tmp_path / "tok")
+
+
+@pytest.fixture
+def prior(tok, tmp_path):
+    torch.manual_seed(0)
+    layout = TokenLayout.for_tokenizer(tok, str(tmp_path / "tok"), class_names=["a", "b", "c"], class_label_column="kind")
+    return ImagePrior.from_layout(layout, tokenizer=tok, **SIZES)
+
+
+@pytest.fixture
+def unconditional(tok, tmp_path):
+    torch.manual_seed(0)
+    return ImagePrior.from_layout(TokenLayout.for_tokenizer(tok, str(tmp_path / "tok")), tokenizer=tok, **SIZES)
+
+
+def test_layout_ids_and_prefix(prior):
+    layout = prior.layout
+    assert (layout.codebook_size, layout.grid_size) == (64, (8, 8))
+    assert (layout.boi_token_id, layout.eoi_token_id, layout.pad_token_id) == (64, 65, 66)
+    assert layout.first_class_token_id == 67 and layout.null_class_token_id == 70 and layout.vocab_size == 71
+    assert layout.non_image_token_ids == list(range(64, 71))
+    assert layout.prefix(torch.tensor([0, 2]), 2).tolist() == [[67, 64], [69, 64]]
+    assert layout.prefix(None, 1).tolist() == [[70, 64]]
+    assert layout.sequence_length == 66
+    assert prior.model.config.vocab_size == 71
+
+
+def test_save_load_round_trip_and_strict_files(prior, tmp_path):
+    files = prior.save_pretrained(tmp_path / "prior")
+    assert {f.name for f in files} >= {"config.json", "model.safetensors", "generation_config.json", "prior_layout.json"}
+    assert not list((tmp_path / "prior").glob("*.bin")) and not list((tmp_path / "prior").glob(".save-*"))
+    loaded = ImagePrior.from_pretrained(tmp_path / "prior")  # the layout names the tokenizer; it loads lazily
+    assert loaded.layout == prior.layout
+    x = torch.randint(0, 64, (2, 10))
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x).logits, prior.model(x).logits)
+    assert torch.equal(
+        loaded.generate(3, seed=1, output_type="ids", class_labels=[0, 1, 2]),
+        prior.generate(3, seed=1, output_type="ids", class_labels=[0, 1, 2]),
+    )
+    (tmp_path / "prior" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        ImagePrior.from_pretrained(tmp_path / "prior")
+
+
+def test_layout_file_with_unknown_fields_is_refused(prior, tmp_path):
+    prior.save_pretrained(tmp_path / "prior")
+    path = tmp_path / "prior" / "prior_layout.json"
+    data = json.loads(path.read_text())
+    data["surprise"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="unknown fields"):
+        ImagePrior.from_pretrained(tmp_path / "prior")
+
+
+def test_plain_transformers_loads_the_saved_prior_without_this_package(prior, tmp_path):
+    prior.save_pretrained(tmp_path / "prior")
+    x = torch.randint(0, 64, (1, 12))
+    with torch.no_grad():
+        expected = prior.model(x).logits[0, -1, :5].tolist()
+    script = (
+        "import sys, json, torch\n"
+        "from transformers import AutoModelForCausalLM\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'prior')!r})\n"
+        f"x = torch.tensor({x.tolist()})\n"
+        "out = m.generate(x[:, :2], max_new_tokens=4, do_sample=False)\n"
+        "assert not any(name.startswith('image_tokenizer') for name in sys.modules)\n"
+        "print(json.dumps({'logits': m(x).logits[0, -1, :5].tolist(), 'new': out[0, 2:].tolist(), "
+        "'cls': type(m).__name__}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["cls"] == "LlamaForCausalLM"
+    np.testing.assert_allclose(report["logits"], expected, rtol=1e-5, atol=1e-5)
+    # its generation_config.json suppresses the special and class tokens for plain model.generate too
+    assert all(0 <= t < 64 for t in report["new"])
+
+
+def test_generate_is_seeded_and_leaves_global_rng_alone(prior):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = prior.generate(4, seed=7, output_type="ids")
+    assert torch.equal(torch.rand(1), before)  # the caller's random stream is untouched
+    b = prior.generate(4, seed=7, output_type="ids")
+    c = prior.generate(4, seed=8, output_type="ids")
+    assert a.shape == (4, 8, 8) and a.dtype == torch.long
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    images = prior.generate(2, seed=7, output_type="np")
+    assert images.shape == (2, 16, 16, 3)
+
+
+def test_generation_never_emits_special_or_class_tokens(prior):
+    # Make the model love its special tokens: the constraint must still keep every sample inside the codebook.
+    bias = torch.zeros(prior.layout.vocab_size)
+    bias[prior.layout.non_image_token_ids] = 50.0
+    handle = prior.model.lm_head.register_forward_hook(lambda module, inputs, output: output + bias)
+    try:
+        ids = prior.generate(3, seed=0, output_type="ids", class_labels=1, guidance_scale=2.0)
+        big = prior.generate(1, seed=0, output_type="ids", grid_size=(9, 10))
+        done = prior.complete(ids[:, :3], output_type="ids", seed=0)
+    finally:
+        handle.remove()
+    for grid in (ids, big, done):
+        assert int(grid.min()) >= 0 and int(grid.max()) < 64
+
+
+def test_guidance_changes_samples_and_uses_the_null_class(prior):
+    plain = prior.generate(4, seed=3, class_labels=2, output_type="ids")
+    guided = prior.generate(4, seed=3, class_labels=2, guidance_scale=4.0, output_type="ids")
+    assert guided.shape == plain.shape and not torch.equal(plain, guided)
+    # guidance toward the null class itself is no guidance at all
+    assert torch.equal(prior.generate(2, seed=3, output_type="ids"), prior.generate(2, seed=3, guidance_scale=1.0, output_type="ids"))
+
+
+def test_complete_keeps_the_given_rows(prior, tok):
+    start = prior.generate(2, seed=0, output_type="ids")
+    done = prior.complete(start[:, :3], output_type="ids", seed=5)
+    assert done.shape == (2, 8, 8) and torch.equal(done[:, :3], start[:, :3])
+    flat = prior.complete(start[0, :2].reshape(-1), output_type="ids", seed=5)  # one flat sequence of 2 rows
+    assert flat.shape == (1, 8, 8) and torch.equal(flat[0, :2], start[0, :2])
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    from_image = prior.complete([image], output_type="ids", seed=5)  # encodes, keeps the top half
+    assert torch.equal(from_image[0, :4], tok.encode(image)[:4])
+
+
+def test_sliding_window_on_the_trained_grid_equals_cached_generation(prior):
+    # Greedy decoding (top_k=1): the window sampler, which recomputes each context without a cache, must pick
+    # exactly what transformers' KV-cached generate picks when the canvas is the trained grid.
+    labels = torch.tensor([0, 2])
+    cached = prior.generate(2, top_k=1, class_labels=labels, output_type="ids", seed=0)
+    windowed = prior._sample_sliding(labels, 2, (8, 8), SamplingOptions(top_k=1))
+    assert torch.equal(cached, windowed)
+
+
+def test_sliding_window_makes_larger_images(prior):
+    ids = prior.generate(2, seed=0, grid_size=(12, 16), output_type="ids", class_labels=[0, 1])
+    assert ids.shape == (2, 12, 16)
+    assert torch.equal(ids, prior.generate(2, seed=0, grid_size=(12, 16), output_type="ids", class_labels=[0, 1]))
+    images = prior.generate(1, seed=0, grid_size=(12, 16), output_type="np")
+    assert images.shape == (1, 24, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"class_labels": 3}, ConfigError, "class label 3 out of range"),
+        ({"class_labels": [-1]}, ConfigError, "out of range"),
+        ({"class_labels": [0.5]}, ConfigError, "integers"),
+        ({"class_labels": [0, 1]}, ConfigError, "2 class labels for 4 images"),
+        ({"top_p": 0.0}, ConfigError, "top_p"),
+        ({"top_p": 1.5}, ConfigError, "top_p"),
+        ({"temperature": 0}, ConfigError, "temperature"),
+        ({"temperature": -1.0}, ConfigError, "temperature"),
+        ({"top_k": 0}, ConfigError, "top_k"),
+        ({"num_images": 0}, ConfigError, "num_images"),
+        ({"grid_size": (4, 8)}, ConfigError, "at least the trained grid"),
+        ({"output_type": "gif"}, ConfigError, "output_type"),
+    ],
+)
+def test_bad_sampling_arguments_fail_before_sampling(prior, monkeypatch, kwargs, error, match):
+    monkeypatch.setattr(prior.model, "generate", lambda *a, **k: pytest.fail("sampling started"))
+    arguments = {"num_images": 4, **kwargs}
+    with pytest.raises(error, match=match):
+        prior.generate(**arguments)
+
+
+def test_guidance_on_an_unconditional_prior_is_refused(unconditional, monkeypatch):
+    assert unconditional.generate(2, seed=0, output_type="ids").shape == (2, 8, 8)
+    monkeypatch.setattr(unconditional.model, "generate", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(ConfigError, match="unconditional"):
+        unconditional.generate(2, guidance_scale=3.0)
+    with pytest.raises(ConfigError, match="unconditional"):
+        unconditional.generate(2, class_labels=0)
+
+
+def test_bad_prefixes_are_refused(prior, monkeypatch):
+    monkeypatch.setattr(prior.model, "generate", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(InvalidIdsError, match="longer than the 8x8 grid"):
+        prior.complete(torch.zeros(65, dtype=torch.long))
+    with pytest.raises(InvalidIdsError, match="more than the grid's 8"):
+        prior.complete(torch.zeros(1, 9, 8, dtype=torch.long))
+    with pytest.raises(InvalidIdsError, match="leaves nothing"):
+        prior.complete(torch.zeros(1, 8, 8, dtype=torch.long))
+    with pytest.raises(InvalidIdsError, match="whole rows"):
+        prior.complete(torch.zeros(12, dtype=torch.long))
+    with pytest.raises(InvalidIdsError, match="0..63"):
+        prior.complete(torch.full((2, 8), 64))
+    with pytest.raises(InvalidIdsError, match="integers"):
+        prior.complete(torch.zeros(2, 8))
+
+
+def test_a_tokenizer_with_another_layout_is_refused(prior, tmp_path):
+    torch.manual_seed(1)
+    other = ImageTokenizer(tiny_config())  # same shapes, different codebook
+    with pytest.raises(CheckpointError, match="codebook vectors differ"):
+        prior.tokenizer = other
+    bigger = ImageTokenizer(tiny_config(codebook_size=128))
+    with pytest.raises(CheckpointError, match="codebook size 128 != 64"):
+        ImagePrior(prior.model, prior.layout, tokenizer=bigger)

@@ -1,0 +1,90 @@
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
+from tests.helpers import tiny_config
+from training.train_prior import PriorCollator, PriorTrainConfig, TrainingError, parse_config, train
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tok") / "tok"
+    ImageTokenizer(tiny_config()).save_pretrained(path)
+    return path
+
+
+def tiny(tmp_path, tok_dir, **overrides) -> PriorTrainConfig:
+    base = {
+        "output_dir": str(tmp_path / "run"), "tokenizer": str(tok_dir), "num_train_images": 64, "eval_images": 16,
+        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "max_steps": 6, "batch_size": 8,
+        "warmup_steps": 0, "lr_scheduler": "constant", "eval_steps": 3, "save_steps": 3, "logging_steps": 3,
+        "sample_images": 2, "progress": False,
+    }
+    base.update(overrides)
+    return PriorTrainConfig(**base)
+
+
+def test_collator_prefixes_masks_and_drops_labels(tok_dir):
+    tok = ImageTokenizer.from_pretrained(tok_dir)
+    layout = TokenLayout.for_tokenizer(tok, "t", class_names=["1", "2"], class_label_column="n")
+    rows = [{"input_ids": list(range(64)), "n": 1 + i % 2, "row_index": i} for i in range(400)]
+    collator = PriorCollator(layout, "n", [1, 2], p_uncond=0.25)
+    batch = collator(rows)
+    assert torch.equal(collator(rows)["input_ids"], batch["input_ids"])  # a function of (seed, epoch, row)
+    collator.epoch = 1
+    assert not torch.equal(collator(rows)["input_ids"], batch["input_ids"])  # other rows dropped next epoch
+    assert batch["input_ids"].shape == (400, 66)
+    assert (batch["labels"][:, :2] == -100).all() and torch.equal(batch["labels"][:, 2:], batch["input_ids"][:, 2:])
+    assert (batch["input_ids"][:, 1] == layout.boi_token_id).all()
+    dropped = (batch["input_ids"][:, 0] == layout.null_class_token_id).float().mean().item()
+    assert 0.18 < dropped < 0.32
+    kept = batch["input_ids"][:, 0] != layout.null_class_token_id
+    expected = torch.tensor([layout.first_class_token_id + i % 2 for i in range(400)])
+    assert torch.equal(batch["input_ids"][kept, 0], expected[kept])
+    evaluation = PriorCollator(layout, "n", [1, 2], p_uncond=0.25).for_eval()(rows)
+    assert torch.equal(evaluation["input_ids"][:, 0], expected)  # never dropped at evaluation
+
+
+def test_tiny_prior_trains_and_saves_a_loadable_model(tmp_path, tok_dir):
+    result = train(tiny(tmp_path, tok_dir, max_steps=12, lr=3e-3))
+    final = result["final_dir"]
+    prior = ImagePrior.from_pretrained(final)
+    assert prior.layout.class_names == ["1", "2", "3", "4", "5"] and prior.layout.class_label_column == "num_shapes"
+    bpt = prior.card_info["metrics"]["heldout_bits_per_token"]
+    assert math.isfinite(bpt) and bpt < math.log2(prior.layout.vocab_size)  # better than uniform guessing
+    assert bpt == pytest.approx(result["bits_per_token"])
+    assert "bits per token" in (final / "README.md").read_text() or "bits_per_token" in (final / "README.md").read_text()
+    assert (tmp_path / "run" / "samples.png").is_file()
+    ids = prior.generate(2, seed=0, class_labels=[0, 4], guidance_scale=2.0, output_type="ids")
+    assert ids.shape == (2, 8, 8)
+
+
+def test_resume_through_trainer_checkpoints_matches_a_straight_run(tmp_path, tok_dir):
+    straight = train(tiny(tmp_path / "a", tok_dir, sample_images=0))
+    train(tiny(tmp_path / "b", tok_dir, max_steps=3, sample_images=0))  # stops after its step-3 checkpoint
+    resumed = train(tiny(tmp_path / "b", tok_dir, sample_images=0), resume=True)
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+    assert resumed["train_loss"] != straight["train_loss"]  # it trained steps 4-6 only, from the checkpoint
+    a = load_file(straight["final_dir"] / "model.safetensors")
+    b = load_file(resumed["final_dir"] / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, tok_dir):
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(tiny(tmp_path, tok_dir), resume=True)
+
+
+def test_config_errors_are_clear(tmp_path, tok_dir):
+    with pytest.raises(TrainingError, match="p_uncond"):
+        parse_config(["--p_uncond", "1.5"])
+    with pytest.raises(TrainingError, match="unknown config field"):
+        parse_config(["--hidden", "3"])
+    with pytest.raises(TrainingError, match="label_column 'colour'"):
+        train(tiny(tmp_path, tok_dir, label_column="colour"))

@@ -1,0 +1,357 @@
+"""Stage 2: train the GPT-style prior (a transformers causal LM) on pre-tokenized images with the Trainer.
+
+    python training/train_prior.py --config training/configs/shapes64_prior.json [--max_steps 200]
+    accelerate launch --num_processes 8 training/train_prior.py --config ...      # DDP through Trainer
+    python training/train_prior.py --config ... --resume          # continue from the last Trainer checkpoint
+
+Data: "shapes" (generated and pre-tokenized with the tokenizer, cached under output_dir/tokens), or a
+pre-tokenized dataset (save_to_disk folder, or a parquet folder from `image-tokenizer pretokenize`).
+With label_column set, the prior is class-conditional: sequences start with a class token, replaced by a
+null class with probability p_uncond during training (classifier-free guidance). Held-out loss is reported
+in bits per token. Outputs: output_dir/checkpoint-N (Trainer), final/ (an ImagePrior with a model card),
+samples.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):  # run as a script: make `training` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
+from training.config_cli import TrainingError
+from training.config_cli import parse_config as parse_dataclass_config
+
+
+@dataclass
+class PriorTrainConfig:
+    output_dir: str = "runs/prior"
+    model_name: str = "shapes-64-prior"
+    tokenizer: str = "shapes-64"
+    data: str = "shapes"  # "shapes", or a pre-tokenized dataset folder (arrow or parquet)
+    eval_data: str | None = None  # pre-tokenized held-out set; None: shapes seed eval_seed, or eval_fraction of data
+    eval_fraction: float = 0.05
+    num_train_images: int = 20000  # shapes only
+    train_seed: int = 0
+    eval_images: int = 1000  # shapes only
+    eval_seed: int = 1
+    flip_augment: bool = True  # shapes only: add left-right mirrored rows
+    label_column: str | None = "num_shapes"  # None: unconditional
+    p_uncond: float = 0.1  # label dropout for classifier-free guidance
+    architecture: str = "llama"
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int | None = None
+    dropout: float = 0.0
+    max_steps: int = 5000
+    batch_size: int = 32  # per device
+    gradient_accumulation_steps: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    lr_scheduler: str = "cosine"
+    grad_clip: float = 1.0
+    bf16: bool | None = None  # None: on when a CUDA GPU with bf16 is present
+    eval_steps: int = 500
+    save_steps: int = 500
+    save_total_limit: int = 2
+    logging_steps: int = 50
+    seed: int = 0
+    num_proc: int | None = None  # pre-tokenization processes
+    sample_images: int = 16  # a grid of samples written at the end (0 = none)
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise TrainingError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise TrainingError("max_steps and batch_size must be positive")
+        if self.architecture not in ("llama", "gpt2"):
+            raise TrainingError(f"architecture must be 'llama' or 'gpt2', got {self.architecture!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise TrainingError("hidden_size must be a multiple of num_attention_heads")
+
+
+class PriorCollator:
+    """Rows {input_ids, <label>} -> {input_ids, labels} with the layout's prefix; only image ids are predicted.
+
+    In training mode each class label is replaced by the null class with probability p_uncond. The draw is a
+    function of (seed, epoch, row index), not of a random stream: the Trainer's dataloader collates one batch
+    ahead of the step it checkpoints, so a stream would differ after a resume; this way a resumed run drops
+    exactly the labels an uninterrupted one drops."""
+
+    def __init__(self, layout: TokenLayout, label_column: str | None, class_values: list, p_uncond: float,
+                 seed: int = 0, train: bool = True):
+        self.layout, self.label_column, self.p_uncond, self.seed, self.train = layout, label_column, p_uncond, seed, train
+        self.class_index = {value: index for index, value in enumerate(class_values)}
+        self.epoch = 0  # set by EpochToCollator
+
+    def for_eval(self) -> PriorCollator:
+        return PriorCollator(self.layout, self.label_column, list(self.class_index), self.p_uncond, self.seed, train=False)
+
+    def _dropped(self, rows: list[dict[str, Any]]) -> torch.Tensor:
+        draws = [np.random.default_rng([self.seed, self.epoch, int(row.get(ROW_COLUMN, i))]).random() for i, row in enumerate(rows)]
+        return torch.tensor(draws) < self.p_uncond
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = torch.from_numpy(np.stack([np.asarray(row["input_ids"], dtype=np.int64) for row in rows]))
+        if ids.shape[1] != self.layout.num_image_tokens:
+            raise TrainingError(f"rows hold {ids.shape[1]} ids; the layout's grid needs {self.layout.num_image_tokens}")
+        labels = None
+        if self.layout.conditional:
+            labels = torch.tensor([self.class_index[row[self.label_column]] for row in rows], dtype=torch.long)
+            prefix = self.layout.prefix(labels, len(rows))
+            if self.train and self.p_uncond > 0:
+                prefix[self._dropped(rows), 0] = self.layout.null_class_token_id
+        else:
+            prefix = self.layout.prefix(None, len(rows))
+        input_ids = torch.cat([prefix, ids], dim=1)
+        targets = input_ids.clone()
+        targets[:, : self.layout.prefix_length] = -100
+        return {"input_ids": input_ids, "labels": targets}
+
+
+ROW_COLUMN = "row_index"
+
+
+def epoch_callback(collator: PriorCollator) -> Any:
+    """A TrainerCallback that tells the collator which epoch it is collating (also after a resume)."""
+    from transformers import TrainerCallback
+
+    class EpochToCollator(TrainerCallback):
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            collator.epoch = int(state.epoch or 0)
+
+    return EpochToCollator()
+
+
+def bits_per_token(loss_nats: float) -> float:
+    return loss_nats / math.log(2)
+
+
+def make_trainer_class() -> type:
+    from transformers import Trainer
+
+    class PriorTrainer(Trainer):
+        """The Trainer, reporting losses also in bits per token and never dropping labels at evaluation."""
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            for key in ("loss", "eval_loss"):
+                if key in logs:
+                    logs[key.replace("loss", "bits_per_token")] = round(bits_per_token(logs[key]), 5)
+            super().log(logs, *args, **kwargs)
+
+        def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+            train_collator = self.data_collator
+            self.data_collator = train_collator.for_eval()
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = train_collator
+
+    return PriorTrainer
+
+
+def load_token_dataset(path: str) -> Any:
+    """A pre-tokenized dataset: a save_to_disk folder, or a folder of parquet files (CLI or streaming output)."""
+    import datasets
+
+    folder = Path(path)
+    if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
+        return datasets.load_from_disk(str(folder))
+    files = sorted(str(p) for p in folder.rglob("*.parquet"))
+    if not files:
+        raise TrainingError(f"{path}: neither a save_to_disk dataset nor a folder of parquet files")
+    return datasets.load_dataset("parquet", data_files=files, split="train")
+
+
+def shapes_tokens(config: PriorTrainConfig, tokenizer: ImageTokenizer, split: str) -> Any:
+    """Shapes images pre-tokenized with the tokenizer, cached in output_dir/tokens/<split> (reused when the
+    tokenizer and settings are the same)."""
+    import datasets
+
+    from image_tokenizer.data.shapes import to_dataset
+    from image_tokenizer.pretokenize import pretokenize, tokenizer_fingerprint, write_token_dataset
+
+    train = split == "train"
+    count, seed = (config.num_train_images, config.train_seed) if train else (config.eval_images, config.eval_seed)
+    flip = config.flip_augment and train
+    key = {"tokenizer_sha256": tokenizer_fingerprint(tokenizer), "images": count, "seed": seed, "flip": flip}
+    folder = Path(config.output_dir) / "tokens" / split
+    info_file = folder / "pretokenize_info.json"
+    if info_file.is_file() and json.loads(info_file.read_text()).get("key") == key:
+        return datasets.load_from_disk(str(folder))
+    images = to_dataset(count, seed=seed)
+    keep = ["image", "num_shapes", "type_counts"]
+    images = images.remove_columns([c for c in images.column_names if c not in keep])
+    tokens = pretokenize(images, tokenizer, num_proc=config.num_proc, flip=flip)
+    info = {"fingerprint": tokens._fingerprint, "key": key, "source": f"shapes seed {seed}", "rows": len(tokens)}
+    write_token_dataset(tokens, str(folder), "arrow", info, overwrite=True, report=None)
+    return datasets.load_from_disk(str(folder))
+
+
+def prepare_data(config: PriorTrainConfig, tokenizer: ImageTokenizer) -> tuple[Any, Any]:
+    if config.data == "shapes":
+        return shapes_tokens(config, tokenizer, "train"), shapes_tokens(config, tokenizer, "eval")
+    train = load_token_dataset(config.data)
+    if config.eval_data:
+        return train, load_token_dataset(config.eval_data)
+    split = train.train_test_split(test_size=config.eval_fraction, seed=config.seed)
+    return split["train"], split["test"]
+
+
+def check_tokens(dataset: Any, layout: TokenLayout, label_column: str | None, name: str) -> None:
+    """Every row is a full grid of this tokenizer's ids, and the label column exists."""
+    missing = [c for c in ["input_ids"] + ([label_column] if label_column else []) if c not in dataset.column_names]
+    if missing:
+        raise TrainingError(f"{name} data has no column(s) {missing}; columns are {dataset.column_names}")
+    if "grid_h" in dataset.column_names:
+        grids = set(zip(dataset["grid_h"], dataset["grid_w"]))
+        if grids != {layout.grid_size}:
+            raise TrainingError(f"{name} data has grids {sorted(grids)}; the tokenizer's grid is {layout.grid_size}")
+
+
+def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
+    from transformers import TrainingArguments, set_seed
+
+    config.validate()
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    tokenizer = ImageTokenizer.from_pretrained(config.tokenizer)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        max_grad_norm=config.grad_clip,
+        bf16=_use_bf16(config.bf16),
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not config.progress,
+    )
+    with args.main_process_first(desc="pre-tokenize"):
+        train_data, eval_data = prepare_data(config, tokenizer)
+    class_values: list = []
+    if config.label_column:
+        if config.label_column not in train_data.column_names:
+            raise TrainingError(f"label_column {config.label_column!r} not in the data; columns are {train_data.column_names}")
+        class_values = sorted(set(train_data[config.label_column]))
+    layout = TokenLayout.for_tokenizer(tokenizer, config.tokenizer, [str(v) for v in class_values], config.label_column)
+    check_tokens(train_data, layout, config.label_column, "training")
+    check_tokens(eval_data, layout, config.label_column, "held-out")
+    unknown = set(eval_data[config.label_column]) - set(class_values) if config.label_column else set()
+    if unknown:
+        raise TrainingError(f"held-out labels {sorted(unknown)} never occur in the training data")
+    sizes = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
+             "num_attention_heads": config.num_attention_heads, "dropout": config.dropout}
+    if config.intermediate_size:
+        sizes["intermediate_size"] = config.intermediate_size
+    prior = ImagePrior.from_layout(layout, config.architecture, tokenizer=tokenizer, **sizes)
+    prior.model.generation_config = prior.generation_config()
+    collator = PriorCollator(layout, config.label_column, class_values, config.p_uncond, config.seed)
+    if ROW_COLUMN not in train_data.column_names:
+        train_data = train_data.add_column(ROW_COLUMN, list(range(len(train_data))))
+    trainer = make_trainer_class()(
+        model=prior.model, args=args, train_dataset=train_data, eval_dataset=eval_data, data_collator=collator,
+        callbacks=[epoch_callback(collator)],
+    )
+    checkpoint = None
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if checkpoint is None:
+            raise TrainingError(f"--resume: no checkpoint-N folder in {out}")
+    run = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = trainer.evaluate()
+    if not trainer.is_world_process_zero():
+        return {}
+    result = _finish(config, prior, trainer, metrics, len(train_data), len(eval_data), out)
+    return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss}
+
+
+def _use_bf16(setting: bool | None) -> bool:
+    if setting is not None:
+        return setting
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: dict, n_train: int, n_eval: int, out: Path) -> dict:
+    prior.model = trainer.model.eval()
+    bpt = round(bits_per_token(metrics["eval_loss"]), 4)
+    params = sum(p.numel() for p in prior.model.parameters())
+    command = "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()"
+    prior.card_info = {
+        "metrics": {"heldout_bits_per_token": bpt, "heldout_loss_nats": round(metrics["eval_loss"], 4)},
+        "training": {
+            "command": command,
+            "data": config.data if config.data != "shapes" else (
+                f"shapes generator seed {config.train_seed}, {config.num_train_images} images"
+                + (" + mirrored copies" if config.flip_augment else "") + f", tokenized with {config.tokenizer}"
+            ),
+            "training sequences": n_train,
+            "held-out sequences": n_eval,
+            "steps": trainer.state.global_step,
+            "batch size": config.batch_size * trainer.args.world_size * config.gradient_accumulation_steps,
+            "label dropout (CFG)": config.p_uncond if prior.layout.conditional else "n/a",
+            "parameters": params,
+        },
+    }
+    final = out / "final"
+    prior.save_pretrained(final, model_name=config.model_name)
+    (out / "prior_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    if config.sample_images > 0:
+        from image_tokenizer.visualize import image_grid
+
+        labels = None
+        if prior.layout.conditional:
+            labels = [i % prior.layout.num_classes for i in range(config.sample_images)]
+        images = prior.generate(config.sample_images, seed=0, class_labels=labels, top_k=100)
+        image_grid(images, columns=min(8, len(images)), scale=2).save(out / "samples.png")
+    print(f"saved {final}; held-out {bpt} bits per token ({metrics['eval_loss']:.4f} nats)")
+    return {"final_dir": final, "bits_per_token": bpt, "metrics": metrics}
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[PriorTrainConfig, bool]:
+    config, resume = parse_dataclass_config(PriorTrainConfig, argv, __doc__)
+    config.validate()
+    return config, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, resume = parse_config(argv)
+        train(config, resume)
+    except (TrainingError, ValueError, OSError) as error:
+        print(f"train_prior: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
