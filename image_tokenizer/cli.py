@@ -24,6 +24,7 @@ from .image_processing import load_image, postprocess
 from .metrics import psnr
 
 DEFAULT_MODEL = "shapes-64"
+DEFAULT_PRIOR = "shapes-64-prior"
 
 
 class CLIError(ImageTokenizerError):
@@ -38,6 +39,22 @@ def _load_tokenizer(name: str | None, device: str):
             raise CLIError(f"no bundled model {DEFAULT_MODEL!r} in this install yet; pass --model DIR_OR_REPO")
         name = DEFAULT_MODEL
     return ImageTokenizer.from_pretrained(name, device=device)
+
+
+def _load_prior(name: str | None, tokenizer_name: str | None, device: str):
+    from .prior import ImagePrior
+
+    if name is None:
+        if DEFAULT_PRIOR not in bundled_models():
+            raise CLIError(f"no bundled prior {DEFAULT_PRIOR!r} in this install yet; pass --model DIR_OR_REPO")
+        name = DEFAULT_PRIOR
+    tokenizer = _load_tokenizer(tokenizer_name, device) if tokenizer_name else None
+    return ImagePrior.from_pretrained(name, tokenizer=tokenizer, device=device)
+
+
+def _sampling_kwargs(args: argparse.Namespace) -> dict:
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+            "guidance_scale": args.guidance}
 
 
 def _load_images(paths: Sequence[str], progress: bool) -> list:
@@ -251,6 +268,58 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
     print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    """Sample images from a prior and write them as one PNG grid (and the ids, when asked)."""
+    from .visualize import image_grid
+
+    prior = _load_prior(args.model, args.tokenizer, args.device)
+    grid_size = tuple(args.grid) if args.grid else None
+    ids = prior.generate(args.num, class_labels=args.class_label, batch_size=args.batch_size, output_type="ids",
+                         grid_size=grid_size, **_sampling_kwargs(args))
+    images = prior.tokenizer.decode(ids)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        image_grid(images, columns=min(args.columns, len(images)), scale=args.scale).save(tmp, format="PNG")
+    if args.ids_output:
+        atomic_write_text(Path(args.ids_output), json.dumps(ids.tolist()) + "\n")
+    label = "" if args.class_label is None else f" of class {args.class_label} ({prior.layout.class_names[args.class_label]})"
+    print(f"wrote {len(images)} generated images{label} ({ids.shape[1]}x{ids.shape[2]} tokens each) to {output}")
+
+
+def cmd_complete(args: argparse.Namespace) -> None:
+    """Keep the top rows of images' tokens and let the prior finish them; writes input | kept | completions."""
+    from .visualize import image_grid
+
+    prior = _load_prior(args.model, args.tokenizer, args.device)
+    images = _load_images(args.images, args.progress)
+    tokenizer = prior.tokenizer
+    rows = args.rows if args.rows is not None else tokenizer.grid_size[0] // 2
+    ids = tokenizer.encode(images)
+    kept = ids.clone()
+    kept[:, rows:] = 0
+    tiles = []
+    for index in range(len(images)):
+        completions = prior.complete(ids[index : index + 1, :rows].repeat(args.samples, 1, 1), output_type="ids",
+                                     class_labels=args.class_label, **_sampling_kwargs(args))
+        tiles += [tokenizer.decode(ids[index]), _blank_below(tokenizer.decode(kept[index]), rows, tokenizer)]
+        tiles += tokenizer.decode(completions)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        image_grid(tiles, columns=2 + args.samples, scale=args.scale).save(tmp, format="PNG")
+    print(f"wrote {output}: per row, the reconstruction, its top {rows} token rows, then {args.samples} completions")
+
+
+def _blank_below(image, rows: int, tokenizer):
+    """Black out the part of a decoded image below the kept token rows (what the prior did not see)."""
+    array = np.asarray(image).copy()
+    array[rows * (array.shape[0] // tokenizer.grid_size[0]) :] = 0
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job: reconstruct held-out shapes with the bundled model and write a side-by-side grid."""
     from .config import ImageTokenizerConfig, QuantizerConfig
@@ -287,6 +356,45 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"encoded and decoded {len(samples)} held-out shapes images in {elapsed:.2f} s; mean PSNR {scores.mean():.2f} dB")
     print(f"first image's tokens: {tokenizer.convert_ids_to_tokens(ids[0].flatten()[:6].tolist())} ...")
     print(f"wrote {out_dir / 'reconstructions.png'} (input | reconstruction) and {out_dir / 'ids.json'}")
+    if DEFAULT_PRIOR in bundled_models() and args.model is None:
+        _demo_prior(tokenizer, samples, out_dir, args)
+    else:
+        print(f"(no bundled prior {DEFAULT_PRIOR!r} to use with this tokenizer: skipping generation and completion)")
+
+
+def _demo_prior(tokenizer, samples: list, out_dir: Path, args: argparse.Namespace) -> None:
+    """Generation per class with guidance, and completion of half-images, with the bundled prior."""
+    from .prior import ImagePrior
+    from .visualize import image_grid
+
+    prior = ImagePrior.from_pretrained(DEFAULT_PRIOR, tokenizer=tokenizer, device=args.device)
+    print(f"prior: {prior!r}")
+    start = time.perf_counter()
+    per_class = 4
+    if prior.layout.conditional:
+        labels = [c for c in range(prior.layout.num_classes) for _ in range(per_class)]
+        images = prior.generate(len(labels), class_labels=labels, guidance_scale=2.0, top_k=100, seed=0)
+        columns = per_class
+        what = f"one row per class ({', '.join(prior.layout.class_names)} {prior.layout.class_label_column or ''}), guidance 2"
+    else:
+        images, columns, what = prior.generate(16, top_k=100, seed=0), 8, "unconditional"
+    with atomic_path(out_dir / "generated.png") as tmp:
+        image_grid(images, columns=columns, scale=2).save(tmp, format="PNG")
+    print(f"generated {len(images)} images in {time.perf_counter() - start:.1f} s: {out_dir / 'generated.png'} ({what})")
+    start = time.perf_counter()
+    originals = [s.to_pil() for s in samples[:4]]
+    half = tokenizer.grid_size[0] // 2
+    tiles = []
+    for index, original in enumerate(originals):
+        ids = tokenizer.encode(original)
+        completions = prior.complete(ids[:half].repeat(3, 1, 1), top_k=100, seed=index, output_type="ids")
+        tiles += [original, _blank_below(tokenizer.decode(ids), half, tokenizer), *tokenizer.decode(completions)]
+    with atomic_path(out_dir / "completions.png") as tmp:
+        image_grid(tiles, columns=5, scale=2).save(tmp, format="PNG")
+    print(
+        f"completed {len(originals)} half-images 3 ways in {time.perf_counter() - start:.1f} s: "
+        f"{out_dir / 'completions.png'} (input | top half kept | 3 completions)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,6 +470,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_shapes)
+
+    def sampling(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
+        p.add_argument("--class", dest="class_label", type=int, help="class index (see `info`); default none/null")
+        p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+        p.add_argument("--temperature", type=float, default=1.0)
+        p.add_argument("--top-k", type=int, default=None)
+        p.add_argument("--top-p", type=float, default=1.0)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--scale", type=int, default=2, help="nearest-neighbour enlargement of the grid")
+
+    p = sub.add_parser("generate", help="sample images from a prior into a PNG grid")
+    p.add_argument("--num", type=int, default=16)
+    p.add_argument("--output", default="generated.png")
+    p.add_argument("--ids-output", help="also write the sampled ids as JSON")
+    p.add_argument("--grid", type=int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--columns", type=int, default=8)
+    sampling(p)
+    common(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("complete", help="finish images from their top token rows with a prior")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--rows", type=int, help="token rows to keep (default half the grid)")
+    p.add_argument("--samples", type=int, default=4, help="completions per image")
+    p.add_argument("--output", default="completions.png")
+    sampling(p)
+    common(p)
+    p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("demo", help="the main job: reconstruct held-out shapes with the bundled model")
     p.add_argument("--output-dir", default="demo_output")

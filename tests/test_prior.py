@@ -220,3 +220,31 @@ def test_a_tokenizer_with_another_layout_is_refused(prior, tmp_path):
     bigger = ImageTokenizer(tiny_config(codebook_size=128))
     with pytest.raises(CheckpointError, match="codebook size 128 != 64"):
         ImagePrior(prior.model, prior.layout, tokenizer=bigger)
+
+
+def test_cli_generate_and_complete(prior, unconditional, tmp_path, capsys):
+    from PIL import Image
+
+    from image_tokenizer.cli import main
+
+    prior.save_pretrained(tmp_path / "prior")
+    unconditional.save_pretrained(tmp_path / "uncond")
+    out = tmp_path / "grid.png"
+    assert main(["generate", "--model", str(tmp_path / "prior"), "--num", "4", "--class", "1", "--guidance", "2",
+                 "--output", str(out), "--ids-output", str(tmp_path / "ids.json"), "--no-progress"]) == 0
+    assert Image.open(out).size[0] > 16 and json.loads((tmp_path / "ids.json").read_text())
+    assert "class 1 (b)" in capsys.readouterr().out
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(image)
+    assert main(["complete", str(image), "--model", str(tmp_path / "prior"), "--samples", "2",
+                 "--output", str(tmp_path / "done.png"), "--no-progress"]) == 0
+    assert (tmp_path / "done.png").is_file()
+    for argv, message in [
+        (["--model", str(tmp_path / "prior"), "--class", "9"], "class label 9 out of range"),
+        (["--model", str(tmp_path / "uncond"), "--guidance", "3"], "unconditional"),
+        (["--model", str(tmp_path / "prior"), "--top-p", "0"], "top_p"),
+        (["--model", str(tmp_path / "prior"), "--temperature", "0"], "temperature"),
+    ]:
+        assert main(["generate", *argv, "--output", str(tmp_path / "x.png")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -1,0 +1,117 @@
+"""Generation quality of the bundled prior, in the bundled shapes classifier's feature space.
+
+    python benchmarks/generation_quality.py [--prior shapes-64-prior] [--num 1000] [--guidance 3.0]
+
+Fréchet distance to 1,000 held-out images (seed 1) of: a second held-out set (seed 2, the floor), the
+tokenizer's reconstructions of the held-out set, and 1,000 generated images (null class, and class-conditional
+with the held-out set's own labels, with and without guidance). Also how often a class-conditional sample
+shows the number of shapes it was asked for, by the classifier's count (and the classifier's own accuracy on
+real images, the ceiling of that measure). Writes benchmarks/results/generation_quality.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, machine_line, write_results
+
+from image_tokenizer import ImagePrior
+from image_tokenizer.data.shapes import HELDOUT_SEED, generate
+from image_tokenizer.shapes_classifier import ShapesClassifier, frechet_distance
+
+SECOND_HELDOUT_SEED = 2
+
+
+def shapes(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    samples = list(generate(num, seed))
+    return np.stack([s.image for s in samples]), np.array([s.num_shapes for s in samples])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prior", default="shapes-64-prior")
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+
+    prior = ImagePrior.from_pretrained(args.prior, device=args.device)
+    tokenizer = prior.tokenizer
+    classifier = ShapesClassifier.from_pretrained()
+    heldout, heldout_counts = shapes(args.num, HELDOUT_SEED)
+    second, _ = shapes(args.num, SECOND_HELDOUT_SEED)
+    reference = classifier.embed(heldout)
+
+    def count_accuracy(images: np.ndarray, wanted: np.ndarray) -> float:
+        return float((classifier.predict_counts(images).sum(1) == wanted).mean())
+
+    sets: dict[str, np.ndarray] = {"second held-out set (floor)": second}
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    sets[f"{prior.layout.tokenizer} reconstructions"] = tokenizer.decode(tokenizer.encode(list(heldout)), output_type="np")
+    timings["reconstruct"] = time.perf_counter() - start
+    sampling = {"top_k": args.top_k, "temperature": args.temperature, "batch_size": args.batch_size, "output_type": "np"}
+    accuracy: dict[str, float] = {"classifier on real held-out images (ceiling)": count_accuracy(heldout, heldout_counts)}
+    if prior.layout.conditional:
+        values = [int(v) for v in prior.layout.class_names]
+        labels = np.array([values.index(int(c)) for c in heldout_counts])
+        runs = [("generated, null class", None, 1.0, 10),
+                ("generated, held-out labels, no guidance", labels, 1.0, 11),
+                (f"generated, held-out labels, guidance {args.guidance:g}", labels, args.guidance, 12)]
+    else:
+        runs = [("generated", None, 1.0, 10)]
+    for name, class_labels, guidance, seed in runs:
+        start = time.perf_counter()
+        images = prior.generate(args.num, seed=seed, class_labels=class_labels, guidance_scale=guidance, **sampling)
+        timings[name] = time.perf_counter() - start
+        sets[name] = images
+        if class_labels is not None:
+            accuracy[name] = count_accuracy(images, heldout_counts)
+        print(f"{name}: {timings[name]:.0f} s", flush=True)
+    distances = {name: frechet_distance(reference, classifier.embed(images)) for name, images in sets.items()}
+
+    results = {
+        "command": " ".join(["python", "benchmarks/generation_quality.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "prior": args.prior,
+        "tokenizer": prior.layout.tokenizer,
+        "images_per_set": args.num,
+        "reference": f"{args.num} held-out shapes images, seed {HELDOUT_SEED}",
+        "frechet_distance": distances,
+        "requested_shape_count_accuracy": accuracy,
+        "sampling": {k: v for k, v in sampling.items() if k != "output_type"},
+        "seconds": timings,
+    }
+    lines = [
+        f"# Generation quality: {args.prior} (tokenizer {prior.layout.tokenizer})",
+        "",
+        f"Command: `{results['command']}`  ",
+        machine_line(results["machine"]) + "  ",
+        f"Fréchet distance in the bundled shapes classifier's 128-d feature space to {results['reference']}; "
+        f"{args.num} images per set. Sampling: temperature {args.temperature}, top-k {args.top_k or 'off'}.",
+        "",
+        "| image set | Fréchet distance |",
+        "|---|---|",
+        *[f"| {name} | {value:.3f} |" for name, value in distances.items()],
+        "",
+        "Share of images whose classifier-counted number of shapes equals the number asked for:",
+        "",
+        "| images | share |",
+        "|---|---|",
+        *[f"| {name} | {value:.3f} |" for name, value in accuracy.items()],
+    ]
+    write_results(args.output_dir, "generation_quality", results, lines)
+
+
+if __name__ == "__main__":
+    main()
