@@ -28,15 +28,18 @@ def evaluate_tokenizer(
         ids = tokenizer.encode(batch)
         counts += torch.bincount(ids.reshape(-1), minlength=tokenizer.vocab_size).double()
         reconstructions.append(tokenizer.decode(ids, output_type="np"))
-    recon = np.concatenate(reconstructions)
     usage, perplexity = codebook_usage(counts)
-    psnr_values = psnr(images, recon)
+    results = reconstruction_metrics(images, np.concatenate(reconstructions), hole_masks)
+    results.update(codebook_usage=usage, perplexity=perplexity)
+    return results
+
+
+def reconstruction_metrics(images: np.ndarray, recon: np.ndarray, hole_masks: np.ndarray | None = None) -> dict[str, float]:
+    """PSNR (a perfect image counts as 100 dB), SSIM and, with hole masks, hole recall of uint8 reconstructions."""
     results = {
         "num_images": len(images),
-        "psnr_db": float(np.mean(np.minimum(psnr_values, 100.0))),  # a perfect image counts as 100 dB
+        "psnr_db": float(np.mean(np.minimum(psnr(images, recon), 100.0))),
         "ssim": float(np.mean(ssim(images, recon))),
-        "codebook_usage": usage,
-        "perplexity": perplexity,
     }
     if hole_masks is not None:
         results["hole_recall"] = hole_recall(recon, hole_masks)
