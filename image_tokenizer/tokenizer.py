@@ -330,6 +330,8 @@ class ImageTokenizer:
             token=token,
             local_files_only=local_files_only,
         )
+        if (directory / "prior_layout.json").is_file():
+            raise CheckpointError(f"{directory} holds an image prior, not a tokenizer; load it with ImagePrior.from_pretrained")
         config = ImageTokenizerConfig.load(directory)
         for name in (WEIGHTS_NAME, CODEBOOK_NAME):
             if not (directory / name).is_file():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,15 @@ def parse_config(config_class: type, argv: list[str] | None, description: str | 
     if unknown:
         raise TrainingError(f"unknown config field(s) {unknown} in {args.config}")
     return config_class(**data), args.resume
+
+
+def run_cli(program: str, parse: Callable[[list[str] | None], tuple[Any, bool]], train: Callable[..., Any],
+            argv: list[str] | None = None) -> int:
+    """Parse, train, and turn a training or config error into one readable line and exit status 2."""
+    try:
+        config, resume = parse(argv)
+        train(config, resume) if resume else train(config)
+    except (TrainingError, ValueError, OSError) as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
-from training.config_cli import TrainingError
+from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 
 
@@ -344,13 +344,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[PriorTrainConfig, bool]
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, resume = parse_config(argv)
-        train(config, resume)
-    except (TrainingError, ValueError, OSError) as error:
-        print(f"train_prior: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("train_prior", parse_config, train, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from image_tokenizer.fileio import atomic_path
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
-from training.config_cli import TrainingError
+from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.data import StepBatches, open_source, to_model_input
@@ -302,13 +302,7 @@ def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQMode
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, resume = parse_config(argv)
-        train(config, resume)
-    except (TrainingError, ValueError, OSError) as error:
-        print(f"train_tokenizer: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("train_tokenizer", parse_config, train, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from image_tokenizer.evaluation import reconstruction_metrics
 from image_tokenizer.fileio import atomic_write_text, check_state_dict, load_tensors, save_tensors
 from image_tokenizer.image_processing import postprocess
 from training.baselines.models import VAE, Autoencoder
-from training.config_cli import TrainingError
+from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.data import StepBatches, open_source, to_model_input
 
@@ -147,13 +147,7 @@ def train(config: BaselineConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, _ = parse_dataclass_config(BaselineConfig, argv, __doc__)
-        train(config)
-    except (TrainingError, ValueError, OSError) as error:
-        print(f"train_baseline: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli("train_baseline", lambda args: parse_dataclass_config(BaselineConfig, args, __doc__), train, argv)
 
 
 if __name__ == "__main__":
