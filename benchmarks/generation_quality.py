@@ -36,6 +36,7 @@ def shapes(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", default="shapes-64-prior")
+    parser.add_argument("--classifier", default="shapes-classifier")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--top-k", type=int, default=None)
@@ -43,11 +44,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--update-card", metavar="DIR", help="write the distances into the model card of the prior saved in DIR")
     args = parser.parse_args()
 
     prior = ImagePrior.from_pretrained(args.prior, device=args.device)
     tokenizer = prior.tokenizer
-    classifier = ShapesClassifier.from_pretrained()
+    classifier = ShapesClassifier.from_pretrained(args.classifier)
     heldout, heldout_counts = shapes(args.num, HELDOUT_SEED)
     second, _ = shapes(args.num, SECOND_HELDOUT_SEED)
     reference = classifier.embed(heldout)
@@ -111,6 +113,18 @@ def main() -> None:
         *[f"| {name} | {value:.3f} |" for name, value in accuracy.items()],
     ]
     write_results(args.output_dir, "generation_quality", results, lines)
+    if args.update_card:
+        from image_tokenizer.fileio import atomic_write_text
+        from image_tokenizer.model_card import CARD_NAME, render_prior_card
+
+        metrics = prior.card_info.setdefault("metrics", {})
+        for name, value in distances.items():
+            metrics[f"frechet_distance ({name})"] = round(value, 4)
+        for name, value in accuracy.items():
+            metrics[f"shape count as asked ({name})"] = round(value, 4)
+        metrics["generation quality"] = f"{args.num} images per set vs {results['reference']}; {results['command']}"
+        card = render_prior_card(prior, Path(args.update_card).name, prior.card_info)
+        atomic_write_text(Path(args.update_card) / CARD_NAME, card)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,16 @@ def test_unknown_name_is_a_clear_error(tmp_path):
         ImageTokenizer.from_pretrained(str(tmp_path / "missing" / "dir"))
     with pytest.raises(CheckpointError, match="not in the Hugging Face cache while offline"):
         ImageTokenizer.from_pretrained("someone/not-cached", cache_dir=tmp_path / "cache")
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from image_tokenizer.fileio import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not mkstemp's 0600: saved models must be readable by other users
