@@ -248,3 +248,12 @@ def test_cli_generate_and_complete(prior, unconditional, tmp_path, capsys):
         assert main(["generate", *argv, "--output", str(tmp_path / "x.png")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_bundled_prior_matches_the_bundled_tokenizer():
+    prior = ImagePrior.from_pretrained("shapes-64-prior")
+    assert prior.layout.tokenizer == "shapes-64" and prior.layout.class_names == ["1", "2", "3", "4", "5"]
+    ids = prior.generate(2, seed=0, class_labels=[0, 4], top_k=50, output_type="ids")
+    assert ids.shape == (2, 16, 16) and int(ids.max()) < 1024
+    assert prior.tokenizer.decode(ids[0]).size == (64, 64)  # the layout's codebook hash matches shapes-64
+    assert prior.card_info["metrics"]["heldout_bits_per_token"] < 10  # log2(1024): better than uniform

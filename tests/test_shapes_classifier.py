@@ -41,10 +41,6 @@ def test_classifier_shapes_save_load_and_bad_input(tmp_path):
 
 
 def test_bundled_classifier_counts_held_out_shapes():
-    from image_tokenizer.hub import PRETRAINED_DIR
-
-    if not (PRETRAINED_DIR / "shapes-classifier").is_dir():
-        pytest.skip("the shapes classifier is not bundled in this checkout")
     model = ShapesClassifier.from_pretrained()
     samples = list(generate(200, seed=1))
     predicted = model.predict_counts(np.stack([s.image for s in samples]))
