@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +258,29 @@ def test_bundled_prior_matches_the_bundled_tokenizer():
     assert ids.shape == (2, 16, 16) and int(ids.max()) < 1024
     assert prior.tokenizer.decode(ids[0]).size == (64, 64)  # the layout's codebook hash matches shapes-64
     assert prior.card_info["metrics"]["heldout_bits_per_token"] < 10  # log2(1024): better than uniform
+
+
+def test_push_to_hub_uploads_one_commit_that_pulls_back_offline(prior, tok, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi
+
+    from tests.test_hub import COMMIT, fill_cache
+
+    commits = []
+
+    def fake_create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+        files = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
+        commits.append({"repo_id": repo_id, "files": files})
+        return SimpleNamespace(oid=COMMIT)
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(HfApi, "create_commit", fake_create_commit)
+    prior.push_to_hub("me/my-prior")
+    (commit,) = commits
+    assert sorted(commit["files"]) == sorted(["README.md", "config.json", "generation_config.json",
+                                              "model.safetensors", "prior_layout.json"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fill_cache(tmp_path / "cache", "me/my-prior", commit["files"])
+    pulled = ImagePrior.from_pretrained("me/my-prior", cache_dir=tmp_path / "cache", tokenizer=tok)
+    assert torch.equal(pulled.generate(2, seed=0, output_type="ids"), prior.generate(2, seed=0, output_type="ids"))

@@ -88,3 +88,10 @@ def test_config_errors_are_clear(tmp_path, tok_dir):
         parse_config(["--hidden", "3"])
     with pytest.raises(TrainingError, match="label_column 'colour'"):
         train(tiny(tmp_path, tok_dir, label_column="colour"))
+
+
+def test_unconditional_prior_trains_without_labels(tmp_path, tok_dir):
+    result = train(tiny(tmp_path, tok_dir, label_column=None, max_steps=3, sample_images=2))
+    prior = ImagePrior.from_pretrained(result["final_dir"])
+    assert not prior.layout.conditional and prior.layout.vocab_size == 67  # 64 codes + <boi> <eoi> <pad>
+    assert prior.generate(2, seed=0, output_type="ids").shape == (2, 8, 8)
