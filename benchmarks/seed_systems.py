@@ -42,10 +42,29 @@ from training.baselines.train_baseline import load_baseline, reconstruct
 SYSTEMS = ("AE", "VAE", "VQ-VAE", "VQGAN")
 
 
-def vq_seconds_per_step(run_dir: Path, batch_size: int) -> float:
-    """From the tokenizer run's metrics.jsonl: batch size / images per second, median over log intervals."""
-    rates = [json.loads(line)["images_per_s"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-    return batch_size / statistics.median(rates)
+def seconds_per_step(system: str, steps: int = 60, log_every: int = 10) -> float:
+    """Time real training steps of a system's config in a short separate run (the VQGAN with its GAN term
+    on from step 0): the median over log intervals after the first, so every system is timed alike."""
+    import tempfile
+
+    from training.baselines.train_baseline import BaselineConfig
+    from training.baselines.train_baseline import train as train_baseline
+    from training.train_tokenizer import TrainConfig
+    from training.train_tokenizer import train as train_tokenizer
+
+    data = json.loads((ROOT / "training" / "configs" / f"seed_{system}.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        common = {"output_dir": tmp, "steps": steps, "num_train_images": 512, "eval_images": 0,
+                  "log_every": log_every, "progress": False}
+        if system in ("ae", "vae"):
+            train_baseline(BaselineConfig(**{**data, **common}))
+            intervals = [json.loads(line)["seconds_per_step"] for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+        else:
+            loss = {**data["loss"], **({"disc_start": 0, "gan_start": 0} if data["loss"].get("gan_weight", 0) > 0 else {})}
+            train_tokenizer(TrainConfig(**{**data, **common, "loss": loss, "image_every": 0, "checkpoint_every": 0}))
+            rates = [json.loads(line)["images_per_s"] for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
+            intervals = [data["batch_size"] / rate for rate in rates]
+    return statistics.median(intervals[1:])
 
 
 def main() -> None:
@@ -73,7 +92,8 @@ def main() -> None:
             "latent": f"{h}x{h}x{config.latent_channels} continuous",
             "bits_per_image": h * h * config.latent_channels * 8,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds_per_step": eval_info["seconds_per_step"],
+            "seconds_per_step": seconds_per_step(name.lower()),
+            "seconds_per_step_in_training_run": eval_info["seconds_per_step"],
             "steps": config.steps, "batch_size": config.batch_size,
         }
     for name, run in (("VQ-VAE", args.vqvae), ("VQGAN", args.vqgan)):
@@ -87,7 +107,7 @@ def main() -> None:
             "latent": f"{h}x{w} ids of {tokenizer.vocab_size}",
             "bits_per_image": int(h * w * math.log2(tokenizer.vocab_size)),
             "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
-            "seconds_per_step": vq_seconds_per_step(run, train_config["batch_size"]),
+            "seconds_per_step": seconds_per_step(name.lower().replace("-", "")),
             "steps": train_config["steps"], "batch_size": train_config["batch_size"],
         }
     for name in SYSTEMS:
@@ -133,7 +153,8 @@ def main() -> None:
         machine_line(results["machine"]) + "  ",
         f"Held-out: {results['heldout']}. Same encoder/decoder blocks (ch 16, 64x64 -> 16x16 latent grid), data order, "
         "batch size, steps and constant learning rate; AE/VAE use MSE, the VQ models L2 plus the VQ terms, the VQGAN "
-        "adds the adaptive PatchGAN term. Bits: VQ h*w*log2(K); continuous latents at 8 bits per value.",
+        "adds the adaptive PatchGAN term. Bits: VQ h*w*log2(K); continuous latents at 8 bits per value. "
+        "s/step: a separate 60-step run of each config on a quiet machine (VQGAN with the GAN term on).",
         "",
         "| system | latent | bits/image | PSNR (dB) | SSIM | hole recall | parameters | s/step |",
         "|---|---|---|---|---|---|---|---|",

@@ -126,7 +126,7 @@ def train(config: BaselineConfig) -> dict[str, Any]:
         optimizer_p.step()
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
-            logs = {k: float(v) for k, v in terms.items()}
+            logs = {k: float(v.detach()) for k, v in terms.items()}
             logs["seconds_per_step"] = (time.perf_counter() - tick) / config.log_every
             tick = time.perf_counter()
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
