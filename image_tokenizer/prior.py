@@ -384,15 +384,12 @@ class ImagePrior:
         """
         options = SamplingOptions(temperature, top_k, top_p, guidance_scale)
         labels = self._labels_for(class_labels, num_images)
-        self._check_guidance(guidance_scale)
-        _check_output_type(output_type)
+        self._check_request(guidance_scale, output_type)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         grid = tuple(grid_size) if grid_size is not None else self.layout.grid_size
         if len(grid) != 2 or grid[0] < self.layout.grid_size[0] or grid[1] < self.layout.grid_size[1]:
             raise ConfigError(f"grid_size must be at least the trained grid {self.layout.grid_size}, got {grid}")
-        if output_type != "ids":
-            _ = self.tokenizer  # load and check the tokenizer before any sampling
         grids = []
         with _seeded(seed, self.device):
             for start in range(0, num_images, batch_size):
@@ -425,10 +422,7 @@ class ImagePrior:
         h, w = self.layout.grid_size
         ids = self._prefix_ids(prefix, rows)
         labels = self._labels_for(class_labels, ids.shape[0])
-        self._check_guidance(guidance_scale)
-        _check_output_type(output_type)
-        if output_type != "ids":
-            _ = self.tokenizer
+        self._check_request(guidance_scale, output_type)
         with _seeded(seed, self.device):
             grids = self._sample_rows(labels, ids.shape[0], ids.reshape(ids.shape[0], -1), options)
         return self._output(grids, output_type)
@@ -446,9 +440,15 @@ class ImagePrior:
             raise ConfigError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
         return labels
 
-    def _check_guidance(self, guidance_scale: float) -> None:
+    def _check_request(self, guidance_scale: float, output_type: str) -> None:
+        """Checks shared by generate and complete, all before any sampling (the tokenizer is loaded and
+        matched against the layout here, not after minutes of sampling)."""
         if guidance_scale != 1.0 and not self.layout.conditional:
             raise ConfigError("classifier-free guidance needs a class-conditional prior; this one is unconditional")
+        if output_type not in ("pil", "np", "pt", "ids"):
+            raise ConfigError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
+        if output_type != "ids":
+            _ = self.tokenizer
 
     def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
         h, w = self.layout.grid_size
@@ -557,11 +557,6 @@ class ImagePrior:
             f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}, "
             f"{kind}, tokenizer {self.layout.tokenizer!r})"
         )
-
-
-def _check_output_type(output_type: str) -> None:
-    if output_type not in ("pil", "np", "pt", "ids"):
-        raise ConfigError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
 
 
 class _seeded:

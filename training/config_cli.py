@@ -54,7 +54,10 @@ def run_cli(program: str, parse: Callable[[list[str] | None], tuple[Any, bool]],
     """Parse, train, and turn a training or config error into one readable line and exit status 2."""
     try:
         config, resume = parse(argv)
-        train(config, resume) if resume else train(config)
+        if resume:
+            train(config, resume=True)
+        else:
+            train(config)
     except (TrainingError, ValueError, OSError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2

@@ -146,8 +146,15 @@ def train(config: BaselineConfig) -> dict[str, Any]:
     return {"model": model, "metrics": metrics, "output_dir": out}
 
 
+def parse_config(argv: list[str] | None = None) -> tuple[BaselineConfig, bool]:
+    config, resume = parse_dataclass_config(BaselineConfig, argv, __doc__)
+    if resume:
+        raise TrainingError("baseline runs are short and have no checkpoints; --resume is not supported, rerun instead")
+    return config, resume
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("train_baseline", lambda args: parse_dataclass_config(BaselineConfig, args, __doc__), train, argv)
+    return run_cli("train_baseline", parse_config, train, argv)
 
 
 if __name__ == "__main__":
