@@ -76,6 +76,9 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
                                                        dead_code_threshold=1.0, gradient="rotation"),
         "c_ours_ema_0.8_restart_2": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, ema_decay=0.8,
                                                     dead_code_threshold=2.0, usage_decay=0.8),
+        # (b)'s settings in our quantizer: EMA 0.8, expiry at 2, rotation trick (its default since 1.17)
+        "c_ours_like_b": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, ema_decay=0.8,
+                                         dead_code_threshold=2.0, usage_decay=0.8, gradient="rotation"),
         "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False, dead_code_threshold=0.0),
     }
     base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
@@ -126,6 +129,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     usage, perplexity = codebook_usage(counts)
     return {
         "quantizer": kind,
+        "seed": args.seed,
         "heldout_psnr_db": float(np.mean(psnr(held, recon))),
         "heldout_codebook_usage": usage,
         "heldout_perplexity": perplexity,
@@ -133,6 +137,22 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         "seconds_per_step": statistics.median(times),
         "final_train_loss": float(loss.detach()),
     }
+
+
+def seed_summary(rows: list[dict]) -> list[str]:
+    """Markdown rows with the mean and range of PSNR and usage for every quantizer run with several seeds."""
+    lines = []
+    for kind in dict.fromkeys(r["quantizer"] for r in rows):
+        runs = [r for r in rows if r["quantizer"] == kind]
+        if len(runs) < 2:
+            continue
+        psnrs = [r["heldout_psnr_db"] for r in runs]
+        usages = [r["heldout_codebook_usage"] for r in runs]
+        lines.append(
+            f"| {kind} | {len(runs)} | {statistics.mean(psnrs):.2f} ({min(psnrs):.2f} to {max(psnrs):.2f}) | "
+            f"{statistics.mean(usages):.3f} ({min(usages):.3f} to {max(usages):.3f}) |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -156,13 +176,13 @@ def main() -> None:
     held, holes = generate_arrays(args.heldout_images, seed=HELDOUT_SEED)
     kinds = ["a_lecture_plain_vq", "b_vector_quantize_pytorch", "c_ours_default", "c_ours_dead_code_restart",
              "c_ours_ema", "c_ours_ema_restart", "c_ours_ema_restart_decay_0.9", "c_ours_restart_rotation",
-             "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_no_l2"]
+             "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_like_b", "c_ours_no_l2"]
     out = Path(args.output_dir)
     previous = out / "quantizers.json"
     kept, commands = [], []
     if args.only and previous.is_file():
         old = json.loads(previous.read_text())
-        kept = [r for r in old["rows"] if r["quantizer"] not in args.only]
+        kept = [r for r in old["rows"] if (r["quantizer"], r.get("seed", 0)) not in {(k, args.seed) for k in args.only}]
         commands = old.get("commands", [old["command"]])
     rows = []
     for kind in [k for k in kinds if not args.only or k in args.only]:
@@ -176,7 +196,8 @@ def main() -> None:
         rows.append(run(kind, args, train_images, held, holes))
         print(json.dumps(rows[-1]), flush=True)
 
-    rows = sorted(kept + rows, key=lambda r: kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds))
+    order = lambda r: (kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds), r.get("seed", 0))
+    rows = sorted(kept + rows, key=order)
     command = " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]])
     results = {
         "command": command,
@@ -191,17 +212,23 @@ def main() -> None:
         "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
         *[f"`{c}`  " for c in results["commands"]],
         machine_line(results["machine"]) + "  ",
-        f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), seed {args.seed}, {args.steps} steps of batch "
-        f"{args.batch_size}, K={args.codebook_size}, L1 + VQ loss; metrics on {args.heldout_images} held-out images.",
+        f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), {args.steps} steps of batch "
+        f"{args.batch_size}, K={args.codebook_size}, L1 + VQ loss; metrics on {args.heldout_images} held-out images. "
+        "The seed sets the initialisation and the batch order (the same for every row of a seed).",
         "",
-        "| quantizer | PSNR (dB) | usage | perplexity | hole recall | s/step |",
-        "|---|---|---|---|---|---|",
+        "| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['quantizer']} | {row['heldout_psnr_db']:.2f} | {row['heldout_codebook_usage']:.3f} | "
-            f"{row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | {row['seconds_per_step']:.3f} |"
+            f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
+            f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
+            f"{row['seconds_per_step']:.3f} |"
         )
+    summary = seed_summary(rows)
+    if summary:
+        lines += ["", "Over seeds (mean, and min to max), for quantizers run with more than one seed:", "",
+                  "| quantizer | seeds | PSNR (dB) | usage |", "|---|---|---|---|", *summary]
     write_results(out, "quantizers", results, lines)
 
 

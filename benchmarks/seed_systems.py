@@ -4,7 +4,9 @@
     python training/baselines/train_baseline.py --config training/configs/seed_vae.json
     python training/train_tokenizer.py --config training/configs/seed_vqvae.json
     python training/train_tokenizer.py --config training/configs/seed_vqgan.json
-    python benchmarks/seed_systems.py [--num 1000] [--vqvae-prior DIR] [--vqgan-prior DIR]
+    python training/train_prior.py --config training/configs/seed_vqvae_prior.json
+    python training/train_prior.py --config training/configs/seed_vqgan_prior.json
+    python benchmarks/seed_systems.py --vqvae-prior runs/seed-vqvae-prior/final --vqgan-prior runs/seed-vqgan-prior/final
 
 Scores each on the same held-out shapes images (seed 1): PSNR, SSIM, hole recall, bits per image of the
 latent, parameters and seconds per training step. Writes benchmarks/results/seed_systems.{md,json}, a
