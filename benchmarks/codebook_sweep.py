@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, machine_line, write_results
-from quantizers import run  # also puts the repository root on sys.path
+from quantizers import add_training_arguments, run  # also puts the repository root on sys.path
 
 from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays
 
@@ -25,15 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--dims", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--ch", type=int, default=16)
-    parser.add_argument("--z-channels", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--train-images", type=int, default=5000)
-    parser.add_argument("--heldout-images", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    add_training_arguments(parser)
     args = parser.parse_args()
 
     middle_size, middle_dim = args.sizes[len(args.sizes) // 2], args.dims[len(args.dims) // 2]

@@ -1,7 +1,7 @@
 """Peer benchmark of vector quantizers on shapes: same encoder/decoder, data, seed and steps.
 
     pip install vector-quantize-pytorch      # optional: row (b) is skipped without it
-    python benchmarks/quantizers.py [--steps 600] [--batch-size 32] [--codebook-size 1024]
+    python benchmarks/quantizers.py [--steps 500] [--batch-size 16] [--codebook-size 1024] [--seed 0]
 
 Rows: (a) the lecture's plain VQ (uniform +-1/K init, beta = 0.25, lookup in the full latent width, no
 tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse settings its README recommends
@@ -139,6 +139,19 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     }
 
 
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings every quantizer comparison shares: model width, data, steps, seed, where results go."""
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--ch", type=int, default=16)
+    parser.add_argument("--z-channels", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--train-images", type=int, default=5000)
+    parser.add_argument("--heldout-images", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+
+
 def seed_summary(rows: list[dict]) -> list[str]:
     """Markdown rows with the mean and range of PSNR and usage for every quantizer run with several seeds."""
     lines = []
@@ -157,18 +170,10 @@ def seed_summary(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_training_arguments(parser)
     parser.add_argument("--codebook-size", type=int, default=1024)
     parser.add_argument("--codebook-dim", type=int, default=8)
-    parser.add_argument("--ch", type=int, default=32)
-    parser.add_argument("--z-channels", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--train-images", type=int, default=5000)
-    parser.add_argument("--heldout-images", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="run only these rows, replacing them in an existing results file")
-    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
