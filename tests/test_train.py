@@ -162,3 +162,26 @@ def test_export_a_checkpoint_as_a_tokenizer(tmp_path):
     assert tokenizer.card_info["metrics"]["heldout_psnr_db"] == metrics["psnr_db"]
     assert tokenizer.card_info["training"]["steps"].startswith("3 of 6 planned")
     assert tokenizer.card_info["training"]["note"] == "stopped early"
+
+
+def test_init_from_starts_at_a_saved_tokenizer_and_refuses_another_architecture(tmp_path, monkeypatch):
+    from training import train_tokenizer as train_module
+
+    saved = train(tiny(tmp_path / "first", steps=3))["model"].state_dict()
+    start = {}
+
+    def record_start(model, name_or_path):  # the weights the second run starts from, before its first step
+        train_module_load(model, name_or_path)
+        start.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    train_module_load = train_module.load_initial_weights
+    monkeypatch.setattr(train_module, "load_initial_weights", record_start)
+    second = train(tiny(tmp_path / "second", steps=2, init_from=str(tmp_path / "first" / "run" / "final")))
+    assert second["step"] == 2
+    for key in ("encoder.conv_in.weight", "quantizer.codebook", "decoder.conv_out.weight"):
+        assert torch.equal(start[key], saved[key]), key  # loaded as saved, and k-means did not overwrite the codebook
+
+    other = dict(TINY_MODEL, ch=16)
+    with pytest.raises(TrainingError, match="model config differs.*ch: run 16 vs saved 8"):
+        train(tiny(tmp_path / "third", model=other, init_from=str(tmp_path / "first" / "run" / "final")))
+    assert not (tmp_path / "third" / "run").exists()  # refused before anything was written

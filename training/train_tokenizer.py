@@ -47,6 +47,7 @@ class TrainConfig:
     output_dir: str = "runs/tokenizer"
     model_name: str = "shapes-64"
     model: dict[str, Any] = field(default_factory=dict)  # ImageTokenizerConfig fields
+    init_from: str | None = None  # start from a saved tokenizer's weights (fine-tuning, or more steps on a fresh schedule)
     loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
     data: str = "shapes"  # "shapes", an image folder, a saved dataset, or "hf:NAME"
     data_split: str = "train"
@@ -142,6 +143,17 @@ def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, acceler
         quantizer.ema_cluster_size.fill_(1.0)
 
 
+def load_initial_weights(model: VQModel, name_or_path: str) -> None:
+    """Copy a saved tokenizer's weights and codebook into `model`; its architecture must equal the run's."""
+    initial = ImageTokenizer.from_pretrained(name_or_path)
+    wanted, found = dataclasses.asdict(model.config), dataclasses.asdict(initial.config)
+    differing = sorted(key for key in wanted.keys() | found.keys() if wanted.get(key) != found.get(key))
+    if differing:
+        details = "; ".join(f"{key}: run {wanted.get(key)!r} vs saved {found.get(key)!r}" for key in differing)
+        raise TrainingError(f"init_from {name_or_path}: its model config differs from this run's ({details})")
+    model.load_state_dict(initial.model.state_dict(), strict=True)
+
+
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
     """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model).
 
@@ -155,6 +167,8 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     tok_config = ImageTokenizerConfig(**config.model)
     loss_config = LossConfig(**config.loss)
     model = VQModel(tok_config)
+    if config.init_from:
+        load_initial_weights(model, config.init_from)
     use_gan = loss_config.gan_weight > 0
     disc = PatchDiscriminator(ch=config.disc_ch, num_layers=config.disc_layers) if use_gan else None
     opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
@@ -188,7 +202,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
                           accelerator.process_index, accelerator.num_processes, config.strict_data)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers)
 
-    if config.kmeans_init and start_step == 0:
+    if config.kmeans_init and start_step == 0 and not config.init_from:
         first = [to_model_input(batches[i][0], preprocessing).to(accelerator.device)
                  for i in range(min(config.kmeans_batches, len(batches)))]
         kmeans_init(model, first, config.kmeans_iters, accelerator)
