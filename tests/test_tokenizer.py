@@ -33,6 +33,19 @@ def test_encode_is_deterministic_across_batch_sizes(tokenizer, images):
     assert torch.equal(other.encode(images), other.encode(images[::-1]).flip(0))
 
 
+def test_every_micro_batch_reaches_the_model_in_channels_last(tokenizer, images, monkeypatch):
+    layouts = []
+    encode_ids = tokenizer.model.encode_ids
+
+    def record(pixels):
+        layouts.append((pixels.shape[0], pixels.is_contiguous(memory_format=torch.channels_last)))
+        return encode_ids(pixels)
+
+    monkeypatch.setattr(tokenizer.model, "encode_ids", record)
+    tokenizer.encode(images[: tokenizer.micro_batch_size + 1])  # one full micro-batch, one padded
+    assert layouts == [(tokenizer.micro_batch_size, True)] * 2
+
+
 def test_decode_output_types(tokenizer, images):
     ids = tokenizer.encode(images[:2])
     pils = tokenizer.decode(ids)
