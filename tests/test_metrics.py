@@ -28,6 +28,28 @@ def test_ssim_of_constant_images_has_a_closed_form():
     assert (ssim(noisy, noisy[::-1]) < 0.2).all()
 
 
+def test_ssim_matches_the_windowed_definition_on_a_non_square_image():
+    """Every valid 11x11 window by hand (Gaussian weights, sigma 1.5), averaged over windows and channels."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (13, 16, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+    coords = np.arange(11) - 5.0
+    g = np.exp(-(coords**2) / (2 * 1.5**2))
+    window = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for c in range(3):
+        for i in range(13 - 10):
+            for j in range(16 - 10):
+                x, y = a[i : i + 11, j : j + 11, c].astype(float), b[i : i + 11, j : j + 11, c].astype(float)
+                mx, my = (window * x).sum(), (window * y).sum()
+                vx, vy = (window * x * x).sum() - mx**2, (window * y * y).sum() - my**2
+                cov = (window * x * y).sum() - mx * my
+                values.append(((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    assert ssim(a, b) == pytest.approx(np.mean(values), abs=1e-12)
+    assert ssim(a[None], b[None])[0] == pytest.approx(np.mean(values), abs=1e-12)
+
+
 def test_hole_recall_counts_dark_hole_pixels():
     recon = np.full((1, 4, 4, 3), 200, np.uint8)
     masks = np.zeros((1, 4, 4), bool)
