@@ -85,10 +85,10 @@ def matmul_peak_flops(device: str, side: int = 2048) -> float:
     return best
 
 
-def ours(tokenizer: ImageTokenizer, folder: Path, out: Path, batch_size: int, num_proc: int | None) -> float:
+def ours(tokenizer: ImageTokenizer, folder: Path, out: Path, batch_size: int, num_proc: int | None, device: str) -> float:
     start = time.perf_counter()
     dataset = load_image_dataset(str(folder))
-    tokens = pretokenize(dataset, tokenizer, batch_size=batch_size, num_proc=num_proc, load_from_cache_file=False)
+    tokens = pretokenize(dataset, tokenizer, batch_size=batch_size, num_proc=num_proc, device=device, load_from_cache_file=False)
     tokens.save_to_disk(str(out))
     return time.perf_counter() - start
 
@@ -98,11 +98,13 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=2000)
     parser.add_argument("--model", default="shapes-64")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-proc", type=int, default=os.cpu_count())
+    parser.add_argument("--num-proc", type=int, default=None, help="default: the CPU cores, or the GPUs with --device cuda")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; medians are reported")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.num_proc is None:
+        args.num_proc = torch.cuda.device_count() if args.device.startswith("cuda") else os.cpu_count()
 
     tokenizer = ImageTokenizer.from_pretrained(args.model).to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +117,7 @@ def main() -> None:
                 shutil.rmtree(root / name, ignore_errors=True)
             (root / "naive").mkdir()
             naive_runs.append(naive_loop(tokenizer, files, root / "naive"))
-            ours_runs.append(ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc))
+            ours_runs.append(ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc, args.device))
         naive_s, ours_s = statistics.median(naive_runs), statistics.median(ours_runs)
         # Same ids both ways? The naive loop runs batches of one on all threads, ours fixed micro-batches of
         # 8 in num_proc single-thread processes: float differences may flip a near-tie between two codes.
