@@ -60,7 +60,8 @@ def main() -> None:
             for r in rows
         ],
     ]
-    write_results(args.output_dir, "codebook_sweep", results, lines)
+    name = "codebook_sweep" if args.seed == 0 else f"codebook_sweep_seed{args.seed}"
+    write_results(args.output_dir, name, results, lines)
 
 
 if __name__ == "__main__":
