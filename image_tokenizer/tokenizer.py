@@ -169,10 +169,11 @@ class ImageTokenizer:
             count = chunk.shape[0]
             if pad and count < size:
                 padding = chunk.new_zeros((size - count, *chunk.shape[1:]))
-                channels_last = chunk.ndim == 4 and chunk.is_contiguous(memory_format=torch.channels_last)
                 chunk = torch.cat([chunk, padding])
-                if channels_last:  # keep the layout of the full micro-batches: same kernels, same ids
-                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+            if chunk.ndim == 4:
+                # Pixels go in as channels_last, every micro-batch alike (same kernels, same ids): oneDNN and
+                # cuDNN convolutions run faster on it (benchmarks/results/pretokenize_cpu.md).
+                chunk = chunk.contiguous(memory_format=torch.channels_last)
             outputs.append(fn(chunk)[:count])
         return torch.cat(outputs)
 
@@ -190,10 +191,7 @@ class ImageTokenizer:
         for index, tensor in enumerate(tensors):
             groups.setdefault(tuple(tensor.shape), []).append(index)
         for indices in groups.values():
-            # channels_last: oneDNN and cuDNN convolutions run faster on it, and the quantizer's
-            # [B, C, H, W] -> [BHW, C] reshape becomes a view (benchmarks/results/pretokenize_cpu.md).
             pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
             ids = self._run_micro_batches(self.model.encode_ids, pixels).cpu()
             for i, grid in zip(indices, ids):
                 results[i] = grid
