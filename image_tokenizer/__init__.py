@@ -6,17 +6,21 @@ from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from .errors import (
     CheckpointError,
     ConfigError,
+    ConversionError,
     ImageLoadError,
     ImageTokenizerError,
     InvalidIdsError,
     InvalidImageError,
+    NoDecoderError,
 )
 from .prior import ImagePrior, TokenLayout
 from .tokenizer import ImageTokenizer
+from .converters import convert
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConversionError",
     "ImageLoadError",
     "ImagePrior",
     "ImageTokenizer",
@@ -24,8 +28,10 @@ __all__ = [
     "ImageTokenizerError",
     "InvalidIdsError",
     "InvalidImageError",
+    "NoDecoderError",
     "PreprocessingConfig",
     "QuantizerConfig",
     "TokenLayout",
     "__version__",
+    "convert",
 ]

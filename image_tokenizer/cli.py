@@ -397,6 +397,19 @@ def _demo_prior(tokenizer, samples: list, out_dir: Path, args: argparse.Namespac
     )
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    """A published checkpoint (taming, LlamaGen, diffusers, Chameleon, Janus) -> a saved ImageTokenizer."""
+    from .converters import convert
+
+    tokenizer = convert(args.src, format=args.format, resolution=args.resolution, revision=args.revision)
+    output = Path(args.output)
+    tokenizer.save_pretrained(output, model_name=output.name)
+    h, w = tokenizer.grid_size
+    print(f"converted {args.src} ({tokenizer.card_info['conversion']['format']}) -> {output}: {tokenizer.vocab_size} codes, "
+          f"{h}x{w} tokens per {tokenizer.config.resolution}x{tokenizer.config.resolution} image"
+          f"{', encoder only' if tokenizer.config.encoder_only else ''}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="image-tokenizer", description="Turn images into token ids and back.")
     parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
@@ -500,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     sampling(p)
     common(p)
     p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("convert", help="a published VQ tokenizer (taming, LlamaGen, diffusers, Chameleon, Janus) -> our format")
+    p.add_argument("src", help="a folder, a checkpoint file beside its config, or a Hub repo id (through the cache)")
+    p.add_argument("--output", required=True, help="directory for the converted tokenizer")
+    p.add_argument("--format", default="auto", choices=["auto", "taming", "llamagen", "diffusers", "chameleon", "janus"])
+    p.add_argument("--resolution", type=int, help="preprocessing resolution where the source does not fix one (LlamaGen)")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="the main job: reconstruct held-out shapes with the bundled model")
     p.add_argument("--output-dir", default="demo_output")

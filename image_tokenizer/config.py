@@ -107,6 +107,8 @@ class ImageTokenizerConfig:
     use_quant_conv: bool = True  # 1x1 conv z_channels -> codebook_dim before the quantizer
     use_post_quant_conv: bool = True  # 1x1 conv codebook_dim -> z_channels after it
     use_mid_attention: bool = True
+    decoder_ch_mult: tuple[int, ...] | None = None  # None: the encoder's ch_mult (LlamaGen may differ)
+    encoder_only: bool = False  # no decoder (Chameleon's released VQ): encode works, decode is a clear error
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
@@ -116,6 +118,8 @@ class ImageTokenizerConfig:
         if isinstance(self.preprocessing, dict):
             self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
         self.ch_mult = tuple(self.ch_mult)
+        if self.decoder_ch_mult is not None:
+            self.decoder_ch_mult = tuple(self.decoder_ch_mult)
         self.attn_resolutions = tuple(self.attn_resolutions)
         self.validate()
 
@@ -129,6 +133,11 @@ class ImageTokenizerConfig:
         """Token grid (h, w) at the configured resolution."""
         side = self.resolution // self.downsample_factor
         return (side, side)
+
+    @property
+    def decoder_widths(self) -> list[int]:
+        """Channel width of each decoder level, full resolution first."""
+        return [self.ch * m for m in (self.decoder_ch_mult or self.ch_mult)]
 
     @property
     def quantizer_input_dim(self) -> int:
@@ -150,7 +159,14 @@ class ImageTokenizerConfig:
                 f"resolution {self.resolution} is not divisible by the downsampling factor "
                 f"{self.downsample_factor} (2 ** (len(ch_mult) - 1) with ch_mult={list(self.ch_mult)})"
             )
-        for width in {self.ch * m for m in self.ch_mult}:
+        if self.decoder_ch_mult is not None and (
+            len(self.decoder_ch_mult) != len(self.ch_mult) or any(m < 1 for m in self.decoder_ch_mult)
+        ):
+            raise ConfigError(
+                f"decoder_ch_mult {list(self.decoder_ch_mult)} must hold {len(self.ch_mult)} positive integers, "
+                f"one per level of ch_mult {list(self.ch_mult)}"
+            )
+        for width in {self.ch * m for m in self.ch_mult} | set(self.decoder_widths):
             if width % self.norm_groups:
                 raise ConfigError(f"channel width {width} (ch * ch_mult) is not divisible by norm_groups={self.norm_groups}")
         if not 0.0 <= self.dropout < 1.0:
@@ -163,7 +179,13 @@ class ImageTokenizerConfig:
             raise ConfigError(
                 f"quantizer.codebook_dim {self.quantizer.codebook_dim} exceeds z_channels {self.z_channels}"
             )
-        if self.use_quant_conv != self.use_post_quant_conv and self.quantizer.codebook_dim != self.z_channels:
+        if self.encoder_only and self.use_post_quant_conv:
+            raise ConfigError("encoder_only models have no decoder, so use_post_quant_conv must be false")
+        if (
+            not self.encoder_only
+            and self.use_quant_conv != self.use_post_quant_conv
+            and self.quantizer.codebook_dim != self.z_channels
+        ):
             raise ConfigError("use_quant_conv and use_post_quant_conv must agree when codebook_dim != z_channels")
         self.quantizer.validate()
         self.preprocessing.validate()

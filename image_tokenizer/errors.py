@@ -23,3 +23,11 @@ class InvalidIdsError(ImageTokenizerError):
 
 class CheckpointError(ImageTokenizerError):
     """A saved tokenizer whose files are missing or disagree with each other."""
+
+
+class NoDecoderError(ImageTokenizerError):
+    """Decoding asked of an encoder-only tokenizer (one whose source ships no decoder weights)."""
+
+
+class ConversionError(ImageTokenizerError):
+    """A published checkpoint that cannot be converted: unknown format, unsupported variant, unsafe pickle."""

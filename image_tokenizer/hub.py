@@ -48,9 +48,31 @@ def resolve_pretrained(
         return local
     if local.exists():
         raise CheckpointError(f"{name} is a file; from_pretrained needs a directory, a bundled name or a Hub repo id")
+    return download_snapshot(
+        name,
+        allow_patterns=allow_patterns,
+        revision=revision,
+        cache_dir=cache_dir,
+        token=token,
+        local_files_only=local_files_only,
+        not_found_hint=f"is not a bundled model ({', '.join(bundled_models()) or 'none installed'}), an existing directory,",
+    )
+
+
+def download_snapshot(
+    repo_id: str,
+    *,
+    allow_patterns: list[str],
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    not_found_hint: str = "is not an existing file or directory,",
+) -> Path:
+    """A Hub repo's files (through the cache; offline when HF_HUB_OFFLINE=1), with errors in our own types."""
     try:
         path = snapshot_download(
-            repo_id=name,
+            repo_id=repo_id,
             revision=revision,
             cache_dir=cache_dir,
             token=token,
@@ -59,21 +81,18 @@ def resolve_pretrained(
             library_name="image-tokenizer",
         )
     except HFValidationError:
-        raise CheckpointError(
-            f"{name!r} is not a bundled model ({', '.join(bundled_models()) or 'none installed'}), "
-            "an existing directory, or a valid Hub repo id"
-        ) from None
+        raise CheckpointError(f"{repo_id!r} {not_found_hint} or a valid Hub repo id") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
         raise CheckpointError(
-            f"{name!r} is not a bundled model or local directory, and is not in the Hugging Face cache "
+            f"{repo_id!r} {not_found_hint.rstrip(',')} and is not in the Hugging Face cache "
             "while offline (HF_HUB_OFFLINE=1 or local_files_only=True); download it once while online"
         ) from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"Hub repo {name!r} has no revision {revision!r}") from None
+        raise CheckpointError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"Hub repo {name!r} not found (or private without a token)") from None
+        raise CheckpointError(f"Hub repo {repo_id!r} not found (or private without a token)") from None
     except EntryNotFoundError as error:
-        raise CheckpointError(f"Hub repo {name!r}: {error}") from None
+        raise CheckpointError(f"Hub repo {repo_id!r}: {error}") from None
     return Path(path)
 
 

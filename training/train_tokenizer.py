@@ -88,7 +88,8 @@ class TrainConfig:
             raise TrainingError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise TrainingError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
-        ImageTokenizerConfig(**self.model)  # raises ConfigError with the reason
+        if ImageTokenizerConfig(**self.model).encoder_only:  # raises ConfigError with the reason
+            raise TrainingError("model.encoder_only: an encoder-only tokenizer has no decoder to train")
         LossConfig(**self.loss).validate()
 
 

@@ -14,7 +14,7 @@ class Decoder(nn.Module):
     def __init__(self, config: ImageTokenizerConfig):
         super().__init__()
         groups = config.norm_groups
-        widths = [config.ch * m for m in config.ch_mult]
+        widths = config.decoder_widths
         width = widths[-1]
         resolution = config.resolution // config.downsample_factor
         self.conv_in = nn.Conv2d(config.z_channels, width, 3, padding=1)

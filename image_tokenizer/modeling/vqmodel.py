@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..config import ImageTokenizerConfig
+from ..errors import NoDecoderError
 from .decoder import Decoder
 from .encoder import Encoder
 from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
@@ -30,7 +31,7 @@ class VQModel(nn.Module):
         self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
         self.quantizer = VectorQuantizer(dim, config.quantizer)
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
-        self.decoder = Decoder(config)
+        self.decoder = None if config.encoder_only else Decoder(config)
 
     @property
     def device(self) -> torch.device:
@@ -52,6 +53,11 @@ class VQModel(nn.Module):
         return self.quantizer.encode_ids(self._features(pixels))
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
+        if self.decoder is None:
+            raise NoDecoderError(
+                "this tokenizer is encoder-only (config encoder_only=true; for example Chameleon's released VQ has no "
+                "decoder weights): encode, __call__ and pre-tokenization work, decoding ids to images cannot"
+            )
         if self.post_quant_conv is not None:
             quantized = self.post_quant_conv(quantized)
         return self.decoder(quantized)

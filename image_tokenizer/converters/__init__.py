@@ -1,0 +1,109 @@
+"""Published VQ tokenizers -> ordinary ImageTokenizers with identical ids: taming, LlamaGen, diffusers, Chameleon, Janus.
+
+    tok = image_tokenizer.convert("path/or/hub-id", format="auto")   # this package is image_tokenizer.converters
+    tok.save_pretrained("my-tokenizer")
+
+Each format is one module that maps config and keys (detect.py picks one for format="auto"). The weights are
+then loaded strictly into our VQModel: a missing, unexpected, mis-shaped, non-float or non-finite tensor is an
+error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import torch
+
+from ..errors import ConversionError
+from ..fileio import check_state_dict
+from ..hub import download_snapshot
+from ..modeling import VQModel
+from ..tokenizer import ImageTokenizer
+from .common import Converted
+from .detect import FORMATS, detect_format
+
+HUB_FILES = ["*.json", "*.yaml", "*.safetensors", "*.ckpt", "*.pt", "*.pth", "*.bin", "README.md", "LICENSE*"]
+
+
+def convert(
+    src: str | os.PathLike,
+    format: str = "auto",
+    *,
+    resolution: int | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> ImageTokenizer:
+    """A published checkpoint (local folder, checkpoint file, or Hub repo id) as an ImageTokenizer.
+
+    resolution overrides the preprocessing resolution where the source does not fix one (LlamaGen: 256 by
+    default; its text-to-image tokenizers were used at 384 or 512)."""
+    path = resolve_source(src, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    if format == "auto":
+        format = detect_format(path)
+    if format not in FORMATS:
+        raise ConversionError(f"unknown format {format!r}; known: auto, {', '.join(FORMATS)}")
+    converted = FORMATS[format].load(path, resolution=resolution)
+    command = ["image-tokenizer", "convert", str(src), "--format", format]
+    if resolution:
+        command += ["--resolution", str(resolution)]
+    return build_tokenizer(converted, str(src), format, path, shlex.join(command))
+
+
+def resolve_source(src: str | os.PathLike, **hub_kwargs) -> Path:
+    """A local file or folder as it is, anything else as a Hub repo id fetched through the cache (offline-safe)."""
+    path = Path(src).expanduser()
+    if path.exists():
+        return path
+    return download_snapshot(str(src), allow_patterns=HUB_FILES, not_found_hint="is not an existing file or folder,",
+                             **hub_kwargs)
+
+
+def build_tokenizer(converted: Converted, source: str, format: str, path: Path, command: str) -> ImageTokenizer:
+    """Load converted weights strictly into our model and record where they came from in the model card."""
+    model = VQModel(converted.config)
+    check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
+    expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
+    if tuple(converted.codebook.shape) != expected_codebook:
+        raise ConversionError(
+            f"{converted.weights_file}: codebook of shape {tuple(converted.codebook.shape)}, but the config describes "
+            f"{expected_codebook[0]} codes of dimension {expected_codebook[1]}"
+        )
+    for key, tensor in {**converted.weights, "codebook": converted.codebook}.items():
+        if not tensor.is_floating_point():
+            raise ConversionError(f"{converted.weights_file}: tensor {key!r} has dtype {tensor.dtype}, not floating point")
+        if not torch.isfinite(tensor).all():
+            raise ConversionError(f"{converted.weights_file}: tensor {key!r} holds NaN or infinite values")
+    weights = {k: v.float() for k, v in converted.weights.items()}
+    model.load_weights(weights, converted.codebook.float())
+    card_info = {"conversion": {
+        "source": source,
+        "format": format,
+        "weights file": converted.weights_file.name,
+        "license": f"{_source_license(path) or converted.info['license']}. Respect the original license: the "
+        "conversion changes the file format, not the terms under which the weights were released",
+        "ids": converted.info["ids"],
+        "pairs with": converted.info["pairs_with"],
+        "command": command,
+    }}
+    return ImageTokenizer(converted.config, model, card_info=card_info)
+
+
+def _source_license(path: Path) -> str | None:
+    """The `license` in the source folder's model card front matter, when it has one."""
+    card = (path if path.is_dir() else path.parent) / "README.md"
+    if not card.is_file():
+        return None
+    try:
+        from huggingface_hub import ModelCard
+
+        license_name = ModelCard.load(card).data.to_dict().get("license")
+    except Exception:  # a README without valid front matter says nothing about the license
+        return None
+    return f"{license_name} (from the source's model card)" if license_name else None
+
+
+__all__ = ["FORMATS", "build_tokenizer", "convert", "detect_format", "resolve_source"]

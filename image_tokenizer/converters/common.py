@@ -1,0 +1,218 @@
+"""What every format converter shares: safe checkpoint reading, key renaming, and the converted result.
+
+Pickled checkpoints (.ckpt, .pt, .bin) are read only with `torch.load(weights_only=True)`, allowlisting a few
+harmless globals; anything else is refused, naming the file and the global. Keys are renamed by explicit rules;
+a key no rule knows is an error naming the file and the key, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pickle
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ImageTokenizerConfig
+from ..errors import ConversionError
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+class LightningCallbackStandIn:
+    """Stands in for PyTorch Lightning callback classes, which a Lightning .ckpt uses as dictionary keys only.
+
+    Allowlisted under those names so that taming's checkpoints load with weights_only=True without Lightning;
+    nothing of it is ever called, and its state is discarded with the rest of the non-weight entries."""
+
+
+# Globals a published checkpoint may hold besides tensors; each is data, never code that runs on load.
+SAFE_GLOBALS: list[Any] = [
+    argparse.Namespace,  # LlamaGen stores its training arguments
+    (LightningCallbackStandIn, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
+    (LightningCallbackStandIn, "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint"),
+]
+
+
+@dataclass
+class Converted:
+    """A published model in our terms: config, weights under our key names, the codebook, and its provenance."""
+
+    config: ImageTokenizerConfig
+    weights: dict[str, torch.Tensor]
+    codebook: torch.Tensor
+    weights_file: Path
+    info: dict[str, Any] = field(default_factory=dict)  # license, what ids mean, which LM pairs with it
+
+
+def load_pickled_checkpoint(path: Path) -> Any:
+    """torch.load(weights_only=True) with our allowlist; an unsafe or unreadable file is a ConversionError."""
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        offending = _unsafe_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))
+        raise ConversionError(
+            f"{path}: refusing to unpickle {', '.join(offending) or 'an object that is not plain data'}: "
+            "image-tokenizer reads pickled checkpoints only with torch.load(weights_only=True), which never runs "
+            "code from the file; re-save the weights as safetensors if you trust its source"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
+        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    allowed = {name for entry in SAFE_GLOBALS if isinstance(entry, tuple) for name in [entry[1]]}
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a zip checkpoint: fall back to the unpickler's message
+        return []
+    return [n for n in names if n not in allowed and n != "argparse.Namespace"]
+
+
+def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (only those under `prefix`, with it removed), or of a pickled state dict."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ConversionError(f"{path} is not a readable safetensors file: {error}") from None
+    state = load_pickled_checkpoint(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path}: expected a state dict of tensors")
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConversionError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConversionError(f"{path}: not a readable YAML file ({error})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path}: expected a YAML mapping")
+    return data
+
+
+Rule = tuple[str, "str | Callable[[re.Match], str] | None"]
+
+
+def rename_keys(weights: dict[str, torch.Tensor], rules: Iterable[Rule], where: Path) -> dict[str, torch.Tensor]:
+    """Rename every key by the first rule whose regex matches it in full (None drops it on purpose).
+
+    A key that no rule matches is an error naming the file and the key: weights are never lost silently."""
+    compiled = [(re.compile(pattern), target) for pattern, target in rules]
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        for pattern, target in compiled:
+            match = pattern.fullmatch(key)
+            if match is None:
+                continue
+            if target is not None:
+                renamed[match.expand(target) if isinstance(target, str) else target(match)] = tensor
+            break
+        else:
+            raise ConversionError(f"{where}: unexpected key {key!r}, which no part of this format's layout explains")
+    return renamed
+
+
+def require(data: dict[str, Any], key: str, where: Path, kind: type | tuple[type, ...]) -> Any:
+    """data[key], checked for presence and type, with an error naming the file and the field."""
+    if key not in data:
+        raise ConversionError(f"{where}: field {key!r} is missing")
+    value = data[key]
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def reversed_level(total_levels: int) -> Callable[[re.Match], str]:
+    """A rename target for decoder levels stored lowest resolution first: level i becomes up.{L-1-i}."""
+
+    def target(match: re.Match) -> str:
+        return f"decoder.up.{total_levels - 1 - int(match.group(1))}.{match.group(2)}"
+
+    return target
+
+
+def ch_and_mult(widths: list[int], where: Path, field_name: str) -> tuple[int, tuple[int, ...]]:
+    """Absolute channel widths per level -> (ch, ch_mult); widths must be whole multiples of the first."""
+    ch = widths[0]
+    if ch < 1 or any(w % ch for w in widths):
+        raise ConversionError(f"{where}: {field_name} {widths} are not whole multiples of the first width {ch}")
+    return ch, tuple(w // ch for w in widths)
+
+
+def at_resolution(config: ImageTokenizerConfig, resolution: int | None) -> ImageTokenizerConfig:
+    """The same model preprocessing to another resolution; attention stays at the same levels."""
+    if not resolution or resolution == config.resolution:
+        return config
+    levels = [config.resolution // 2**i for i in range(len(config.ch_mult))]
+    attention = tuple(resolution // 2**i for i, r in enumerate(levels) if r in config.attn_resolutions)
+    return dataclasses.replace(config, resolution=resolution, attn_resolutions=attention)
+
+
+def attention_at_lowest_level(resolution: int, levels: int) -> tuple[int, ...]:
+    """attn_resolutions for models that attend only at the lowest resolution level (LlamaGen, Janus)."""
+    return (resolution // 2 ** (levels - 1),)
+
+
+def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """The VQ part of a transformers save_pretrained folder: its config and weights, without a 'model.vqmodel.' prefix.
+
+    model_types = (the VQ model's own model_type, the full multimodal model's), e.g. ("janus_vqgan", "janus")."""
+    config_path = path / "config.json"
+    config = read_json(config_path)
+    vq_type, full_type = model_types
+    if config.get("model_type") == vq_type:
+        vq_config, prefix = config, ""
+    elif config.get("model_type") == full_type:
+        vq_config = require(config, "vq_config", config_path, dict)
+        prefix = "model.vqmodel."
+    else:
+        raise ConversionError(f"{config_path}: model_type {config.get('model_type')!r} is neither {vq_type!r} nor {full_type!r}")
+    weights, weights_file = {}, config_path
+    for weights_file in _weight_files(path, prefix):
+        weights.update(load_weights_file(weights_file, prefix))
+    if not weights:
+        raise ConversionError(f"{path}: no weights{f' under {prefix!r}' if prefix else ''} in its weight files")
+    return vq_config, weights, weights_file
+
+
+def _weight_files(path: Path, prefix: str) -> list[Path]:
+    """The files that hold a transformers folder's weights (only the shards with `prefix` keys when sharded)."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = require(read_json(index), "weight_map", index, dict)
+        return [path / name for name in sorted({f for k, f in weight_map.items() if k.startswith(prefix)})]
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return [path / name]
+    raise ConversionError(f"{path}: no model.safetensors (or pytorch_model.bin) beside config.json")

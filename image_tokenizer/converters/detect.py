@@ -1,0 +1,25 @@
+"""format="auto": which published format a file or folder is in, from its files and config, never by guessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConversionError
+from . import chameleon, diffusers, janus, llamagen, taming
+
+# Most specific first: transformers and diffusers folders are told apart by their config.json.
+FORMATS = {m.NAME: m for m in (janus, chameleon, diffusers, llamagen, taming)}
+
+
+def detect_format(path: Path) -> str:
+    """The name of the first format whose detector recognises `path`; a clear error when none does."""
+    for name, module in FORMATS.items():
+        if module.detect(path):
+            return name
+    what = "folder" if path.is_dir() else "file"
+    raise ConversionError(
+        f"{path}: unknown format. This {what} is none of: a transformers JanusVQVAE/ChameleonVQVAE folder "
+        "(config.json model_type janus_vqgan/janus/chameleon_vqgan/chameleon), a diffusers VQModel folder "
+        "(config.json _class_name VQModel), a LlamaGen .pt (or its folder), or a taming .ckpt with its config.yaml. "
+        f"Pass --format to say which ({', '.join(FORMATS)})"
+    )
