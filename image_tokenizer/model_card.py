@@ -46,6 +46,7 @@ def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, 
         parameters=f"{sum(p.numel() for p in tokenizer.model.parameters()):,}",
         metrics=card_info.get("metrics", {}),
         training=card_info.get("training", {}),
+        conversion=card_info.get("conversion", {}),
     )
     return str(card)
 

@@ -143,6 +143,13 @@ def test_chameleon_converts_encoder_only_and_refuses_to_decode(tmp_path):
     assert batch["input_ids"].shape == (2, 16 * 16 + 2)
     with pytest.raises(NoDecoderError, match="encoder-only"):
         tok.decode(expected[0])
+    import datasets
+
+    from image_tokenizer.pretokenize import pretokenize
+
+    images = datasets.Dataset.from_dict({"image": [np.zeros((SIDE, SIDE, 3), np.uint8)] * 2}).cast_column("image", datasets.Image())
+    tokens = pretokenize(images, tok, load_from_cache_file=False)
+    assert len(tokens) == 2 and len(tokens[0]["input_ids"]) == 16 * 16
     tok.save_pretrained(tmp_path / "ours")
     again = ImageTokenizer.from_pretrained(tmp_path / "ours")
     assert torch.equal(again.encode(np.zeros((SIDE, SIDE, 3), np.uint8)), tok.encode(np.zeros((SIDE, SIDE, 3), np.uint8)))
@@ -276,6 +283,34 @@ def test_taming_log_folder_converts_with_identical_ids(tmp_path):
     assert torch.equal(by_file.model.encode_ids(x), tok.model.encode_ids(x))
 
 
+def test_taming_reference_implementation_when_installed(tmp_path):
+    """The same check against taming's own modules, where `taming-transformers` is importable (it needs only
+    torch and numpy for these modules, but its package pulls in torchvision and Lightning, so the suite does not
+    install it: `pip install --no-deps taming-transformers` runs this test)."""
+    model = pytest.importorskip("taming.modules.diffusionmodules.model")
+    quantize = pytest.importorskip("taming.modules.vqvae.quantize")
+    dd = dict(double_z=False, z_channels=16, resolution=SIDE, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
+              num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+    parts = torch.nn.ModuleDict({
+        "encoder": model.Encoder(**dd), "decoder": model.Decoder(**dd), "quantize": quantize.VectorQuantizer(64, 8, 0.25),
+        "quant_conv": torch.nn.Conv2d(16, 8, 1), "post_quant_conv": torch.nn.Conv2d(8, 16, 1),
+    })
+    randomize(parts)
+    folder = tmp_path / "logs"
+    (folder / "configs").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / "configs" / "x-project.yaml").write_text(TAMING_YAML.format(target="taming.models.vqgan.VQModel", extra="", side=SIDE))
+    torch.save({"state_dict": {**parts.state_dict(), "loss.logvar": torch.zeros(())}}, folder / "checkpoints" / "last.ckpt")
+    tok = image_tokenizer.convert(folder)
+    x = pixels()
+    with torch.no_grad():
+        quant, _, (_, _, expected) = parts["quantize"](parts["quant_conv"](parts["encoder"](x)))
+        expected = expected.reshape(3, 16, 16)
+        assert_same_ids(tok.model.encode_ids(x), expected)
+        decoded = parts["decoder"](parts["post_quant_conv"](quant))
+        torch.testing.assert_close(tok.model.decode_ids(expected), decoded, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("target, extra, message", [
     ("taming.models.vqgan.GumbelVQ", "", "Gumbel"),
     ("taming.models.vqgan.VQModel", "    remap: data/imagenet_remap.npy\n", "remap"),
@@ -376,6 +411,11 @@ def test_unknown_format_is_named(tmp_path):
         image_tokenizer.convert(tmp_path / "weird")
     with pytest.raises(ConversionError, match="unknown format 'vqgan2'"):
         image_tokenizer.convert(tmp_path / "weird", format="vqgan2")
+    with pytest.raises(ConversionError, match=r"notes\.txt: unknown format. This file"):
+        image_tokenizer.convert(tmp_path / "weird" / "notes.txt")
+    (tmp_path / "weird" / "garbage.pt").write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(ConversionError, match=r"garbage\.pt: not a readable PyTorch checkpoint"):
+        image_tokenizer.convert(tmp_path / "weird" / "garbage.pt")
 
 
 def test_a_config_that_disagrees_with_the_weights_names_the_key(tmp_path):
