@@ -58,8 +58,10 @@ def load_pickled_checkpoint(path: Path) -> Any:
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         offending = _unsafe_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))
+        if not offending:
+            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[-1]})") from None
         raise ConversionError(
-            f"{path}: refusing to unpickle {', '.join(offending) or 'an object that is not plain data'}: "
+            f"{path}: refusing to unpickle {', '.join(offending)}: "
             "image-tokenizer reads pickled checkpoints only with torch.load(weights_only=True), which never runs "
             "code from the file; re-save the weights as safetensors if you trust its source"
         ) from None
