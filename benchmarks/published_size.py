@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, machine_line, write_results
 
-VQ16 = dict(resolution=256, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
-            z_channels=256, quantizer={"codebook_size": 16384, "codebook_dim": 8, "l2_normalize": True})
+VQ16 = {"resolution": 256, "ch": 128, "ch_mult": (1, 1, 2, 2, 4), "num_res_blocks": 2, "attn_resolutions": (16,),
+        "z_channels": 256, "quantizer": {"codebook_size": 16384, "codebook_dim": 8, "l2_normalize": True}}
 
 
 def write_llamagen_checkpoint(path: Path) -> int:
@@ -74,13 +74,13 @@ def measure(task: str, checkpoint: str, device: str, batch: int, repeats: int) -
     images = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
     ids = torch.from_numpy(rng.integers(0, 16384, (batch, 16, 16)))
     if task == "encode":
-        step = lambda: tok.encode(images)  # noqa: E731
+        step = lambda: tok.encode(images)
     elif task == "decode":
-        step = lambda: tok.decode(ids, output_type="pt")  # noqa: E731
+        step = lambda: tok.decode(ids, output_type="pt")
     else:  # the nearest-code lookup alone: batch x 256 latents against 16,384 codes
         z = torch.randn(batch * 256, 8, device=device)
         codes = tok.model.quantizer.effective_codebook()
-        step = lambda: tok.model.quantizer.nearest_codes(z, codes)  # noqa: E731
+        step = lambda: tok.model.quantizer.nearest_codes(z, codes)
     step()
     times = []
     for _ in range(repeats):
@@ -132,9 +132,9 @@ def main() -> None:
     lines = [
         f"# LlamaGen-VQ-16-sized tokenizer at 256x256 ({args.device})", "",
         f"Command: `{results['command']}`", machine_line(machine), "",
-        f"Random weights in LlamaGen's layout, converted with `image_tokenizer.convert(..., format='llamagen')`: "
-        f"{parameters:,} parameters, K = 16,384, d = 8, l2-normalised, 16x16 tokens per image. Each row ran in "
-        "a fresh process; peak memory is that process's peak (model included), best of the timed calls.", "",
+        (f"Random weights in LlamaGen's layout, converted with `image_tokenizer.convert(..., format='llamagen')`: "
+         f"{parameters:,} parameters, K = 16,384, d = 8, l2-normalised, 16x16 tokens per image. Each row ran in "
+         "a fresh process; peak memory is that process's peak (model included), best of the timed calls."), "",
         "| step | batch | images/s | peak memory (MB) | memory before the step (MB) |", "|---|---|---|---|---|",
     ]
     names = {"encode": "`tok.encode(uint8 numpy batch)`", "decode": "`tok.decode(ids)`",

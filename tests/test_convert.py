@@ -71,9 +71,9 @@ def chameleon_reference():
 def diffusers_reference(**overrides):
     from diffusers import VQModel
 
-    settings = dict(block_out_channels=(32, 64), layers_per_block=1, latent_channels=16, num_vq_embeddings=64,
-                    vq_embed_dim=8, sample_size=SIDE, down_block_types=("DownEncoderBlock2D",) * 2,
-                    up_block_types=("UpDecoderBlock2D",) * 2)
+    settings = {"block_out_channels": (32, 64), "layers_per_block": 1, "latent_channels": 16, "num_vq_embeddings": 64,
+                "vq_embed_dim": 8, "sample_size": SIDE, "down_block_types": ("DownEncoderBlock2D",) * 2,
+                "up_block_types": ("UpDecoderBlock2D",) * 2}
     settings.update(overrides)
     return randomize(VQModel(**settings))
 
@@ -289,8 +289,8 @@ def test_taming_reference_implementation_when_installed(tmp_path):
     install it: `pip install --no-deps taming-transformers` runs this test)."""
     model = pytest.importorskip("taming.modules.diffusionmodules.model")
     quantize = pytest.importorskip("taming.modules.vqvae.quantize")
-    dd = dict(double_z=False, z_channels=16, resolution=SIDE, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
-              num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+    dd = {"double_z": False, "z_channels": 16, "resolution": SIDE, "in_channels": 3, "out_ch": 3, "ch": 32,
+          "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
     parts = torch.nn.ModuleDict({
         "encoder": model.Encoder(**dd), "decoder": model.Decoder(**dd), "quantize": quantize.VectorQuantizer(64, 8, 0.25),
         "quant_conv": torch.nn.Conv2d(16, 8, 1), "post_quant_conv": torch.nn.Conv2d(8, 16, 1),

@@ -255,9 +255,22 @@ def test_bundled_prior_matches_the_bundled_tokenizer():
     prior = ImagePrior.from_pretrained("shapes-64-prior")
     assert prior.layout.tokenizer == "shapes-64" and prior.layout.class_names == ["1", "2", "3", "4", "5"]
     ids = prior.generate(2, seed=0, class_labels=[0, 4], top_k=50, output_type="ids")
-    assert ids.shape == (2, 16, 16) and int(ids.max()) < 1024
+    assert ids.shape == (2, 16, 16) and int(ids.max()) < 4096
     assert prior.tokenizer.decode(ids[0]).size == (64, 64)  # the layout's codebook hash matches shapes-64
-    assert prior.card_info["metrics"]["heldout_bits_per_token"] < 10  # log2(1024): better than uniform
+    assert prior.card_info["metrics"]["heldout_bits_per_token"] < 12  # log2(4096): better than uniform
+
+
+def test_the_old_pilot_prior_is_refused_by_the_new_tokenizer(tmp_path):
+    """The prior bundled before shapes-64 was retrained named 'shapes-64' but was trained on the pilot's ids
+    (now shapes-64-small); loading it against today's shapes-64 must fail clearly, not sample garbage."""
+    pilot = ImageTokenizer.from_pretrained("shapes-64-small")
+    layout = TokenLayout.for_tokenizer(pilot, "shapes-64", ["1", "2", "3", "4", "5"], "num_shapes")
+    assert layout.tokenizer_codebook_sha256.startswith("bee762bc59ab")  # the old bundled prior's recorded hash
+    ImagePrior.from_layout(layout, tokenizer=pilot, **SIZES).save_pretrained(tmp_path / "old-prior")
+    with pytest.raises(CheckpointError, match=r"codebook size 4096 != 1024.*trained on tokenizer 'shapes-64'"):
+        _ = ImagePrior.from_pretrained(tmp_path / "old-prior").tokenizer  # loaded by the layout's name
+    with pytest.raises(CheckpointError, match="codebook size 4096 != 1024"):
+        ImagePrior.from_pretrained(tmp_path / "old-prior", tokenizer=ImageTokenizer.from_pretrained("shapes-64"))
 
 
 def test_push_to_hub_uploads_one_commit_that_pulls_back_offline(prior, tok, tmp_path, monkeypatch):

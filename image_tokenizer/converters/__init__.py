@@ -101,7 +101,7 @@ def _source_license(path: Path) -> str | None:
         from huggingface_hub import ModelCard
 
         license_name = ModelCard.load(card).data.to_dict().get("license")
-    except Exception:  # a README without valid front matter says nothing about the license
+    except Exception:  # noqa: BLE001 (a README without valid front matter says nothing about the license)
         return None
     return f"{license_name} (from the source's model card)" if license_name else None
 

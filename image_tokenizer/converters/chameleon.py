@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
-from .common import Converted, at_resolution, read_json, read_transformers_vq, rename_keys, require
+from .common import Converted, at_resolution, read_json, read_transformers_vq, rename_keys, require, take_codebook
 
 NAME = "chameleon"
 MODEL_TYPES = ("chameleon_vqgan", "chameleon")
@@ -27,8 +26,6 @@ def detect(path: Path) -> bool:
 def load(path: Path, resolution: int | None = None) -> Converted:
     vq, state, weights_file = read_transformers_vq(path, MODEL_TYPES)
     where = path / "config.json"
-    if vq.get("double_latent", False):
-        raise ConversionError(f"{where}: double_latent is true, which a VQ model never uses")
     vanilla = vq.get("attn_type", "vanilla") == "vanilla"
     # (x / 255 - m) / s = x * 0.0078 - 1  <=>  s = m = 1 / (255 * 0.0078)
     scale = 1.0 / (255.0 * RESCALE)
@@ -59,9 +56,7 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         (r"(encoder|quant_conv)\..*", r"\g<0>"),
     ]
     weights = rename_keys(state, rules, weights_file)
-    codebook = weights.pop("quantizer.codebook", None)
-    if codebook is None:
-        raise ConversionError(f"{weights_file}: the codebook 'quantize.embedding.weight' is missing")
+    codebook = take_codebook(weights, weights_file)
     return Converted(at_resolution(config, resolution), weights, codebook, weights_file, {
         "license": LICENSE,
         "ids": "Chameleon VQ ids (codebook indices 0..8191, row-major); the Chameleon LM sees them through its "

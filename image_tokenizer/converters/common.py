@@ -73,7 +73,7 @@ def _unsafe_globals(path: Path) -> list[str]:
     allowed = {name for entry in SAFE_GLOBALS if isinstance(entry, tuple) for name in [entry[1]]}
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # not a zip checkpoint: fall back to the unpickler's message
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):  # not a zip checkpoint: use the message
         return []
     return [n for n in names if n not in allowed and n != "argparse.Namespace"]
 
@@ -85,7 +85,8 @@ def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
 
         try:
             with safe_open(str(path), framework="pt") as handle:
-                return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+                names = [k for k in handle.keys() if k.startswith(prefix)]  # noqa: SIM118 (safe_open is no dict)
+                return {k[len(prefix):]: handle.get_tensor(k) for k in names}
         except (SafetensorError, OSError, ValueError) as error:
             raise ConversionError(f"{path} is not a readable safetensors file: {error}") from None
     state = load_pickled_checkpoint(path)
@@ -136,6 +137,14 @@ def rename_keys(weights: dict[str, torch.Tensor], rules: Iterable[Rule], where: 
         else:
             raise ConversionError(f"{where}: unexpected key {key!r}, which no part of this format's layout explains")
     return renamed
+
+
+def take_codebook(weights: dict[str, torch.Tensor], where: Path) -> torch.Tensor:
+    """Remove and return the codebook (renamed to quantizer.codebook by the format's rules); missing is an error."""
+    codebook = weights.pop("quantizer.codebook", None)
+    if codebook is None:
+        raise ConversionError(f"{where}: the codebook 'quantize.embedding.weight' is missing")
+    return codebook
 
 
 def require(data: dict[str, Any], key: str, where: Path, kind: type | tuple[type, ...]) -> Any:
@@ -200,6 +209,8 @@ def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict
         prefix = "model.vqmodel."
     else:
         raise ConversionError(f"{config_path}: model_type {config.get('model_type')!r} is neither {vq_type!r} nor {full_type!r}")
+    if vq_config.get("double_latent", False):
+        raise ConversionError(f"{config_path}: double_latent is true, which a VQ model never uses")
     weights, weights_file = {}, config_path
     for weights_file in _weight_files(path, prefix):
         weights.update(load_weights_file(weights_file, prefix))

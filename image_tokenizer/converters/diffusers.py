@@ -10,10 +10,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
-from .common import Converted, at_resolution, ch_and_mult, load_weights_file, read_json, rename_keys, require
+from .common import (
+    Converted,
+    at_resolution,
+    ch_and_mult,
+    load_weights_file,
+    read_json,
+    rename_keys,
+    require,
+    take_codebook,
+)
 
 NAME = "diffusers"
 LICENSE = "the license of the source repository (diffusers VQModel checkpoints vary); check its model card"
@@ -79,7 +87,7 @@ def _rules(levels: int) -> list:
     def attn(prefix: str):
         return lambda m: f"{prefix(m)}.{ATTENTION[m.group('layer')]}.{m.group('param')}"
 
-    up = lambda i: levels - 1 - int(i)  # noqa: E731  (diffusers stores the decoder's lowest level first)
+    up = lambda i: levels - 1 - int(i)
     return [
         (r"quantize\.embedding\.weight", "quantizer.codebook"),
         (r"(quant_conv|post_quant_conv|(encoder|decoder)\.(conv_in|conv_out))\.(weight|bias)", r"\g<0>"),
@@ -111,9 +119,7 @@ def load(path: Path, resolution: int | None = None) -> Converted:
     for key, tensor in weights.items():  # diffusers' linear attention projections -> our 1x1 convolutions
         if re.search(r"\.(q|k|v|proj_out)\.weight$", key) and tensor.ndim == 2:
             weights[key] = tensor[:, :, None, None]
-    codebook = weights.pop("quantizer.codebook", None)
-    if codebook is None:
-        raise ConversionError(f"{weights_file}: the codebook 'quantize.embedding.weight' is missing")
+    codebook = take_codebook(weights, weights_file)
     return Converted(at_resolution(config, resolution), weights, codebook, weights_file, {
         "license": LICENSE,
         "ids": "indices into the VQModel's codebook (num_vq_embeddings), row-major",

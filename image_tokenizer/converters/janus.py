@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
 from .common import (
     Converted,
     at_resolution,
@@ -21,6 +20,7 @@ from .common import (
     rename_keys,
     require,
     reversed_level,
+    take_codebook,
 )
 
 NAME = "janus"
@@ -35,8 +35,6 @@ def detect(path: Path) -> bool:
 def load(path: Path, resolution: int | None = None) -> Converted:
     vq, state, weights_file = read_transformers_vq(path, MODEL_TYPES)
     where = path / "config.json"
-    if vq.get("double_latent", False):
-        raise ConversionError(f"{where}: double_latent is true, which a VQ model never uses")
     mult = tuple(require(vq, "channel_multiplier", where, (list, tuple)))
     levels = len(mult)
     side = require(vq, "num_patches", where, int) * 2 ** (levels - 1)
@@ -62,9 +60,7 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         (r"(encoder|decoder|quant_conv|post_quant_conv)\..*", r"\g<0>"),
     ]
     weights = rename_keys(state, rules, weights_file)
-    codebook = weights.pop("quantizer.codebook", None)
-    if codebook is None:
-        raise ConversionError(f"{weights_file}: the codebook 'quantize.embedding.weight' is missing")
+    codebook = take_codebook(weights, weights_file)
     return Converted(at_resolution(config, resolution), weights, codebook, weights_file, {
         "license": LICENSE,
         "ids": "Janus image-generation ids: indices into the 16,384-code VQ-16 codebook, row-major; Janus's LM "

@@ -25,6 +25,7 @@ from .common import (
     load_weights_file,
     read_json,
     rename_keys,
+    take_codebook,
 )
 
 NAME = "llamagen"
@@ -150,7 +151,7 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         (r"(encoder|decoder|quant_conv|post_quant_conv)\..*", r"\g<0>"),
     ]
     weights = rename_keys(state, rules, weights_file)
-    codebook = weights.pop("quantizer.codebook")
+    codebook = take_codebook(weights, weights_file)
     return Converted(at_resolution(config, resolution), weights, codebook, weights_file, {
         "license": LICENSE,
         "ids": "LlamaGen image ids: indices into the VQ codebook (16,384 codes for VQ-16), row-major, which "

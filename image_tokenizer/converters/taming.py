@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
-from .common import Converted, at_resolution, load_pickled_checkpoint, read_yaml, rename_keys, require
+from .common import Converted, at_resolution, load_pickled_checkpoint, read_yaml, rename_keys, require, take_codebook
 
 NAME = "taming"
 SUPPORTED_TARGET = "taming.models.vqgan.VQModel"
@@ -92,9 +92,7 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         (r"(encoder|decoder|quant_conv|post_quant_conv)\..*", r"\g<0>"),
     ]
     weights = rename_keys(state, rules, checkpoint_path)
-    codebook = weights.pop("quantizer.codebook", None)
-    if codebook is None:
-        raise ConversionError(f"{checkpoint_path}: key 'quantize.embedding.weight' (the codebook) is missing")
+    codebook = take_codebook(weights, checkpoint_path)
     return Converted(config, weights, codebook, checkpoint_path, {
         "license": LICENSE,
         "ids": "indices into the VQGAN codebook (n_embed), row-major, as taming's cond_transformer sees them",
