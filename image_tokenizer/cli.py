@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -225,25 +226,13 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
     from .pretokenize import (
         load_image_dataset,
         pretokenize,
-        pretokenize_streaming,
         tokenizer_fingerprint,
         write_token_dataset,
     )
 
     tokenizer = _load_tokenizer(args.model, "cpu")
     if args.streaming:
-        if args.data.startswith("hf:"):
-            import datasets
-
-            stream = datasets.load_dataset(args.data[3:], split=args.split, streaming=True)
-        else:
-            stream = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed).to_iterable_dataset()
-        summary = pretokenize_streaming(
-            stream, tokenizer.to(args.device), args.output, image_column=args.image_column, shard_size=args.shard_size,
-            batch_size=args.batch_size, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
-            overwrite=args.overwrite, progress=args.progress,
-        )
-        print(f"wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
+        _pretokenize_streaming(args, tokenizer)
         return
     dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
     start = time.perf_counter()
@@ -266,6 +255,61 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
     rate = report["rows_in"] / max(elapsed, 1e-9)
     skipped = f", skipped {report['skipped']} unreadable (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
     print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}")
+
+
+def _pretokenize_streaming(args: argparse.Namespace, tokenizer) -> None:
+    """--streaming: this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
+    import datasets
+
+    from .pretokenize import load_image_dataset, pretokenize_streaming
+    from .streaming import node_spec
+
+    node = node_spec(args.num_nodes, args.node_rank)
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one process per GPU
+    if args.data.startswith("hf:"):
+        stream = datasets.load_dataset(args.data[3:], split=args.split, streaming=True)
+    else:
+        stream = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
+    if node.num_nodes > 1:
+        print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
+    summary = pretokenize_streaming(
+        stream, tokenizer.to(device), args.output, image_column=args.image_column, shard_size=args.shard_size,
+        batch_size=args.batch_size, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
+        overwrite=args.overwrite, progress=args.progress, node=node,
+    )
+    where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
+    print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
+    if node.num_nodes > 1:
+        complete = (Path(args.output) / "pretokenize_info.json").is_file()
+        print("all nodes done: the output is complete" if complete else
+              "other nodes are still running; the last one to finish merges (or run image-tokenizer pretokenize-merge)")
+
+
+def cmd_pretokenize_merge(args: argparse.Namespace) -> None:
+    """Check that every node of a node-sharded pre-tokenization finished, and mark the output complete."""
+    from .streaming import merge_nodes
+
+    merged = merge_nodes(args.output)
+    print(f"{args.output}: {merged.get('num_nodes', 1)} node(s), {merged['shards']} shards, {merged['rows_in']} input rows; "
+          f"load with datasets.load_dataset('parquet', data_dir='{args.output}/data')")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -472,9 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")
-    p.add_argument("--shard-size", type=int, default=10000, help="input rows per shard with --streaming")
+    p.add_argument("--shard-size", type=positive_int, default=10000, help="input rows per shard with --streaming")
+    p.add_argument("--num-nodes", type=positive_int, help="--streaming: split the input across this many workers "
+                   "(default: WORLD_SIZE from torchrun, SLURM_ARRAY_TASK_COUNT, or 1)")
+    p.add_argument("--node-rank", type=non_negative_int, help="--streaming: this worker's part, 0..num-nodes-1 "
+                   "(default: RANK, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)")
     common(p)
     p.set_defaults(func=cmd_pretokenize)
+
+    p = sub.add_parser("pretokenize-merge", help="check a node-sharded --streaming output and mark it complete")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_pretokenize_merge)
 
     p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
     p.add_argument("--num", type=int, required=True)

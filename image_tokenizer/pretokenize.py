@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from .errors import ImageTokenizerError
+from .fileio import atomic_write_text
 
 ERROR_COLUMN = "__pretokenize_error"
 
@@ -190,6 +192,7 @@ def pretokenize(
 
 
 INFO_NAME = "pretokenize_info.json"
+STATE_NAME = "pretokenize_state.json"
 REPORT_NAME = "skipped_rows.json"
 
 
@@ -220,10 +223,7 @@ def write_token_dataset(
 ) -> None:
     """Write atomically: into a temporary sibling folder, then one rename. An output folder that already
     holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op."""
-    import shutil
     from pathlib import Path
-
-    from .fileio import atomic_write_text
 
     target = Path(output)
     if target.exists() and any(target.iterdir()):
@@ -263,78 +263,92 @@ def pretokenize_streaming(
     source: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    node: Any = None,
 ) -> dict[str, Any]:
-    """Tokenize an IterableDataset (or any iterable of rows) into parquet shards of `shard_size` input rows.
+    """Tokenize an IterableDataset (or a Dataset) into parquet shards of `shard_size` input rows.
 
     Each shard is written under a temporary name and renamed when complete, so a partial shard is never
     visible. Run it again after an interruption and it skips the complete shards' rows and goes on; a
-    folder holding shards of another source or tokenizer is refused unless overwrite. Returns the summary
-    written to pretokenize_info.json; read the result with load_dataset("parquet", data_dir=f"{output_dir}/data")."""
-    import datasets
-    import shutil
-    from pathlib import Path
+    folder holding shards of another source or tokenizer is refused unless overwrite. With `node`
+    (a streaming.NodeSpec), this worker takes only its part of the input (see image_tokenizer.streaming).
+    Returns the summary written to pretokenize_info.json; read the result with
+    load_dataset("parquet", data_dir=f"{output_dir}/data") once the run (or the node merge) is complete."""
+    from .streaming import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes
 
-    from tqdm.auto import tqdm
-
-    from .fileio import atomic_path, atomic_write_text
-
-    out = Path(output_dir)
+    node = node or NodeSpec()
+    if shard_size < 1 or batch_size < 1:
+        raise PretokenizeError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    folder = NodeFolder(output_dir, node)
     identity = {"source": source, "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
                 "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad}
-    state_path = out / "pretokenize_state.json"
-    if out.exists() and any(out.iterdir()):
-        previous = json.loads(state_path.read_text()) if state_path.is_file() else None
-        if previous != identity:
-            if not overwrite:
-                raise PretokenizeError(f"{out} holds a different pre-tokenization; pass --overwrite to replace it")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_sharding(folder.out, node)
+    with exclusive(folder):
+        summary = _resume_or_start(folder, identity, overwrite)
+        if summary is None:
+            summary = _write_node_shards(dataset, tokenizer, folder, identity, batch_size, progress)
+    if node.num_nodes > 1:
+        try:
+            merge_nodes(folder.out)  # the last node to finish marks the whole output complete
+        except ImageTokenizerError:
+            pass  # other nodes are still running; `image-tokenizer pretokenize-merge` checks and merges later
+    return summary
+
+
+def _resume_or_start(folder: Any, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """A finished node's summary (nothing to do), or None after preparing the folder to start or resume."""
+    state_path = folder.home / STATE_NAME
+    previous = json.loads(state_path.read_text()) if state_path.is_file() else None
+    occupied = any(p.name != ".lock" for p in folder.home.iterdir())
+    if occupied and previous != identity:
+        if not overwrite:
+            raise PretokenizeError(f"{folder.home} holds a different pre-tokenization; pass --overwrite to replace it")
+        folder.clear()
     atomic_write_text(state_path, json.dumps(identity, indent=2) + "\n")
+    if (folder.home / INFO_NAME).is_file():
+        return json.loads((folder.home / INFO_NAME).read_text())  # already complete with these inputs
+    folder.data.mkdir(parents=True, exist_ok=True)
+    folder.remove_leftovers()
+    return None
+
+
+def _write_node_shards(
+    dataset: Any, tokenizer: Any, folder: Any, identity: dict[str, Any], batch_size: int, progress: bool
+) -> dict[str, Any]:
+    """Tokenize this node's rows after the complete shards, one shard at a time; then record the summary."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    from .streaming import node_part, write_shard
+
+    image_column, shard_size = identity["image_column"], identity["shard_size"]
     features = getattr(dataset, "features", None) or {}
     if isinstance(features.get(image_column), datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))  # decode per row, ourselves
-    if (out / INFO_NAME).is_file():
-        return json.loads((out / INFO_NAME).read_text())  # already complete with these inputs: nothing to do
-    shards, counts = out / "data", out / "shard_rows"
-    shards.mkdir(exist_ok=True)
-    counts.mkdir(exist_ok=True)
-    done = sorted(shards.glob("shard-*.parquet"))
-    consumed = sum(json.loads((counts / f"{p.stem}.json").read_text())["rows_in"] for p in done)
-    rows_iter = dataset.skip(consumed) if hasattr(dataset, "skip") else iter(dataset)
-    if not hasattr(dataset, "skip"):
-        for _ in range(consumed):
-            next(rows_iter, None)
-    dtype = ids_dtype(tokenizer.vocab_size)
-    function = _Tokenize(tokenizer, image_column, flip, skip_bad, None, dtype)
+    consumed = folder.rows_consumed()
+    rows = iter(node_part(dataset, folder.node).skip(consumed))
+    function = _Tokenize(tokenizer, image_column, identity["flip"], identity["skip_bad"], None, ids_dtype(tokenizer.vocab_size))
     errors: list[str] = []
-    bar = tqdm(desc="pretokenize (streaming)", unit="img", initial=consumed, disable=not progress)
-    shard_index, offset = len(done), consumed
-    rows = iter(rows_iter)
-    while True:
-        chunk = [row for _, row in zip(range(shard_size), rows)]
-        if not chunk:
-            break
+    bar = tqdm(desc=f"pretokenize (streaming{', ' + folder.node.prefix if folder.node.prefix else ''})", unit="img",
+               initial=consumed, disable=not progress)
+    shard_index, offset = len(folder.shards()), consumed
+    while chunk := [row for _, row in zip(range(shard_size), rows)]:
+        if image_column not in chunk[0]:
+            raise PretokenizeError(f"no column {image_column!r}; the rows have columns {sorted(chunk[0])}")
         columns: dict[str, list] = {}
         for start in range(0, len(chunk), batch_size):
             part = chunk[start : start + batch_size]
-            if image_column not in part[0]:
-                raise PretokenizeError(f"no column {image_column!r}; the rows have columns {sorted(part[0])}")
             batch = {key: [row[key] for row in part] for key in part[0]}
-            result = function(batch, list(range(offset + start, offset + start + len(part))))
-            for key, values in result.items():
+            for key, values in function(batch, list(range(offset + start, offset + start + len(part)))).items():
                 columns.setdefault(key, []).extend(values)
             bar.update(len(part))
         keep = [i for i, message in enumerate(columns[ERROR_COLUMN]) if not message]
         errors.extend(m for m in columns[ERROR_COLUMN] if m)
-        table = {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}
-        name = f"shard-{shard_index:05d}"
-        atomic_write_text(counts / f"{name}.json", json.dumps({"rows_in": len(chunk)}) + "\n")  # before the shard
-        with atomic_path(shards / f"{name}.parquet") as tmp:
-            datasets.Dataset.from_dict(table).to_parquet(str(tmp))
+        write_shard(folder, shard_index, {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}, len(chunk))
         shard_index += 1
         offset += len(chunk)
     bar.close()
-    summary = {**identity, "shards": shard_index, "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if flip else 1),
+    summary = {**identity, "node_rank": folder.node.node_rank, "num_nodes": folder.node.num_nodes, "shards": shard_index,
+               "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
                "errors_in_this_run": errors}
-    atomic_write_text(out / INFO_NAME, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
