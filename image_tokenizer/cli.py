@@ -21,8 +21,9 @@ from . import __version__
 from .errors import ImageTokenizerError, InvalidIdsError
 from .fileio import atomic_path, atomic_write_text
 from .hub import bundled_models
-from .image_processing import load_image, postprocess
+from .image_processing import MAX_IMAGE_PIXELS, load_image, postprocess
 from .metrics import psnr
+from .tokenizer import MAX_NATIVE_PIXELS
 
 DEFAULT_MODEL = "shapes-64"
 DEFAULT_PRIOR = "shapes-64-prior"
@@ -58,16 +59,19 @@ def _sampling_kwargs(args: argparse.Namespace) -> dict:
             "guidance_scale": args.guidance}
 
 
-def _load_images(paths: Sequence[str], progress: bool) -> list:
-    return [load_image(p) for p in tqdm(paths, desc="reading", unit="img", disable=not progress or len(paths) < 2)]
+def _load_images(paths: Sequence[str], progress: bool, max_pixels: int | None = None) -> list:
+    bar = tqdm(paths, desc="reading", unit="img", disable=not progress or len(paths) < 2)
+    return [load_image(p, max_pixels) for p in bar]
 
 
-def _encode_in_batches(tokenizer, images: list, batch_size: int, native_size: bool, progress: bool) -> list[torch.Tensor]:
+def _encode_in_batches(
+    tokenizer, images: list, batch_size: int, native_size: bool, progress: bool, max_native_pixels: int = MAX_NATIVE_PIXELS
+) -> list[torch.Tensor]:
     grids: list[torch.Tensor] = []
     bar = tqdm(total=len(images), desc="encoding", unit="img", disable=not progress or len(images) < 2)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        encoded = tokenizer.encode(batch, native_size=native_size)
+        encoded = tokenizer.encode(batch, native_size=native_size, max_native_pixels=max_native_pixels)
         grids.extend(list(encoded))
         bar.update(len(batch))
     bar.close()
@@ -76,8 +80,8 @@ def _encode_in_batches(tokenizer, images: list, batch_size: int, native_size: bo
 
 def cmd_encode(args: argparse.Namespace) -> None:
     tokenizer = _load_tokenizer(args.model, args.device)
-    images = _load_images(args.images, args.progress)
-    grids = _encode_in_batches(tokenizer, images, args.batch_size, args.native_size, args.progress)
+    images = _load_images(args.images, args.progress, args.max_pixels)
+    grids = _encode_in_batches(tokenizer, images, args.batch_size, args.native_size, args.progress, args.max_native_pixels)
     if args.output is None or args.output.endswith(".json"):
         payload = {
             "vocab_size": tokenizer.vocab_size,
@@ -304,6 +308,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def device_name(text: str) -> str:
+    """argparse type: a torch device this machine has ('cpu', 'cuda', 'cuda:1', 'mps')."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type {device.type!r}; use cpu, cuda or mps")
+    return text
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer of at least 0."""
     value = int(text)
@@ -454,21 +475,32 @@ def cmd_convert(args: argparse.Namespace) -> None:
           f"{', encoder only' if tokenizer.config.encoder_only else ''}", file=sys.stderr)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (and exit status 2), like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="image-tokenizer", description="Turn images into token ids and back.")
+    parser = OneLineParser(prog="image-tokenizer", description="Turn images into token ids and back.")
     parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
         p.add_argument("--model", required=model_required, help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+        p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
     p = sub.add_parser("encode", help="images -> token ids (.npy or .json; JSON on stdout by default)")
     p.add_argument("images", nargs="+")
     p.add_argument("--output", help="ids.npy or ids.json")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--native-size", action="store_true", help="encode at native size (sides multiple of the downsampling factor)")
+    p.add_argument("--max-pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
+                   help=f"largest image to decode, in pixels (default {MAX_IMAGE_PIXELS:,}, PIL's bomb limit)")
+    p.add_argument("--max-native-pixels", type=positive_int, default=MAX_NATIVE_PIXELS,
+                   help=f"largest image to encode with --native-size (default {MAX_NATIVE_PIXELS:,})")
     common(p)
     p.set_defaults(func=cmd_encode)
 
@@ -481,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="encode and decode images, writing reconstructions and a comparison grid")
     p.add_argument("images", nargs="+")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     common(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -491,11 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
     p.add_argument("--data", default="shapes", help="'shapes' (held-out generator), an image folder, a saved dataset, or hf:NAME")
-    p.add_argument("--num", type=int, default=1000, help="number of images (0 = all)")
-    p.add_argument("--seed", type=int, default=1, help="shapes seed (held-out = 1)")
+    p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
+    p.add_argument("--seed", type=non_negative_int, default=1, help="shapes seed (held-out = 1)")
     p.add_argument("--split", default="test")
     p.add_argument("--image-column", default="image")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
     p.add_argument("--output", help="write the metrics JSON here")
     p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
@@ -508,10 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
     p.add_argument("--image-column", default="image")
     p.add_argument("--split", default="train")
-    p.add_argument("--num", type=int, default=1000, help="shapes: number of images")
-    p.add_argument("--seed", type=int, default=0, help="shapes: seed")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--num", type=positive_int, default=1000, help="shapes: number of images")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="shapes: seed")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--num-proc", type=positive_int, default=None)
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")
@@ -529,38 +561,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretokenize_merge)
 
     p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
-    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--num", type=positive_int, required=True)
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--workers", type=positive_int, default=1)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_shapes)
 
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
-        p.add_argument("--class", dest="class_label", type=int, help="class index (see `info`); default none/null")
+        p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
         p.add_argument("--temperature", type=float, default=1.0)
-        p.add_argument("--top-k", type=int, default=None)
+        p.add_argument("--top-k", type=positive_int, default=None)
         p.add_argument("--top-p", type=float, default=1.0)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--scale", type=int, default=2, help="nearest-neighbour enlargement of the grid")
+        p.add_argument("--seed", type=non_negative_int, default=0)
+        p.add_argument("--scale", type=positive_int, default=2, help="nearest-neighbour enlargement of the grid")
 
     p = sub.add_parser("generate", help="sample images from a prior into a PNG grid")
-    p.add_argument("--num", type=int, default=16)
+    p.add_argument("--num", type=positive_int, default=16)
     p.add_argument("--output", default="generated.png")
     p.add_argument("--ids-output", help="also write the sampled ids as JSON")
-    p.add_argument("--grid", type=int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--columns", type=int, default=8)
+    p.add_argument("--grid", type=positive_int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--columns", type=positive_int, default=8)
     sampling(p)
     common(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("complete", help="finish images from their top token rows with a prior")
     p.add_argument("images", nargs="+")
-    p.add_argument("--rows", type=int, help="token rows to keep (default half the grid)")
-    p.add_argument("--samples", type=int, default=4, help="completions per image")
+    p.add_argument("--rows", type=positive_int, help="token rows to keep (default half the grid)")
+    p.add_argument("--samples", type=positive_int, default=4, help="completions per image")
     p.add_argument("--output", default="completions.png")
     sampling(p)
     common(p)
@@ -570,13 +602,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="a folder, a checkpoint file beside its config, or a Hub repo id (through the cache)")
     p.add_argument("--output", required=True, help="directory for the converted tokenizer")
     p.add_argument("--format", default="auto", choices=["auto", "taming", "llamagen", "diffusers", "chameleon", "janus"])
-    p.add_argument("--resolution", type=int, help="preprocessing resolution where the source does not fix one (LlamaGen)")
+    p.add_argument("--resolution", type=positive_int, help="preprocessing resolution where the source does not fix one (LlamaGen)")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="the main job: reconstruct held-out shapes with the bundled model")
     p.add_argument("--output-dir", default="demo_output")
-    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--num", type=positive_int, default=8)
     common(p)
     p.set_defaults(func=cmd_demo)
     return parser
@@ -584,7 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad flag (already reported in one line)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         args.func(args)
     except (ImageTokenizerError, OSError) as error:

@@ -7,9 +7,10 @@ channels-first ([C, H, W], [B, C, H, W]). uint8 values are 0..255, float values 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from .config import PreprocessingConfig
 from .errors import ImageLoadError, InvalidImageError
 
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's warning level: larger images are refused by default
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -29,23 +31,43 @@ _RESAMPLE = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image file, with an error that names the file and what is wrong with it."""
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageLoadError(f"{path}: is a directory, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: empty file (0 bytes), not an image")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later inside the model
-            return image.copy()
+        if not path.exists():
+            raise ImageLoadError(f"{path}: no such file")
+        if path.is_dir():
+            raise ImageLoadError(f"{path}: is a directory, not an image file")
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{path}: empty file (0 bytes), not an image")
+    except OSError as error:  # a name too long for the filesystem, a permission problem, ...
+        raise ImageLoadError(f"{str(path)[:80]}: cannot be read ({error.strerror or error})") from None
+    return open_image(path, str(path), max_pixels)
+
+
+def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
+    """The one guarded way to decode an image: the size its header declares is checked against the pixel
+    budget before any pixel is decoded, and PIL's decompression-bomb warning and error become ImageLoadError."""
+    budget = max_pixels or MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our budget below decides
+            with Image.open(source) as image:
+                width, height = image.size
+                if width * height > budget:
+                    raise ImageLoadError(
+                        f"{name}: declares {width}x{height} = {width * height:,} pixels, over the pixel budget of "
+                        f"{budget:,} (raise it with max_pixels= or --max-pixels if the image is genuine)"
+                    )
+                image.load()  # decode now: a truncated file fails here, not later inside the model
+                return image.copy()
+    except Image.DecompressionBombError as error:
+        raise ImageLoadError(f"{name}: refused as a decompression bomb ({error})") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image file (PIL cannot identify its format)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"{path}: corrupt or truncated image ({error})") from None
+        raise ImageLoadError(f"{name}: not an image file (PIL cannot identify its format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
 
 
 def to_rgb(image: Image.Image, background: Sequence[int] = (0, 0, 0)) -> Image.Image:

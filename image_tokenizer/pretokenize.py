@@ -21,6 +21,7 @@ from PIL import Image
 
 from .errors import ImageTokenizerError
 from .fileio import atomic_write_text
+from .image_processing import load_image, open_image
 
 ERROR_COLUMN = "__pretokenize_error"
 
@@ -55,17 +56,12 @@ def _decode_cell(cell: Any) -> Image.Image:
         return cell
     if isinstance(cell, dict):
         if cell.get("bytes"):
-            image = Image.open(io.BytesIO(cell["bytes"]))
-        elif cell.get("path"):
-            image = Image.open(cell["path"])
-        else:
-            raise ValueError("image cell has neither bytes nor path")
-        image.load()
-        return image
+            return open_image(io.BytesIO(cell["bytes"]), cell.get("path") or "image bytes")
+        if cell.get("path"):
+            return load_image(cell["path"])
+        raise ValueError("image cell has neither bytes nor path")
     if isinstance(cell, str):
-        image = Image.open(cell)
-        image.load()
-        return image
+        return load_image(cell)
     raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
 
 

@@ -28,6 +28,7 @@ CODEBOOK_NAME = "codebook.safetensors"
 CODEBOOK_TENSOR = "codebook"
 SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
 DEFAULT_MICRO_BATCH = 8
+MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
 
 class ImageTokenizer:
@@ -131,7 +132,9 @@ class ImageTokenizer:
         return self
 
     # ----- preprocessing -----
-    def preprocess(self, images: Any, native_size: bool = False) -> tuple[list[torch.Tensor], bool]:
+    def preprocess(
+        self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
+    ) -> tuple[list[torch.Tensor], bool]:
         """Images in any accepted form -> list of normalised [3, H, W] tensors, and whether the input was a batch."""
         pils, is_batch = to_pil_list(images)
         side = self.config.resolution
@@ -141,6 +144,12 @@ class ImageTokenizer:
         for index, image in enumerate(pils):
             width, height = image.size
             if native_size:
+                if width * height > max_native_pixels:
+                    raise InvalidImageError(
+                        f"image {index} is {width}x{height} = {width * height:,} pixels, over the native-size budget of "
+                        f"{max_native_pixels:,} (the model's activations grow with the image); resize it, or raise "
+                        "max_native_pixels= (--max-native-pixels) if the memory is there"
+                    )
                 if width % factor or height % factor or width < factor or height < factor:
                     raise InvalidImageError(
                         f"image {index} is {width}x{height}; native_size=True needs both sides to be positive "
@@ -179,13 +188,15 @@ class ImageTokenizer:
 
     # ----- encode / decode -----
     @torch.inference_mode()
-    def encode(self, images: Any, native_size: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    def encode(
+        self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
+    ) -> torch.Tensor | list[torch.Tensor]:
         """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch.
 
         With native_size=True, images whose sides are multiples of the downsampling factor are encoded
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors.
         """
-        tensors, is_batch = self.preprocess(images, native_size=native_size)
+        tensors, is_batch = self.preprocess(images, native_size=native_size, max_native_pixels=max_native_pixels)
         results: list[torch.Tensor | None] = [None] * len(tensors)
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, tensor in enumerate(tensors):

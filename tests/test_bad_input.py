@@ -237,3 +237,60 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask  # not mkstemp's 0600: saved models must be readable by other users
+
+
+def declared_png(width: int, height: int, mode_bytes: bytes = b"\x08\x00") -> bytes:
+    """A PNG whose header declares width x height but holds almost no data (a decompression bomb's signature)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">II", width, height) + mode_bytes + b"\x00\x00\x00"
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height, message", [
+    (50000, 50000, "refused as a decompression bomb"),  # over PIL's error level
+    (10000, 9500, "declares 10000x9500 = 95,000,000 pixels, over the pixel budget of 89,478,485"),  # PIL only warns
+])
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, tokenizer, width, height, message):
+    from image_tokenizer.pretokenize import _decode_cell
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(declared_png(width, height))
+    with pytest.raises(ImageLoadError, match=message):
+        tokenizer.encode(str(path))
+    with pytest.raises(ImageLoadError, match=message):
+        tokenizer.encode(str(path), native_size=True)
+    with pytest.raises(ImageLoadError, match=message):
+        _decode_cell({"bytes": path.read_bytes(), "path": None})  # pre-tokenization's decoder is the same guard
+
+
+def test_cli_reports_a_bomb_in_one_line(tmp_path, tokenizer, capsys):
+    from image_tokenizer.cli import main
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    (tmp_path / "bomb.png").write_bytes(declared_png(50000, 50000))
+    assert main(["encode", str(tmp_path / "bomb.png"), "--model", str(tmp_path / "tok")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bomb.png" in err[0] and "decompression bomb" in err[0]
+
+
+def test_pixel_budgets_are_arguments(tmp_path, tokenizer):
+    from image_tokenizer.image_processing import load_image
+
+    (tmp_path / "big.png").write_bytes(declared_png(4000, 3000))
+    with pytest.raises(ImageLoadError, match="over the pixel budget of 1,000,000"):
+        load_image(tmp_path / "big.png", max_pixels=1_000_000)
+    wide = np.zeros((64, 4096 + 64, 3), np.uint8)  # 266,240 pixels: within the decode budget, over a small native one
+    with pytest.raises(InvalidImageError, match="over the native-size budget of 100,000"):
+        tokenizer.encode(wide, native_size=True, max_native_pixels=100_000)
+    side = 64 // tokenizer.config.downsample_factor
+    assert tokenizer.encode(wide[:, :64], native_size=True, max_native_pixels=100_000).shape == (side, side)
+
+
+def test_a_file_name_too_long_for_the_filesystem_is_an_image_load_error(tokenizer):
+    with pytest.raises(ImageLoadError, match="cannot be read"):
+        tokenizer.encode("x" * 300 + ".png")

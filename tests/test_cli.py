@@ -91,7 +91,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         (["decode", "{floats}", "--model", "{model}", "--output", "x.png"], "ids must be integers"),
         (["decode", "{range}", "--model", "{model}", "--output", "x.png"], "is out of range"),
         (["info", "{empty}"], "config.json not found"),
-        (["shapes", "--num", "0", "--output-dir", "{tmp}/s"], "--num must be at least 1"),
+        (["shapes", "--num", "0", "--output-dir", "{tmp}/s"], "argument --num: must be at least 1, got 0"),
+        (["encode", "{image}", "--model", "{model}", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+        (["encode", "{image}", "--model", "{model}", "--batch-size", "-1"], "argument --batch-size: must be at least 1"),
+        (["generate", "--num", "-5", "--output", "x.png"], "argument --num: must be at least 1, got -5"),
+        (["pretokenize", "--data", "shapes", "--output", "o", "--num-proc", "-1"], "argument --num-proc: must be at least 1"),
+        (["pretokenize", "--data", "shapes", "--output", "o", "--streaming", "--shard-size", "0"], "argument --shard-size"),
+        (["shapes", "--num", "3", "--seed", "-1", "--output-dir", "{tmp}/s"], "argument --seed: must be 0 or more"),
+        (["encode", "{image}", "--model", "{model}", "--device", "bogus"], "'bogus' is not a device"),
+        (["encode", "{image}", "--model", "{model}", "--device", "cuda:0"] if not torch.cuda.is_available() else ["info", "{empty}"],
+         "no CUDA GPU" if not torch.cuda.is_available() else "config.json not found"),
     ],
 )
 def test_user_mistakes_are_one_line_without_traceback(tmp_path, model_dir, image_files, capsys, argv, message):

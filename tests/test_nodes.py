@@ -86,8 +86,8 @@ def test_bad_node_settings_are_refused_before_anything_is_written(tmp_path, tok_
             "--no-progress", "--output", str(out)]
     assert main([*base, "--num-nodes", "3", "--node-rank", "3"]) == 2
     assert "node rank 3 is out of range for 3 node(s)" in capsys.readouterr().err and not out.exists()
-    with pytest.raises(SystemExit):
-        main([*base, "--num-nodes", "0", "--node-rank", "0"])
+    assert main([*base, "--num-nodes", "0", "--node-rank", "0"]) == 2
+    assert "argument --num-nodes: must be at least 1, got 0" in capsys.readouterr().err
     assert main([*base, "--num-nodes", "3", "--node-rank", "0"]) == 0
     assert main([*base, "--num-nodes", "2", "--node-rank", "1"]) == 2
     assert "split across 3 nodes but this worker was started with 2" in capsys.readouterr().err

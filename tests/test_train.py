@@ -44,6 +44,19 @@ def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
     assert "gan_loss" in (tmp_path / "a" / "run" / "metrics.jsonl").read_text()
 
 
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """A run killed after logging step 6 but before saving it resumes from step 4 and logs 5-6 again: once each."""
+    import shutil
+
+    train(tiny(tmp_path, steps=8, log_every=1, checkpoint_every=4), stop_at=6)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    shutil.rmtree(checkpoints / "step-0000006")  # as if the process died before its checkpoint was complete
+    (checkpoints / "latest").write_text("step-0000004\n")
+    assert train(tiny(tmp_path, steps=8, log_every=1, checkpoint_every=4), resume=True)["step"] == 8
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
 def test_run_writes_logs_samples_checkpoints_and_a_final_tokenizer(tmp_path):
     summary = train(tiny(tmp_path))
     run = tmp_path / "run"

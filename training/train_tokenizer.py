@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.evaluation import evaluate_tokenizer
-from image_tokenizer.fileio import atomic_path
+from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
@@ -155,6 +155,16 @@ def load_initial_weights(model: VQModel, name_or_path: str) -> None:
     model.load_state_dict(initial.model.state_dict(), strict=True)
 
 
+def drop_log_rows_after(log_path: Path, step: int) -> None:
+    """Keep metrics.jsonl rows up to `step` (where a resumed run restarts), so each step is logged once."""
+    if not log_path.is_file():
+        return
+    lines = log_path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+
+
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
     """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model).
 
@@ -211,6 +221,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     log_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
+        drop_log_rows_after(log_path, start_step)  # a killed run may have logged steps past its last checkpoint
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (config.progress and accelerator.is_main_process))
     step, skipped_total, tick, seen = start_step, 0, time.perf_counter(), 0
