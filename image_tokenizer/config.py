@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +115,9 @@ class ImageTokenizerConfig:
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.quantizer, dict):
+        if not isinstance(self.quantizer, QuantizerConfig):
             self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
-        if isinstance(self.preprocessing, dict):
+        if not isinstance(self.preprocessing, PreprocessingConfig):
             self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
         self.ch_mult = tuple(self.ch_mult)
         if self.decoder_ch_mult is not None:
@@ -223,13 +225,49 @@ class ImageTokenizerConfig:
             raise ConfigError(f"{path}: {error}") from None
 
 
-def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build a dataclass from a dict, refusing unknown keys so that typos never pass silently."""
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build a dataclass from a dict, refusing unknown keys and wrongly typed values, naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {data!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown {where} field(s) {unknown}; known: {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        _check_type(value, hints[name], f"{where}.{name}" if where != "config" else name)
     try:
         return cls(**data)
     except TypeError as error:
         raise ConfigError(f"bad {where}: {error}") from None
+
+
+def _check_type(value: Any, hint: Any, field_name: str) -> None:
+    """A JSON value against a field's annotation: a bool is a bool, an int an int, numbers finite, lists of
+    numbers where tuples are expected, objects where a nested section is expected."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        if value is None:
+            return
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, (dict, hint)):
+            raise ConfigError(f"field {field_name} must be a JSON object, got {value!r}")
+        return
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"field {field_name} must be a list, got {value!r}")
+        item = args[0]
+        for element in value:
+            _check_type(element, item, f"{field_name}[]")
+        return
+    wrong = (
+        (hint is bool and not isinstance(value, bool))
+        or (hint is int and (isinstance(value, bool) or not isinstance(value, int)))
+        or (hint is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)))
+        or (hint is str and not isinstance(value, str))
+    )
+    if wrong:
+        kind = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[hint]
+        raise ConfigError(f"field {field_name} must be {kind}, got {value!r}")

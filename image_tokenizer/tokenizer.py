@@ -353,9 +353,11 @@ class ImageTokenizer:
                 raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
         vocab, vocab_data = ImageVocab.load(directory)
         codebook = _load_codebook(directory, config, vocab, vocab_data)
+        check_model_size(config, directory / CONFIG_NAME)
         model = VQModel(config)
         weights = load_tensors(directory / WEIGHTS_NAME)
         check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
+        check_weight_values(directory / WEIGHTS_NAME, weights)
         model.load_weights(weights, codebook)
         tokenizer = cls(config, model, vocab, load_card_info(directory), micro_batch_size)
         return tokenizer.to(device) if device is not None else tokenizer
@@ -389,6 +391,30 @@ class ImageTokenizer:
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
             f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )
+
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above any published VQ tokenizer (LlamaGen VQ-16: 72 M)
+
+
+def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
+    """Count the parameters a config implies without allocating them (meta device); refuse absurd sizes."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in VQModel(config).parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{where}: this config implies {count:,} parameters ({count * 4 / 2**30:.1f} GiB in fp32), over the limit of "
+            f"{MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}, "
+            f"codebook_size={config.quantizer.codebook_size}"
+        )
+
+
+def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Saved weights are floating point and finite (a tampered or broken file must not load silently)."""
+    for key, tensor in weights.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
 
 
 def _as_id_tensor(ids: Any) -> torch.Tensor:
@@ -438,6 +464,10 @@ def _load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVo
             f"{directory / CODEBOOK_NAME} holds a {tuple(codebook.shape)} codebook but {VOCAB_NAME} and "
             f"{CONFIG_NAME} describe {k} codes of dimension {d}"
         )
+    if not codebook.is_floating_point():
+        raise CheckpointError(f"{directory / CODEBOOK_NAME}: the codebook has dtype {codebook.dtype}; it must be floating point")
     if not torch.isfinite(codebook).all():
         raise CheckpointError(f"{directory / CODEBOOK_NAME} contains NaN or infinite code vectors")
+    if k > 1 and bool((codebook == codebook[0]).all()):
+        raise CheckpointError(f"{directory / CODEBOOK_NAME}: all {k} code vectors are identical, so every id would be the same")
     return codebook.float()

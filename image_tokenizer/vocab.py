@@ -24,6 +24,9 @@ DEFAULT_TOKEN_FORMAT = "<img_{:05d}>"
 BOI, EOI, PAD = "<boi>", "<eoi>", "<pad>"
 
 
+_JSON_NAMES = {int: "integer", dict: "object", list: "array", str: "string"}
+
+
 @dataclass
 class ImageVocab:
     codebook_size: int
@@ -36,7 +39,16 @@ class ImageVocab:
         self.grid_size = tuple(self.grid_size)
         self.class_tokens = tuple(self.class_tokens)
         self.special_tokens = tuple(self.special_tokens)
-        if self.token_format.format(0) == self.token_format.format(1):
+        if not isinstance(self.token_format, str):
+            raise CheckpointError(f"token_format must be a string such as {DEFAULT_TOKEN_FORMAT!r}, got {self.token_format!r}")
+        try:
+            distinct = self.token_format.format(0) != self.token_format.format(1)
+        except (IndexError, KeyError, ValueError) as error:
+            raise CheckpointError(
+                f"token_format {self.token_format!r} must hold exactly one positional field for the id, such as "
+                f"{DEFAULT_TOKEN_FORMAT!r} ({type(error).__name__}: {error})"
+            ) from None
+        if not distinct:
             raise CheckpointError(f"token_format {self.token_format!r} must contain a '{{}}' field for the id")
 
     @cached_property
@@ -137,6 +149,14 @@ class ImageVocab:
         data = read_json_object(path, "tokenizer")
         if data.get("format") != VOCAB_FORMAT:
             raise CheckpointError(f"{path} is not an image-tokenizer vocabulary (format must be {VOCAB_FORMAT!r})")
+        for name, kind in (("codebook_size", int), ("special_tokens", dict), ("class_tokens", dict), ("grid_size", list)):
+            value = data.get(name, {} if name == "class_tokens" else None)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CheckpointError(f"{path}: field {name!r} must be a JSON {_JSON_NAMES[kind]}, got {value!r}")
+        for name in ("special_tokens", "class_tokens"):
+            table = data.get(name, {})
+            if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in table.items()):
+                raise CheckpointError(f"{path}: field {name!r} must map token strings to integer ids")
         try:
             size = int(data["codebook_size"])
             special = data["special_tokens"]

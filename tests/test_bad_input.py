@@ -13,6 +13,7 @@ from image_tokenizer import (
     CheckpointError,
     ImageLoadError,
     ImageTokenizer,
+    ImageTokenizerError,
     InvalidIdsError,
     InvalidImageError,
 )
@@ -294,3 +295,47 @@ def test_pixel_budgets_are_arguments(tmp_path, tokenizer):
 def test_a_file_name_too_long_for_the_filesystem_is_an_image_load_error(tokenizer):
     with pytest.raises(ImageLoadError, match="cannot be read"):
         tokenizer.encode("x" * 300 + ".png")
+
+
+def _tamper_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("file, change, message", [
+    ("config.json", lambda d: d["quantizer"].update(l2_normalize="false"), "quantizer.l2_normalize must be true or false"),
+    ("config.json", lambda d: d["quantizer"].update(codebook_size=float(d["quantizer"]["codebook_size"])), "codebook_size must be an integer"),
+    ("config.json", lambda d: d.update(quantizer=None), "field quantizer must be a JSON object"),
+    ("config.json", lambda d: d.update(quantizer="big"), "field quantizer must be a JSON object"),
+    ("config.json", lambda d: d["preprocessing"].update(image_mean=[float("nan")] * 3), "image_mean\\[\\] must be a finite number"),
+    ("config.json", lambda d: d["preprocessing"].update(image_mean="abc"), "image_mean must be a list"),
+    ("config.json", lambda d: d.update(ch=16384, norm_groups=32), "parameters .* over the limit"),
+    ("config.json", lambda d: d.update(ch="64"), "field ch must be an integer"),
+    ("vocab.json", lambda d: d.update(token_format="{0}{1}"), "token_format '\\{0\\}\\{1\\}' must hold exactly one positional field"),
+    ("vocab.json", lambda d: d.update(token_format=123), "token_format must be a string"),
+    ("vocab.json", lambda d: d.update(special_tokens=["<boi>", "<eoi>", "<pad>"]), "'special_tokens' must be a JSON object"),
+])
+def test_tampered_config_and_vocab_are_refused_naming_file_and_field(tmp_path, tokenizer, file, change, message):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    _tamper_json(tmp_path / "tok" / file, change)
+    with pytest.raises(CheckpointError if file == "vocab.json" else ImageTokenizerError, match=message) as caught:
+        ImageTokenizer.from_pretrained(tmp_path / "tok")
+    assert file in str(caught.value)
+
+
+@pytest.mark.parametrize("file, change, message", [
+    ("model.safetensors", lambda t: {k: v.long() if k.endswith("conv_in.weight") else v for k, v in t.items()}, "must be floating point"),
+    ("model.safetensors", lambda t: {k: torch.full_like(v, float("nan")) if k.endswith("conv_in.bias") else v for k, v in t.items()}, "NaN"),
+    ("codebook.safetensors", lambda t: {"codebook": torch.zeros_like(t["codebook"])}, "all .* code vectors are identical"),
+    ("codebook.safetensors", lambda t: {"codebook": t["codebook"].long()}, "must be floating point"),
+])
+def test_tampered_weights_are_refused(tmp_path, tokenizer, file, change, message):
+    from safetensors.torch import load_file
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    path = tmp_path / "tok" / file
+    save_file({k: v.contiguous() for k, v in change(load_file(str(path))).items()}, str(path))
+    with pytest.raises(CheckpointError, match=message) as caught:
+        ImageTokenizer.from_pretrained(tmp_path / "tok")
+    assert file in str(caught.value)

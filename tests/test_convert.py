@@ -463,7 +463,7 @@ def test_non_float_or_non_finite_weights_are_refused(tmp_path):
     state = load_file(str(file))
     state["quant_conv.bias"] = torch.full_like(state["quant_conv.bias"], float("nan"))
     save_file(state, str(file))
-    with pytest.raises(ConversionError, match="'quant_conv.bias' holds NaN"):
+    with pytest.raises(CheckpointError, match="'quant_conv.bias' holds NaN"):
         image_tokenizer.convert(tmp_path / "janus")
 
 

@@ -14,13 +14,11 @@ import os
 import shlex
 from pathlib import Path
 
-import torch
-
 from ..errors import ConversionError
 from ..fileio import check_state_dict
 from ..hub import download_snapshot
 from ..modeling import VQModel
-from ..tokenizer import ImageTokenizer
+from ..tokenizer import ImageTokenizer, check_model_size, check_weight_values
 from .common import Converted
 from .detect import FORMATS, detect_format
 
@@ -64,19 +62,16 @@ def resolve_source(src: str | os.PathLike, **hub_kwargs) -> Path:
 
 def build_tokenizer(converted: Converted, source: str, format: str, path: Path, command: str) -> ImageTokenizer:
     """Load converted weights strictly into our model and record where they came from in the model card."""
+    check_model_size(converted.config, converted.weights_file)
     model = VQModel(converted.config)
     check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
+    check_weight_values(converted.weights_file, {**converted.weights, "codebook": converted.codebook})
     expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
     if tuple(converted.codebook.shape) != expected_codebook:
         raise ConversionError(
             f"{converted.weights_file}: codebook of shape {tuple(converted.codebook.shape)}, but the config describes "
             f"{expected_codebook[0]} codes of dimension {expected_codebook[1]}"
         )
-    for key, tensor in {**converted.weights, "codebook": converted.codebook}.items():
-        if not tensor.is_floating_point():
-            raise ConversionError(f"{converted.weights_file}: tensor {key!r} has dtype {tensor.dtype}, not floating point")
-        if not torch.isfinite(tensor).all():
-            raise ConversionError(f"{converted.weights_file}: tensor {key!r} holds NaN or infinite values")
     weights = {k: v.float() for k, v in converted.weights.items()}
     model.load_weights(weights, converted.codebook.float())
     card_info = {"conversion": {
