@@ -1,8 +1,8 @@
-"""Can the bundled architecture draw holes at all? Overfit it on a few shapes images and watch hole recall.
+"""Can an architecture draw holes at all? Overfit it on a few shapes images and watch hole recall.
 
     python benchmarks/overfit_probe.py [--images 64] [--steps 1000]
 
-Trains the shapes-64 architecture from scratch (L1 + VQ loss, Adam) on a handful of training images and
+Trains the CPU pilot's architecture (shapes-64-small; --model for another) from scratch (L1 + VQ loss, Adam) on a handful of training images and
 evaluates on those same images: a capacity check, not generalisation. If hole recall rises here, the
 architecture can represent holes and the held-out gap is training, not capacity.
 Writes benchmarks/results/overfit_probe.{json,md}.
@@ -38,7 +38,8 @@ def reconstruct(model: VQModel, x: torch.Tensor, preprocessing) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="shapes-64", help="whose architecture (config) to train from scratch")
+    parser.add_argument("--model", default="shapes-64-small",
+                        help="whose architecture (config) to train from scratch (the CPU pilot's by default)")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=16)

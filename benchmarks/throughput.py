@@ -1,6 +1,6 @@
-"""Encode/decode throughput of the default ImageTokenizer config, and shapes generation time.
+"""Encode/decode throughput of the bundled tokenizer (or any saved one), and shapes generation time.
 
-    python benchmarks/throughput.py [--device cpu] [--batch-size 64] [--repeats 5]
+    python benchmarks/throughput.py [--model shapes-64] [--device cpu] [--batch-size 64] [--repeats 5]
 
 Writes benchmarks/results/throughput_<device>.json and .md.
 """
@@ -36,8 +36,15 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def _describe(name: str, tokenizer: ImageTokenizer) -> str:
+    c = tokenizer.config
+    return (f"{name}: {c.resolution}x{c.resolution} -> {c.grid_size[0]}x{c.grid_size[1]}, ch={c.ch}, ch_mult={tuple(c.ch_mult)}, "
+            f"{c.num_res_blocks} res blocks, K={c.quantizer.codebook_size}, d={c.quantizer.codebook_dim}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="shapes-64", help="bundled name or saved tokenizer directory")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
@@ -45,8 +52,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    tokenizer = ImageTokenizer().to(args.device)  # the default config; weights do not change the speed
+    tokenizer = ImageTokenizer.from_pretrained(args.model).to(args.device)
     images, _ = generate_arrays(args.batch_size, seed=TRAIN_SEED)
     ids = tokenizer.encode(images)
 
@@ -56,7 +62,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "device": args.device,
-        "config": "ImageTokenizerConfig() defaults: 64x64 -> 16x16, ch=64, ch_mult=(1,2,2), 2 res blocks, K=1024, d=8",
+        "config": _describe(args.model, tokenizer),
         "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
         "batch_size": args.batch_size,
         "micro_batch_size": tokenizer.micro_batch_size,
