@@ -83,13 +83,18 @@ def to_rgb(image: Image.Image, background: Sequence[int] = (0, 0, 0)) -> Image.I
         values = np.asarray(image, dtype=np.float64)
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
         return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
+    try:
+        if image.mode == "P":
+            image = image.convert("RGBA")
+        if image.mode == "La":  # premultiplied alpha: PIL converts it only to LA
+            image = image.convert("LA")
+        if image.mode in ("RGBA", "LA", "PA", "RGBa"):
+            rgba = image.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+            return Image.alpha_composite(canvas, rgba).convert("RGB")
+        return image.convert("RGB")
+    except ValueError as error:
+        raise InvalidImageError(f"PIL mode {image.mode!r} cannot be converted to RGB ({error})") from None
 
 
 def _array_to_pil(array: np.ndarray, index: int) -> Image.Image:
@@ -123,6 +128,7 @@ def _array_to_pil(array: np.ndarray, index: int) -> Image.Image:
 
 
 def _tensor_to_pil(tensor: torch.Tensor, index: int) -> Image.Image:
+    tensor = _plain_tensor(tensor, f"image {index}")
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
@@ -131,6 +137,21 @@ def _tensor_to_pil(tensor: torch.Tensor, index: int) -> Image.Image:
             f"got shape {tuple(tensor.shape)}"
         )
     return _array_to_pil(tensor.detach().to("cpu").permute(1, 2, 0).numpy(), index)
+
+
+def _plain_tensor(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """A dense, real CPU tensor numpy can read: sparse becomes dense, half and bfloat16 become float32;
+    meta and complex tensors are refused by name."""
+    if tensor.is_meta:
+        raise InvalidImageError(f"{what}: a meta tensor holds no data")
+    if tensor.is_complex():
+        raise InvalidImageError(f"{what}: complex tensors are not images (dtype {tensor.dtype})")
+    tensor = tensor.detach().to("cpu")
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor
 
 
 def to_pil_list(images: Any) -> tuple[list[Image.Image], bool]:
@@ -142,12 +163,11 @@ def to_pil_list(images: Any) -> tuple[list[Image.Image], bool]:
             return [_array_to_pil(a, i) for i, a in enumerate(images)], True
         return [_array_to_pil(images, 0)], False
     if isinstance(images, torch.Tensor):
+        images = _plain_tensor(images, "images")
         if images.ndim == 4:
             return [_tensor_to_pil(t, i) for i, t in enumerate(images)], True
         return [_tensor_to_pil(images, 0)], False
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise InvalidImageError("got an empty list of images")
+    if isinstance(images, (list, tuple)):  # an empty list is an empty batch: empty results, like [0, H, W, C] arrays
         return [_as_pil(item, i) for i, item in enumerate(images)], True
     raise InvalidImageError(
         f"unsupported image input of type {type(images).__name__}; "

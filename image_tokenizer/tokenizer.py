@@ -208,6 +208,8 @@ class ImageTokenizer:
                 results[i] = grid
         if not is_batch:
             return results[0]
+        if not results:
+            return torch.empty((0, *self.grid_size), dtype=torch.long)  # an empty batch: empty results
         if len(groups) == 1:
             return torch.stack(results)
         return results
@@ -224,17 +226,23 @@ class ImageTokenizer:
 
     def batch_decode(self, sequences: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
         """Several flat sequences (e.g. `input_ids` from __call__ or a prior's output) -> images."""
+        if sequences is None or isinstance(sequences, (str, bytes)):
+            raise InvalidIdsError(f"batch_decode expects a batch of id sequences, got {type(sequences).__name__}")
         if isinstance(sequences, (torch.Tensor, np.ndarray)):
             if sequences.ndim != 2:
                 raise InvalidIdsError(f"batch_decode expects [B, L] sequences, got shape {tuple(sequences.shape)}")
             sequences = list(sequences)
         grids = [self._ids_to_grids(seq, skip_special_tokens, require_flat=True)[0] for seq in sequences]
-        return self._decode_grids(torch.cat(grids), output_type)
+        empty = torch.empty((0, *self.grid_size), dtype=torch.long)
+        return self._decode_grids(torch.cat(grids) if grids else empty, output_type)
 
     @torch.inference_mode()
     def _decode_grids(self, grids: torch.Tensor, output_type: str) -> Any:
         if output_type not in ("pil", "np", "pt"):
             raise InvalidImageError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if grids.shape[0] == 0:
+            h, w = grids.shape[1] * self.config.downsample_factor, grids.shape[2] * self.config.downsample_factor
+            return postprocess(torch.empty((0, 3, h, w)), self.config.preprocessing, output_type)
         # Decoding needs no padding: pixel values may differ in the last float bit across batch sizes, ids cannot.
         pixels = self._run_micro_batches(self.model.decode_ids, grids.to(self.device), pad=False)
         return postprocess(pixels, self.config.preprocessing, output_type)
@@ -242,6 +250,8 @@ class ImageTokenizer:
     def _ids_to_grids(self, ids: Any, skip_special_tokens: bool, require_flat: bool = False) -> tuple[torch.Tensor, bool]:
         """Validate ids (dtype, rank, range) and shape them into [B, h, w]; the flag says whether it was a batch."""
         tensor = _as_id_tensor(ids)
+        if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
+            return tensor, True  # an empty batch: empty results
         if tensor.numel() == 0:
             raise InvalidIdsError("got an empty id sequence")
         if require_flat and tensor.ndim != 1:
@@ -288,8 +298,14 @@ class ImageTokenizer:
         native_size: bool = False,
     ) -> BatchEncoding:
         """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]) and `attention_mask`, per image."""
+        if return_tensors not in (None, "pt", "np"):
+            raise InvalidImageError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
         encoded = self.encode(images, native_size=native_size)
         grids = [encoded] if isinstance(encoded, torch.Tensor) and encoded.ndim == 2 else list(encoded)
+        if not grids:  # an empty batch: [0, L] arrays, L as for this tokenizer's grid
+            length = math.prod(self.grid_size) + (2 if add_special_tokens else 0)
+            empty = {"input_ids": np.zeros((0, length), np.int64), "attention_mask": np.zeros((0, length), np.int64)}
+            return BatchEncoding(empty if return_tensors else {k: [] for k in empty}, tensor_type=return_tensors)
         sequences = []
         for grid in grids:
             ids = grid.reshape(-1).tolist()
@@ -418,17 +434,24 @@ def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
 
 
 def _as_id_tensor(ids: Any) -> torch.Tensor:
-    """Ids from a list, numpy array or tensor -> int64 tensor, refusing floats and booleans by name."""
+    """Ids from a list, numpy array or tensor -> int64 CPU tensor; anything that is not integers is refused by name."""
+    if ids is None:
+        raise InvalidIdsError("ids are None; pass a list, numpy array or tensor of integer ids")
     if isinstance(ids, torch.Tensor):
-        tensor = ids.detach().cpu()
+        if ids.is_meta:
+            raise InvalidIdsError("ids are a meta tensor, which holds no data")
+        tensor = ids.detach().to("cpu")
+        tensor = tensor.to_dense() if tensor.layout != torch.strided else tensor
     else:
         try:
             array = np.asarray(ids)
-        except ValueError:
+        except (ValueError, TypeError):
             raise InvalidIdsError("ids must form a rectangular array (sequences of different lengths: use batch_decode)") from None
-        if array.dtype == object:
-            raise InvalidIdsError("ids must form a rectangular array of integers")
-        tensor = torch.from_numpy(array.copy()) if array.dtype != np.uint64 else torch.from_numpy(array.astype(np.int64))
+        if array.size == 0:
+            array = array.astype(np.int64)  # [] has no integers, but no non-integers either
+        if array.dtype.kind not in "iub":
+            raise InvalidIdsError(f"ids must be integers, got dtype {array.dtype.name}")
+        tensor = torch.from_numpy(array.astype(np.int64) if array.dtype == np.uint64 else array.copy())
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise InvalidIdsError(f"ids must be integers, got dtype {str(tensor.dtype).replace('torch.', '')}")
     return tensor.long()

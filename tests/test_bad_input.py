@@ -339,3 +339,44 @@ def test_tampered_weights_are_refused(tmp_path, tokenizer, file, change, message
     with pytest.raises(CheckpointError, match=message) as caught:
         ImageTokenizer.from_pretrained(tmp_path / "tok")
     assert file in str(caught.value)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.rand(3, 16, 16, dtype=torch.bfloat16),
+    lambda: torch.rand(3, 16, 16, dtype=torch.float16),
+    lambda: torch.rand(3, 16, 16).to_sparse(),
+    lambda: Image.new("La", (16, 16), (90, 200)),
+    lambda: Image.new("LAB", (16, 16)),
+])
+def test_unusual_but_valid_images_are_encoded(tokenizer, make):
+    assert tokenizer.encode(make()).shape == tokenizer.grid_size
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda t: t.encode(torch.empty(3, 16, 16, device="meta")), InvalidImageError, "meta tensor holds no data"),
+    (lambda t: t.encode(torch.zeros(3, 16, 16, dtype=torch.complex64)), InvalidImageError, "complex tensors are not images"),
+    (lambda t: t.decode(np.array([["a", "b"]])), InvalidIdsError, "ids must be integers, got dtype str"),
+    (lambda t: t.decode(np.array([[b"a"]])), InvalidIdsError, "ids must be integers, got dtype bytes"),
+    (lambda t: t.decode(np.array(["2020-01-01"], dtype="datetime64[D]")), InvalidIdsError, "got dtype datetime64"),
+    (lambda t: t.decode(torch.empty(8, 8, dtype=torch.long, device="meta")), InvalidIdsError, "meta tensor"),
+    (lambda t: t.batch_decode(None), InvalidIdsError, "expects a batch of id sequences"),
+    (lambda t: t(np.zeros((16, 16, 3), np.uint8), return_tensors="mlx"), InvalidImageError, "return_tensors must be"),
+])
+def test_wrong_kinds_of_input_raise_our_errors(tokenizer, call, error, message):
+    with pytest.raises(error, match=message):
+        call(tokenizer)
+
+
+def test_empty_batches_give_empty_results_everywhere(tokenizer):
+    """The choice: an empty batch is not an error; every entry point returns an empty batch of its own kind."""
+    h, w = tokenizer.grid_size
+    side = h * tokenizer.config.downsample_factor
+    for empty in (np.zeros((0, side, side, 3), np.uint8), torch.zeros(0, 3, side, side), []):
+        assert tokenizer.encode(empty).shape == (0, h, w)
+        assert tokenizer(empty, return_tensors="pt")["input_ids"].shape == (0, h * w + 2)
+        assert tokenizer(empty)["input_ids"] == []
+    assert tokenizer.decode(np.zeros((0, h, w), np.int64)) == []
+    assert tokenizer.decode(torch.zeros(0, h, w, dtype=torch.long), output_type="np").shape == (0, side, side, 3)
+    assert tokenizer.batch_decode([]) == [] and tokenizer.batch_decode([], output_type="pt").shape == (0, 3, side, side)
+    with pytest.raises(InvalidIdsError, match="empty id sequence"):
+        tokenizer.decode([])  # one flat sequence with no ids is not an image
