@@ -120,10 +120,22 @@ def _read_ids(path: str) -> list[np.ndarray]:
             data = json.loads(source.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CLIError(f"{path}: not valid JSON ({error})") from None
-        if isinstance(data, dict) and "images" in data:
-            return [np.asarray(item["ids"]) for item in data["images"]]
-        return [np.asarray(data)]
+        if isinstance(data, dict) and "images" in data:  # what `encode --output x.json` writes
+            items = data["images"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) and "ids" in i for i in items):
+                raise CLIError(f"{path}: 'images' must be a list of objects with an 'ids' field")
+            return [_id_array(item["ids"], path) for item in items]
+        if not isinstance(data, list):
+            raise CLIError(f"{path}: expected a JSON array of ids or an object with 'images', got {type(data).__name__}")
+        return [_id_array(data, path)]
     raise CLIError(f"{path}: ids must be a .npy or .json file")
+
+
+def _id_array(data: object, path: str) -> np.ndarray:
+    try:
+        return np.asarray(data)
+    except ValueError:
+        raise CLIError(f"{path}: ids must form a rectangular array of integers") from None
 
 
 def cmd_decode(args: argparse.Namespace) -> None:

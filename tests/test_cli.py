@@ -129,3 +129,18 @@ def test_installed_console_script_exists():
 
     assert shutil.which("image-tokenizer") is not None
     assert isinstance(ImageTokenizer, type)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"a": 1}', "expected a JSON array of ids"),
+    ('{"images": 5}', "'images' must be a list of objects"),
+    ('{"images": [{"x": 1}]}', "'images' must be a list of objects"),
+    ('[[1, 2], [3]]', "rectangular"),
+    ('[["a", "b"]]', "ids must be integers"),
+    ('"text"', "expected a JSON array"),
+])
+def test_decode_of_malformed_json_is_one_line(tmp_path, model_dir, capsys, content, message):
+    (tmp_path / "ids.json").write_text(content)
+    assert main(["decode", str(tmp_path / "ids.json"), "--model", str(model_dir), "--output", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
