@@ -59,6 +59,13 @@ def load_eval_set(
     from .data.sources import DataError, FolderSource, open_source
 
     if spec == "shapes":
+        if resolution != 64:
+            raise DataError(
+                f"the shapes evaluation set is 64x64 (with 64x64 hole masks), but this tokenizer works at "
+                f"{resolution}x{resolution}; evaluate it on an image folder or dataset instead"
+            )
+        if num < 1:
+            raise DataError("--num must be at least 1 for the shapes set (it is generated, not read)")
         images, masks = generate_arrays(num, seed=seed)
         return images, masks, 0
     source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)

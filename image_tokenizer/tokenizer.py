@@ -142,6 +142,8 @@ class ImageTokenizer:
         min_side = self.config.grid_size[0]
         tensors = []
         for index, image in enumerate(pils):
+            if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
+                image = image.convert("LA")
             width, height = image.size
             if native_size:
                 if width * height > max_native_pixels:
@@ -226,7 +228,7 @@ class ImageTokenizer:
 
     def batch_decode(self, sequences: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
         """Several flat sequences (e.g. `input_ids` from __call__ or a prior's output) -> images."""
-        if sequences is None or isinstance(sequences, (str, bytes)):
+        if not isinstance(sequences, (list, tuple, torch.Tensor, np.ndarray)):
             raise InvalidIdsError(f"batch_decode expects a batch of id sequences, got {type(sequences).__name__}")
         if isinstance(sequences, (torch.Tensor, np.ndarray)):
             if sequences.ndim != 2:

@@ -101,6 +101,8 @@ class ImageVocab:
         return (self.special_tokens + self.class_tokens)[index - self.codebook_size]
 
     def token_to_id(self, token: str) -> int:
+        if not isinstance(token, str):
+            raise InvalidIdsError(f"tokens must be strings such as {self.token_format.format(0)!r}, got {token!r}")
         try:
             return self._token_to_id[token]
         except KeyError:
@@ -115,7 +117,7 @@ class ImageVocab:
         return [self.id_to_token(i) for i in ids]
 
     def convert_tokens_to_ids(self, tokens: str | Iterable[str]) -> int | list[int]:
-        if isinstance(tokens, str):
+        if isinstance(tokens, str) or not isinstance(tokens, Iterable):
             return self.token_to_id(tokens)
         return [self.token_to_id(t) for t in tokens]
 
