@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .fileio import atomic_write_text, read_json_object
 
 CONFIG_NAME = "config.json"
+FILES_SHA256 = "files_sha256"  # config.json's record of the other files' hashes
 RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 CODEBOOK_INITS = ("normal", "uniform")
@@ -202,16 +203,18 @@ class ImageTokenizerConfig:
         data = dict(data)
         grid = data.pop("grid_size", None)
         data.pop("library_version", None)
+        data.pop(FILES_SHA256, None)
         config = _from_dict(cls, data, "config")
         if grid is not None and tuple(grid) != config.grid_size:
             raise ConfigError(f"config grid_size {list(grid)} disagrees with the architecture's {list(config.grid_size)}")
         return config
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, files_sha256: dict[str, str] | None = None) -> Path:
+        """Write config.json; files_sha256 records the other files' hashes, checked on load."""
         from . import __version__
 
         path = Path(directory) / CONFIG_NAME
-        data = {**self.to_dict(), "library_version": __version__}
+        data = {**self.to_dict(), "library_version": __version__, **({FILES_SHA256: files_sha256} if files_sha256 else {})}
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
 

@@ -380,3 +380,15 @@ def test_empty_batches_give_empty_results_everywhere(tokenizer):
     assert tokenizer.batch_decode([]) == [] and tokenizer.batch_decode([], output_type="pt").shape == (0, 3, side, side)
     with pytest.raises(InvalidIdsError, match="empty id sequence"):
         tokenizer.decode([])  # one flat sequence with no ids is not an image
+
+
+def test_a_flipped_byte_in_the_weights_is_caught_by_the_recorded_sha256(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    assert set(json.loads((tmp_path / "tok" / "config.json").read_text())["files_sha256"]) == {
+        "model.safetensors", "codebook.safetensors", "vocab.json"}
+    path = tmp_path / "tok" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # a low mantissa bit of the last weight: still a valid, finite float
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: its sha256 differs"):
+        ImageTokenizer.from_pretrained(tmp_path / "tok")
