@@ -463,6 +463,8 @@ def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
             raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point")
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
+    if weights and not any(bool(tensor.any()) for tensor in weights.values()):
+        raise CheckpointError(f"{where}: every weight is zero, so every image would get the same ids")
 
 
 def _as_id_tensor(ids: Any) -> torch.Tensor:

@@ -327,6 +327,7 @@ def test_tampered_config_and_vocab_are_refused_naming_file_and_field(tmp_path, t
 @pytest.mark.parametrize("file, change, message", [
     ("model.safetensors", lambda t: {k: v.long() if k.endswith("conv_in.weight") else v for k, v in t.items()}, "must be floating point"),
     ("model.safetensors", lambda t: {k: torch.full_like(v, float("nan")) if k.endswith("conv_in.bias") else v for k, v in t.items()}, "NaN"),
+    ("model.safetensors", lambda t: {k: torch.zeros_like(v) for k, v in t.items()}, "every weight is zero"),
     ("codebook.safetensors", lambda t: {"codebook": torch.zeros_like(t["codebook"])}, "all .* code vectors are identical"),
     ("codebook.safetensors", lambda t: {"codebook": t["codebook"].long()}, "must be floating point"),
 ])
