@@ -632,6 +632,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a bad flag (already reported in one line)
         return stop.code if isinstance(stop.code, int) else 2
+    if getattr(args, "progress", True) is False:
+        import datasets
+
+        datasets.disable_progress_bars()  # --no-progress means every bar, datasets' included
     try:
         args.func(args)
     except (ImageTokenizerError, OSError) as error:

@@ -38,12 +38,14 @@ def resolve_pretrained(
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> Path:
-    """Return a local directory for a bundled name, a local directory, or a Hub repo id (in that order)."""
+    """Return a local directory for a saved model folder, a bundled name, another local directory, or a Hub repo
+    id (in that order: a folder you saved under a bundled model's name is yours, not the bundled one)."""
     name = str(name_or_path)
-    bundled = PRETRAINED_DIR / name
-    if name in bundled_models():
-        return bundled
     local = Path(name).expanduser()
+    if local.is_dir() and (local / "config.json").is_file():
+        return local
+    if name in bundled_models():
+        return PRETRAINED_DIR / name
     if local.is_dir():
         return local
     if local.exists():

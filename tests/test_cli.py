@@ -144,3 +144,17 @@ def test_decode_of_malformed_json_is_one_line(tmp_path, model_dir, capsys, conte
     assert main(["decode", str(tmp_path / "ids.json"), "--model", str(model_dir), "--output", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_evaluate_skips_a_corrupt_file_unless_strict(tmp_path, model_dir, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(folder), "--num", "0", "--no-progress"]) == 0
+    assert '"skipped_images": 1' in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(folder), "--num", "0", "--strict-data"]) == 2
+    assert "broken.png" in capsys.readouterr().err

@@ -122,6 +122,24 @@ def test_bundled_names_resolve_first(tmp_path, tokenizer, monkeypatch, images):
     assert torch.equal(loaded.encode(images[0]), tokenizer.encode(images[0]))
 
 
+def test_a_saved_folder_named_like_a_bundled_model_is_loaded_not_shadowed(tmp_path, tokenizer, monkeypatch, images):
+    from image_tokenizer import hub
+
+    fake_pretrained = tmp_path / "pretrained"
+    tokenizer.save_pretrained(fake_pretrained / "tiny-bundled")
+    monkeypatch.setattr(hub, "PRETRAINED_DIR", fake_pretrained)
+    torch.manual_seed(7)
+    mine = ImageTokenizer(tiny_config())
+    monkeypatch.chdir(tmp_path)
+    mine.save_pretrained("tiny-bundled")  # the user's own folder, in the working directory
+    loaded = ImageTokenizer.from_pretrained("tiny-bundled")
+    assert torch.equal(loaded.encode(images[0]), mine.encode(images[0]))
+    assert not torch.equal(loaded.model.quantizer.codebook, tokenizer.model.quantizer.codebook)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # without a local folder of that name, the bundled one
+    assert torch.equal(ImageTokenizer.from_pretrained("tiny-bundled").model.quantizer.codebook, tokenizer.model.quantizer.codebook)
+
+
 def test_overwriting_a_save_keeps_a_loadable_directory(tmp_path, images):
     first = ImageTokenizer(tiny_config())
     first.save_pretrained(tmp_path)

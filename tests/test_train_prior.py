@@ -63,6 +63,20 @@ def test_tiny_prior_trains_and_saves_a_loadable_model(tmp_path, tok_dir):
     assert ids.shape == (2, 8, 8)
 
 
+def test_a_prior_trained_with_a_relative_tokenizer_path_loads_from_anywhere(tmp_path, tok_dir, monkeypatch):
+    import shutil
+
+    shutil.copytree(tok_dir, tmp_path / "tokenizers" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    result = train(tiny(tmp_path, tok_dir, tokenizer="tokenizers/tiny", max_steps=1, eval_steps=1, save_steps=1,
+                        logging_steps=1, sample_images=0))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    prior = ImagePrior.from_pretrained(result["final_dir"])
+    assert prior.layout.tokenizer == str((tmp_path / "tokenizers" / "tiny").resolve())
+    assert prior.tokenizer.grid_size == (8, 8)  # found from another working directory
+
+
 def test_resume_through_trainer_checkpoints_matches_a_straight_run(tmp_path, tok_dir):
     straight = train(tiny(tmp_path / "a", tok_dir, sample_images=0))
     train(tiny(tmp_path / "b", tok_dir, max_steps=3, sample_images=0))  # stops after its step-3 checkpoint

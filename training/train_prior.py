@@ -261,7 +261,7 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         if config.label_column not in train_data.column_names:
             raise TrainingError(f"label_column {config.label_column!r} not in the data; columns are {train_data.column_names}")
         class_values = sorted(set(train_data[config.label_column]))
-    layout = TokenLayout.for_tokenizer(tokenizer, config.tokenizer, [str(v) for v in class_values], config.label_column)
+    layout = TokenLayout.for_tokenizer(tokenizer, portable_name(config.tokenizer), [str(v) for v in class_values], config.label_column)
     check_tokens(train_data, layout, config.label_column, "training")
     check_tokens(eval_data, layout, config.label_column, "held-out")
     unknown = set(eval_data[config.label_column]) - set(class_values) if config.label_column else set()
@@ -293,6 +293,17 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         return {}
     result = _finish(config, prior, trainer, metrics, len(train_data), len(eval_data), out)
     return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss}
+
+
+def portable_name(tokenizer: str) -> str:
+    """How the prior names its tokenizer: a bundled name or Hub id as given, a local folder as an absolute path
+    (a relative one would break as soon as the prior is loaded from another directory)."""
+    from image_tokenizer.hub import bundled_models
+
+    local = Path(tokenizer).expanduser()
+    if local.is_dir() and ((local / "config.json").is_file() or tokenizer not in bundled_models()):
+        return str(local.resolve())
+    return tokenizer
 
 
 def _use_bf16(setting: bool | None) -> bool:

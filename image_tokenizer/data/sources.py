@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import PreprocessingConfig
-from ..errors import ImageTokenizerError
+from ..errors import ImageLoadError, ImageTokenizerError
 from ..image_processing import load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
 
@@ -66,7 +66,10 @@ class FolderSource(ImageSource):
         return f"image folder {self.root} ({len(self.files)} files)"
 
     def load(self, index: int) -> np.ndarray:
-        image = load_image(self.files[index])
+        try:
+            image = load_image(self.files[index])
+        except ImageLoadError as error:  # a DataError, so callers can skip-and-count it
+            raise DataError(str(error)) from None
         return _prepare(image, self.resolution, self.preprocessing, str(self.files[index]))
 
 
