@@ -452,9 +452,9 @@ class ImagePrior:
 
     def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
         h, w = self.layout.grid_size
-        if isinstance(prefix, (torch.Tensor, np.ndarray)) or (isinstance(prefix, list) and prefix and not hasattr(prefix[0], "size")):
+        if _holds_ids(prefix):
             ids = torch.as_tensor(np.asarray(prefix) if isinstance(prefix, list) else prefix)
-            if ids.is_floating_point() or ids.dtype == torch.bool:
+            if ids.dtype == torch.bool:
                 raise InvalidIdsError(f"prefix ids must be integers, got dtype {ids.dtype}")
             ids = ids.long()
             if ids.ndim == 1:
@@ -577,3 +577,17 @@ class _seeded:
     def __exit__(self, *exc: Any) -> None:
         if self._fork is not None:
             self._fork.__exit__(*exc)
+
+
+def _holds_ids(prefix: Any) -> bool:
+    """Ids or images? Integer arrays and tensors (other than uint8) and lists of ints are ids; uint8 and float
+    arrays, PIL images, paths and lists of those are images, as everywhere else in the library."""
+    if isinstance(prefix, (torch.Tensor, np.ndarray)):
+        dtype = prefix.dtype
+        if isinstance(prefix, torch.Tensor):
+            return not (prefix.is_floating_point() or dtype == torch.uint8)
+        return np.issubdtype(dtype, np.integer) and dtype != np.uint8 or dtype == np.bool_
+    if isinstance(prefix, list) and prefix:
+        first = prefix[0]
+        return isinstance(first, (int, np.integer, list)) and not isinstance(first, bool)
+    return False

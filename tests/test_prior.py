@@ -297,3 +297,16 @@ def test_push_to_hub_uploads_one_commit_that_pulls_back_offline(prior, tok, tmp_
     fill_cache(tmp_path / "cache", "me/my-prior", commit["files"])
     pulled = ImagePrior.from_pretrained("me/my-prior", cache_dir=tmp_path / "cache", tokenizer=tok)
     assert torch.equal(pulled.generate(2, seed=0, output_type="ids"), prior.generate(2, seed=0, output_type="ids"))
+
+
+def test_complete_takes_images_as_images_and_integer_arrays_as_ids(prior):
+    h, w = prior.layout.grid_size
+    side = h * prior.tokenizer.config.downsample_factor
+    rgb = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    grey = rgb[:, :, 0]
+    for image in (rgb, grey, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255):
+        done = prior.complete(image, seed=0, output_type="ids")
+        assert done.shape == (1, h, w)  # one completion of one image, not one per pixel row
+        assert torch.equal(done[0, : h // 2], prior.tokenizer.encode(image)[: h // 2])
+    ids = prior.tokenizer.encode(rgb)
+    assert prior.complete(ids[None, :2].numpy().astype(np.int64), seed=0, output_type="ids").shape == (1, h, w)
