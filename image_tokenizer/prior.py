@@ -417,6 +417,7 @@ class ImagePrior:
 
         prefix: ids [h, w] / [B, h, w] (the first `rows` rows are kept; default all given rows), a flat id
         sequence [n] / [B, n] of whole rows, or image(s), which are encoded first (rows defaults to half).
+        Integer arrays and tensors are ids; uint8 and float ones are images, as everywhere in the library.
         """
         options = SamplingOptions(temperature, top_k, top_p, guidance_scale)
         h, w = self.layout.grid_size

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from image_tokenizer import CheckpointError, ConfigError, ImagePrior, ImageTokenizer, InvalidIdsError, TokenLayout
+from image_tokenizer import (
+    CheckpointError,
+    ConfigError,
+    ImagePrior,
+    ImageTokenizer,
+    InvalidIdsError,
+    InvalidImageError,
+    TokenLayout,
+)
 from image_tokenizer.prior import SamplingOptions
 from tests.helpers import tiny_config
 
@@ -209,8 +217,10 @@ def test_bad_prefixes_are_refused(prior, monkeypatch):
         prior.complete(torch.zeros(12, dtype=torch.long))
     with pytest.raises(InvalidIdsError, match="0..63"):
         prior.complete(torch.full((2, 8), 64))
+    with pytest.raises(InvalidImageError, match="too small"):
+        prior.complete(torch.zeros(2, 8))  # a float tensor is an image (0..1), as everywhere in the library
     with pytest.raises(InvalidIdsError, match="integers"):
-        prior.complete(torch.zeros(2, 8))
+        prior.complete(torch.zeros(2, 8, dtype=torch.bool))
 
 
 def test_a_tokenizer_with_another_layout_is_refused(prior, tmp_path):
