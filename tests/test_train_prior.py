@@ -109,3 +109,24 @@ def test_unconditional_prior_trains_without_labels(tmp_path, tok_dir):
     prior = ImagePrior.from_pretrained(result["final_dir"])
     assert not prior.layout.conditional and prior.layout.vocab_size == 67  # 64 codes + <boi> <eoi> <pad>
     assert prior.generate(2, seed=0, output_type="ids").shape == (2, 8, 8)
+
+
+def test_own_token_data_trains_unconditional_by_default_and_keeps_classlabel_names(tmp_path, tok_dir):
+    import datasets
+    import numpy as np
+
+    from image_tokenizer.pretokenize import pretokenize
+
+    tok = ImageTokenizer.from_pretrained(tok_dir)
+    rng = np.random.default_rng(0)
+    images = datasets.Dataset.from_dict({
+        "image": [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(24)],
+        "label": [i % 2 for i in range(24)],
+    }).cast_column("image", datasets.Image()).cast_column("label", datasets.ClassLabel(names=["cat", "dog"]))
+    pretokenize(images, tok, load_from_cache_file=False).save_to_disk(str(tmp_path / "tokens"))
+    common = {"data": str(tmp_path / "tokens"), "eval_fraction": 0.25, "max_steps": 1, "eval_steps": 1, "save_steps": 1,
+              "logging_steps": 1, "sample_images": 0}
+    plain = train(tiny(tmp_path / "a", tok_dir, **common))  # the default label_column "auto": no num_shapes here
+    assert not ImagePrior.from_pretrained(plain["final_dir"]).layout.conditional
+    labelled = train(tiny(tmp_path / "b", tok_dir, label_column="label", **common))
+    assert ImagePrior.from_pretrained(labelled["final_dir"]).layout.class_names == ["cat", "dog"]

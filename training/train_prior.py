@@ -46,7 +46,7 @@ class PriorTrainConfig:
     eval_images: int = 1000  # shapes only
     eval_seed: int = 1
     flip_augment: bool = True  # shapes only: add left-right mirrored rows
-    label_column: str | None = "num_shapes"  # None: unconditional
+    label_column: str | None = "auto"  # "auto": num_shapes on the shapes data, unconditional on other data; None: unconditional
     p_uncond: float = 0.1  # label dropout for classifier-free guidance
     architecture: str = "llama"
     hidden_size: int = 256
@@ -226,6 +226,8 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
     from transformers import TrainingArguments, set_seed
 
     config.validate()
+    if config.label_column == "auto":
+        config.label_column = "num_shapes" if config.data == "shapes" else None
     set_seed(config.seed)
     out = Path(config.output_dir)
     tokenizer = ImageTokenizer.from_pretrained(config.tokenizer)
@@ -261,7 +263,8 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         if config.label_column not in train_data.column_names:
             raise TrainingError(f"label_column {config.label_column!r} not in the data; columns are {train_data.column_names}")
         class_values = sorted(set(train_data[config.label_column]))
-    layout = TokenLayout.for_tokenizer(tokenizer, portable_name(config.tokenizer), [str(v) for v in class_values], config.label_column)
+    layout = TokenLayout.for_tokenizer(tokenizer, portable_name(config.tokenizer), class_names(train_data, config.label_column, class_values),
+                                       config.label_column)
     check_tokens(train_data, layout, config.label_column, "training")
     check_tokens(eval_data, layout, config.label_column, "held-out")
     unknown = set(eval_data[config.label_column]) - set(class_values) if config.label_column else set()
@@ -293,6 +296,16 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         return {}
     result = _finish(config, prior, trainer, metrics, len(train_data), len(eval_data), out)
     return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss}
+
+
+def class_names(dataset: Any, label_column: str | None, values: list) -> list[str]:
+    """Names of the class tokens: a ClassLabel feature's own names ('cat', 'dog'), else the values as text."""
+    import datasets
+
+    feature = dataset.features.get(label_column) if label_column else None
+    if isinstance(feature, datasets.ClassLabel):
+        return [feature.int2str(int(v)) for v in values]
+    return [str(v) for v in values]
 
 
 def portable_name(tokenizer: str) -> str:
