@@ -31,3 +31,7 @@ class NoDecoderError(ImageTokenizerError):
 
 class ConversionError(ImageTokenizerError):
     """A published checkpoint that cannot be converted: unknown format, unsupported variant, unsafe pickle."""
+
+
+class HubError(ImageTokenizerError):
+    """The Hugging Face Hub could not be reached or refused a request (offline, no network, no permission)."""

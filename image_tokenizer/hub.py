@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -17,7 +19,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .errors import CheckpointError
+from .errors import CheckpointError, HubError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -110,8 +112,8 @@ def push_folder_to_hub(
 ):
     """Write a model with `write(tmp_dir)` and upload every file as one commit; returns the CommitInfo."""
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, hub_errors(repo_id):
+        api.create_repo(repo_id, private=private, exist_ok=True)
         write(Path(tmp))
         operations = [
             CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path))
@@ -125,3 +127,21 @@ def push_folder_to_hub(
             revision=revision,
             create_pr=create_pr,
         )
+
+
+@contextmanager
+def hub_errors(repo_id: str) -> Iterator[None]:
+    """Offline mode, network failures and refused requests during a push, as one HubError that says which."""
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise HubError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE=1 is set; unset it to reach the Hub") from None
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        hint = {401: "not logged in (hf auth login) or an invalid token", 403: "this token may not write to it",
+                404: "the repo or revision does not exist"}.get(status, "the Hub refused the request")
+        raise HubError(f"cannot push to {repo_id!r}: {hint} (HTTP {status})") from None
+    except Exception as error:
+        if type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"):
+            raise HubError(f"cannot push to {repo_id!r}: the Hub is unreachable ({type(error).__name__}: {error})") from None
+        raise

@@ -159,3 +159,22 @@ def test_loading_never_unpickles(tmp_path, tokenizer):
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         ImageTokenizer.from_pretrained(tmp_path)
     shutil.rmtree(tmp_path)
+
+
+def test_push_without_the_hub_is_a_hub_error(tmp_path, tokenizer, monkeypatch):
+    import importlib
+
+    from huggingface_hub import HfApi
+
+    from image_tokenizer import HubError
+
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE=1 is set"):  # the suite runs offline
+        tokenizer.push_to_hub("me/tiny")
+    transport = next(importlib.import_module(m) for m in ("httpx2", "httpx") if importlib.util.find_spec(m))
+
+    def unreachable(self, *args, **kwargs):
+        raise transport.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(HfApi, "create_repo", unreachable)
+    with pytest.raises(HubError, match="the Hub is unreachable"):
+        tokenizer.push_to_hub("me/tiny")
