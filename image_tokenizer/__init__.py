@@ -12,6 +12,7 @@ from .errors import (
     ImageTokenizerError,
     InvalidIdsError,
     InvalidImageError,
+    InvalidRequestError,
     NoDecoderError,
 )
 from .prior import ImagePrior, TokenLayout
@@ -30,6 +31,7 @@ __all__ = [
     "ImageTokenizerError",
     "InvalidIdsError",
     "InvalidImageError",
+    "InvalidRequestError",
     "NoDecoderError",
     "PreprocessingConfig",
     "QuantizerConfig",

@@ -35,3 +35,7 @@ class ConversionError(ImageTokenizerError):
 
 class HubError(ImageTokenizerError):
     """The Hugging Face Hub could not be reached or refused a request (offline, no network, no permission)."""
+
+
+class InvalidRequestError(ImageTokenizerError):
+    """Call arguments that cannot be honoured (padding, max_length, return_tensors, output_type, ...)."""

@@ -94,9 +94,22 @@ def to_text_ids(ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True
     return flat
 
 
-def from_text_ids(text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int]) -> torch.Tensor:
-    """The first image span of a text-id sequence (between <boi> and <eoi>, or all of it) -> grid [h, w]."""
-    seq = _as_long_array(text_ids).reshape(-1)
+def from_text_ids(
+    text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int], grid: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """The first image span of a text-id sequence (between <boi> and <eoi>, or all of it) -> grid [h, w];
+    a [B, L] batch -> [B, h, w]. The grid is `grid`, else the trained `grid_size`, else the square one."""
+    from .sequences import grid_for
+
+    array = _as_long_array(text_ids)
+    if array.ndim == 2:
+        grids = [from_text_ids(row, mapping, grid_size, grid) for row in array]
+        if len({tuple(g.shape) for g in grids}) > 1:
+            raise InvalidIdsError("the sequences of this batch hold grids of different sizes; decode them one by one")
+        return torch.stack(grids) if grids else torch.empty((0, *grid_size), dtype=torch.long)
+    if array.ndim != 1:
+        raise InvalidIdsError(f"text ids must be one sequence [L] or a batch [B, L], got shape {array.shape}")
+    seq = array
     starts = np.nonzero(seq == mapping.boi_id)[0]
     if starts.size:
         seq = seq[starts[0] + 1 :]
@@ -104,7 +117,5 @@ def from_text_ids(text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int
         seq = seq[: ends[0]] if ends.size else seq
     if mapping.eol_id is not None:
         seq = seq[seq != mapping.eol_id]
-    h, w = grid_size
-    if seq.size != h * w:
-        raise InvalidIdsError(f"the image span holds {seq.size} image tokens, a {h}x{w} grid needs {h * w}")
+    h, w = grid_for(seq.size, grid_size, grid)
     return mapping.text_ids_to_image(seq).reshape(h, w)

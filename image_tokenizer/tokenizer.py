@@ -16,6 +16,7 @@ from transformers import BatchEncoding
 from . import text_vocab
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError
+from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import push_folder_to_hub, resolve_pretrained
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
@@ -119,9 +120,10 @@ class ImageTokenizer:
         """One [h, w] grid of image ids -> text-vocab ids (<boi> ... <eoi>, <eol> after each row if mapped)."""
         return text_vocab.to_text_ids(ids, mapping, add_boundaries)
 
-    def from_text_ids(self, text_ids: Any, mapping: ImageTextMapping) -> torch.Tensor:
-        """The image span of a text-id sequence -> [h, w] image ids; non-image ids are a clear error."""
-        return text_vocab.from_text_ids(text_ids, mapping, self.grid_size)
+    def from_text_ids(self, text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The image span of a text-id sequence -> [h, w] image ids ([B, L] -> [B, h, w]); non-image ids are a
+        clear error. Another grid than the trained one: the square one, or grid_size=(h, w)."""
+        return text_vocab.from_text_ids(text_ids, mapping, self.grid_size, grid_size)
 
     # ----- device -----
     @property
@@ -217,25 +219,34 @@ class ImageTokenizer:
             return torch.stack(results)
         return results
 
-    def decode(self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
+    def decode(
+        self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
+    ) -> Any:
         """Ids -> image(s). Accepts a grid [h, w], a batch [B, h, w], or one flat sequence [h*w] (specials
         such as <boi>/<eoi>/<pad> are stripped first when skip_special_tokens). One image for a single grid,
         a list (pil) or batched array/tensor (np/pt) for a batch."""
-        grids, is_batch = self._ids_to_grids(ids, skip_special_tokens)
+        grids, is_batch = self._ids_to_grids(ids, skip_special_tokens, grid_size=grid_size)
         images = self._decode_grids(grids, output_type)
         if is_batch:
             return images
         return images[0]
 
-    def batch_decode(self, sequences: Any, output_type: str = "pil", skip_special_tokens: bool = True) -> Any:
-        """Several flat sequences (e.g. `input_ids` from __call__ or a prior's output) -> images."""
+    def batch_decode(
+        self, sequences: Any, output_type: str = "pil", skip_special_tokens: bool = True,
+        grid_size: tuple[int, int] | None = None,
+    ) -> Any:
+        """Several flat sequences (e.g. `input_ids` from __call__ or a prior's output) -> images. With
+        skip_special_tokens, only the ids between <boi> and <eoi> count (a class token before <boi> goes too);
+        a grid other than the trained one is the square one, or grid_size=(h, w)."""
         if not isinstance(sequences, (list, tuple, torch.Tensor, np.ndarray)):
             raise InvalidIdsError(f"batch_decode expects a batch of id sequences, got {type(sequences).__name__}")
         if isinstance(sequences, (torch.Tensor, np.ndarray)):
             if sequences.ndim != 2:
                 raise InvalidIdsError(f"batch_decode expects [B, L] sequences, got shape {tuple(sequences.shape)}")
             sequences = list(sequences)
-        grids = [self._ids_to_grids(seq, skip_special_tokens, require_flat=True)[0] for seq in sequences]
+        grids = [self._ids_to_grids(seq, skip_special_tokens, require_flat=True, grid_size=grid_size)[0] for seq in sequences]
+        if len({g.shape for g in grids}) > 1:
+            return [self._decode_grids(g, output_type)[0] for g in grids]  # native-size images of several sizes
         empty = torch.empty((0, *self.grid_size), dtype=torch.long)
         return self._decode_grids(torch.cat(grids) if grids else empty, output_type)
 
@@ -250,7 +261,9 @@ class ImageTokenizer:
         pixels = self._run_micro_batches(self.model.decode_ids, grids.to(self.device), pad=False)
         return postprocess(pixels, self.config.preprocessing, output_type)
 
-    def _ids_to_grids(self, ids: Any, skip_special_tokens: bool, require_flat: bool = False) -> tuple[torch.Tensor, bool]:
+    def _ids_to_grids(
+        self, ids: Any, skip_special_tokens: bool, require_flat: bool = False, grid_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, bool]:
         """Validate ids (dtype, rank, range) and shape them into [B, h, w]; the flag says whether it was a batch."""
         tensor = _as_id_tensor(ids)
         if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
@@ -261,16 +274,10 @@ class ImageTokenizer:
             raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
         if tensor.ndim == 1:
             if skip_special_tokens:
-                keep = (tensor < self.vocab_size) | (tensor >= len(self)) | (tensor < 0)  # invalid ids stay, to be reported
-                tensor = tensor[keep]
-            h, w = self.grid_size
-            if tensor.numel() != h * w:
-                raise InvalidIdsError(
-                    f"a flat id sequence must hold {h * w} image tokens ({h}x{w} grid), got {tensor.numel()}; "
-                    "pass a [h, w] grid to decode another size"
-                )
+                tensor = image_span(tensor, self.boi_token_id, self.eoi_token_id, self.vocab_size, len(self))
+            h, w = grid_for(tensor.numel(), self.grid_size, grid_size)
             self._check_range(tensor)
-            return tensor.view(1, h, w), False
+            return tensor.reshape(1, h, w), False
         if tensor.ndim not in (2, 3):
             raise InvalidIdsError(
                 f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
@@ -297,29 +304,46 @@ class ImageTokenizer:
         images: Any,
         return_tensors: str | None = None,
         add_special_tokens: bool = True,
-        padding: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_attention_mask: bool = True,
         native_size: bool = False,
     ) -> BatchEncoding:
-        """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]) and `attention_mask`, per image."""
-        if return_tensors not in (None, "pt", "np"):
-            raise InvalidImageError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+        """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]) and `attention_mask`, per image.
+        The keywords are a transformers tokenizer's (image_tokenizer.sequences)."""
+        options = SequenceOptions(add_special_tokens, padding, truncation, max_length, return_attention_mask, return_tensors)
         encoded = self.encode(images, native_size=native_size)
         grids = [encoded] if isinstance(encoded, torch.Tensor) and encoded.ndim == 2 else list(encoded)
-        if not grids:  # an empty batch: [0, L] arrays, L as for this tokenizer's grid
-            length = math.prod(self.grid_size) + (2 if add_special_tokens else 0)
-            empty = {"input_ids": np.zeros((0, length), np.int64), "attention_mask": np.zeros((0, length), np.int64)}
-            return BatchEncoding(empty if return_tensors else {k: [] for k in empty}, tensor_type=return_tensors)
-        sequences = []
-        for grid in grids:
-            ids = grid.reshape(-1).tolist()
-            sequences.append([self.boi_token_id, *ids, self.eoi_token_id] if add_special_tokens else ids)
-        longest = max(len(s) for s in sequences)
-        input_ids, attention_mask = [], []
-        for seq in sequences:
-            pad = longest - len(seq) if padding else 0
-            input_ids.append(seq + [self.pad_token_id] * pad)
-            attention_mask.append([1] * len(seq) + [0] * pad)
-        return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask}, tensor_type=return_tensors)
+        if not grids:
+            return BatchEncoding(empty_sequences(options, math.prod(self.grid_size)), tensor_type=return_tensors)
+        data = to_sequences(grids, options, self.boi_token_id, self.eoi_token_id, self.pad_token_id, self.model_max_length)
+        return BatchEncoding(data, tensor_type=return_tensors)
+
+    @property
+    def model_max_length(self) -> int:
+        """Longest sequence of the trained grid: <boi> + h*w ids + <eoi>."""
+        return math.prod(self.grid_size) + 2
+
+    @property
+    def bos_token_id(self) -> int:
+        return self.boi_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.eoi_token_id
+
+    @property
+    def bos_token(self) -> str:
+        return self.convert_ids_to_tokens(self.boi_token_id)
+
+    @property
+    def eos_token(self) -> str:
+        return self.convert_ids_to_tokens(self.eoi_token_id)
+
+    @property
+    def pad_token(self) -> str:
+        return self.convert_ids_to_tokens(self.pad_token_id)
 
     # ----- save / load / push -----
     def save_pretrained(self, save_directory: str | os.PathLike, model_name: str | None = None) -> list[Path]:

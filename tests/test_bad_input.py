@@ -16,6 +16,7 @@ from image_tokenizer import (
     ImageTokenizerError,
     InvalidIdsError,
     InvalidImageError,
+    InvalidRequestError,
 )
 from image_tokenizer.image_processing import load_image, to_rgb
 
@@ -361,7 +362,7 @@ def test_unusual_but_valid_images_are_encoded(tokenizer, make):
     (lambda t: t.decode(np.array(["2020-01-01"], dtype="datetime64[D]")), InvalidIdsError, "got dtype datetime64"),
     (lambda t: t.decode(torch.empty(8, 8, dtype=torch.long, device="meta")), InvalidIdsError, "meta tensor"),
     (lambda t: t.batch_decode(None), InvalidIdsError, "expects a batch of id sequences"),
-    (lambda t: t(np.zeros((16, 16, 3), np.uint8), return_tensors="mlx"), InvalidImageError, "return_tensors must be"),
+    (lambda t: t(np.zeros((16, 16, 3), np.uint8), return_tensors="mlx"), InvalidRequestError, "return_tensors must be"),
 ])
 def test_wrong_kinds_of_input_raise_our_errors(tokenizer, call, error, message):
     with pytest.raises(error, match=message):

@@ -1,3 +1,4 @@
+import numpy as np
 """Image tokens inside a text model: a tiny offline BPE tokenizer, extended, feeding a tiny GPT-2."""
 
 import pytest
@@ -64,5 +65,16 @@ def test_non_image_ids_are_a_clear_error(tokenizer):
         mapping.text_ids_to_image([int(mapping.image_to_text[0]), word])
     with pytest.raises(InvalidIdsError, match="outside the codebook"):
         mapping.image_ids_to_text([64])
-    with pytest.raises(InvalidIdsError, match="a 8x8 grid needs 64"):
+    with pytest.raises(InvalidIdsError, match="must hold 64 image tokens"):
         from_text_ids([mapping.boi_id, int(mapping.image_to_text[0]), mapping.eoi_id], mapping, (8, 8))
+
+
+def test_from_text_ids_takes_a_batch_and_other_grids(tokenizer):
+    text_tok = tiny_text_tokenizer()
+    mapping = extend_text_tokenizer(tokenizer, text_tok)
+    images = [np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8) for i in range(2)]
+    grids = tokenizer.encode(images)
+    batch = np.stack([tokenizer.to_text_ids(g, mapping).numpy() for g in grids])
+    assert torch.equal(tokenizer.from_text_ids(batch, mapping), grids)  # [2, L] -> [2, h, w], not the first only
+    big = tokenizer.encode(np.zeros((32, 32, 3), np.uint8), native_size=True)
+    assert tokenizer.from_text_ids(tokenizer.to_text_ids(big, mapping), mapping).shape == (16, 16)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from transformers import BatchEncoding
@@ -80,10 +81,48 @@ def test_call_returns_batch_encoding_with_special_tokens(tokenizer, images):
 
 def test_call_pads_native_size_batches(tokenizer):
     small, big = np.zeros((16, 16, 3), np.uint8), np.zeros((16, 24, 3), np.uint8)
-    batch = tokenizer([small, big], native_size=True, return_tensors="pt")
+    batch = tokenizer([small, big], native_size=True, return_tensors="pt", padding=True)
     assert batch["input_ids"].shape == (2, 8 * 12 + 2)
     assert batch["attention_mask"][0].sum() == 8 * 8 + 2
     assert (batch["input_ids"][0, 8 * 8 + 2 :] == tokenizer.pad_token_id).all()
+
+
+def test_text_tokenizer_keywords_mean_what_they_mean_in_transformers(tokenizer):
+    from image_tokenizer import InvalidRequestError
+
+    small, big = np.zeros((16, 16, 3), np.uint8), np.zeros((16, 24, 3), np.uint8)
+    unpadded = tokenizer([small, big], native_size=True)  # padding defaults to False, as in transformers
+    assert [len(s) for s in unpadded["input_ids"]] == [66, 98]
+    with pytest.raises(InvalidRequestError, match="pass padding=True"):
+        tokenizer([small, big], native_size=True, return_tensors="pt")
+    assert tokenizer.model_max_length == 66 and tokenizer.bos_token_id == tokenizer.boi_token_id
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<boi>", "<eoi>", "<pad>")
+    padded = tokenizer([small], padding="max_length", max_length=70, return_tensors="pt")
+    assert padded["input_ids"].shape == (1, 70) and int(padded["attention_mask"].sum()) == 66
+    cut = tokenizer([small], truncation=True, max_length=10, return_tensors="pt")["input_ids"][0]
+    assert len(cut) == 10 and cut[0] == tokenizer.boi_token_id and cut[-1] == tokenizer.eoi_token_id
+    with pytest.raises(InvalidRequestError, match="longer than max_length 10"):
+        tokenizer([small], padding="max_length", max_length=10)
+    assert "attention_mask" not in tokenizer([small], return_attention_mask=False)
+    with pytest.raises(InvalidRequestError, match="padding must be"):
+        tokenizer([small], padding="sideways")
+
+
+def test_native_size_batches_round_trip_through_batch_decode(tokenizer):
+    images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)]
+    batch = tokenizer(images, native_size=True, return_tensors="pt")  # a 16x16 grid, not the trained 8x8
+    decoded = tokenizer.batch_decode(batch["input_ids"], output_type="np")
+    assert decoded.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(decoded, tokenizer.decode(tokenizer.encode(images, native_size=True), output_type="np"))
+    wide = tokenizer([np.zeros((16, 32, 3), np.uint8)], native_size=True)["input_ids"]
+    assert tokenizer.batch_decode(wide, grid_size=(8, 16))[0].size == (32, 16)
+
+
+def test_batch_decode_takes_a_prior_sample_with_a_class_token_before_boi(tokenizer):
+    ids = tokenizer.encode(np.zeros((16, 16, 3), np.uint8)).reshape(-1).tolist()
+    class_token = len(tokenizer) + 2  # a prior's class token: not in the tokenizer's vocabulary
+    sample = [class_token, tokenizer.boi_token_id, *ids, tokenizer.eoi_token_id]
+    assert tokenizer.batch_decode([sample])[0].size == (16, 16)
 
 
 def test_native_size_gives_a_bigger_grid(tokenizer):

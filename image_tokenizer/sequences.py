@@ -1,0 +1,108 @@
+"""Id grids as text-tokenizer sequences, and back: special tokens, padding, truncation, attention masks.
+
+The keywords mean what they mean on a transformers tokenizer: `padding` False (default), True/"longest" or
+"max_length"; `truncation` cuts the image ids so that the whole sequence, specials included, fits
+`max_length`; `return_attention_mask`. `<boi>`/`<eoi>` frame the image when `add_special_tokens` (the default,
+like BOS/EOS on a text tokenizer); a pre-tokenized dataset's `input_ids` hold the bare grid, row-major.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import InvalidIdsError, InvalidRequestError
+
+PADDING = {False: False, "do_not_pad": False, True: "longest", "longest": "longest", "max_length": "max_length"}
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """The text-tokenizer keywords of one __call__, checked once."""
+
+    add_special_tokens: bool = True
+    padding: bool | str = False
+    truncation: bool = False
+    max_length: int | None = None
+    return_attention_mask: bool = True
+    return_tensors: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.padding not in PADDING:
+            raise InvalidRequestError(f"padding must be False, True, 'longest', 'max_length' or 'do_not_pad', got {self.padding!r}")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise InvalidRequestError(f"max_length must be a positive integer, got {self.max_length!r}")
+        if self.return_tensors not in (None, "pt", "np"):
+            raise InvalidRequestError(f"return_tensors must be None, 'pt' or 'np', got {self.return_tensors!r}")
+        if self.add_special_tokens and self.max_length is not None and self.max_length < 2 and self.truncation:
+            raise InvalidRequestError("max_length must leave room for <boi> and <eoi> (at least 2)")
+
+
+def to_sequences(grids: list[torch.Tensor], options: SequenceOptions, boi: int, eoi: int, pad: int,
+                 model_max_length: int) -> dict[str, list[list[int]]]:
+    """Grids [h, w] -> {'input_ids', 'attention_mask'} lists, with specials, truncation and padding applied."""
+    specials = 2 if options.add_special_tokens else 0
+    limit = options.max_length or model_max_length
+    sequences = []
+    for grid in grids:
+        ids = grid.reshape(-1).tolist()
+        if options.truncation:
+            ids = ids[: max(limit - specials, 0)]
+        sequences.append([boi, *ids, eoi] if options.add_special_tokens else ids)
+    mode = PADDING[options.padding]
+    target = max((len(s) for s in sequences), default=0) if mode == "longest" else limit if mode == "max_length" else None
+    if target is not None and any(len(s) > target for s in sequences):
+        raise InvalidRequestError(f"a sequence of {max(len(s) for s in sequences)} ids is longer than max_length {target}; "
+                                  "pass truncation=True to cut it")
+    out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": []}
+    for seq in sequences:
+        fill = target - len(seq) if target is not None else 0
+        out["input_ids"].append(seq + [pad] * fill)
+        out["attention_mask"].append([1] * len(seq) + [0] * fill)
+    if options.return_tensors and len({len(s) for s in out["input_ids"]}) > 1:
+        raise InvalidRequestError("sequences of different lengths cannot form one tensor; pass padding=True")
+    if not options.return_attention_mask:
+        del out["attention_mask"]
+    return out
+
+
+def empty_sequences(options: SequenceOptions, grid_ids: int) -> dict:
+    """An empty batch: [0, L] arrays (L as for the trained grid), or empty lists."""
+    length = grid_ids + (2 if options.add_special_tokens else 0)
+    keys = ["input_ids"] + (["attention_mask"] if options.return_attention_mask else [])
+    return {k: np.zeros((0, length), np.int64) if options.return_tensors else [] for k in keys}
+
+
+def image_span(sequence: torch.Tensor, boi: int, eoi: int, vocab_size: int, vocab_len: int) -> torch.Tensor:
+    """The image ids of one flat sequence: what lies between <boi> and <eoi> when framed (so a class token or
+    text before <boi> goes too), else the sequence without special ids."""
+    positions = torch.nonzero(sequence == boi)
+    if len(positions):
+        sequence = sequence[int(positions[0]) + 1:]
+        ends = torch.nonzero(sequence == eoi)
+        if len(ends):
+            sequence = sequence[: int(ends[0])]
+    keep = (sequence < vocab_size) | (sequence >= vocab_len)  # special ids go; invalid ones stay, to be reported
+    return sequence[keep]
+
+
+def grid_for(count: int, trained: tuple[int, int], grid_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The grid of a flat sequence of `count` image ids: given, the trained one, or a larger square one (a
+    native-size image); a shorter sequence is an error, as it is more likely cut off than a smaller image."""
+    if grid_size is not None:
+        h, w = grid_size
+        if h * w != count:
+            raise InvalidIdsError(f"grid_size {h}x{w} needs {h * w} image ids, got {count}")
+        return h, w
+    if count == trained[0] * trained[1]:
+        return trained
+    side = math.isqrt(count)
+    if side * side == count and count > trained[0] * trained[1]:
+        return side, side
+    raise InvalidIdsError(
+        f"a flat id sequence must hold {trained[0] * trained[1]} image tokens ({trained[0]}x{trained[1]} grid), got {count}; "
+        "pass grid_size=(h, w) for another grid"
+    )
