@@ -16,12 +16,12 @@ from transformers import BatchEncoding
 from . import text_vocab
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError
-from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import push_folder_to_hub, resolve_pretrained
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
+from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
 from .text_vocab import ImageTextMapping
 from .vocab import VOCAB_NAME, ImageVocab
 

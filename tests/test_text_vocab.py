@@ -1,4 +1,5 @@
 import numpy as np
+
 """Image tokens inside a text model: a tiny offline BPE tokenizer, extended, feeding a tiny GPT-2."""
 
 import pytest
