@@ -15,7 +15,7 @@ from transformers import BatchEncoding
 
 from . import text_vocab
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
-from .errors import CheckpointError, InvalidIdsError, InvalidImageError
+from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import push_folder_to_hub, resolve_pretrained
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
@@ -130,8 +130,26 @@ class ImageTokenizer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> ImageTokenizer:
-        self.model.to(device)
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the encoder and decoder run in; the quantizer (projections and distances) stays float32."""
+        return self.model.encoder.conv_in.weight.dtype
+
+    def to(self, device: str | torch.device | torch.dtype | None = None, dtype: torch.dtype | None = None) -> ImageTokenizer:
+        """Move to a device and/or run the encoder and decoder in float32, bfloat16 or float16 (GPU); ids are
+        chosen in float32 whatever the dtype, so only near-ties can differ from float32 weights."""
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+        if device is not None:
+            self.model.to(device)
+        if dtype is not None:
+            if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+                raise InvalidRequestError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+            if dtype == torch.float16 and self.device.type == "cpu":
+                raise InvalidRequestError("float16 convolutions are slow or missing on CPU; use torch.bfloat16 there, or move to a GPU first")
+            for part in (self.model.encoder, self.model.decoder):
+                if part is not None:
+                    part.to(dtype)
         return self
 
     # ----- preprocessing -----
@@ -379,8 +397,11 @@ class ImageTokenizer:
         local_files_only: bool = False,
         device: str | torch.device | None = None,
         micro_batch_size: int = DEFAULT_MICRO_BATCH,
+        dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | None = None,
     ) -> ImageTokenizer:
-        """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match)."""
+        """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match).
+        dtype (or transformers' older name torch_dtype) runs the encoder and decoder in bfloat16 or float16."""
         directory = resolve_pretrained(
             name_or_path,
             allow_patterns=SAVED_FILES,
@@ -405,7 +426,7 @@ class ImageTokenizer:
         verify_files(directory)  # last: what passed every check above may still have been changed since saving
         model.load_weights(weights, codebook)
         tokenizer = cls(config, model, vocab, load_card_info(directory), micro_batch_size)
-        return tokenizer.to(device) if device is not None else tokenizer
+        return tokenizer.to(device, dtype=dtype or torch_dtype)
 
     def push_to_hub(
         self,

@@ -176,3 +176,21 @@ def test_default_config_builds_a_64px_16x16_tokenizer():
     tok = ImageTokenizer()
     assert tok.grid_size == (16, 16) and tok.config.resolution == 64
     assert tiny_config().grid_size == (8, 8)
+
+
+def test_half_precision_runs_the_encoder_and_decoder_while_ids_are_chosen_in_float32(tmp_path, tokenizer):
+    from image_tokenizer import InvalidRequestError
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    reference = tokenizer.encode(images)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    half = ImageTokenizer.from_pretrained(tmp_path / "tok", dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.model.quantizer.codebook.dtype == torch.float32
+    ids = half.encode(images)
+    assert (ids == reference).float().mean() > 0.9  # only near-ties move (random tiny weights have many)
+    assert half.decode(ids, output_type="np").shape == (8, 16, 16, 3)
+    assert ImageTokenizer.from_pretrained(tmp_path / "tok", torch_dtype=torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(InvalidRequestError, match="use torch.bfloat16 there"):
+        tokenizer.to(torch.float16)  # on a CPU: refused clearly instead of crashing inside encode
+    with pytest.raises(InvalidRequestError, match="dtype must be"):
+        tokenizer.to(dtype=torch.int8)

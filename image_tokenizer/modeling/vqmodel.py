@@ -38,7 +38,7 @@ class VQModel(nn.Module):
         return next(self.parameters()).device
 
     def _features(self, pixels: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(pixels)
+        h = self.encoder(pixels.to(self.encoder.conv_in.weight.dtype))  # the encoder may run in half precision
         if self.quant_conv is not None:
             with torch.autocast(device_type=h.device.type, enabled=False):  # the whole quantization path is fp32
                 h = self.quant_conv(h.float())
@@ -59,8 +59,8 @@ class VQModel(nn.Module):
                 "decoder weights): encode, __call__ and pre-tokenization work, decoding ids to images cannot"
             )
         if self.post_quant_conv is not None:
-            quantized = self.post_quant_conv(quantized)
-        return self.decoder(quantized)
+            quantized = self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
+        return self.decoder(quantized.to(self.decoder.conv_in.weight.dtype))
 
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids [B, h, w] -> normalised pixels [B, C, h*f, w*f]."""
