@@ -1,8 +1,8 @@
 """Pre-tokenization: a `datasets` dataset of images becomes a dataset of token ids, with Dataset.map.
 
 Output columns: `input_ids` (row-major codebook ids in the smallest unsigned type that holds the codebook:
-uint16 up to 65,536 codes), `grid_h`, `grid_w`, optionally `flipped`, and every non-image column passed
-through. The map's cache fingerprint includes a hash of the tokenizer's weights, so a different tokenizer
+uint16 up to 65,536 codes), `grid_h`, `grid_w`, `source_index` (the input row it came from), optionally
+`flipped`, and every non-image column passed through. The map's cache fingerprint includes a hash of the tokenizer's weights, so a different tokenizer
 never reuses stale results.
 """
 
@@ -24,6 +24,7 @@ from .fileio import atomic_write_text
 from .image_processing import load_image, open_image
 
 ERROR_COLUMN = "__pretokenize_error"
+SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
 
 
 class PretokenizeError(ImageTokenizerError):
@@ -99,6 +100,9 @@ class _Tokenize:
             grids = [g.numpy() for g in encoded]  # a stacked tensor or, for mixed sizes, a list
         out: dict[str, list] = {key: [] for key in batch if key != self.image_column}
         out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if self.flip else {}), **{ERROR_COLUMN: []})
+        tracked = SOURCE_INDEX not in batch  # the input row each output row came from (streaming adds it earlier)
+        if tracked:
+            out[SOURCE_INDEX] = []
         by_row = dict(zip(good, grids))
         flipped_grids = {}
         if self.flip and images:
@@ -120,6 +124,8 @@ class _Tokenize:
                     out["grid_w"].append(grid.shape[1])
                 if self.flip:
                     out["flipped"].append(is_flipped)
+                if tracked:
+                    out[SOURCE_INDEX].append(indices[row])
                 out[ERROR_COLUMN].append(errors.get(row, ""))
         return out
 
@@ -156,6 +162,7 @@ def pretokenize(
             "input_ids": datasets.List(datasets.Value(dtype)),
             "grid_h": datasets.Value("int32"),
             "grid_w": datasets.Value("int32"),
+            **({SOURCE_INDEX: datasets.Value("int64")} if SOURCE_INDEX not in passthrough else {}),
             **({"flipped": datasets.Value("bool")} if flip else {}),
             ERROR_COLUMN: datasets.Value("string"),
         }

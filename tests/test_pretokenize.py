@@ -27,7 +27,8 @@ def image_dataset(images):
 
 def test_ids_match_encode_and_columns_pass_through(tokenizer, image_dataset, images):
     out = pretokenize(image_dataset, tokenizer, batch_size=4, load_from_cache_file=False)
-    assert out.column_names == ["label", "caption", "input_ids", "grid_h", "grid_w"]
+    assert out.column_names == ["label", "caption", "input_ids", "grid_h", "grid_w", "source_index"]
+    assert out["source_index"] == list(range(len(out)))  # which input row (file) each row came from
     assert out.features["input_ids"].feature.dtype == "uint8"  # 64 codes fit a byte
     expected = tokenizer.encode(images[:6]).reshape(6, -1)
     assert torch.equal(torch.tensor(out["input_ids"], dtype=torch.long), expected)
