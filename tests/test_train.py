@@ -198,3 +198,17 @@ def test_init_from_starts_at_a_saved_tokenizer_and_refuses_another_architecture(
     with pytest.raises(TrainingError, match="model config differs.*ch: run 16 vs saved 8"):
         train(tiny(tmp_path / "third", model=other, init_from=str(tmp_path / "first" / "run" / "final")))
     assert not (tmp_path / "third" / "run").exists()  # refused before anything was written
+
+
+def test_own_images_hold_out_a_fraction_and_the_card_says_what_was_held_out(tmp_path):
+    folder = _image_folder(tmp_path / "images", count=20, corrupt=0)
+    summary = train(tiny(tmp_path, data=str(folder), steps=2, eval_images=100, eval_fraction=0.25, kmeans_init=False))
+    card = ImageTokenizer.from_pretrained(tmp_path / "run" / "final").card_info
+    assert card["metrics"]["heldout_num_images"] == 5 and "heldout_psnr_db" in card["metrics"]
+    assert "held-out part: 5 of image folder" in card["training"]["held-out set"]
+    assert summary["metrics"]["num_images"] == 5
+    other = _image_folder(tmp_path / "other", count=3, corrupt=0)
+    train(tiny(tmp_path / "b", data=str(folder), eval_data=str(other), steps=1, kmeans_init=False))
+    assert "3 images, image folder" in ImageTokenizer.from_pretrained(tmp_path / "b" / "run" / "final").card_info["training"]["held-out set"]
+    with pytest.raises(TrainingError, match="eval_fraction splits your own data"):
+        train(tiny(tmp_path / "c", eval_fraction=0.1))  # shapes have their own held-out seed

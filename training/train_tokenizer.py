@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -30,14 +31,15 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
+from image_tokenizer.data.sources import split_source
 from image_tokenizer.evaluation import evaluate_tokenizer
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.data import StepBatches, open_source, to_model_input
 from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
 
@@ -54,8 +56,10 @@ class TrainConfig:
     image_column: str = "image"
     num_train_images: int = 20000  # shapes only
     train_seed: int = 0
-    eval_images: int = 1000  # held-out shapes images for the final evaluation (0 = skip)
+    eval_images: int = 1000  # held-out images for the final evaluation (0 = skip): shapes, or at most this many of eval_data
     eval_seed: int = 1
+    eval_data: str | None = None  # a held-out image folder / saved dataset / hf:NAME (else shapes, or eval_fraction)
+    eval_fraction: float = 0.0  # on your own data: hold out this share of it (seeded) for the final evaluation
     strict_data: bool = False
     steps: int = 10000
     batch_size: int = 64  # global, split across processes
@@ -88,6 +92,10 @@ class TrainConfig:
             raise TrainingError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise TrainingError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise TrainingError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_fraction and (self.eval_data or self.data == "shapes"):
+            raise TrainingError("eval_fraction splits your own data; it goes with neither eval_data nor data 'shapes'")
         if ImageTokenizerConfig(**self.model).encoder_only:  # raises ConfigError with the reason
             raise TrainingError("model.encoder_only: an encoder-only tokenizer has no decoder to train")
         LossConfig(**self.loss).validate()
@@ -194,6 +202,8 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         seed=config.train_seed, split=config.data_split, image_column=config.image_column,
         num_workers=max(1, config.num_workers),
     )
+    if config.eval_fraction:
+        source, _ = split_source(source, config.eval_fraction, config.seed)  # the held-out part never trains
     start_step = 0
     checkpoint = latest_checkpoint(out / "checkpoints") if resume else None
     if resume and checkpoint is None:
@@ -291,22 +301,43 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
 
 
+def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[Any, Any, str]:
+    """(images [N, H, W, 3], hole masks or None, what they are) for the final evaluation; (None, None, why) if none."""
+    if config.eval_images <= 0:
+        return None, None, "none (eval_images 0)"
+    if config.eval_data or config.eval_fraction:
+        if config.eval_data:
+            source = open_source(config.eval_data, tok_config.resolution, tok_config.preprocessing, split=config.data_split,
+                                 image_column=config.image_column)
+        else:
+            full = open_source(config.data, tok_config.resolution, tok_config.preprocessing, split=config.data_split,
+                               image_column=config.image_column)
+            source = split_source(full, config.eval_fraction, config.seed)[1]
+        count = min(config.eval_images, len(source))
+        return np.stack([source.load(i) for i in range(count)]), None, f"{count} images, {source.describe()}"
+    if config.data != "shapes":
+        return None, None, "none: pass eval_data or eval_fraction to measure a model trained on your own images"
+    images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
+    if images.shape[1] != tok_config.resolution:
+        return None, None, f"none: shapes are 64x64, this model works at {tok_config.resolution}"
+    return images, holes, f"{config.eval_images} shapes images, seed {config.eval_seed}"
+
+
 def evaluated_card(
     tokenizer: ImageTokenizer, config: TrainConfig, steps: Any, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Evaluate on held-out shapes, record metrics and the training record in tokenizer.card_info; returns metrics."""
     metrics: dict[str, Any] = {}
-    if config.eval_images > 0:
-        images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
-        if images.shape[1] == tokenizer.config.resolution:
-            metrics = evaluate_tokenizer(tokenizer, images, holes)
-            metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    images, holes, described = held_out_set(config, tokenizer.config)
+    if images is not None:
+        metrics = evaluate_tokenizer(tokenizer, images, holes)
+        metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
     tokenizer.card_info = {
         "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
         "training": {
             "data": data,
-            "held-out set": f"{config.eval_images} shapes images, seed {config.eval_seed}",
+            "held-out set": described,
             "steps": steps,
             "batch size": config.batch_size,
             **(extra or {}),

@@ -51,6 +51,31 @@ class ArraySource(ImageSource):
         return self.images[index]
 
 
+class SubsetSource(ImageSource):
+    """Some rows of another source (a training split, or its held-out part), in the order given."""
+
+    def __init__(self, source: ImageSource, indices: list[int], label: str):
+        self.source, self.indices, self.label = source, indices, label
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def describe(self) -> str:
+        return f"{self.label}: {len(self.indices)} of {self.source.describe()}"
+
+    def load(self, index: int) -> np.ndarray:
+        return self.source.load(self.indices[index])
+
+
+def split_source(source: ImageSource, fraction: float, seed: int) -> tuple[ImageSource, ImageSource]:
+    """(training part, held-out part): a seeded random `fraction` of the rows is held out, the same every run."""
+    order = np.random.default_rng(seed).permutation(len(source)).tolist()
+    held = max(1, round(len(source) * fraction))
+    if held >= len(source):
+        raise DataError(f"eval_fraction {fraction} would hold out all {len(source)} images of {source.describe()}")
+    return SubsetSource(source, sorted(order[held:]), "training part"), SubsetSource(source, sorted(order[:held]), "held-out part")
+
+
 class FolderSource(ImageSource):
     def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig):
         self.root = Path(root)
