@@ -18,6 +18,9 @@ from .errors import (
 from .prior import ImagePrior, TokenLayout
 from .tokenizer import ImageTokenizer
 from .converters import convert
+from .auto import register as _register_auto_classes
+
+_register_auto_classes()
 
 __all__ = [
     "CheckpointError",

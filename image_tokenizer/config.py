@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .fileio import atomic_write_text, read_json_object
 
 CONFIG_NAME = "config.json"
+MODEL_TYPE = "image_tokenizer"  # config.json's model_type: how transformers' Auto classes recognise our folders
 FILES_SHA256 = "files_sha256"  # config.json's record of the other files' hashes
 RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
@@ -204,6 +205,11 @@ class ImageTokenizerConfig:
         grid = data.pop("grid_size", None)
         data.pop("library_version", None)
         data.pop(FILES_SHA256, None)
+        model_type = data.pop("model_type", MODEL_TYPE)  # folders saved before it was written have none
+        if model_type != MODEL_TYPE:
+            raise ConfigError(f"model_type is {model_type!r}, not {MODEL_TYPE!r}: not an image-tokenizer folder")
+        for key in [k for k in data if k in _TRANSFORMERS_KEYS]:
+            data.pop(key)  # written when transformers' AutoConfig saved this config
         config = _from_dict(cls, data, "config")
         if grid is not None and tuple(grid) != config.grid_size:
             raise ConfigError(f"config grid_size {list(grid)} disagrees with the architecture's {list(config.grid_size)}")
@@ -214,7 +220,8 @@ class ImageTokenizerConfig:
         from . import __version__
 
         path = Path(directory) / CONFIG_NAME
-        data = {**self.to_dict(), "library_version": __version__, **({FILES_SHA256: files_sha256} if files_sha256 else {})}
+        data = {"model_type": MODEL_TYPE, **self.to_dict(), "library_version": __version__,
+                **({FILES_SHA256: files_sha256} if files_sha256 else {})}
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
 
@@ -226,6 +233,11 @@ class ImageTokenizerConfig:
             return cls.from_dict(data)
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+
+
+_TRANSFORMERS_KEYS = {"transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path", "output_attentions",
+                      "output_hidden_states", "return_dict", "id2label", "label2id", "problem_type",
+                      "chunk_size_feed_forward", "is_encoder_decoder"}
 
 
 def _from_dict(cls: type, data: Any, where: str) -> Any:

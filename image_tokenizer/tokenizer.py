@@ -30,6 +30,7 @@ CODEBOOK_NAME = "codebook.safetensors"
 CODEBOOK_TENSOR = "codebook"
 SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
 DEFAULT_MICRO_BATCH = 8
+AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "code_revision", "use_fast", "subfolder"}
 MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
 
@@ -399,9 +400,14 @@ class ImageTokenizer:
         micro_batch_size: int = DEFAULT_MICRO_BATCH,
         dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
+        **auto_kwargs: Any,
     ) -> ImageTokenizer:
         """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match).
-        dtype (or transformers' older name torch_dtype) runs the encoder and decoder in bfloat16 or float16."""
+        dtype (or transformers' older name torch_dtype) runs the encoder and decoder in bfloat16 or float16.
+        AutoTokenizer passes its own bookkeeping keywords (_from_auto, _commit_hash, ...); others are refused."""
+        unknown = sorted(k for k in auto_kwargs if k not in AUTO_TOKENIZER_KWARGS)
+        if unknown:
+            raise InvalidRequestError(f"from_pretrained got unexpected keyword argument(s) {unknown}")
         directory = resolve_pretrained(
             name_or_path,
             allow_patterns=SAVED_FILES,

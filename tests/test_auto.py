@@ -1,0 +1,50 @@
+"""transformers' Auto classes load our folders after `import image_tokenizer`, with no remote code."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from image_tokenizer import ImageTokenizer
+from tests.helpers import tiny_config
+
+FRESH = """
+import json, sys
+import numpy as np, torch
+import image_tokenizer  # registers the Auto classes
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+folder = sys.argv[1]
+config = AutoConfig.from_pretrained(folder)
+model = AutoModel.from_pretrained(folder)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+image = np.zeros((16, 16, 3), np.uint8)
+out = model(torch.zeros(1, 3, 16, 16))
+print(json.dumps({"config": type(config).__name__, "model_type": config.model_type, "model": type(model).__name__,
+                  "tokenizer": type(tokenizer).__name__, "ids": tokenizer.encode(image).tolist(),
+                  "model_ids": out.ids[0].tolist(), "input_ids": len(tokenizer(image)["input_ids"][0])}))
+"""
+
+
+def test_auto_classes_load_our_folder_in_a_fresh_interpreter(tmp_path):
+    torch.manual_seed(0)
+    tok = ImageTokenizer(tiny_config())
+    tok.save_pretrained(tmp_path / "tok")
+    assert json.loads((tmp_path / "tok" / "config.json").read_text())["model_type"] == "image_tokenizer"
+    run = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "tok")], capture_output=True, text=True, check=True)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (result["config"], result["model_type"]) == ("ImageTokenizerHFConfig", "image_tokenizer")
+    assert (result["model"], result["tokenizer"]) == ("ImageTokenizerModel", "ImageTokenizer")
+    expected = tok.encode(torch.zeros(3, 16, 16, dtype=torch.uint8)).tolist()
+    assert result["ids"] == expected and result["input_ids"] == 8 * 8 + 2
+    assert result["model_ids"] == tok.model.encode_ids(torch.zeros(1, 3, 16, 16))[0].tolist()
+
+
+def test_folders_saved_before_model_type_existed_still_load(tmp_path):
+    tok = ImageTokenizer(tiny_config())
+    tok.save_pretrained(tmp_path / "tok")
+    path = tmp_path / "tok" / "config.json"
+    data = json.loads(path.read_text())
+    del data["model_type"], data["files_sha256"]
+    path.write_text(json.dumps(data))
+    assert ImageTokenizer.from_pretrained(tmp_path / "tok").grid_size == (8, 8)
