@@ -62,7 +62,9 @@ def model_class() -> type:
         def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> ImageTokenizerModel:
             tokenizer = ImageTokenizer.from_pretrained(pretrained_model_name_or_path, **_hub_kwargs(kwargs))
             config = ImageTokenizerHFConfig(**tokenizer.config.to_dict())
-            return cls(config, vq=tokenizer.model).eval()
+            model = cls(config, vq=tokenizer.model).eval()
+            model.image_tokenizer = tokenizer  # vocabulary and preprocessing, for the image-tokenization pipeline
+            return model
 
     return ImageTokenizerModel
 

@@ -238,6 +238,17 @@ class ImageTokenizer:
             return torch.stack(results)
         return results
 
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Preprocessed pixels [B, 3, H, W] (what `preprocess` returns, stacked) -> ids [B, h, w], on the same
+        fixed micro-batches as `encode`, so the ids are the same."""
+        if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise InvalidImageError(f"encode_pixels expects a [B, 3, H, W] tensor, got {getattr(pixels, 'shape', type(pixels))}")
+        if pixels.shape[0] == 0:
+            h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
+            return torch.empty((0, h, w), dtype=torch.long)
+        return self._run_micro_batches(self.model.encode_ids, pixels.float().to(self.device)).cpu()
+
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
     ) -> Any:

@@ -4,6 +4,7 @@ import torch
 from transformers import pipeline
 
 import image_tokenizer.pipeline  # noqa: F401  (registers the task)
+from image_tokenizer import InvalidRequestError
 from image_tokenizer.pipeline import ImageTokenizationPipeline
 
 
@@ -35,5 +36,17 @@ def test_pipeline_loads_a_saved_tokenizer_by_path(tmp_path, tokenizer, images):
 
 
 def test_pipeline_rejects_other_models():
-    with pytest.raises(TypeError, match="needs an ImageTokenizer"):
+    with pytest.raises(InvalidRequestError, match="needs an ImageTokenizer"):
         ImageTokenizationPipeline(model=torch.nn.Linear(2, 2))
+
+
+def test_pipeline_by_folder_batches_generators_and_saves(tmp_path, tokenizer, images):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    tokenize = pipeline("image-tokenization", model=str(tmp_path / "tok"), device="cpu")  # no network: a folder
+    expected = tokenizer.encode(images[:5])
+    batched = tokenize(images[:5], batch_size=2)
+    assert all(torch.equal(out["input_ids"], e) for out, e in zip(batched, expected))
+    streamed = list(tokenize((image for image in images[:3]), batch_size=2))  # a generator
+    assert all(torch.equal(out["input_ids"], e) for out, e in zip(streamed, expected))
+    tokenize.save_pretrained(tmp_path / "saved")
+    assert torch.equal(ImageTokenizationPipeline(model=str(tmp_path / "saved"))(images[0])["input_ids"], expected[0])
