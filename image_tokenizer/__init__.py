@@ -2,7 +2,9 @@
 
 __version__ = "0.1.0"
 
+from .auto import register as _register_auto_classes
 from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
+from .converters import convert
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -17,8 +19,6 @@ from .errors import (
 )
 from .prior import ImagePrior, TokenLayout
 from .tokenizer import ImageTokenizer
-from .converters import convert
-from .auto import register as _register_auto_classes
 
 _register_auto_classes()
 

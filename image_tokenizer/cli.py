@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import ImageTokenizerError, InvalidIdsError
+from .errors import CLIError, ImageTokenizerError, InvalidIdsError
 from .fileio import atomic_path, atomic_write_text
 from .hub import bundled_models
 from .image_processing import MAX_IMAGE_PIXELS, load_image, postprocess
@@ -29,8 +29,6 @@ DEFAULT_MODEL = "shapes-64"
 DEFAULT_PRIOR = "shapes-64-prior"
 
 
-class CLIError(ImageTokenizerError):
-    """A mistake in the command line itself."""
 
 
 def _load_tokenizer(name: str | None, device: str):

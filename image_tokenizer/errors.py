@@ -39,3 +39,19 @@ class HubError(ImageTokenizerError):
 
 class InvalidRequestError(ImageTokenizerError):
     """Call arguments that cannot be honoured (padding, max_length, return_tensors, output_type, ...)."""
+
+
+class CLIError(ImageTokenizerError):
+    """A mistake in the command line itself."""
+
+
+class DataError(ImageTokenizerError):
+    """Training data that cannot be used (missing, empty, or unreadable under --strict-data)."""
+
+
+class PretokenizeError(ImageTokenizerError):
+    """A dataset that cannot be pre-tokenized as asked (bad column, undecodable row, occupied output)."""
+
+
+class StreamingError(ImageTokenizerError):
+    """A streaming or node-sharded pre-tokenization that cannot go on as asked."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import ImageTokenizerError
+from .errors import ImageTokenizerError, PretokenizeError
 from .fileio import atomic_write_text
 from .image_processing import load_image, open_image
 
@@ -27,8 +27,6 @@ ERROR_COLUMN = "__pretokenize_error"
 SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
 
 
-class PretokenizeError(ImageTokenizerError):
-    """A dataset that cannot be pre-tokenized as asked (bad column, undecodable row, occupied output)."""
 
 
 def ids_dtype(codebook_size: int) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ImageTokenizerError
+from .errors import StreamingError
 from .fileio import atomic_path, atomic_write_text
 
 INFO_NAME = "pretokenize_info.json"
@@ -36,8 +36,6 @@ SOURCE_INDEX = "source_index"
 NODE_RANK = "node_rank"
 
 
-class StreamingError(ImageTokenizerError):
-    """A streaming or node-sharded pre-tokenization that cannot go on as asked."""
 
 
 @dataclass(frozen=True)

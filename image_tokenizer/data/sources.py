@@ -12,15 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..config import PreprocessingConfig
-from ..errors import ImageLoadError, ImageTokenizerError
+from ..errors import DataError, ImageLoadError, ImageTokenizerError
 from ..image_processing import load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-class DataError(ImageTokenizerError):
-    """Training data that cannot be used (missing, empty, or unreadable under --strict-data)."""
 
 
 class ImageSource:
