@@ -87,9 +87,16 @@ def download_snapshot(
     except HFValidationError:
         raise CheckpointError(f"{repo_id!r} {not_found_hint} or a valid Hub repo id") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        from huggingface_hub import constants
+
+        if local_files_only or constants.HF_HUB_OFFLINE:
+            raise CheckpointError(
+                f"{repo_id!r} {not_found_hint.rstrip(',')} and is not in the Hugging Face cache "
+                "while offline (HF_HUB_OFFLINE=1 or local_files_only=True); download it once while online"
+            ) from None
         raise CheckpointError(
-            f"{repo_id!r} {not_found_hint.rstrip(',')} and is not in the Hugging Face cache "
-            "while offline (HF_HUB_OFFLINE=1 or local_files_only=True); download it once while online"
+            f"{repo_id!r} {not_found_hint.rstrip(',')}, the Hugging Face Hub could not be reached, and it is not in "
+            "the cache; check the network (or the name)"
         ) from None
     except RevisionNotFoundError:
         raise CheckpointError(f"Hub repo {repo_id!r} has no revision {revision!r}") from None

@@ -10,7 +10,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 
-from image_tokenizer import ImageTokenizer
+from image_tokenizer import CheckpointError, ImageTokenizer
 from image_tokenizer.hub import bundled_models
 from tests.helpers import tiny_config
 
@@ -178,3 +178,13 @@ def test_push_without_the_hub_is_a_hub_error(tmp_path, tokenizer, monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", unreachable)
     with pytest.raises(HubError, match="the Hub is unreachable"):
         tokenizer.push_to_hub("me/tiny")
+
+
+def test_a_missing_repo_while_online_does_not_claim_offline_mode(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the Hub is unreachable
+    with pytest.raises(CheckpointError) as caught:
+        ImageTokenizer.from_pretrained("someone/nothing-here", cache_dir=tmp_path / "cache")
+    assert "HF_HUB_OFFLINE" not in str(caught.value) and "could not be reached" in str(caught.value)
