@@ -24,6 +24,7 @@ import torch
 from .errors import CheckpointError, ConfigError, InvalidIdsError
 from .fileio import atomic_write_text, read_json_object
 from .hub import push_folder_to_hub, resolve_pretrained
+from .inputs import as_id_tensor
 
 LAYOUT_NAME = "prior_layout.json"
 LAYOUT_FORMAT = "image-tokenizer-prior-layout"
@@ -454,10 +455,7 @@ class ImagePrior:
     def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
         h, w = self.layout.grid_size
         if _holds_ids(prefix):
-            ids = torch.as_tensor(np.asarray(prefix) if isinstance(prefix, list) else prefix)
-            if ids.dtype == torch.bool:
-                raise InvalidIdsError(f"prefix ids must be integers, got dtype {ids.dtype}")
-            ids = ids.long()
+            ids = as_id_tensor(prefix)
             if ids.ndim == 1:
                 ids = ids.unsqueeze(0)
             if ids.ndim == 2 and ids.shape[1] > h * w:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import InvalidIdsError
+from .inputs import as_id_tensor
 
 EOL = "<eol>"
 
@@ -56,10 +57,7 @@ class ImageTextMapping:
 
 
 def _as_long_array(ids: Any) -> np.ndarray:
-    array = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
-    if array.dtype.kind not in "iu":
-        raise InvalidIdsError(f"ids must be integers, got dtype {array.dtype}")
-    return array.astype(np.int64)
+    return as_id_tensor(ids).numpy()
 
 
 def extend_text_tokenizer(image_tokenizer: Any, text_tokenizer: Any, add_eol: bool = False) -> ImageTextMapping:

@@ -19,6 +19,7 @@ from .errors import CheckpointError, InvalidIdsError, InvalidImageError, Invalid
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import push_folder_to_hub, resolve_pretrained
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
+from .inputs import as_id_tensor
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
 from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
@@ -295,7 +296,7 @@ class ImageTokenizer:
         self, ids: Any, skip_special_tokens: bool, require_flat: bool = False, grid_size: tuple[int, int] | None = None
     ) -> tuple[torch.Tensor, bool]:
         """Validate ids (dtype, rank, range) and shape them into [B, h, w]; the flag says whether it was a batch."""
-        tensor = _as_id_tensor(ids)
+        tensor = as_id_tensor(ids)
         if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
             return tensor, True  # an empty batch: empty results
         if tensor.numel() == 0:
@@ -527,30 +528,6 @@ def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
             raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
     if weights and not any(bool(tensor.any()) for tensor in weights.values()):
         raise CheckpointError(f"{where}: every weight is zero, so every image would get the same ids")
-
-
-def _as_id_tensor(ids: Any) -> torch.Tensor:
-    """Ids from a list, numpy array or tensor -> int64 CPU tensor; anything that is not integers is refused by name."""
-    if ids is None:
-        raise InvalidIdsError("ids are None; pass a list, numpy array or tensor of integer ids")
-    if isinstance(ids, torch.Tensor):
-        if ids.is_meta:
-            raise InvalidIdsError("ids are a meta tensor, which holds no data")
-        tensor = ids.detach().to("cpu")
-        tensor = tensor.to_dense() if tensor.layout != torch.strided else tensor
-    else:
-        try:
-            array = np.asarray(ids)
-        except (ValueError, TypeError):
-            raise InvalidIdsError("ids must form a rectangular array (sequences of different lengths: use batch_decode)") from None
-        if array.size == 0:
-            array = array.astype(np.int64)  # [] has no integers, but no non-integers either
-        if array.dtype.kind not in "iub":
-            raise InvalidIdsError(f"ids must be integers, got dtype {array.dtype.name}")
-        tensor = torch.from_numpy(array.astype(np.int64) if array.dtype == np.uint64 else array.copy())
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        raise InvalidIdsError(f"ids must be integers, got dtype {str(tensor.dtype).replace('torch.', '')}")
-    return tensor.long()
 
 
 def _load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor:
