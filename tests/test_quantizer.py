@@ -208,3 +208,17 @@ def test_encode_ids_equals_the_ids_of_the_full_encode():
         fast = model.encode_ids(pixels)
     assert fast.shape == full.shape == (5, 8, 8)
     assert torch.equal(fast, full)
+
+
+def test_kmeans_init_is_public_and_finds_separated_clusters():
+    from image_tokenizer import QuantizerConfig
+    from image_tokenizer.modeling.quantizer import VectorQuantizer
+
+    quantizer = VectorQuantizer(2, QuantizerConfig(codebook_size=2, codebook_dim=2, l2_normalize=False))
+    centres = torch.tensor([[5.0, 0.0], [-5.0, 3.0]])
+    points = torch.cat([centres[0] + 0.1 * torch.randn(50, 2), centres[1] + 0.1 * torch.randn(50, 2)])
+    z = points.T.reshape(1, 2, 10, 10)  # a [B, dim, H, W] feature map
+    found = quantizer.kmeans_init(z, iters=10)
+    assert torch.equal(quantizer.codebook.data, found)
+    order = found[:, 0].argsort(descending=True)
+    torch.testing.assert_close(found[order], centres, atol=0.1, rtol=0)

@@ -123,33 +123,14 @@ def lr_lambda(config: TrainConfig):
 
 @torch.no_grad()
 def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, accelerator: Accelerator) -> None:
-    """Set the codebook to k-means centroids of encoder outputs (in the lookup space), computed on rank 0."""
-    quantizer = model.quantizer
-    vectors = []
-    for x in batches:
-        h = model.encoder(x)
-        if model.quant_conv is not None:
-            h = model.quant_conv(h)
-        vectors.append(quantizer._to_lookup_space(h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])))
-    data = torch.cat(vectors)
-    k = quantizer.codebook_size
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    picks = torch.randint(0, data.shape[0], (k,), generator=generator).to(data.device)
-    centroids = data[picks].clone()
-    for _ in range(iters):
-        ids = quantizer.nearest_codes(data, centroids)
-        sums = torch.zeros_like(centroids).index_add_(0, ids, data)
-        counts = torch.bincount(ids, minlength=k).float()
-        filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled, None]
-        if quantizer.config.l2_normalize:
-            centroids = torch.nn.functional.normalize(centroids, dim=-1)
+    """Set the codebook to k-means centroids of encoder outputs (the quantizer's public kmeans_init), computed
+    on rank 0 and broadcast so every process starts from the same codebook."""
+    with torch.no_grad():
+        features = torch.cat([model.features(x) for x in batches])
+    centroids = model.quantizer.kmeans_init(features, iters)
     if accelerator.num_processes > 1:
         torch.distributed.broadcast(centroids, src=0)
-    quantizer.codebook.data.copy_(centroids.to(quantizer.codebook.dtype))
-    if quantizer.config.use_ema:
-        quantizer.ema_embed_sum.copy_(centroids)
-        quantizer.ema_cluster_size.fill_(1.0)
+        model.quantizer.set_codebook(centroids)
 
 
 def load_initial_weights(model: VQModel, name_or_path: str) -> None:

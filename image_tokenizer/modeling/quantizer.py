@@ -130,6 +130,33 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
         )
 
+    @torch.no_grad()
+    def kmeans_init(self, z: torch.Tensor, iters: int, seed: int = 0) -> torch.Tensor:
+        """Set the codebook to k-means centroids of feature maps z [B, dim, H, W] (clustered in the lookup
+        space, l2-normalised when configured); returns the centroids. Training calls it before step 0."""
+        data = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+        k = self.codebook_size
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        centroids = data[torch.randint(0, data.shape[0], (k,), generator=generator).to(data.device)].clone()
+        for _ in range(iters):
+            ids = self.nearest_codes(data, centroids)
+            sums = torch.zeros_like(centroids).index_add_(0, ids, data)
+            counts = torch.bincount(ids, minlength=k).float()
+            filled = counts > 0
+            centroids[filled] = sums[filled] / counts[filled, None]
+            if self.config.l2_normalize:
+                centroids = F.normalize(centroids, dim=-1)
+        self.set_codebook(centroids)
+        return centroids
+
+    @torch.no_grad()
+    def set_codebook(self, codes: torch.Tensor) -> None:
+        """Replace the K x D codebook (and the EMA statistics that go with it)."""
+        self.codebook.data.copy_(codes.to(self.codebook.dtype))
+        if self.config.use_ema:
+            self.ema_embed_sum.copy_(codes)
+            self.ema_cluster_size.fill_(1.0)
+
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids [B, h, w] -> quantized feature map [B, dim, h, w] (what the decoder consumes)."""
         vectors = self._from_lookup_space(F.embedding(ids, self.effective_codebook()))

@@ -37,7 +37,8 @@ class VQModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels -> the quantizer's input [B, dim, h, w] (encoder, then quant_conv in float32)."""
         h = self.encoder(pixels.to(self.encoder.conv_in.weight.dtype))  # the encoder may run in half precision
         if self.quant_conv is not None:
             with torch.autocast(device_type=h.device.type, enabled=False):  # the whole quantization path is fp32
@@ -46,11 +47,11 @@ class VQModel(nn.Module):
 
     def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
         """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
-        return self.quantizer(self._features(pixels))
+        return self.quantizer(self.features(pixels))
 
     def encode_ids(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised pixels -> ids [B, h, w] only; the same ids as encode(), without losses or statistics."""
-        return self.quantizer.encode_ids(self._features(pixels))
+        return self.quantizer.encode_ids(self.features(pixels))
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         if self.decoder is None:
