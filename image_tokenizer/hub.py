@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub.errors import (
@@ -152,3 +153,63 @@ def hub_errors(repo_id: str) -> Iterator[None]:
         if type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"):
             raise HubError(f"cannot push to {repo_id!r}: the Hub is unreachable ({type(error).__name__}: {error})") from None
         raise
+
+
+class HubMixin:
+    """Save / load / push written once for the tokenizer and the prior. A subclass sets `hub_files` (the files of
+    a saved folder) and `hub_commit_message`, and implements `_save_pretrained(directory, model_name)` and
+    `_from_pretrained(directory, **kwargs)`; this class resolves bundled names, local folders and Hub repo ids,
+    and pushes a folder as one commit.
+
+    Why not huggingface_hub's ModelHubMixin: its from_pretrained fetches config.json from the Hub for any name
+    that is not a local folder, so our bundled names would hit the network (and fail offline), and it writes one
+    config file where we write several files atomically; the shape of the API here is the same."""
+
+    hub_files: tuple[str, ...] = ()
+    hub_commit_message = "Upload model"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """A saved folder, a bundled name, or a Hub repo id (through the cache; offline-safe)."""
+        directory = resolve_pretrained(name_or_path, allow_patterns=list(cls.hub_files), revision=revision, cache_dir=cache_dir,
+                                       token=token, local_files_only=local_files_only)
+        return cls._from_pretrained(directory, **kwargs)
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, model_name: str | None = None, push_to_hub: bool = False,
+        repo_id: str | None = None, **push_kwargs: Any,
+    ) -> list[Path]:
+        """Write every file (atomically) into save_directory; with push_to_hub, also upload them as one commit."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = self._save_pretrained(directory, model_name or repo_id or directory.name)
+        if push_to_hub:
+            self.push_to_hub(repo_id or directory.name, **push_kwargs)
+        return written
+
+    def push_to_hub(
+        self, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+        token: str | bool | None = None, revision: str | None = None, create_pr: bool = False,
+    ) -> Any:
+        """Save to a temporary folder and upload it as one commit with huggingface_hub; returns the CommitInfo."""
+        return push_folder_to_hub(
+            lambda folder: self._save_pretrained(folder, repo_id), repo_id,
+            commit_message=commit_message or self.hub_commit_message, private=private, token=token,
+            revision=revision, create_pr=create_pr,
+        )
+
+    @classmethod
+    def _from_pretrained(cls, directory: Path, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
+        raise NotImplementedError

@@ -23,7 +23,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, InvalidIdsError
 from .fileio import atomic_write_text, read_json_object
-from .hub import push_folder_to_hub, resolve_pretrained
+from .hub import HubMixin
 from .inputs import as_id_tensor
 
 LAYOUT_NAME = "prior_layout.json"
@@ -255,8 +255,11 @@ class SamplingOptions:
         return processors
 
 
-class ImagePrior:
+class ImagePrior(HubMixin):
     """A causal LM over image ids with its token layout; generates ids or, through the tokenizer, images."""
+
+    hub_files = tuple(PRIOR_FILES)
+    hub_commit_message = "Upload image prior"
 
     def __init__(self, model: Any, layout: TokenLayout, tokenizer: Any = None, card_info: dict | None = None):
         if model.config.vocab_size < layout.vocab_size:
@@ -300,26 +303,12 @@ class ImagePrior:
         return self
 
     @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | os.PathLike,
-        *,
-        tokenizer: Any = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        device: str | torch.device | None = None,
-    ) -> ImagePrior:
-        """A bundled prior by name, a local directory, or a Hub repo id. Weights come from safetensors only."""
+    def _from_pretrained(cls, directory: Path, tokenizer: Any = None, device: str | torch.device | None = None) -> ImagePrior:
+        """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only."""
         from transformers import AutoModelForCausalLM
 
         from .model_card import load_card_info
 
-        directory = resolve_pretrained(
-            name_or_path, allow_patterns=PRIOR_FILES, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=local_files_only,
-        )
         layout = TokenLayout.load(directory)
         if not (directory / "model.safetensors").is_file():
             raise CheckpointError(f"{directory}: model.safetensors not found (priors load from safetensors only)")
@@ -330,28 +319,18 @@ class ImagePrior:
         prior = cls(model, layout, tokenizer, load_card_info(directory))
         return prior.to(device) if device is not None else prior
 
-    def save_pretrained(self, save_directory: str | os.PathLike, model_name: str | None = None) -> list[Path]:
+    def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
         """Write the transformers checkpoint, the layout and a model card; every file lands atomically."""
         from .model_card import render_prior_card
 
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
         self.model.generation_config = self.generation_config()
         with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             for name in ("model.safetensors", "generation_config.json", "config.json"):  # config.json last
                 os.replace(Path(tmp) / name, directory / name)
         self.layout.save(directory)
-        atomic_write_text(directory / "README.md", render_prior_card(self, model_name or directory.name, self.card_info))
+        atomic_write_text(directory / "README.md", render_prior_card(self, model_name, self.card_info))
         return [directory / name for name in PRIOR_FILES]
-
-    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload image prior", private: bool | None = None,
-                    token: str | bool | None = None, revision: str | None = None, create_pr: bool = False) -> Any:
-        """Save to a temporary folder and upload it as one commit."""
-        return push_folder_to_hub(
-            lambda folder: self.save_pretrained(folder, model_name=repo_id), repo_id, commit_message=commit_message,
-            private=private, token=token, revision=revision, create_pr=create_pr,
-        )
 
     def generation_config(self) -> Any:
         """Defaults that keep plain `model.generate` inside the grid: sample h*w new tokens, never a special one."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from . import text_vocab
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
-from .hub import push_folder_to_hub, resolve_pretrained
+from .hub import HubMixin
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
 from .inputs import as_id_tensor
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
@@ -35,7 +34,7 @@ AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "cod
 MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
 
-class ImageTokenizer:
+class ImageTokenizer(HubMixin):
     """Turns images into grids of codebook ids and back.
 
     Ids 0..K-1 are codebook indices in row-major order; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
@@ -43,6 +42,9 @@ class ImageTokenizer:
     gets the same ids whatever batch it arrives in: measured on CPU, batch sizes 1, 3 and 7 give encoder
     outputs that differ from batch 8 in the 6th digit, which can flip a near-tie between two codes.
     """
+
+    hub_files = tuple(SAVED_FILES)
+    hub_commit_message = "Upload image tokenizer"
 
     def __init__(
         self,
@@ -377,10 +379,8 @@ class ImageTokenizer:
         return self.convert_ids_to_tokens(self.pad_token_id)
 
     # ----- save / load / push -----
-    def save_pretrained(self, save_directory: str | os.PathLike, model_name: str | None = None) -> list[Path]:
+    def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
         """Write config.json, model.safetensors, codebook.safetensors, vocab.json and README.md (each atomically)."""
-        directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
         quantizer = self.model.quantizer
         save_tensors(directory / WEIGHTS_NAME, self.model.weights_state_dict(), metadata={"format": "pt"})
         save_tensors(
@@ -389,7 +389,7 @@ class ImageTokenizer:
             metadata={"normalization": self._normalization, "codebook_size": str(self.vocab_size)},
         )
         self.vocab.save(directory, codebook_dim=quantizer.config.codebook_dim, normalization=self._normalization)
-        card = render_tokenizer_card(self, model_name or directory.name, self.card_info)
+        card = render_tokenizer_card(self, model_name, self.card_info)
         atomic_write_text(directory / CARD_NAME, card)
         hashes = {name: file_sha256(directory / name) for name in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME)}
         self.config.save(directory, files_sha256=hashes)  # last: a directory with config.json is a complete save
@@ -400,34 +400,21 @@ class ImageTokenizer:
         return "l2" if self.config.quantizer.l2_normalize else "none"
 
     @classmethod
-    def from_pretrained(
+    def _from_pretrained(
         cls,
-        name_or_path: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
+        directory: Path,
         device: str | torch.device | None = None,
         micro_batch_size: int = DEFAULT_MICRO_BATCH,
         dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
         **auto_kwargs: Any,
     ) -> ImageTokenizer:
-        """Load a bundled model by name, a local directory, or a Hub repo id (strict: every tensor must match).
-        dtype (or transformers' older name torch_dtype) runs the encoder and decoder in bfloat16 or float16.
-        AutoTokenizer passes its own bookkeeping keywords (_from_auto, _commit_hash, ...); others are refused."""
+        """Load a saved folder strictly (every tensor must match). dtype (or transformers' older torch_dtype)
+        runs the encoder and decoder in bfloat16 or float16. AutoTokenizer passes its own bookkeeping keywords
+        (_from_auto, _commit_hash, ...); others are refused."""
         unknown = sorted(k for k in auto_kwargs if k not in AUTO_TOKENIZER_KWARGS)
         if unknown:
             raise InvalidRequestError(f"from_pretrained got unexpected keyword argument(s) {unknown}")
-        directory = resolve_pretrained(
-            name_or_path,
-            allow_patterns=SAVED_FILES,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            local_files_only=local_files_only,
-        )
         if (directory / "prior_layout.json").is_file():
             raise CheckpointError(f"{directory} holds an image prior, not a tokenizer; load it with ImagePrior.from_pretrained")
         config = ImageTokenizerConfig.load(directory)
@@ -445,27 +432,6 @@ class ImageTokenizer:
         model.load_weights(weights, codebook)
         tokenizer = cls(config, model, vocab, load_card_info(directory), micro_batch_size)
         return tokenizer.to(device, dtype=dtype or torch_dtype)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload image tokenizer",
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-    ):
-        """Save to a temporary folder and upload it as one commit with huggingface_hub; returns the CommitInfo."""
-        return push_folder_to_hub(
-            lambda folder: self.save_pretrained(folder, model_name=repo_id),
-            repo_id,
-            commit_message=commit_message,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-        )
 
     def __repr__(self) -> str:
         h, w = self.grid_size

@@ -188,3 +188,22 @@ def test_a_missing_repo_while_online_does_not_claim_offline_mode(tmp_path, monke
     with pytest.raises(CheckpointError) as caught:
         ImageTokenizer.from_pretrained("someone/nothing-here", cache_dir=tmp_path / "cache")
     assert "HF_HUB_OFFLINE" not in str(caught.value) and "could not be reached" in str(caught.value)
+
+
+def test_save_pretrained_with_push_to_hub_saves_locally_and_uploads_one_commit(tmp_path, tokenizer, monkeypatch):
+    from image_tokenizer import ImagePrior, TokenLayout
+
+    commits = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kwargs: commits.append(
+        (repo_id, sorted(op.path_in_repo for op in operations))) or SimpleNamespace(oid=COMMIT))
+    tokenizer.save_pretrained(tmp_path / "tok", push_to_hub=True, repo_id="me/tok")
+    assert (tmp_path / "tok" / "config.json").is_file()
+    prior = ImagePrior.from_layout(TokenLayout.for_tokenizer(tokenizer, "me/tok"), tokenizer=tokenizer,
+                                   hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    prior.save_pretrained(tmp_path / "prior", push_to_hub=True, repo_id="me/prior")  # the same Hub layer
+    assert commits == [
+        ("me/tok", ["README.md", "codebook.safetensors", "config.json", "model.safetensors", "vocab.json"]),
+        ("me/prior", ["README.md", "config.json", "generation_config.json", "model.safetensors", "prior_layout.json"]),
+    ]
+    assert type(tokenizer).push_to_hub is type(prior).push_to_hub  # written once
