@@ -158,3 +158,12 @@ def test_evaluate_skips_a_corrupt_file_unless_strict(tmp_path, model_dir, capsys
     assert '"skipped_images": 1' in capsys.readouterr().out
     assert main(["evaluate", "--model", str(model_dir), "--data", str(folder), "--num", "0", "--strict-data"]) == 2
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_no_progress_silences_datasets_bars_too(tmp_path, model_dir):
+    import datasets
+
+    datasets.enable_progress_bars()
+    assert main(["shapes", "--num", "2", "--output-dir", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert not datasets.is_progress_bar_enabled()
+    datasets.enable_progress_bars()
