@@ -182,7 +182,8 @@ def main() -> None:
         f"Arithmetic: encoding one image costs {flops / 1e6:.0f} MFLOP (torch's FlopCounterMode). The naive loop runs at "
         f"{gflops['naive']:.0f} GFLOP/s, ours at {gflops['ours']:.0f}; a large fp32 matrix product on all threads reaches "
         f"{peak / 1e9:.0f} GFLOP/s here. A 5x ratio needs {5 * gflops['naive']:.0f} GFLOP/s, "
-        f"{5 * gflops['naive'] * 1e9 / peak:.0%} of that matmul peak, from 3x3 convolutions of 16 to 32 channels.",
+        f"{5 * gflops['naive'] * 1e9 / peak:.0%} of that matmul peak, from 3x3 convolutions of "
+        f"{tokenizer.config.ch} to {tokenizer.config.ch * max(tokenizer.config.ch_mult)} channels.",
     ]
     write_results(args.output_dir, f"pretokenize_{args.device.split(':')[0]}", results, lines)
 
