@@ -2,12 +2,15 @@
 
     from transformers import pipeline
     import image_tokenizer.pipeline  # registers the task
+    tokenize = pipeline("image-tokenization")                                        # the bundled shapes-64
     tokenize = pipeline("image-tokenization", model="my-tokenizer/", device="cpu")   # a folder (or Hub id)
-    tokenize = pipeline("image-tokenization", model=ImageTokenizer.from_pretrained("shapes-64"))  # bundled names
+    tokenize = pipeline("image-tokenization", model=ImageTokenizer.from_pretrained("shapes-64-small"))
     tokenize(["a.png", "b.png"], batch_size=2)     # [{"input_ids": LongTensor [h, w]}, ...]; lists, generators, datasets
 
 Images are preprocessed one by one (files decoded, resized) and batched as pixel tensors, so `batch_size`
 batches the model; the ids are those of `tok.encode`. Batching needs equal sizes (always so unless native_size).
+A bundled name as a string cannot work: transformers' `pipeline()` resolves strings itself (a folder, else the
+Hub) before this class sees them, so bundled models are passed loaded, or as the task's default.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .errors import InvalidRequestError
+from .hub import PRETRAINED_DIR
 from .tokenizer import ImageTokenizer
 
 TASK = "image-tokenization"
+DEFAULT_MODEL = PRETRAINED_DIR / "shapes-64"  # what pipeline("image-tokenization") loads: a folder, so no Hub call
 
 
 class ImageTokenizationPipeline(Pipeline):
@@ -88,7 +93,8 @@ def _stack_pixels(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 
 def register() -> None:
     if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
-        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageTokenizationPipeline, pt_model=(AutoModel,), type="image")
+        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=ImageTokenizationPipeline, pt_model=(AutoModel,), type="image",
+                                            default={"model": (str(DEFAULT_MODEL), None)})
 
 
 register()

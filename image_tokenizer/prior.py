@@ -16,12 +16,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError, ConfigError, InvalidIdsError
+from .errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from .fileio import atomic_write_text, read_json_object
 from .hub import HubMixin
 from .inputs import as_id_tensor
@@ -116,14 +116,14 @@ class TokenLayout:
         if labels is None:
             return None
         if not self.conditional:
-            raise ConfigError("class labels given, but this prior is unconditional (trained without classes)")
+            raise InvalidRequestError("class labels given, but this prior is unconditional (trained without classes)")
         tensor = torch.as_tensor(labels).reshape(-1)
         if tensor.is_floating_point() or tensor.dtype == torch.bool:
-            raise ConfigError(f"class labels must be integers, got dtype {tensor.dtype}")
+            raise InvalidRequestError(f"class labels must be integers, got dtype {tensor.dtype}")
         bad = tensor[(tensor < 0) | (tensor >= self.num_classes)]
         if bad.numel():
             names = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
-            raise ConfigError(f"class label {int(bad[0])} out of range; this prior has classes 0..{self.num_classes - 1} ({names})")
+            raise InvalidRequestError(f"class label {int(bad[0])} out of range; this prior has classes 0..{self.num_classes - 1} ({names})")
         return tensor.long()
 
     def prefix(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -216,6 +216,15 @@ def build_causal_lm(layout: TokenLayout, architecture: str = "llama", **sizes: A
     return AutoModelForCausalLM.from_config(config)
 
 
+class SamplingKwargs(TypedDict, total=False):
+    """The sampling keywords of generate and complete, written once (SamplingOptions checks them)."""
+
+    temperature: float  # > 0; 1.0 leaves the logits as they are
+    top_k: int | None  # keep the k most likely ids (None: all)
+    top_p: float  # nucleus sampling, in (0, 1]
+    guidance_scale: float  # classifier-free guidance against the null class; 1.0 is off
+
+
 @dataclass
 class SamplingOptions:
     """Checked sampling settings, shared by generate, complete and sliding-window sampling."""
@@ -225,15 +234,22 @@ class SamplingOptions:
     top_p: float = 1.0
     guidance_scale: float = 1.0
 
+    @classmethod
+    def from_kwargs(cls, kwargs: SamplingKwargs) -> SamplingOptions:
+        unknown = sorted(set(kwargs) - set(SamplingKwargs.__annotations__))
+        if unknown:
+            raise InvalidRequestError(f"unknown keyword {unknown[0]!r}; the sampling keywords are {', '.join(SamplingKwargs.__annotations__)}")
+        return cls(**kwargs)
+
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+            raise InvalidRequestError(f"temperature must be > 0, got {self.temperature}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ConfigError(f"top_k must be a positive integer or None, got {self.top_k}")
+            raise InvalidRequestError(f"top_k must be a positive integer or None, got {self.top_k}")
         if not isinstance(self.guidance_scale, (int, float)) or self.guidance_scale < 0:
-            raise ConfigError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+            raise InvalidRequestError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
 
     def warpers(self, layout: TokenLayout) -> Any:
         """transformers' own processors: suppress non-image ids, then temperature, top-k, top-p."""
@@ -346,30 +362,29 @@ class ImagePrior(HubMixin):
     def generate(
         self,
         num_images: int = 1,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float = 1.0,
+        *,
         seed: int | None = None,
         class_labels: Any = None,
-        guidance_scale: float = 1.0,
         batch_size: int = 64,
         output_type: str = "pil",
         grid_size: tuple[int, int] | None = None,
+        **sampling: Unpack[SamplingKwargs],
     ) -> Any:
         """Sample images (or ids [B, h, w] with output_type="ids") token by token with the KV cache.
 
         class_labels: one index or one per image (None: the null class on a conditional prior). guidance_scale
         > 1 applies classifier-free guidance against the null class. A grid_size larger than the trained grid
         samples with a sliding window (VQGAN paper, sec. 3.2). The same seed and batch_size give the same images.
+        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs).
         """
-        options = SamplingOptions(temperature, top_k, top_p, guidance_scale)
+        options = SamplingOptions.from_kwargs(sampling)
         labels = self._labels_for(class_labels, num_images)
-        self._check_request(guidance_scale, output_type)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self._check_request(options.guidance_scale, output_type)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequestError(f"batch_size must be positive, got {batch_size}")
         grid = tuple(grid_size) if grid_size is not None else self.layout.grid_size
         if len(grid) != 2 or grid[0] < self.layout.grid_size[0] or grid[1] < self.layout.grid_size[1]:
-            raise ConfigError(f"grid_size must be at least the trained grid {self.layout.grid_size}, got {grid}")
+            raise InvalidRequestError(f"grid_size must be at least the trained grid {self.layout.grid_size}, got {grid}")
         grids = []
         with _seeded(seed, self.device):
             for start in range(0, num_images, batch_size):
@@ -385,25 +400,23 @@ class ImagePrior(HubMixin):
         self,
         prefix: Any,
         rows: int | None = None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float = 1.0,
+        *,
         seed: int | None = None,
         class_labels: Any = None,
-        guidance_scale: float = 1.0,
         output_type: str = "pil",
+        **sampling: Unpack[SamplingKwargs],
     ) -> Any:
         """Finish partial images from their top rows (VQGAN paper's completions).
 
         prefix: ids [h, w] / [B, h, w] (the first `rows` rows are kept; default all given rows), a flat id
         sequence [n] / [B, n] of whole rows, or image(s), which are encoded first (rows defaults to half).
         Integer arrays and tensors are ids; uint8 and float ones are images, as everywhere in the library.
+        Sampling keywords as for generate.
         """
-        options = SamplingOptions(temperature, top_k, top_p, guidance_scale)
-        h, w = self.layout.grid_size
+        options = SamplingOptions.from_kwargs(sampling)
         ids = self._prefix_ids(prefix, rows)
         labels = self._labels_for(class_labels, ids.shape[0])
-        self._check_request(guidance_scale, output_type)
+        self._check_request(options.guidance_scale, output_type)
         with _seeded(seed, self.device):
             grids = self._sample_rows(labels, ids.shape[0], ids.reshape(ids.shape[0], -1), options)
         return self._output(grids, output_type)
@@ -411,23 +424,23 @@ class ImagePrior(HubMixin):
     # ----- internals -----
     def _labels_for(self, class_labels: Any, count: int) -> torch.Tensor | None:
         if not isinstance(count, int) or count < 1:
-            raise ConfigError(f"num_images must be a positive integer, got {count}")
+            raise InvalidRequestError(f"num_images must be a positive integer, got {count}")
         labels = self.layout.check_class_labels(class_labels)
         if labels is None:
             return None
         if labels.numel() == 1:
             return labels.expand(count).clone()
         if labels.numel() != count:
-            raise ConfigError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
+            raise InvalidRequestError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
         return labels
 
     def _check_request(self, guidance_scale: float, output_type: str) -> None:
         """Checks shared by generate and complete, all before any sampling (the tokenizer is loaded and
         matched against the layout here, not after minutes of sampling)."""
         if guidance_scale != 1.0 and not self.layout.conditional:
-            raise ConfigError("classifier-free guidance needs a class-conditional prior; this one is unconditional")
+            raise InvalidRequestError("classifier-free guidance needs a class-conditional prior; this one is unconditional")
         if output_type not in ("pil", "np", "pt", "ids"):
-            raise ConfigError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
+            raise InvalidRequestError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
         if output_type != "ids":
             _ = self.tokenizer
 

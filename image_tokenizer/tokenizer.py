@@ -139,16 +139,16 @@ class ImageTokenizer(HubMixin):
         """The dtype the encoder and decoder run in; the quantizer (projections and distances) stays float32."""
         return self.model.encoder.conv_in.weight.dtype
 
-    def to(self, device: str | torch.device | torch.dtype | None = None, dtype: torch.dtype | None = None) -> ImageTokenizer:
+    def to(self, device: str | torch.device | torch.dtype | None = None, dtype: torch.dtype | str | None = None) -> ImageTokenizer:
         """Move to a device and/or run the encoder and decoder in float32, bfloat16 or float16 (GPU); ids are
-        chosen in float32 whatever the dtype, so only near-ties can differ from float32 weights."""
+        chosen in float32 whatever the dtype, so only near-ties can differ from float32 weights. dtype may be
+        named as transformers does ("bfloat16"; "auto" keeps the current one)."""
         if isinstance(device, torch.dtype):
             device, dtype = None, device
+        dtype = _model_dtype(dtype)
         if device is not None:
             self.model.to(device)
         if dtype is not None:
-            if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-                raise InvalidRequestError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
             if dtype == torch.float16 and self.device.type == "cpu":
                 raise InvalidRequestError("float16 convolutions are slow or missing on CPU; use torch.bfloat16 there, or move to a GPU first")
             for part in (self.model.encoder, self.model.decoder):
@@ -405,12 +405,12 @@ class ImageTokenizer(HubMixin):
         directory: Path,
         device: str | torch.device | None = None,
         micro_batch_size: int = DEFAULT_MICRO_BATCH,
-        dtype: torch.dtype | None = None,
-        torch_dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
         **auto_kwargs: Any,
     ) -> ImageTokenizer:
         """Load a saved folder strictly (every tensor must match). dtype (or transformers' older torch_dtype)
-        runs the encoder and decoder in bfloat16 or float16. AutoTokenizer passes its own bookkeeping keywords
+        runs the encoder and decoder in bfloat16 or float16 ("auto": as saved, float32). AutoTokenizer passes its own bookkeeping keywords
         (_from_auto, _commit_hash, ...); others are refused."""
         unknown = sorted(k for k in auto_kwargs if k not in AUTO_TOKENIZER_KWARGS)
         if unknown:
@@ -441,6 +441,18 @@ class ImageTokenizer(HubMixin):
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
             f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )
+
+
+def _model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A dtype the encoder and decoder can run in, from a torch.dtype or its name; None and "auto" keep the current one."""
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in names:
+        return names[dtype.removeprefix("torch.")]
+    if dtype not in names.values():
+        raise InvalidRequestError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16 (or their names, or 'auto'), got {dtype!r}")
+    return dtype
 
 
 def file_sha256(path: Path) -> str:

@@ -4,9 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from image_tokenizer import ImageTokenizer
+from image_tokenizer import ImageTokenizer, InvalidRequestError
 from tests.helpers import tiny_config
 
 FRESH = """
@@ -48,3 +49,29 @@ def test_folders_saved_before_model_type_existed_still_load(tmp_path):
     del data["model_type"], data["files_sha256"]
     path.write_text(json.dumps(data))
     assert ImageTokenizer.from_pretrained(tmp_path / "tok").grid_size == (8, 8)
+
+
+def test_bundled_tokenizer_folders_carry_model_type_and_hashes():
+    """Bundled folders are ordinary saved folders: AutoConfig reads them, and their files are hash-checked."""
+    from transformers import AutoConfig
+
+    from image_tokenizer.hub import PRETRAINED_DIR, bundled_models
+    from image_tokenizer.tokenizer import verify_files
+
+    tokenizers = [name for name in bundled_models() if (PRETRAINED_DIR / name / "codebook.safetensors").is_file()]
+    assert {"shapes-64", "shapes-64-small"} <= set(tokenizers)
+    for name in tokenizers:
+        data = json.loads((PRETRAINED_DIR / name / "config.json").read_text())
+        assert data["model_type"] == "image_tokenizer"
+        assert set(data["files_sha256"]) == {"model.safetensors", "codebook.safetensors", "vocab.json"}
+        verify_files(PRETRAINED_DIR / name)
+        assert AutoConfig.from_pretrained(str(PRETRAINED_DIR / name)).model_type == "image_tokenizer"
+
+
+def test_dtype_by_name_as_transformers_passes_it():
+    tok = ImageTokenizer(tiny_config())
+    assert tok.to(dtype="bfloat16").dtype == torch.bfloat16
+    assert tok.to(dtype="auto").dtype == torch.bfloat16  # "auto" keeps what it is
+    assert tok.to(dtype="torch.float32").dtype == torch.float32
+    with pytest.raises(InvalidRequestError, match="dtype must be.*got 'int8'"):
+        tok.to(dtype="int8")

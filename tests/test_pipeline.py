@@ -50,3 +50,16 @@ def test_pipeline_by_folder_batches_generators_and_saves(tmp_path, tokenizer, im
     assert all(torch.equal(out["input_ids"], e) for out, e in zip(streamed, expected))
     tokenize.save_pretrained(tmp_path / "saved")
     assert torch.equal(ImageTokenizationPipeline(model=str(tmp_path / "saved"))(images[0])["input_ids"], expected[0])
+
+
+def test_pipeline_without_a_model_uses_the_bundled_tokenizer_offline(monkeypatch):
+    """transformers resolves model strings itself, so bundled names reach the pipeline as its task default:
+    pipeline("image-tokenization") loads the bundled shapes-64 folder, with no Hub call."""
+    from image_tokenizer import ImageTokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenize = pipeline("image-tokenization")
+    assert tokenize.image_tokenizer.config.quantizer.codebook_size == 4096
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    expected = ImageTokenizer.from_pretrained("shapes-64").encode(image)
+    assert torch.equal(tokenize(image)["input_ids"], expected)

@@ -9,11 +9,11 @@ import torch
 
 from image_tokenizer import (
     CheckpointError,
-    ConfigError,
     ImagePrior,
     ImageTokenizer,
     InvalidIdsError,
     InvalidImageError,
+    InvalidRequestError,
     TokenLayout,
 )
 from image_tokenizer.prior import SamplingOptions
@@ -175,18 +175,18 @@ def test_sliding_window_makes_larger_images(prior):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"class_labels": 3}, ConfigError, "class label 3 out of range"),
-        ({"class_labels": [-1]}, ConfigError, "out of range"),
-        ({"class_labels": [0.5]}, ConfigError, "integers"),
-        ({"class_labels": [0, 1]}, ConfigError, "2 class labels for 4 images"),
-        ({"top_p": 0.0}, ConfigError, "top_p"),
-        ({"top_p": 1.5}, ConfigError, "top_p"),
-        ({"temperature": 0}, ConfigError, "temperature"),
-        ({"temperature": -1.0}, ConfigError, "temperature"),
-        ({"top_k": 0}, ConfigError, "top_k"),
-        ({"num_images": 0}, ConfigError, "num_images"),
-        ({"grid_size": (4, 8)}, ConfigError, "at least the trained grid"),
-        ({"output_type": "gif"}, ConfigError, "output_type"),
+        ({"class_labels": 3}, InvalidRequestError, "class label 3 out of range"),
+        ({"class_labels": [-1]}, InvalidRequestError, "out of range"),
+        ({"class_labels": [0.5]}, InvalidRequestError, "integers"),
+        ({"class_labels": [0, 1]}, InvalidRequestError, "2 class labels for 4 images"),
+        ({"top_p": 0.0}, InvalidRequestError, "top_p"),
+        ({"top_p": 1.5}, InvalidRequestError, "top_p"),
+        ({"temperature": 0}, InvalidRequestError, "temperature"),
+        ({"temperature": -1.0}, InvalidRequestError, "temperature"),
+        ({"top_k": 0}, InvalidRequestError, "top_k"),
+        ({"num_images": 0}, InvalidRequestError, "num_images"),
+        ({"grid_size": (4, 8)}, InvalidRequestError, "at least the trained grid"),
+        ({"output_type": "gif"}, InvalidRequestError, "output_type"),
     ],
 )
 def test_bad_sampling_arguments_fail_before_sampling(prior, monkeypatch, kwargs, error, match):
@@ -196,12 +196,23 @@ def test_bad_sampling_arguments_fail_before_sampling(prior, monkeypatch, kwargs,
         prior.generate(**arguments)
 
 
+def test_sampling_keywords_are_one_checked_set(prior, monkeypatch):
+    """generate and complete take the same sampling keywords (SamplingKwargs); a misspelt one is named."""
+    monkeypatch.setattr(prior.model, "generate", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(InvalidRequestError, match="unknown keyword 'temprature'.*temperature, top_k, top_p, guidance_scale"):
+        prior.generate(2, temprature=0.5)
+    with pytest.raises(InvalidRequestError, match="unknown keyword 'topk'"):
+        prior.complete(torch.zeros(1, 2, 8, dtype=torch.long), topk=5)
+    with pytest.raises(InvalidRequestError, match="top_p"):
+        prior.complete(torch.zeros(1, 2, 8, dtype=torch.long), top_p=2.0)
+
+
 def test_guidance_on_an_unconditional_prior_is_refused(unconditional, monkeypatch):
     assert unconditional.generate(2, seed=0, output_type="ids").shape == (2, 8, 8)
     monkeypatch.setattr(unconditional.model, "generate", lambda *a, **k: pytest.fail("sampling started"))
-    with pytest.raises(ConfigError, match="unconditional"):
+    with pytest.raises(InvalidRequestError, match="unconditional"):
         unconditional.generate(2, guidance_scale=3.0)
-    with pytest.raises(ConfigError, match="unconditional"):
+    with pytest.raises(InvalidRequestError, match="unconditional"):
         unconditional.generate(2, class_labels=0)
 
 
