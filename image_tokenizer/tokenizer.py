@@ -19,6 +19,7 @@ from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json
 from .hub import HubMixin
 from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
 from .inputs import as_id_tensor
+from .tensor_images import as_pixel_batch, pixel_batch_to_input
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
 from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
@@ -29,7 +30,8 @@ WEIGHTS_NAME = "model.safetensors"
 CODEBOOK_NAME = "codebook.safetensors"
 CODEBOOK_TENSOR = "codebook"
 SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
-DEFAULT_MICRO_BATCH = 8
+CPU_MICRO_BATCH = 8  # images per encoder call on CPU: the model dominates there, and small batches keep memory low
+ACCELERATOR_MICRO_BATCH_PIXELS = 2**20  # on a GPU: 256 images of 64x64 (16 of 256x256) per call keep it busy
 AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "code_revision", "use_fast", "subfolder"}
 MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
@@ -40,7 +42,8 @@ class ImageTokenizer(HubMixin):
     Ids 0..K-1 are codebook indices in row-major order; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
     follow at K, K+1, ... . The encoder always runs on fixed-size micro-batches (zero-padded), so an image
     gets the same ids whatever batch it arrives in: measured on CPU, batch sizes 1, 3 and 7 give encoder
-    outputs that differ from batch 8 in the 6th digit, which can flip a near-tie between two codes.
+    outputs that differ from batch 8 in the 6th digit, which can flip a near-tie between two codes. The
+    micro-batch is fixed per device (see micro_batch_for); ids on another device or dtype may differ on near-ties.
     """
 
     hub_files = tuple(SAVED_FILES)
@@ -52,7 +55,7 @@ class ImageTokenizer(HubMixin):
         model: VQModel | None = None,
         vocab: ImageVocab | None = None,
         card_info: dict[str, Any] | None = None,
-        micro_batch_size: int = DEFAULT_MICRO_BATCH,
+        micro_batch_size: int | None = None,
     ):
         self.config = config or ImageTokenizerConfig()
         self.model = (model or VQModel(self.config)).eval()
@@ -62,10 +65,11 @@ class ImageTokenizer(HubMixin):
                 f"vocabulary has {self.vocab.codebook_size} image tokens but the config's codebook has "
                 f"{self.config.quantizer.codebook_size}"
             )
-        if micro_batch_size < 1:
-            raise ValueError(f"micro_batch_size must be positive, got {micro_batch_size}")
+        if micro_batch_size is not None and (not isinstance(micro_batch_size, int) or micro_batch_size < 1):
+            raise InvalidRequestError(f"micro_batch_size must be a positive integer or None (per device), got {micro_batch_size!r}")
         self.card_info = dict(card_info or {})
-        self.micro_batch_size = micro_batch_size
+        self.micro_batch_size = micro_batch_size  # None: chosen per device by micro_batch_for
+        self._compiled: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}  # filled by compile()
 
     # ----- vocabulary, as on a text tokenizer -----
     @property
@@ -147,7 +151,10 @@ class ImageTokenizer(HubMixin):
             device, dtype = None, device
         dtype = _model_dtype(dtype)
         if device is not None:
+            device = check_device(device)
             self.model.to(device)
+            if device.type != "cpu":  # cuDNN's fastest convolutions read channels_last weights and inputs
+                self.model.to(memory_format=torch.channels_last)
         if dtype is not None:
             if dtype == torch.float16 and self.device.type == "cpu":
                 raise InvalidRequestError("float16 convolutions are slow or missing on CPU; use torch.bfloat16 there, or move to a GPU first")
@@ -155,6 +162,30 @@ class ImageTokenizer(HubMixin):
                 if part is not None:
                     part.to(dtype)
         return self
+
+    def micro_batch_for(self, height: int, width: int) -> int:
+        """Images per model call for inputs of this size: micro_batch_size if set, else 8 on CPU and a
+        2**20-pixel budget on a GPU (256 at 64x64). Fixed per device and size, so ids never depend on how a
+        caller batches."""
+        if self.micro_batch_size is not None:
+            return self.micro_batch_size
+        if self.device.type == "cpu":
+            return CPU_MICRO_BATCH
+        return max(1, ACCELERATOR_MICRO_BATCH_PIXELS // (height * width))
+
+    def compile(self, **compile_kwargs: Any) -> ImageTokenizer:
+        """Run encoding and decoding through `torch.compile` (keywords go to it, e.g. mode="max-autotune").
+        Micro-batches are padded to a fixed size, decoding's too, so each image size compiles once."""
+        self._compiled = {name: torch.compile(getattr(self.model, name), dynamic=False, **compile_kwargs)
+                          for name in ("encode_ids", "decode_ids")}
+        return self
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self._compiled)
+
+    def _model_fn(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self._compiled.get(name) or getattr(self.model, name)
 
     # ----- preprocessing -----
     def preprocess(
@@ -196,9 +227,9 @@ class ImageTokenizer(HubMixin):
     def _run_micro_batches(
         self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, pad: bool = True
     ) -> torch.Tensor:
-        """Apply fn on micro-batches of micro_batch_size. With pad, the last one is zero-padded to full size:
+        """Apply fn on micro-batches (micro_batch_for). With pad, the last one is zero-padded to full size:
         CPU and GPU kernels change algorithm with the batch size, and ids must not change with it."""
-        size = self.micro_batch_size
+        size = self.micro_batch_for(inputs.shape[-2], inputs.shape[-1])
         outputs = []
         for start in range(0, inputs.shape[0], size):
             chunk = inputs[start : start + size]
@@ -221,8 +252,14 @@ class ImageTokenizer(HubMixin):
         """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch.
 
         With native_size=True, images whose sides are multiples of the downsampling factor are encoded
-        without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors.
+        without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
+        tensors of pixels go to the device as one batch without PIL (tensor_images.py).
         """
+        batch = self._pixel_batch(images, native_size, max_native_pixels)
+        if batch is not None:
+            pixels, is_batch = batch
+            ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
+            return ids if is_batch else ids[0]
         tensors, is_batch = self.preprocess(images, native_size=native_size, max_native_pixels=max_native_pixels)
         results: list[torch.Tensor | None] = [None] * len(tensors)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -230,7 +267,7 @@ class ImageTokenizer(HubMixin):
             groups.setdefault(tuple(tensor.shape), []).append(index)
         for indices in groups.values():
             pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
-            ids = self._run_micro_batches(self.model.encode_ids, pixels).cpu()
+            ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
             for i, grid in zip(indices, ids):
                 results[i] = grid
         if not is_batch:
@@ -250,7 +287,22 @@ class ImageTokenizer(HubMixin):
         if pixels.shape[0] == 0:
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
             return torch.empty((0, h, w), dtype=torch.long)
-        return self._run_micro_batches(self.model.encode_ids, pixels.float().to(self.device)).cpu()
+        return self._run_micro_batches(self._model_fn("encode_ids"), pixels.float().to(self.device)).cpu()
+
+    def _pixel_batch(self, images: Any, native_size: bool, max_native_pixels: int) -> tuple[torch.Tensor, bool] | None:
+        """Arrays and tensors of pixels -> normalised model input on the device, or None for the PIL path."""
+        batch = as_pixel_batch(images, self.device)
+        if batch is None:
+            return None
+        pixels, is_batch = batch
+        height, width = pixels.shape[2], pixels.shape[3]
+        if native_size and height * width > max_native_pixels:
+            raise InvalidImageError(
+                f"images are {width}x{height} = {height * width:,} pixels, over the native-size budget of {max_native_pixels:,} "
+                "(the model's activations grow with the image); resize them, or raise max_native_pixels= (--max-native-pixels)"
+            )
+        model_input = pixel_batch_to_input(pixels, self.config, native_size)
+        return None if model_input is None else (model_input, is_batch)
 
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
@@ -290,8 +342,9 @@ class ImageTokenizer(HubMixin):
         if grids.shape[0] == 0:
             h, w = grids.shape[1] * self.config.downsample_factor, grids.shape[2] * self.config.downsample_factor
             return postprocess(torch.empty((0, 3, h, w)), self.config.preprocessing, output_type)
-        # Decoding needs no padding: pixel values may differ in the last float bit across batch sizes, ids cannot.
-        pixels = self._run_micro_batches(self.model.decode_ids, grids.to(self.device), pad=False)
+        # Decoding needs no padding (pixel values may differ in the last float bit across batch sizes, ids
+        # cannot), except compiled, where a fixed shape means one compilation.
+        pixels = self._run_micro_batches(self._model_fn("decode_ids"), grids.to(self.device), pad=self.compiled)
         return postprocess(pixels, self.config.preprocessing, output_type)
 
     def _ids_to_grids(
@@ -404,7 +457,7 @@ class ImageTokenizer(HubMixin):
         cls,
         directory: Path,
         device: str | torch.device | None = None,
-        micro_batch_size: int = DEFAULT_MICRO_BATCH,
+        micro_batch_size: int | None = None,
         dtype: torch.dtype | str | None = None,
         torch_dtype: torch.dtype | str | None = None,
         **auto_kwargs: Any,
@@ -441,6 +494,25 @@ class ImageTokenizer(HubMixin):
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
             f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A device this machine has, or InvalidRequestError naming what is wrong (instead of an assertion deep in torch)."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InvalidRequestError(f"unknown device {device!r} ({error}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidRequestError(f"device {str(device)!r} asked for, but this machine has no CUDA GPU (torch {torch.__version__}); use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise InvalidRequestError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s): cuda:0..cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidRequestError("device 'mps' asked for, but MPS is not available here; use 'cpu'")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InvalidRequestError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return device
 
 
 def _model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

@@ -43,8 +43,10 @@ def test_every_micro_batch_reaches_the_model_in_channels_last(tokenizer, images,
         return encode_ids(pixels)
 
     monkeypatch.setattr(tokenizer.model, "encode_ids", record)
-    tokenizer.encode(images[: tokenizer.micro_batch_size + 1])  # one full micro-batch, one padded
-    assert layouts == [(tokenizer.micro_batch_size, True)] * 2
+    size = tokenizer.micro_batch_for(*tokenizer.grid_size)
+    assert size == 8  # on CPU
+    tokenizer.encode(images[: size + 1])  # one full micro-batch, one padded
+    assert layouts == [(size, True)] * 2
 
 
 def test_decode_output_types(tokenizer, images):
