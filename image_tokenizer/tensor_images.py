@@ -97,12 +97,12 @@ def pixel_batch_to_input(
     if native_size:
         if width % factor or height % factor or width < factor or height < factor:
             raise InvalidImageError(
-                f"images are {width}x{height}; native_size=True needs both sides to be positive multiples of the "
+                f"image 0 is {width}x{height}; native_size=True needs both sides to be positive multiples of the "
                 f"downsampling factor {factor}"
             )
     elif min(width, height) < min_side:
         raise InvalidImageError(
-            f"images are {width}x{height}, too small for the {min_side}x{min_side} token grid of this tokenizer: "
+            f"image 0 is {width}x{height}, too small for the {min_side}x{min_side} token grid of this tokenizer: "
             f"each side needs at least {min_side} pixels ({side} is the trained resolution)"
         )
     elif (height, width) != (side, side):
@@ -119,7 +119,7 @@ def _resize_and_crop(pixels: torch.Tensor, config: ImageTokenizerConfig) -> torc
     height, width = pixels.shape[2], pixels.shape[3]
     side, mode = config.resolution, config.preprocessing.resize_mode
     if mode == "none":
-        raise InvalidImageError(f"images are {width}x{height} but this tokenizer (resize_mode='none') needs exactly {side}x{side}")
+        raise InvalidImageError(f"image 0 is {width}x{height} but this tokenizer (resize_mode='none') needs exactly {side}x{side}")
     if mode in ("resize", "resize_center_crop"):
         if config.preprocessing.resample not in _FILTERS:
             return None
@@ -131,7 +131,7 @@ def _resize_and_crop(pixels: torch.Tensor, config: ImageTokenizerConfig) -> torc
         pixels = pil_resize(pixels, (height, width), config.preprocessing.resample)
     elif width < side or height < side:
         raise InvalidImageError(
-            f"images are {width}x{height}, smaller than the {side}x{side} crop of this tokenizer (resize_mode='center_crop')"
+            f"image 0 is {width}x{height}, smaller than the {side}x{side} crop of this tokenizer (resize_mode='center_crop')"
         )
     left, top = (width - side) // 2, (height - side) // 2
     return pixels[:, :, top : top + side, left : left + side]

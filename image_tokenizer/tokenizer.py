@@ -298,7 +298,7 @@ class ImageTokenizer(HubMixin):
         height, width = pixels.shape[2], pixels.shape[3]
         if native_size and height * width > max_native_pixels:
             raise InvalidImageError(
-                f"images are {width}x{height} = {height * width:,} pixels, over the native-size budget of {max_native_pixels:,} "
+                f"image 0 is {width}x{height} = {height * width:,} pixels, over the native-size budget of {max_native_pixels:,} "
                 "(the model's activations grow with the image); resize them, or raise max_native_pixels= (--max-native-pixels)"
             )
         model_input = pixel_batch_to_input(pixels, self.config, native_size)
