@@ -252,7 +252,7 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     tokens, report = pretokenize(
         dataset, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
-        device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True,
+        device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True, num_workers=args.num_workers,
     )
     elapsed = time.perf_counter() - start
     info = {
@@ -554,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0, help="shapes: seed")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--num-proc", type=positive_int, default=None)
+    p.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="decode in this many DataLoader workers and encode large batches here (default on a GPU: up to 8)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")

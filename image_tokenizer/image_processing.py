@@ -6,6 +6,7 @@ channels-first ([C, H, W], [B, C, H, W]). uint8 values are 0..255, float values 
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .config import PreprocessingConfig
+from .config import ImageTokenizerConfig, PreprocessingConfig
 from .errors import ImageLoadError, InvalidImageError
 
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's warning level: larger images are refused by default
@@ -68,6 +69,23 @@ def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int 
         raise ImageLoadError(f"{name}: not an image file (PIL cannot identify its format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
+
+
+def decode_cell(cell: Any) -> Image.Image:
+    """An undecoded datasets Image cell ({'bytes', 'path'}), a PIL image, or a path -> PIL image."""
+    if cell is None:
+        raise ValueError("image is missing (None)")
+    if isinstance(cell, Image.Image):
+        return cell
+    if isinstance(cell, dict):
+        if cell.get("bytes"):
+            return open_image(io.BytesIO(cell["bytes"]), cell.get("path") or "image bytes")
+        if cell.get("path"):
+            return load_image(cell["path"])
+        raise ValueError("image cell has neither bytes nor path")
+    if isinstance(cell, str):
+        return load_image(cell)
+    raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
 
 
 def to_rgb(image: Image.Image, background: Sequence[int] = (0, 0, 0)) -> Image.Image:
@@ -213,6 +231,39 @@ def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingCo
         )
     left, top = (width - resolution) // 2, (height - resolution) // 2
     return image.crop((left, top, left + resolution, top + resolution))
+
+
+def prepare_image(
+    image: Image.Image, config: ImageTokenizerConfig, index: int = 0, native_size: bool = False,
+    max_native_pixels: int | None = None,
+) -> torch.Tensor:
+    """One PIL image -> the uint8 [3, H, W] pixels the model gets (before normalize): size checks, the config's
+    resize policy (or the native size), 8-bit RGB. Needs only the config, so DataLoader workers can run it."""
+    if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
+        image = image.convert("LA")
+    width, height = image.size
+    side, factor, min_side = config.resolution, config.downsample_factor, config.grid_size[0]
+    if native_size:
+        if max_native_pixels is not None and width * height > max_native_pixels:
+            raise InvalidImageError(
+                f"image {index} is {width}x{height} = {width * height:,} pixels, over the native-size budget of "
+                f"{max_native_pixels:,} (the model's activations grow with the image); resize it, or raise "
+                "max_native_pixels= (--max-native-pixels) if the memory is there"
+            )
+        if width % factor or height % factor or width < factor or height < factor:
+            raise InvalidImageError(
+                f"image {index} is {width}x{height}; native_size=True needs both sides to be positive "
+                f"multiples of the downsampling factor {factor}"
+            )
+    elif min(width, height) < min_side:
+        raise InvalidImageError(
+            f"image {index} is {width}x{height}, too small for the {min_side}x{min_side} token grid of this "
+            f"tokenizer: each side needs at least {min_side} pixels ({side} is the trained resolution)"
+        )
+    else:
+        image = resize_and_crop(image, side, config.preprocessing, index)
+    rgb = to_rgb(image, config.preprocessing.alpha_background)
+    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 def normalize(pixels: torch.Tensor, config: PreprocessingConfig) -> torch.Tensor:

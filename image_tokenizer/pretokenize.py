@@ -9,7 +9,6 @@ never reuses stale results.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from PIL import Image
 
 from .errors import ImageTokenizerError, PretokenizeError
 from .fileio import atomic_write_text
-from .image_processing import load_image, open_image
+from .image_processing import decode_cell
 
 ERROR_COLUMN = "__pretokenize_error"
 SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
@@ -47,23 +46,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def _decode_cell(cell: Any) -> Image.Image:
-    """An undecoded datasets Image cell ({'bytes', 'path'}), a PIL image, or a path -> PIL image."""
-    if cell is None:
-        raise ValueError("image is missing (None)")
-    if isinstance(cell, Image.Image):
-        return cell
-    if isinstance(cell, dict):
-        if cell.get("bytes"):
-            return open_image(io.BytesIO(cell["bytes"]), cell.get("path") or "image bytes")
-        if cell.get("path"):
-            return load_image(cell["path"])
-        raise ValueError("image cell has neither bytes nor path")
-    if isinstance(cell, str):
-        return load_image(cell)
-    raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
-
-
 class _Tokenize:
     """The batched map function (a class, so datasets can pickle it into worker processes)."""
 
@@ -85,47 +67,73 @@ class _Tokenize:
         images, good, errors = [], [], {}
         for row, (index, cell) in enumerate(zip(indices, batch[self.image_column])):
             try:
-                images.append(_decode_cell(cell))
+                images.append(decode_cell(cell))
                 good.append(row)
             except Exception as error:  # PIL raises many types for bad bytes
-                message = f"row {index}: cannot decode image ({type(error).__name__}: {error})"
-                if not self.skip_bad:
-                    raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
-                errors[row] = message
-        grids: list[np.ndarray] = []
+                errors[row] = _row_error(index, error, self.skip_bad)
+        grids, flipped = {}, {}
         if images:
-            encoded = self.tokenizer.encode(images)
-            grids = [g.numpy() for g in encoded]  # a stacked tensor or, for mixed sizes, a list
-        out: dict[str, list] = {key: [] for key in batch if key != self.image_column}
-        out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if self.flip else {}), **{ERROR_COLUMN: []})
-        tracked = SOURCE_INDEX not in batch  # the input row each output row came from (streaming adds it earlier)
-        if tracked:
-            out[SOURCE_INDEX] = []
-        by_row = dict(zip(good, grids))
-        flipped_grids = {}
-        if self.flip and images:
-            mirrored = self.tokenizer.encode([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images])
-            flipped_grids = dict(zip(good, [g.numpy() for g in mirrored]))
-        for row in range(len(indices)):
-            variants = [(by_row.get(row), False)] + ([(flipped_grids.get(row), True)] if self.flip else [])
-            for grid, is_flipped in variants:
-                for key in batch:
-                    if key != self.image_column:
-                        out[key].append(batch[key][row])
-                if grid is None:
-                    out["input_ids"].append(np.zeros(0, dtype=self.dtype))
-                    out["grid_h"].append(0)
-                    out["grid_w"].append(0)
-                else:
-                    out["input_ids"].append(grid.reshape(-1).astype(self.dtype))
-                    out["grid_h"].append(grid.shape[0])
-                    out["grid_w"].append(grid.shape[1])
-                if self.flip:
-                    out["flipped"].append(is_flipped)
-                if tracked:
-                    out[SOURCE_INDEX].append(indices[row])
-                out[ERROR_COLUMN].append(errors.get(row, ""))
-        return out
+            grids = dict(zip(good, [g.numpy() for g in self.tokenizer.encode(images)]))  # stacked, or a list for mixed sizes
+            if self.flip:
+                mirrored = self.tokenizer.encode([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images])
+                flipped = dict(zip(good, [g.numpy() for g in mirrored]))
+        return assemble_rows(batch, indices, self.image_column, grids, flipped if self.flip else None, errors, self.dtype)
+
+
+class _AttachIds:
+    """The map function of the DataLoader path: rows get the ids encoded beforehand (batch_loading.encode_rows)."""
+
+    def __init__(self, ids: np.ndarray, mirrored: np.ndarray | None, errors: dict[int, str], grid: tuple[int, int],
+                 image_column: str, dtype: str):
+        self.ids, self.mirrored, self.errors, self.grid = ids, mirrored, errors, grid
+        self.image_column, self.dtype = image_column, dtype
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        good = {row: index for row, index in enumerate(indices) if index not in self.errors}
+        grids = {row: self.ids[index].reshape(self.grid) for row, index in good.items()}
+        flipped = None if self.mirrored is None else {row: self.mirrored[index].reshape(self.grid) for row, index in good.items()}
+        errors = {row: self.errors[index] for row, index in enumerate(indices) if index in self.errors}
+        return assemble_rows(batch, indices, self.image_column, grids, flipped, errors, self.dtype)
+
+
+def _row_error(index: int, error: Exception, skip_bad: bool) -> str:
+    message = f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+    if not skip_bad:
+        raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
+    return message
+
+
+def assemble_rows(
+    batch: dict[str, list], indices: list[int], image_column: str, grids: dict[int, np.ndarray],
+    flipped: dict[int, np.ndarray] | None, errors: dict[int, str], dtype: str,
+) -> dict[str, list]:
+    """Output rows for a batch of input rows: the ids of each (and its mirror after it when flipped is not
+    None), the passthrough columns, and the error of a row that could not be decoded (filtered out later)."""
+    out: dict[str, list] = {key: [] for key in batch if key != image_column}
+    out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if flipped is not None else {}), **{ERROR_COLUMN: []})
+    tracked = SOURCE_INDEX not in batch  # the input row each output row came from (streaming adds it earlier)
+    if tracked:
+        out[SOURCE_INDEX] = []
+    for row in range(len(indices)):
+        variants = [(grids.get(row), False)] + ([(flipped.get(row), True)] if flipped is not None else [])
+        for grid, is_flipped in variants:
+            for key in batch:
+                if key != image_column:
+                    out[key].append(batch[key][row])
+            if grid is None:
+                out["input_ids"].append(np.zeros(0, dtype=dtype))
+                out["grid_h"].append(0)
+                out["grid_w"].append(0)
+            else:
+                out["input_ids"].append(grid.reshape(-1).astype(dtype))
+                out["grid_h"].append(grid.shape[0])
+                out["grid_w"].append(grid.shape[1])
+            if flipped is not None:
+                out["flipped"].append(is_flipped)
+            if tracked:
+                out[SOURCE_INDEX].append(indices[row])
+            out[ERROR_COLUMN].append(errors.get(row, ""))
+    return out
 
 
 def pretokenize(
@@ -139,12 +147,16 @@ def pretokenize(
     skip_bad: bool = False,
     return_report: bool = False,
     load_from_cache_file: bool = True,
+    num_workers: int | None = None,
 ) -> Any:
     """Tokenize every image of a `datasets.Dataset`; returns the token dataset (and a skip report if asked).
 
-    num_proc > 1 runs several CPU processes; device="cuda" with num_proc = number of GPUs puts each process
-    on its own GPU (through with_rank). Undecodable or missing images stop the run with the row named,
-    unless skip_bad=True, which drops them and lists them in the report.
+    num_proc > 1 runs several CPU processes, each decoding and encoding its rows. num_workers (the default on
+    a GPU: up to 8) decodes in that many DataLoader workers instead, and this process encodes large uint8
+    batches on its device (batch_loading.py); the ids are the same. Several GPUs: one process per GPU, each
+    on its part (--streaming --num-nodes/--node-rank), or num_proc = number of GPUs with device="cuda".
+    Undecodable or missing images stop the run with the row named, unless skip_bad=True, which drops them
+    and lists them in the report.
     """
     import datasets
 
@@ -165,7 +177,18 @@ def pretokenize(
             ERROR_COLUMN: datasets.Value("string"),
         }
     )
-    function = _Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
+    if num_workers is None and device is not None and device.startswith("cuda") and (num_proc or 1) == 1:
+        num_workers = min(8, os.cpu_count() or 1)
+    if num_workers is not None:
+        from .batch_loading import encode_rows
+
+        if device is not None:
+            tokenizer.to(device)
+        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers)
+        function: Any = _AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
+        num_proc, device = None, None
+    else:
+        function = _Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
     fingerprint = hashlib.sha256(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]

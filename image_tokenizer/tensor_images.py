@@ -147,7 +147,7 @@ def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: str) -> to
         out = _fixed_point_round(out.double() @ weights.T)
     if pixels.shape[2] != size[0]:
         weights = _pil_weights(pixels.shape[2], size[0], resample, str(pixels.device))
-        out = _fixed_point_round((weights @ out.double()))
+        out = _fixed_point_round(weights @ out.double())
     return out
 
 

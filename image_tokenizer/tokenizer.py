@@ -17,12 +17,12 @@ from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import HubMixin
-from .image_processing import pil_to_tensor, postprocess, resize_and_crop, to_pil_list, to_rgb
+from .image_processing import normalize, postprocess, prepare_image, to_pil_list
 from .inputs import as_id_tensor
-from .tensor_images import as_pixel_batch, pixel_batch_to_input
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
 from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
+from .tensor_images import as_pixel_batch, pixel_batch_to_input
 from .text_vocab import ImageTextMapping
 from .vocab import VOCAB_NAME, ImageVocab
 
@@ -193,35 +193,9 @@ class ImageTokenizer(HubMixin):
     ) -> tuple[list[torch.Tensor], bool]:
         """Images in any accepted form -> list of normalised [3, H, W] tensors, and whether the input was a batch."""
         pils, is_batch = to_pil_list(images)
-        side = self.config.resolution
-        factor = self.config.downsample_factor
-        min_side = self.config.grid_size[0]
-        tensors = []
-        for index, image in enumerate(pils):
-            if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
-                image = image.convert("LA")
-            width, height = image.size
-            if native_size:
-                if width * height > max_native_pixels:
-                    raise InvalidImageError(
-                        f"image {index} is {width}x{height} = {width * height:,} pixels, over the native-size budget of "
-                        f"{max_native_pixels:,} (the model's activations grow with the image); resize it, or raise "
-                        "max_native_pixels= (--max-native-pixels) if the memory is there"
-                    )
-                if width % factor or height % factor or width < factor or height < factor:
-                    raise InvalidImageError(
-                        f"image {index} is {width}x{height}; native_size=True needs both sides to be positive "
-                        f"multiples of the downsampling factor {factor}"
-                    )
-            elif min(width, height) < min_side:
-                raise InvalidImageError(
-                    f"image {index} is {width}x{height}, too small for the {min_side}x{min_side} token grid of this "
-                    f"tokenizer: each side needs at least {min_side} pixels ({side} is the trained resolution)"
-                )
-            else:
-                image = resize_and_crop(image, side, self.config.preprocessing, index)
-            rgb = to_rgb(image, self.config.preprocessing.alpha_background)
-            tensors.append(pil_to_tensor(rgb, self.config.preprocessing))
+        config = self.config
+        tensors = [normalize(prepare_image(image, config, index, native_size, max_native_pixels), config.preprocessing)
+                   for index, image in enumerate(pils)]
         return tensors, is_batch
 
     def _run_micro_batches(

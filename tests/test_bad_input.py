@@ -258,7 +258,7 @@ def declared_png(width: int, height: int, mode_bytes: bytes = b"\x08\x00") -> by
     (10000, 9500, "declares 10000x9500 = 95,000,000 pixels, over the pixel budget of 89,478,485"),  # PIL only warns
 ])
 def test_decompression_bombs_are_refused_before_decoding(tmp_path, tokenizer, width, height, message):
-    from image_tokenizer.pretokenize import _decode_cell
+    from image_tokenizer.image_processing import decode_cell
 
     path = tmp_path / "bomb.png"
     path.write_bytes(declared_png(width, height))
@@ -267,7 +267,7 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path, tokenizer, wi
     with pytest.raises(ImageLoadError, match=message):
         tokenizer.encode(str(path), native_size=True)
     with pytest.raises(ImageLoadError, match=message):
-        _decode_cell({"bytes": path.read_bytes(), "path": None})  # pre-tokenization's decoder is the same guard
+        decode_cell({"bytes": path.read_bytes(), "path": None})  # pre-tokenization's decoder is the same guard
 
 
 def test_cli_reports_a_bomb_in_one_line(tmp_path, tokenizer, capsys):

@@ -98,6 +98,25 @@ def test_several_processes_give_the_same_ids(tokenizer, image_dataset):
     assert single["input_ids"] == multi["input_ids"]
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_dataloader_workers_give_the_same_rows(tokenizer, image_dataset, images, num_workers):
+    """The accelerator path (decoding in DataLoader workers, uint8 batches to the device) writes the same
+    dataset as the one-process path: ids, mirrors, passthrough columns, order."""
+    single = pretokenize(image_dataset, tokenizer, flip=True, load_from_cache_file=False)
+    loaded = pretokenize(image_dataset, tokenizer, flip=True, batch_size=4, num_workers=num_workers, load_from_cache_file=False)
+    assert loaded.column_names == single.column_names
+    assert loaded.to_dict() == single.to_dict()
+
+
+def test_dataloader_workers_skip_and_stop_on_bad_rows_alike(tokenizer, images):
+    out, report = pretokenize(_with_bad_rows(images), tokenizer, skip_bad=True, return_report=True, num_workers=2,
+                              load_from_cache_file=False)
+    assert out["label"] == [0, 2] and report["skipped"] == 2
+    assert report["errors"][0].startswith("row 1:") and "missing" in report["errors"][1]
+    with pytest.raises(PretokenizeError, match=r"row 1: cannot decode image .*skip_bad=True"):
+        pretokenize(_with_bad_rows(images), tokenizer, num_workers=0, load_from_cache_file=False)
+
+
 def test_cli_writes_atomically_refuses_other_data_and_reports_skips(tmp_path, tokenizer, capsys):
     import json
 
