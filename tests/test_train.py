@@ -212,3 +212,58 @@ def test_own_images_hold_out_a_fraction_and_the_card_says_what_was_held_out(tmp_
     assert "3 images, image folder" in ImageTokenizer.from_pretrained(tmp_path / "b" / "run" / "final").card_info["training"]["held-out set"]
     with pytest.raises(TrainingError, match="eval_fraction splits your own data"):
         train(tiny(tmp_path / "c", eval_fraction=0.1))  # shapes have their own held-out seed
+
+
+def _count_device_reads(monkeypatch) -> dict[str, int]:
+    """Counts our code's calls of the Tensor methods that make a GPU wait for the host: item, tolist, float(),
+    bool(). (torch's Adam reads its step counter with item(), but that tensor lives on the CPU by design.)"""
+    import sys
+
+    reads = {"n": 0}
+    ours = ("/image_tokenizer/", "/training/")
+    for name in ("item", "tolist", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            reads["n"] += any(part in caller for part in ours)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def test_training_steps_do_not_read_the_device_back(tmp_path, monkeypatch):
+    """Losses, usage, gradient norms, dead-code restarts and the non-finite check stay on the device between
+    log steps: six steps read back exactly as often as two (the reads are the logging and the final checks)."""
+    counts = []
+    for steps in (2, 6):
+        reads = _count_device_reads(monkeypatch)
+        train(tiny(tmp_path / str(steps), steps=steps, log_every=100, image_every=0, checkpoint_every=100, eval_images=4,
+                   loss={"disc_start": 0, "gan_start": 0}))
+        counts.append(reads["n"])
+        monkeypatch.undo()
+    assert counts[0] == counts[1] > 0
+
+
+def test_loader_workers_prepare_the_same_batches(tmp_path):
+    """Batches prepared ahead of the step by DataLoader workers train bit for bit the same model."""
+    inline = train(tiny(tmp_path / "inline", steps=4, checkpoint_every=100))["model"].state_dict()
+    ahead = train(tiny(tmp_path / "ahead", steps=4, checkpoint_every=100, num_workers=1))["model"].state_dict()
+    for key in inline:
+        assert torch.equal(inline[key], ahead[key]), key
+
+
+def test_channels_last_and_compile_train_the_same_model(tmp_path):
+    """channels_last and torch.compile change only float rounding (the eager backend here; inductor is for
+    GPUs, benchmarks/train_throughput.py)."""
+    plain = train(tiny(tmp_path / "plain", steps=4, log_every=1, checkpoint_every=100))
+    fast = train(tiny(tmp_path / "fast", steps=4, log_every=1, checkpoint_every=100, channels_last=True, compile="eager"))
+    assert fast["model"].encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    logs = [[json.loads(line) for line in (tmp_path / run / "run" / "metrics.jsonl").read_text().splitlines()]
+            for run in ("plain", "fast")]
+    assert [row["step"] for row in logs[1]] == [1, 2, 3, 4]
+    assert logs[0][0]["loss"] == pytest.approx(logs[1][0]["loss"], rel=1e-5)  # the first forward: rounding only
+    for a, b in zip(*logs):  # Adam's first steps and the adaptive GAN weight amplify that rounding a little
+        assert a["loss"] == pytest.approx(b["loss"], rel=5e-3) and a["usage"] == b["usage"]
+    assert plain["metrics"]["psnr_db"] == pytest.approx(fast["metrics"]["psnr_db"], abs=0.01)

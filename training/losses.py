@@ -132,13 +132,15 @@ class VQGANLoss:
 
     def generator_loss(
         self, x: torch.Tensor, x_hat: torch.Tensor, vq_loss: torch.Tensor, step: int, last_layer: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's total loss, and its terms as detached tensors (read them at log steps: reading
+        one waits for the device)."""
         c = self.config
         rec = reconstruction_loss(x.float(), x_hat.float(), c.reconstruction) * c.reconstruction_weight
         if self.perceptual is not None and c.perceptual_weight > 0:
             rec = rec + c.perceptual_weight * self.perceptual(x, x_hat).mean()
         total = rec + vq_loss
-        logs = {"rec_loss": float(rec.detach()), "vq_loss": float(vq_loss.detach())}
+        logs = {"rec_loss": rec.detach(), "vq_loss": vq_loss.detach()}
         if self.gan_active(step):
             self.critic.requires_grad_(False)
             try:
@@ -147,17 +149,17 @@ class VQGANLoss:
                 self.critic.requires_grad_(True)
             weight = adaptive_gan_weight(rec, gan, last_layer, c.adaptive_delta, c.adaptive_max) * c.gan_weight
             total = total + weight * gan
-            logs.update(gan_loss=float(gan.detach()), gan_lambda=float(weight))
+            logs.update(gan_loss=gan.detach(), gan_lambda=weight)
         return total, logs
 
-    def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One forward over real and fake together: a DDP-wrapped critic must see one forward per backward.
         logits = self.discriminator(torch.cat([x.detach(), x_hat.detach()]))
         logits_real, logits_fake = logits.chunk(2)
         loss_fn = hinge_d_loss if self.config.gan == "hinge" else vanilla_d_loss
         loss = loss_fn(logits_real, logits_fake)
         return loss, {
-            "disc_loss": float(loss.detach()),
-            "logits_real": float(logits_real.detach().mean()),
-            "logits_fake": float(logits_fake.detach().mean()),
+            "disc_loss": loss.detach(),
+            "logits_real": logits_real.detach().mean(),
+            "logits_fake": logits_fake.detach().mean(),
         }

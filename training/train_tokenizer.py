@@ -82,7 +82,9 @@ class TrainConfig:
     image_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers preparing the next batches ahead of the step (0: in this process)
+    channels_last: bool = False  # model and images in channels_last (faster convolutions on GPUs)
+    compile: str = ""  # a torch.compile backend for the model ("inductor"; "" = off)
     progress: bool = True
 
     def validate(self) -> None:
@@ -107,6 +109,28 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     config.betas = tuple(config.betas)
     config.validate()
     return config, resume
+
+
+class LossHealth:
+    """Non-finite losses, noticed without reading the device back every step: the first bad step and its
+    value stay on the device, and check() (at log steps and before every save) raises. A bad update thus
+    never reaches a checkpoint, and the GPU never waits for the host."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, torch.Tensor] = {}
+
+    def watch(self, name: str, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        record = self.records.setdefault(name, torch.full((2,), -1.0, device=loss.device))
+        fresh = ~torch.isfinite(loss) & (record[0] < 0)
+        record.copy_(torch.where(fresh, torch.stack([torch.full_like(loss, step), loss]), record))
+
+    def check(self, out: Path) -> None:
+        for name, record in self.records.items():
+            step, value = record.tolist()
+            if step >= 0:
+                raise TrainingError(f"non-finite {name} loss ({value}) at step {int(step)}; "
+                                    f"lower lr or resume from the last checkpoint in {out / 'checkpoints'}")
 
 
 def lr_lambda(config: TrainConfig):
@@ -171,6 +195,10 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         load_initial_weights(model, config.init_from)
     use_gan = loss_config.gan_weight > 0
     disc = PatchDiscriminator(ch=config.disc_ch, num_layers=config.disc_layers) if use_gan else None
+    if config.channels_last:  # before the optimizers see the parameters
+        for module in (model, disc):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
     opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))
     models, optimizers, schedulers = {"model": model}, {"g": opt_g}, {"g": sched_g}
@@ -202,7 +230,11 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
 
     batches = StepBatches(source, config.batch_size, config.seed, start_step, end_step,
                           accelerator.process_index, accelerator.num_processes, config.strict_data)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers,
+                                         pin_memory=accelerator.device.type == "cuda",
+                                         prefetch_factor=4 if config.num_workers else None,
+                                         generator=torch.Generator().manual_seed(config.seed))  # workers leave the global RNG alone
+    forward = torch.compile(model_p, backend=config.compile) if config.compile else model_p
 
     if config.kmeans_init and start_step == 0 and not config.init_from:
         first = [to_model_input(batches[i][0], preprocessing).to(accelerator.device)
@@ -216,29 +248,26 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (config.progress and accelerator.is_main_process))
     step, skipped_total, tick, seen = start_step, 0, time.perf_counter(), 0
+    health = LossHealth()
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model_p.train()
     for images, skipped in loader:
         skipped_total += skipped
-        x = to_model_input(images, preprocessing).to(accelerator.device)
+        x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
         with accelerator.autocast():
-            output = model_p(x)
+            output = forward(x)
             g_loss, logs = loss_fn.generator_loss(x, output.reconstruction, output.quantizer.loss, step, model.decoder.last_layer)
-        if not torch.isfinite(g_loss):
-            raise TrainingError(
-                f"non-finite generator loss ({float(g_loss.detach())}) at step {step} (rec {logs['rec_loss']}, vq {logs['vq_loss']}); "
-                f"lower lr or resume from the last checkpoint in {out / 'checkpoints'}"
-            )
+        health.watch("generator", g_loss, step)
         opt_g_p.zero_grad(set_to_none=True)
         accelerator.backward(g_loss)
         if config.grad_clip > 0:
-            logs["grad_norm"] = float(accelerator.clip_grad_norm_(model_p.parameters(), config.grad_clip))
+            logs["grad_norm"] = accelerator.clip_grad_norm_(model_p.parameters(), config.grad_clip)
         opt_g_p.step()
         sched_g.step()
         if disc_p is not None and loss_fn.disc_active(step):
             with accelerator.autocast():
                 d_loss, d_logs = loss_fn.discriminator_loss(x, output.reconstruction)
-            if not torch.isfinite(d_loss):
-                raise TrainingError(f"non-finite discriminator loss ({float(d_loss)}) at step {step}")
+            health.watch("discriminator", d_loss, step)
             opt_d_p.zero_grad(set_to_none=True)
             accelerator.backward(d_loss)
             if config.grad_clip > 0:
@@ -247,20 +276,25 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
             logs.update(d_logs)
         step += 1
         seen += x.shape[0] * accelerator.num_processes
-        logs.update(usage=float(output.quantizer.usage), perplexity=float(output.quantizer.perplexity),
-                    lr=sched_g.get_last_lr()[0], skipped_images=skipped_total)
         bar.update(1)
+        checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
+        if step % config.log_every == 0 or step == config.steps or checkpoint_now:
+            health.check(out)  # the one read-back from the device every log_every steps, and before any save
+            logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
+            logs = {name: float(value) for name, value in logs.items()}
+            logs.update(lr=sched_g.get_last_lr()[0], skipped_images=skipped_total)
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - tick
             logs["images_per_s"] = seen / max(elapsed, 1e-9)
             tick, seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{float(g_loss.detach()):.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
             if accelerator.is_main_process:
+                loss = logs.pop("loss")
                 with open(log_path, "a") as handle:
-                    handle.write(json.dumps({"step": step, "loss": float(g_loss.detach()), **logs}) + "\n")
+                    handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
         if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
             _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
-        if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step):
+        if checkpoint_now:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(out / "checkpoints", step, models, optimizers, schedulers,

@@ -115,7 +115,8 @@ class VectorQuantizer(nn.Module):
             else:
                 passed = z_lookup + (chosen - z_lookup).detach()  # straight-through estimator
             quantized = self._from_lookup_space(passed)
-        counts = torch.bincount(ids, minlength=self.codebook_size).float()
+        # index_add_, not bincount: CUDA's bincount reads ids.max() back to size its output, a sync every step.
+        counts = torch.zeros(self.codebook_size, device=ids.device).index_add_(0, ids, torch.ones_like(ids, dtype=torch.float))
         if self.training:
             self._training_updates(z_lookup.detach(), ids, counts)
         quantized = quantized.reshape(b, h, w, c).permute(0, 3, 1, 2).to(z.dtype)
@@ -182,20 +183,19 @@ class VectorQuantizer(nn.Module):
             self._restart_dead_codes(z)
 
     def _restart_dead_codes(self, z: torch.Tensor) -> None:
-        """Replace codes whose running usage fell below the threshold by encoder outputs of this batch."""
-        dead = torch.nonzero(self.usage_count < self.config.dead_code_threshold).squeeze(1)
-        if dead.numel() == 0:
-            return
-        pick = torch.randint(0, z.shape[0], (dead.numel(),), device=z.device)
-        if z.shape[0] >= dead.numel():
-            pick = torch.randperm(z.shape[0], device=z.device)[: dead.numel()]
+        """Replace codes whose running usage fell below the threshold by distinct encoder outputs of this batch.
+        Written with masks, not by listing the dead codes: no value is read back from the device."""
+        dead_codes = self.usage_count < self.config.dead_code_threshold
+        dead = dead_codes.unsqueeze(1)
+        rank_among_dead = (torch.cumsum(dead_codes.long(), 0) - 1).clamp_min(0) % z.shape[0]
+        pick = torch.randperm(z.shape[0], device=z.device)[rank_among_dead]  # distinct while there are enough rows
         replacement = _broadcast_from_rank0(z[pick].float().contiguous())
-        self.codebook.data[dead] = replacement.to(self.codebook.dtype)
+        self.codebook.data.copy_(torch.where(dead, replacement.to(self.codebook.dtype), self.codebook.data))
         if self.config.use_ema:
-            self.ema_cluster_size[dead] = 1.0
-            self.ema_embed_sum[dead] = replacement
+            self.ema_cluster_size.copy_(torch.where(dead[:, 0], 1.0, self.ema_cluster_size))
+            self.ema_embed_sum.copy_(torch.where(dead, replacement, self.ema_embed_sum))
         # A grace period (about 70 steps at decay 0.99) before a restarted code can be declared dead again.
-        self.usage_count[dead] = 2 * self.config.dead_code_threshold
+        self.usage_count.copy_(torch.where(dead[:, 0], 2 * self.config.dead_code_threshold, self.usage_count))
 
 
 def rotate_to(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
