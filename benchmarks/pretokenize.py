@@ -64,7 +64,8 @@ def flops_per_image(tokenizer: ImageTokenizer) -> float:
     """Floating-point operations of encoder + quantizer for one image, counted by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    side, batch = tokenizer.config.resolution, tokenizer.micro_batch_size
+    side = tokenizer.config.resolution
+    batch = tokenizer.micro_batch_for(side, side)
     with FlopCounterMode(display=False) as counter:
         tokenizer.model.encode_ids(torch.randn(batch, 3, side, side, device=tokenizer.device))
     return counter.get_total_flops() / batch
@@ -85,10 +86,12 @@ def matmul_peak_flops(device: str, side: int = 2048) -> float:
     return best
 
 
-def ours(tokenizer: ImageTokenizer, folder: Path, out: Path, batch_size: int, num_proc: int | None, device: str) -> float:
+def ours(tokenizer: ImageTokenizer, folder: Path, out: Path, batch_size: int, num_proc: int | None, device: str,
+         num_workers: int | None) -> float:
     start = time.perf_counter()
     dataset = load_image_dataset(str(folder))
-    tokens = pretokenize(dataset, tokenizer, batch_size=batch_size, num_proc=num_proc, device=device, load_from_cache_file=False)
+    tokens = pretokenize(dataset, tokenizer, batch_size=batch_size, num_proc=num_proc, device=device, load_from_cache_file=False,
+                         num_workers=num_workers)
     tokens.save_to_disk(str(out))
     return time.perf_counter() - start
 
@@ -97,14 +100,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=2000)
     parser.add_argument("--model", default="shapes-64")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: pretokenize's (64; 4 micro-batches on a GPU)")
     parser.add_argument("--num-proc", type=int, default=None, help="default: the CPU cores, or the GPUs with --device cuda")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="DataLoader decoding workers (pretokenize's default: up to 8 on a GPU, none on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; medians are reported")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     if args.num_proc is None:
-        args.num_proc = torch.cuda.device_count() if args.device.startswith("cuda") else os.cpu_count()
+        args.num_proc = 1 if args.device.startswith("cuda") else os.cpu_count()  # one process per GPU
 
     tokenizer = ImageTokenizer.from_pretrained(args.model).to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +122,7 @@ def main() -> None:
                 shutil.rmtree(root / name, ignore_errors=True)
             (root / "naive").mkdir()
             naive_runs.append(naive_loop(tokenizer, files, root / "naive"))
-            ours_runs.append(ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc, args.device))
+            ours_runs.append(ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc, args.device, args.num_workers))
         naive_s, ours_s = statistics.median(naive_runs), statistics.median(ours_runs)
         # Same ids both ways? The naive loop runs batches of one on all threads, ours fixed micro-batches of
         # 8 in num_proc single-thread processes: float differences may flip a near-tie between two codes.
@@ -127,10 +132,11 @@ def main() -> None:
         naive_ids = np.stack([np.load(root / "naive" / f"{path.stem}.npy").reshape(-1) for path in files])
         agreement = float((ours_ids == naive_ids).mean())
         shutil.rmtree(root / "naive")
-    ceiling = {str(batch): model_ceiling(tokenizer, batch) for batch in (1, tokenizer.micro_batch_size)}
+    micro = tokenizer.micro_batch_for(tokenizer.config.resolution, tokenizer.config.resolution)
+    ceiling = {str(batch): model_ceiling(tokenizer, batch, images=max(256, micro)) for batch in (1, micro)}
     flops = flops_per_image(tokenizer)
     peak = matmul_peak_flops(args.device)
-    ceiling_nchw = {str(batch): model_ceiling(tokenizer, batch, channels_last=False) for batch in (1, tokenizer.micro_batch_size)}
+    ceiling_nchw = {str(batch): model_ceiling(tokenizer, batch, images=max(256, micro), channels_last=False) for batch in (1, micro)}
 
     results = {
         "command": " ".join(["python", "benchmarks/pretokenize.py", *sys.argv[1:]]),
@@ -161,7 +167,7 @@ def main() -> None:
         "|---|---|---|",
         f"| naive loop (one image per forward, one .npy per image) | {results['naive_images_per_s']:.1f} | "
         + ", ".join(f"{rate:.0f}" for rate in results["naive_images_per_s_each_run"]) + " |",
-        f"| ours (`pretokenize`, batch {args.batch_size}, num_proc {args.num_proc}) | {results['ours_images_per_s']:.1f} | "
+        f"| ours (`pretokenize`, batch {args.batch_size}, num_proc {args.num_proc}, num_workers {args.num_workers}) | {results['ours_images_per_s']:.1f} | "
         + ", ".join(f"{rate:.0f}" for rate in results["ours_images_per_s_each_run"]) + " |",
         "",
         f"Ratio of the medians: **{results['ratio']:.2f}x**. Share of the {args.num} images' token ids equal in both: {agreement:.5f}.",
@@ -169,7 +175,7 @@ def main() -> None:
         "The model alone (encoder + quantizer on random pixels, all threads, best of 3), channels_last input as "
         "`encode` passes it: "
         + ", ".join(f"batch {batch}: {rate:.1f} images/s" for batch, rate in ceiling.items())
-        + f" ({ceiling[str(tokenizer.micro_batch_size)] / ceiling['1']:.2f}x from batching); the same with "
+        + f" ({ceiling[str(micro)] / ceiling['1']:.2f}x from batching); the same with "
         "contiguous (NCHW) input, as the naive loop passes it: "
         + ", ".join(f"batch {batch}: {rate:.1f}" for batch, rate in ceiling_nchw.items())
         + ".",

@@ -1,6 +1,8 @@
-"""Encode/decode throughput of the bundled tokenizer (or any saved one), and shapes generation time.
+"""Encode/decode throughput of a tokenizer: the public path from each input form, the model alone, bf16 and
+torch.compile, with the id agreement of every fast variant against the plain one.
 
-    python benchmarks/throughput.py [--model shapes-64] [--device cpu] [--batch-size 64] [--repeats 5]
+    python benchmarks/throughput.py [--model shapes-64] [--device cpu|cuda] [--batch-size N] [--repeats 5]
+        [--variants plain,bf16,compiled,bf16-compiled]   (default: plain on CPU, all on a GPU)
 
 Writes benchmarks/results/throughput_<device>.json and .md.
 """
@@ -13,17 +15,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, machine_line, write_results
+from _machine import machine_info, machine_line, write_results  # noqa: E402
 
-from image_tokenizer import ImageTokenizer
-from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays
+from image_tokenizer import ImageTokenizer  # noqa: E402
+from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays  # noqa: E402
 
 
-def timed(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn after one warm-up (which also compiles), synchronising a GPU around each run."""
+    fn()
     times = []
     for _ in range(repeats):
         if torch.cuda.is_available():
@@ -33,7 +38,24 @@ def timed(fn, repeats: int) -> list[float]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return times
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def model_alone(tokenizer: ImageTokenizer, pixels: torch.Tensor, repeats: int, fast: bool) -> float:
+    """Images/s of encoder + quantizer on one normalised batch: fp32, or bf16 autocast + channels_last +
+    torch.compile (the ceiling the issue measured)."""
+    model, x = tokenizer.model, pixels.contiguous(memory_format=torch.channels_last)
+    fn = model.encode_ids
+    if fast:
+        model.to(memory_format=torch.channels_last)
+        compiled = torch.compile(model.encode_ids, dynamic=False)
+
+        def fn(batch):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return compiled(batch)
+
+    return x.shape[0] / timed(lambda: fn(x), repeats)
 
 
 def _describe(name: str, tokenizer: ImageTokenizer) -> str:
@@ -42,40 +64,67 @@ def _describe(name: str, tokenizer: ImageTokenizer) -> str:
             f"{c.num_res_blocks} res blocks, K={c.quantizer.codebook_size}, d={c.quantizer.codebook_dim}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="shapes-64", help="bundled name or saved tokenizer directory")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--shapes", type=int, default=20000)
-    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
-
-    tokenizer = ImageTokenizer.from_pretrained(args.model).to(args.device)
-    images, _ = generate_arrays(args.batch_size, seed=TRAIN_SEED)
-    ids = tokenizer.encode(images)
-
-    encode_times = timed(lambda: tokenizer.encode(images), args.repeats)
-    decode_times = timed(lambda: tokenizer.decode(ids, output_type="np"), args.repeats)
-    results = {
+def measure(args: argparse.Namespace) -> dict:
+    device, n = args.device, args.batch_size
+    tokenizer = ImageTokenizer.from_pretrained(args.model).to(device)
+    arrays, _ = generate_arrays(n, seed=TRAIN_SEED)  # uint8 [n, H, W, 3]
+    on_device = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous().to(device)
+    pils = [Image.fromarray(a) for a in arrays]
+    rates: dict[str, float] = {}
+    ids = tokenizer.encode(on_device)
+    rates["encode, uint8 tensor on the device"] = n / timed(lambda: tokenizer.encode(on_device), args.repeats)
+    rates["encode, numpy uint8 batch"] = n / timed(lambda: tokenizer.encode(arrays), args.repeats)
+    rates["encode, list of PIL images"] = n / timed(lambda: tokenizer.encode(pils), max(1, args.repeats // 2))
+    rates["decode, ids to uint8 arrays"] = n / timed(lambda: tokenizer.decode(ids, output_type="np"), args.repeats)
+    pixels = tokenizer.preprocess(arrays)[0]
+    normalised = torch.stack(pixels).to(device)
+    rates["model alone, fp32, one batch"] = model_alone(tokenizer, normalised, args.repeats, fast=False)
+    agreement = {"numpy batch vs PIL list": float((tokenizer.encode(arrays) == tokenizer.encode(pils)).float().mean())}
+    if device != "cpu":
+        cpu_ids = ImageTokenizer.from_pretrained(args.model).encode(arrays[:256])
+        agreement[f"{device} vs cpu (256 images)"] = float((ids[:256] == cpu_ids).float().mean())
+    if "bf16" in args.variants:
+        fast = ImageTokenizer.from_pretrained(args.model, dtype=torch.bfloat16).to(device)
+        rates["encode, uint8 tensor on the device, bf16"] = n / timed(lambda: fast.encode(on_device), args.repeats)
+        agreement["bf16 vs fp32"] = float((fast.encode(on_device) == ids).float().mean())
+    for variant, dtype in (("compiled", torch.float32), ("bf16-compiled", torch.bfloat16)):
+        if variant in args.variants:
+            label = "compile" if dtype == torch.float32 else "bf16 + compile"
+            compiled = ImageTokenizer.from_pretrained(args.model, dtype=dtype).to(device).compile()
+            rates[f"encode, uint8 tensor on the device, {label}"] = n / timed(lambda: compiled.encode(on_device), args.repeats)
+            rates[f"decode, {label}"] = n / timed(lambda: compiled.decode(ids, output_type="np"), args.repeats)
+            agreement[f"{label} vs fp32"] = float((compiled.encode(on_device) == ids).float().mean())
+    if "bf16-compiled" in args.variants:
+        rates["model alone, bf16 autocast + channels_last + compile"] = model_alone(
+            ImageTokenizer.from_pretrained(args.model).to(device), normalised, args.repeats, fast=True)
+    return {
         "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
         "machine": machine_info(),
-        "device": args.device,
+        "device": device,
         "config": _describe(args.model, tokenizer),
         "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
-        "batch_size": args.batch_size,
-        "micro_batch_size": tokenizer.micro_batch_size,
-        "encode_images_per_s": args.batch_size / statistics.median(encode_times),
-        "decode_images_per_s": args.batch_size / statistics.median(decode_times),
-        "encode_seconds": encode_times,
-        "decode_seconds": decode_times,
+        "batch_size": n,
+        "micro_batch_size": tokenizer.micro_batch_for(*arrays.shape[1:3]),
+        "images_per_s": rates,
+        "id_agreement": agreement,
     }
-    for workers in (1, 2):
-        start = time.perf_counter()
-        generate_arrays(args.shapes, seed=TRAIN_SEED, num_workers=workers)
-        results[f"shapes_{args.shapes}_seconds_workers_{workers}"] = time.perf_counter() - start
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="shapes-64", help="bundled name or saved tokenizer directory")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per call (default 64 on CPU, 4096 on a GPU)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--variants", default=None, help="comma-separated: plain, bf16, compiled, bf16-compiled")
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    on_cpu = args.device == "cpu"
+    args.batch_size = args.batch_size or (64 if on_cpu else 4096)
+    args.variants = set((args.variants or ("plain" if on_cpu else "plain,bf16,compiled,bf16-compiled")).split(","))
+
+    results = measure(args)
+    rates = results["images_per_s"]
     lines = [
         f"# Throughput ({args.device})",
         "",
@@ -83,12 +132,11 @@ def main() -> None:
         "",
         machine_line(results["machine"]),
         "",
-        "| measure | value |",
+        f"| measure (batch {args.batch_size}, micro-batch {results['micro_batch_size']}) | images/s |",
         "|---|---|",
-        f"| encode, batch {args.batch_size}, 64x64 | {results['encode_images_per_s']:.1f} images/s |",
-        f"| decode, batch {args.batch_size}, 64x64 | {results['decode_images_per_s']:.1f} images/s |",
-        f"| generate {args.shapes} shapes images, 1 process | {results[f'shapes_{args.shapes}_seconds_workers_1']:.1f} s |",
-        f"| generate {args.shapes} shapes images, 2 processes | {results[f'shapes_{args.shapes}_seconds_workers_2']:.1f} s |",
+        *[f"| {name} | {rate:,.1f} |" for name, rate in rates.items()],
+        "",
+        "Share of ids equal: " + "; ".join(f"{name}: {value:.5f}" for name, value in results["id_agreement"].items()) + ".",
         "",
         f"Model: {results['config']}, {results['parameters']:,} parameters; median of {args.repeats} runs after a warm-up.",
     ]

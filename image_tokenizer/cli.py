@@ -290,7 +290,7 @@ def _pretokenize_streaming(args: argparse.Namespace, tokenizer) -> None:
         print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
     summary = pretokenize_streaming(
         stream, tokenizer.to(device), args.output, image_column=args.image_column, shard_size=args.shard_size,
-        batch_size=args.batch_size, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
+        batch_size=args.batch_size or 64, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
         overwrite=args.overwrite, progress=args.progress, node=node,
     )
     where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="train")
     p.add_argument("--num", type=positive_int, default=1000, help="shapes: number of images")
     p.add_argument("--seed", type=non_negative_int, default=0, help="shapes: seed")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default 64; on a GPU 4 micro-batches)")
     p.add_argument("--num-proc", type=positive_int, default=None)
     p.add_argument("--num-workers", type=non_negative_int, default=None,
                    help="decode in this many DataLoader workers and encode large batches here (default on a GPU: up to 8)")

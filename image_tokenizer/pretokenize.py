@@ -140,7 +140,7 @@ def pretokenize(
     dataset: Any,
     tokenizer: Any,
     image_column: str = "image",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     num_proc: int | None = None,
     device: str | None = None,
     flip: bool = False,
@@ -156,7 +156,8 @@ def pretokenize(
     batches on its device (batch_loading.py); the ids are the same. Several GPUs: one process per GPU, each
     on its part (--streaming --num-nodes/--node-rank), or num_proc = number of GPUs with device="cuda".
     Undecodable or missing images stop the run with the row named, unless skip_bad=True, which drops them
-    and lists them in the report.
+    and lists them in the report. batch_size: rows per map call (default 64), or per DataLoader batch (default
+    four of the device's micro-batches, so a GPU never encodes a padded one).
     """
     import datasets
 
@@ -184,11 +185,14 @@ def pretokenize(
 
         if device is not None:
             tokenizer.to(device)
+        side = tokenizer.config.resolution
+        batch_size = batch_size or max(64, 4 * tokenizer.micro_batch_for(side, side))
         ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers)
         function: Any = _AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
         num_proc, device = None, None
     else:
         function = _Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
+    batch_size = batch_size or 64
     fingerprint = hashlib.sha256(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]

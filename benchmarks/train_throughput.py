@@ -1,0 +1,89 @@
+"""Stage-1 training throughput: training/train_tokenizer.py with the shapes64.json recipe, GAN on from step 0,
+under each speed setting. Images/s come from the run's own metrics.jsonl, after the first logging interval
+(warm-up, compilation).
+
+    python benchmarks/train_throughput.py [--device-steps 200] [--variants recipe,fast,compiled]
+
+Variants: recipe (shapes64.json as it is: batch 64, bf16 on a GPU), fast (+ channels_last, 4 DataLoader
+workers, batch 256), compiled (fast + torch.compile). On CPU the default is recipe and fast at fp32, few steps.
+Writes benchmarks/results/train_throughput_<device>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, machine_line, write_results  # noqa: E402
+
+from training.train_tokenizer import TrainConfig, train  # noqa: E402
+
+VARIANTS = {
+    "recipe": {},
+    "fast": {"channels_last": True, "num_workers": 4, "batch_size": 256},
+    "compiled": {"channels_last": True, "num_workers": 4, "batch_size": 256, "compile": "inductor"},
+}
+
+
+def run(variant: str, steps: int, on_gpu: bool, folder: Path) -> dict:
+    recipe = json.loads((ROOT / "training" / "configs" / "shapes64.json").read_text())
+    recipe["loss"].update(disc_start=0, gan_start=0)  # the GAN is on: the expensive part of the recipe
+    recipe.update(
+        output_dir=str(folder / variant), steps=steps, log_every=max(1, steps // 5), image_every=0, checkpoint_every=0,
+        num_train_images=4096, kmeans_init=False, progress=False, mixed_precision="bf16" if on_gpu else "no",
+        **VARIANTS[variant],
+    )
+    config = TrainConfig(**recipe)
+    train(config, stop_at=steps)  # stop_at: no final evaluation
+    rows = [json.loads(line) for line in (folder / variant / "metrics.jsonl").read_text().splitlines()]
+    rates = [row["images_per_s"] for row in rows[1:]]  # the first interval holds warm-up and compilation
+    return {"batch_size": config.batch_size, "images_per_s": statistics.median(rates), "each_interval": rates,
+            "settings": VARIANTS[variant], "mixed_precision": config.mixed_precision}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=None, help="steps per variant (default 200 on a GPU, 10 on CPU)")
+    parser.add_argument("--variants", default=None, help="comma-separated: recipe, fast, compiled")
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    on_gpu = torch.cuda.is_available()
+    steps = args.steps or (200 if on_gpu else 10)
+    variants = (args.variants or ("recipe,fast,compiled" if on_gpu else "recipe,fast")).split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        measured = {variant: run(variant, steps, on_gpu, Path(tmp)) for variant in variants}
+    device = "cuda" if on_gpu else "cpu"
+    results = {
+        "command": " ".join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "steps": steps,
+        "variants": measured,
+    }
+    lines = [
+        f"# Stage-1 training throughput ({device}, shapes64.json, GAN on)",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        machine_line(results["machine"]),
+        "",
+        "| variant | batch | precision | settings | images/s (median over logging intervals) |",
+        "|---|---|---|---|---|",
+        *[f"| {name} | {m['batch_size']} | {m['mixed_precision']} | {m['settings'] or 'as in the recipe'} | {m['images_per_s']:,.1f} |"
+          for name, m in measured.items()],
+        "",
+        f"{steps} steps per variant; the first of five logging intervals (warm-up, compilation) is left out.",
+    ]
+    write_results(args.output_dir, f"train_throughput_{device}", results, lines)
+
+
+if __name__ == "__main__":
+    main()
