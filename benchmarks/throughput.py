@@ -15,15 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, machine_line, write_results  # noqa: E402
+from _machine import machine_info, machine_line, write_results
 
-from image_tokenizer import ImageTokenizer  # noqa: E402
-from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays  # noqa: E402
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.data.shapes import TRAIN_SEED, generate_arrays
 
 
 def timed(fn, repeats: int) -> float:
@@ -91,8 +90,8 @@ def measure(args: argparse.Namespace) -> dict:
         if variant in args.variants:
             label = "compile" if dtype == torch.float32 else "bf16 + compile"
             compiled = ImageTokenizer.from_pretrained(args.model, dtype=dtype).to(device).compile()
-            rates[f"encode, uint8 tensor on the device, {label}"] = n / timed(lambda: compiled.encode(on_device), args.repeats)
-            rates[f"decode, {label}"] = n / timed(lambda: compiled.decode(ids, output_type="np"), args.repeats)
+            rates[f"encode, uint8 tensor on the device, {label}"] = n / timed(lambda c=compiled: c.encode(on_device), args.repeats)
+            rates[f"decode, {label}"] = n / timed(lambda c=compiled: c.decode(ids, output_type="np"), args.repeats)
             agreement[f"{label} vs fp32"] = float((compiled.encode(on_device) == ids).float().mean())
     if "bf16-compiled" in args.variants:
         rates["model alone, bf16 autocast + channels_last + compile"] = model_alone(

@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, machine_line, write_results  # noqa: E402
+from _machine import machine_info, machine_line, write_results
 
-from training.train_tokenizer import TrainConfig, train  # noqa: E402
+from training.train_tokenizer import TrainConfig, train
 
 VARIANTS = {
     "recipe": {},

@@ -233,15 +233,12 @@ def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingCo
     return image.crop((left, top, left + resolution, top + resolution))
 
 
-def prepare_image(
-    image: Image.Image, config: ImageTokenizerConfig, index: int = 0, native_size: bool = False,
+def check_image_size(
+    width: int, height: int, config: ImageTokenizerConfig, index: int = 0, native_size: bool = False,
     max_native_pixels: int | None = None,
-) -> torch.Tensor:
-    """One PIL image -> the uint8 [3, H, W] pixels the model gets (before normalize): size checks, the config's
-    resize policy (or the native size), 8-bit RGB. Needs only the config, so DataLoader workers can run it."""
-    if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
-        image = image.convert("LA")
-    width, height = image.size
+) -> None:
+    """The size rules every input path shares: big enough for the token grid, or at native size, multiples of
+    the downsampling factor within the pixel budget."""
     side, factor, min_side = config.resolution, config.downsample_factor, config.grid_size[0]
     if native_size:
         if max_native_pixels is not None and width * height > max_native_pixels:
@@ -260,8 +257,20 @@ def prepare_image(
             f"image {index} is {width}x{height}, too small for the {min_side}x{min_side} token grid of this "
             f"tokenizer: each side needs at least {min_side} pixels ({side} is the trained resolution)"
         )
-    else:
-        image = resize_and_crop(image, side, config.preprocessing, index)
+
+
+def prepare_image(
+    image: Image.Image, config: ImageTokenizerConfig, index: int = 0, native_size: bool = False,
+    max_native_pixels: int | None = None,
+) -> torch.Tensor:
+    """One PIL image -> the uint8 [3, H, W] pixels the model gets (before normalize): size checks, the config's
+    resize policy (or the native size), 8-bit RGB. Needs only the config, so DataLoader workers can run it."""
+    if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
+        image = image.convert("LA")
+    width, height = image.size
+    check_image_size(width, height, config, index, native_size, max_native_pixels)
+    if not native_size:
+        image = resize_and_crop(image, config.resolution, config.preprocessing, index)
     rgb = to_rgb(image, config.preprocessing.alpha_background)
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
 

@@ -19,7 +19,7 @@ import torch
 
 from .config import ImageTokenizerConfig
 from .errors import InvalidImageError
-from .image_processing import normalize
+from .image_processing import check_image_size, normalize
 
 _FLOAT_TOLERANCE = 1e-6  # the PIL path's tolerance for floats just outside [0, 1]
 _PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit resampling (32 - 8 - 2)
@@ -88,24 +88,13 @@ def _to_uint8(tensor: torch.Tensor) -> torch.Tensor | None:
 
 
 def pixel_batch_to_input(
-    pixels: torch.Tensor, config: ImageTokenizerConfig, native_size: bool = False
+    pixels: torch.Tensor, config: ImageTokenizerConfig, native_size: bool = False, max_native_pixels: int | None = None
 ) -> torch.Tensor | None:
     """uint8 [B, C, H, W] -> normalised float [B, 3, H', W'] at the config's resolution (or the native size),
     applying the config's resize policy on the device; None when the policy needs a filter torch lacks."""
     height, width = pixels.shape[2], pixels.shape[3]
-    side, factor, min_side = config.resolution, config.downsample_factor, config.grid_size[0]
-    if native_size:
-        if width % factor or height % factor or width < factor or height < factor:
-            raise InvalidImageError(
-                f"image 0 is {width}x{height}; native_size=True needs both sides to be positive multiples of the "
-                f"downsampling factor {factor}"
-            )
-    elif min(width, height) < min_side:
-        raise InvalidImageError(
-            f"image 0 is {width}x{height}, too small for the {min_side}x{min_side} token grid of this tokenizer: "
-            f"each side needs at least {min_side} pixels ({side} is the trained resolution)"
-        )
-    elif (height, width) != (side, side):
+    check_image_size(width, height, config, 0, native_size, max_native_pixels)  # a batch's images share one size
+    if not native_size and (height, width) != (config.resolution, config.resolution):
         pixels = _resize_and_crop(pixels, config)
         if pixels is None:
             return None

@@ -269,13 +269,7 @@ class ImageTokenizer(HubMixin):
         if batch is None:
             return None
         pixels, is_batch = batch
-        height, width = pixels.shape[2], pixels.shape[3]
-        if native_size and height * width > max_native_pixels:
-            raise InvalidImageError(
-                f"image 0 is {width}x{height} = {height * width:,} pixels, over the native-size budget of {max_native_pixels:,} "
-                "(the model's activations grow with the image); resize them, or raise max_native_pixels= (--max-native-pixels)"
-            )
-        model_input = pixel_batch_to_input(pixels, self.config, native_size)
+        model_input = pixel_batch_to_input(pixels, self.config, native_size, max_native_pixels)
         return None if model_input is None else (model_input, is_batch)
 
     def decode(
