@@ -18,7 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import CLIError, ImageTokenizerError, InvalidIdsError
+from .devices import check_device
+from .errors import CLIError, ImageTokenizerError, InvalidIdsError, InvalidRequestError
 from .fileio import atomic_path, atomic_write_text
 from .hub import bundled_models
 from .image_processing import MAX_IMAGE_PIXELS, load_image, postprocess
@@ -321,17 +322,9 @@ def positive_int(text: str) -> int:
 def device_name(text: str) -> str:
     """argparse type: a torch device this machine has ('cpu', 'cuda', 'cuda:1', 'mps')."""
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA GPU (torch {torch.__version__}); use cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use cpu")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type {device.type!r}; use cpu, cuda or mps")
+        check_device(text)
+    except InvalidRequestError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 

@@ -14,6 +14,7 @@ from transformers import BatchEncoding
 
 from . import text_vocab
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
+from .devices import check_device, model_dtype
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import HubMixin
@@ -149,7 +150,7 @@ class ImageTokenizer(HubMixin):
         named as transformers does ("bfloat16"; "auto" keeps the current one)."""
         if isinstance(device, torch.dtype):
             device, dtype = None, device
-        dtype = _model_dtype(dtype)
+        dtype = model_dtype(dtype)
         if device is not None:
             device = check_device(device)
             self.model.to(device)
@@ -462,37 +463,6 @@ class ImageTokenizer(HubMixin):
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
             f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """A device this machine has, or InvalidRequestError naming what is wrong (instead of an assertion deep in torch)."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise InvalidRequestError(f"unknown device {device!r} ({error}); use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InvalidRequestError(f"device {str(device)!r} asked for, but this machine has no CUDA GPU (torch {torch.__version__}); use 'cpu'")
-        if device.index is not None and device.index >= count:
-            raise InvalidRequestError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s): cuda:0..cuda:{count - 1}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidRequestError("device 'mps' asked for, but MPS is not available here; use 'cpu'")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise InvalidRequestError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    return device
-
-
-def _model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """A dtype the encoder and decoder can run in, from a torch.dtype or its name; None and "auto" keep the current one."""
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype is None or dtype == "auto":
-        return None
-    if isinstance(dtype, str) and dtype.removeprefix("torch.") in names:
-        return names[dtype.removeprefix("torch.")]
-    if dtype not in names.values():
-        raise InvalidRequestError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16 (or their names, or 'auto'), got {dtype!r}")
-    return dtype
 
 
 def file_sha256(path: Path) -> str:
