@@ -29,6 +29,12 @@ class DecodedBatch:
     errors: dict[int, str] = field(default_factory=dict)  # row -> why it could not be decoded
     failure: Exception | None = None  # an image the tokenizer refuses (too small, ...): stops the run
 
+    def pin_memory(self) -> DecodedBatch:
+        """Called by the DataLoader (pin_memory=True on a GPU): page-locked pixels copy to the device asynchronously."""
+        self.pixels = None if self.pixels is None else self.pixels.pin_memory()
+        self.mirrored = None if self.mirrored is None else self.mirrored.pin_memory()
+        return self
+
 
 class DecodeRows:
     """The DataLoader's collate_fn: row indices -> DecodedBatch. Holds the dataset and the config, not the model."""
