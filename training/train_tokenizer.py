@@ -178,6 +178,89 @@ def drop_log_rows_after(log_path: Path, step: int) -> None:
         atomic_write_text(log_path, "".join(line + "\n" for line in kept))
 
 
+@dataclass
+class Parts:
+    """What a run trains with, built once by build_parts: the models, their optimizers and schedule (plain, for
+    checkpoints) and what accelerate prepared from them (for the steps)."""
+
+    models: dict[str, Any]
+    optimizers: dict[str, Any]
+    schedulers: dict[str, Any]
+    model_p: Any = None
+    opt_g_p: Any = None
+    disc_p: Any = None
+    opt_d_p: Any = None
+    loss_fn: Any = None
+    forward: Any = None
+    health: LossHealth = field(default_factory=LossHealth)
+
+
+def build_parts(config: TrainConfig, tok_config: ImageTokenizerConfig) -> Parts:
+    """The model (from init_from when given), the critic when the GAN is on, AdamW for each and the lr schedule."""
+    model = VQModel(tok_config)
+    if config.init_from:
+        load_initial_weights(model, config.init_from)
+    disc = PatchDiscriminator(ch=config.disc_ch, num_layers=config.disc_layers) if LossConfig(**config.loss).gan_weight > 0 else None
+    if config.channels_last:  # before the optimizers see the parameters
+        for module in (model, disc):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    parts = Parts({"model": model}, {"g": opt_g}, {"g": torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))})
+    if disc is not None:
+        parts.models["discriminator"] = disc
+        parts.optimizers["d"] = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=config.betas)  # constant lr
+    return parts
+
+
+def prepare_parts(parts: Parts, config: TrainConfig, accelerator: Accelerator) -> None:
+    """accelerate's wrapped model, critic and optimizers, the loss, and the (optionally compiled) forward."""
+    disc = parts.models.get("discriminator")
+    prepared = accelerator.prepare(parts.models["model"], parts.optimizers["g"], *([disc, parts.optimizers["d"]] if disc else []))
+    parts.model_p, parts.opt_g_p = prepared[0], prepared[1]
+    if disc is not None:
+        parts.disc_p, parts.opt_d_p = prepared[2], prepared[3]
+    parts.loss_fn = VQGANLoss(LossConfig(**config.loss), parts.disc_p, critic=disc)
+    parts.forward = torch.compile(parts.model_p, backend=config.compile) if config.compile else parts.model_p
+
+
+def train_step(parts: Parts, x: torch.Tensor, step: int, config: TrainConfig, accelerator: Accelerator) -> tuple[Any, Any, dict]:
+    """One generator update and, once the critic is on, one critic update; nothing is read back from the device."""
+    with accelerator.autocast():
+        output = parts.forward(x)
+        g_loss, logs = parts.loss_fn.generator_loss(x, output.reconstruction, output.quantizer.loss, step,
+                                                    parts.models["model"].decoder.last_layer)
+    parts.health.watch("generator", g_loss, step)
+    parts.opt_g_p.zero_grad(set_to_none=True)
+    accelerator.backward(g_loss)
+    if config.grad_clip > 0:
+        logs["grad_norm"] = accelerator.clip_grad_norm_(parts.model_p.parameters(), config.grad_clip)
+    parts.opt_g_p.step()
+    parts.schedulers["g"].step()
+    if parts.disc_p is not None and parts.loss_fn.disc_active(step):
+        with accelerator.autocast():
+            d_loss, d_logs = parts.loss_fn.discriminator_loss(x, output.reconstruction)
+        parts.health.watch("discriminator", d_loss, step)
+        parts.opt_d_p.zero_grad(set_to_none=True)
+        accelerator.backward(d_loss)
+        if config.grad_clip > 0:
+            accelerator.clip_grad_norm_(parts.disc_p.parameters(), config.grad_clip)
+        parts.opt_d_p.step()
+        logs.update(d_logs)
+    return g_loss, output, logs
+
+
+def make_loader(source: Any, config: TrainConfig, start_step: int, end_step: int, accelerator: Accelerator) -> tuple[Any, Any]:
+    """This process's batches for steps start_step..end_step, prepared ahead by num_workers workers."""
+    batches = StepBatches(source, config.batch_size, config.seed, start_step, end_step,
+                          accelerator.process_index, accelerator.num_processes, config.strict_data)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers,
+                                         pin_memory=accelerator.device.type == "cuda",
+                                         prefetch_factor=4 if config.num_workers else None,
+                                         generator=torch.Generator().manual_seed(config.seed))  # workers leave the global RNG alone
+    return batches, loader
+
+
 def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None) -> dict[str, Any]:
     """Run stage-1 training; returns a summary (final step, metrics, paths, the unwrapped model).
 
@@ -189,23 +272,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     set_seed(config.seed)
     out = Path(config.output_dir)
     tok_config = ImageTokenizerConfig(**config.model)
-    loss_config = LossConfig(**config.loss)
-    model = VQModel(tok_config)
-    if config.init_from:
-        load_initial_weights(model, config.init_from)
-    use_gan = loss_config.gan_weight > 0
-    disc = PatchDiscriminator(ch=config.disc_ch, num_layers=config.disc_layers) if use_gan else None
-    if config.channels_last:  # before the optimizers see the parameters
-        for module in (model, disc):
-            if module is not None:
-                module.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))
-    models, optimizers, schedulers = {"model": model}, {"g": opt_g}, {"g": sched_g}
-    if disc is not None:
-        opt_d = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=config.betas)  # constant lr
-        models["discriminator"], optimizers["d"] = disc, opt_d
-
+    parts = build_parts(config, tok_config)
     source = open_source(
         config.data, tok_config.resolution, tok_config.preprocessing, num_shapes=config.num_train_images,
         seed=config.train_seed, split=config.data_split, image_column=config.image_column,
@@ -213,100 +280,78 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     )
     if config.eval_fraction:
         source, _ = split_source(source, config.eval_fraction, config.seed)  # the held-out part never trains
-    start_step = 0
+    start_step = resume_step(out, resume, parts, accelerator)
+    prepare_parts(parts, config, accelerator)
+    batches, loader = make_loader(source, config, start_step, end_step, accelerator)
+    if config.kmeans_init and start_step == 0 and not config.init_from:
+        first = [to_model_input(batches[i][0], tok_config.preprocessing).to(accelerator.device)
+                 for i in range(min(config.kmeans_batches, len(batches)))]
+        kmeans_init(parts.models["model"], first, config.kmeans_iters, accelerator)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        drop_log_rows_after(out / "metrics.jsonl", start_step)  # a killed run may have logged steps past its last checkpoint
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    step, skipped_total = run_steps(parts, loader, config, tok_config.preprocessing, start_step, end_step, accelerator)
+    if skipped_total:
+        accelerator.print(f"warning: skipped {skipped_total} unreadable training image(s)")
+    accelerator.wait_for_everyone()
+    model = parts.models["model"]
+    summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": skipped_total}
+    if accelerator.is_main_process and step == config.steps:
+        summary.update(_finish(config, tok_config, model, out, step))
+    return summary
+
+
+def resume_step(out: Path, resume: bool, parts: Parts, accelerator: Accelerator) -> int:
+    """The step to start from: 0, or the latest checkpoint's (its models, optimizers and schedule restored)."""
     checkpoint = latest_checkpoint(out / "checkpoints") if resume else None
     if resume and checkpoint is None:
         accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from step 0")
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, models, optimizers, schedulers)
-        start_step = state["step"]
-        accelerator.print(f"resumed from {checkpoint} at step {start_step}")
+    if checkpoint is None:
+        return 0
+    state = load_checkpoint(checkpoint, parts.models, parts.optimizers, parts.schedulers)
+    accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
+    return state["step"]
 
-    prepared = accelerator.prepare(model, opt_g, *([disc, optimizers["d"]] if disc is not None else []))
-    model_p, opt_g_p = prepared[0], prepared[1]
-    disc_p, opt_d_p = (prepared[2], prepared[3]) if disc is not None else (None, None)
-    loss_fn = VQGANLoss(loss_config, disc_p, critic=disc)
-    preprocessing = tok_config.preprocessing
 
-    batches = StepBatches(source, config.batch_size, config.seed, start_step, end_step,
-                          accelerator.process_index, accelerator.num_processes, config.strict_data)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=config.num_workers,
-                                         pin_memory=accelerator.device.type == "cuda",
-                                         prefetch_factor=4 if config.num_workers else None,
-                                         generator=torch.Generator().manual_seed(config.seed))  # workers leave the global RNG alone
-    forward = torch.compile(model_p, backend=config.compile) if config.compile else model_p
-
-    if config.kmeans_init and start_step == 0 and not config.init_from:
-        first = [to_model_input(batches[i][0], preprocessing).to(accelerator.device)
-                 for i in range(min(config.kmeans_batches, len(batches)))]
-        kmeans_init(model, first, config.kmeans_iters, accelerator)
-
-    log_path = out / "metrics.jsonl"
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        drop_log_rows_after(log_path, start_step)  # a killed run may have logged steps past its last checkpoint
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any, start_step: int, end_step: int,
+              accelerator: Accelerator) -> tuple[int, int]:
+    """The training loop: steps, logs every log_every steps (the only device read-backs), samples, checkpoints."""
+    out = Path(config.output_dir)
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (config.progress and accelerator.is_main_process))
     step, skipped_total, tick, seen = start_step, 0, time.perf_counter(), 0
-    health = LossHealth()
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model_p.train()
+    parts.model_p.train()
     for images, skipped in loader:
         skipped_total += skipped
         x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
-        with accelerator.autocast():
-            output = forward(x)
-            g_loss, logs = loss_fn.generator_loss(x, output.reconstruction, output.quantizer.loss, step, model.decoder.last_layer)
-        health.watch("generator", g_loss, step)
-        opt_g_p.zero_grad(set_to_none=True)
-        accelerator.backward(g_loss)
-        if config.grad_clip > 0:
-            logs["grad_norm"] = accelerator.clip_grad_norm_(model_p.parameters(), config.grad_clip)
-        opt_g_p.step()
-        sched_g.step()
-        if disc_p is not None and loss_fn.disc_active(step):
-            with accelerator.autocast():
-                d_loss, d_logs = loss_fn.discriminator_loss(x, output.reconstruction)
-            health.watch("discriminator", d_loss, step)
-            opt_d_p.zero_grad(set_to_none=True)
-            accelerator.backward(d_loss)
-            if config.grad_clip > 0:
-                accelerator.clip_grad_norm_(disc_p.parameters(), config.grad_clip)
-            opt_d_p.step()
-            logs.update(d_logs)
+        g_loss, output, logs = train_step(parts, x, step, config, accelerator)
         step += 1
         seen += x.shape[0] * accelerator.num_processes
         bar.update(1)
         checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
         if step % config.log_every == 0 or step == config.steps or checkpoint_now:
-            health.check(out)  # the one read-back from the device every log_every steps, and before any save
+            parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
             logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
             logs = {name: float(value) for name, value in logs.items()}
-            logs.update(lr=sched_g.get_last_lr()[0], skipped_images=skipped_total)
+            logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=skipped_total)
         if step % config.log_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - tick
-            logs["images_per_s"] = seen / max(elapsed, 1e-9)
+            logs["images_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
             tick, seen = time.perf_counter(), 0
             bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
             if accelerator.is_main_process:
                 loss = logs.pop("loss")
-                with open(log_path, "a") as handle:
+                with open(out / "metrics.jsonl", "a") as handle:
                     handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
         if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
             _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
         if checkpoint_now:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints", step, models, optimizers, schedulers,
+                save_checkpoint(out / "checkpoints", step, parts.models, parts.optimizers, parts.schedulers,
                                 {"config": dataclasses.asdict(config)}, keep=config.keep_checkpoints)
     bar.close()
-    if skipped_total:
-        accelerator.print(f"warning: skipped {skipped_total} unreadable training image(s)")
-    accelerator.wait_for_everyone()
-    summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": skipped_total}
-    if accelerator.is_main_process and step == config.steps:
-        summary.update(_finish(config, tok_config, model, out, step))
-    return summary
+    return step, skipped_total
 
 
 def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessing) -> None:
