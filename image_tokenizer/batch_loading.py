@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from .config import ImageTokenizerConfig
-from .errors import ImageTokenizerError, PretokenizeError
+from .errors import ImageTokenizerError
 from .image_processing import decode_cell, prepare_image
+from .pretokenize import decode_error, keep_or_stop
 
 
 @dataclass
@@ -48,7 +49,7 @@ class DecodeRows:
             try:
                 image = decode_cell(cell)
             except Exception as error:  # noqa: BLE001  (PIL raises many types for bad bytes)
-                batch.errors[row] = f"row {row}: cannot decode image ({type(error).__name__}: {error})"
+                batch.errors[row] = decode_error(row, error)
                 continue
             try:
                 pixels.append(prepare_image(image, self.config, row))
@@ -66,27 +67,27 @@ class DecodeRows:
 
 def encode_rows(
     dataset: Any, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, batch_size: int, num_workers: int,
+    dtype: str,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
-    """Every row's ids [N, h*w] (and its mirror's), and the rows that could not be decoded (skip_bad) with why."""
+    """Every row's ids [N, h*w] in the output dtype (and its mirror's), and the rows that could not be decoded
+    (skip_bad) with why. Workers read only the image column."""
     from datasets.utils import tqdm
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
         range(len(dataset)), batch_size=batch_size, num_workers=num_workers,
-        collate_fn=DecodeRows(dataset, image_column, tokenizer.config, flip),
+        collate_fn=DecodeRows(dataset.select_columns([image_column]), image_column, tokenizer.config, flip),
         pin_memory=tokenizer.device.type == "cuda", prefetch_factor=4 if num_workers else None,
     )
     h, w = tokenizer.grid_size
-    ids = np.zeros((len(dataset), h * w), dtype=np.int64)
+    ids = np.zeros((len(dataset), h * w), dtype=dtype)
     mirrored = np.zeros_like(ids) if flip else None
     errors: dict[int, str] = {}
     for batch in tqdm(loader, desc="pretokenize", unit="batch"):
         if batch.failure is not None:
             raise batch.failure
         for row, message in batch.errors.items():
-            if not skip_bad:
-                raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows")
-            errors[row] = message
+            errors[row] = keep_or_stop(message, skip_bad)
         if batch.pixels is None:
             continue
         ids[batch.rows] = tokenizer.encode(batch.pixels).reshape(len(batch.rows), -1).numpy()

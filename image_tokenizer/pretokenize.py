@@ -70,7 +70,7 @@ class _Tokenize:
                 images.append(decode_cell(cell))
                 good.append(row)
             except Exception as error:  # PIL raises many types for bad bytes
-                errors[row] = _row_error(index, error, self.skip_bad)
+                errors[row] = keep_or_stop(decode_error(index, error), self.skip_bad)
         grids, flipped = {}, {}
         if images:
             grids = dict(zip(good, [g.numpy() for g in self.tokenizer.encode(images)]))  # stacked, or a list for mixed sizes
@@ -96,8 +96,13 @@ class _AttachIds:
         return assemble_rows(batch, indices, self.image_column, grids, flipped, errors, self.dtype)
 
 
-def _row_error(index: int, error: Exception, skip_bad: bool) -> str:
-    message = f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+def decode_error(index: int, error: Exception) -> str:
+    """Why row `index` has no image, as the report lists it."""
+    return f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+
+
+def keep_or_stop(message: str, skip_bad: bool) -> str:
+    """An undecodable row is kept in the report with skip_bad, else it stops the run."""
     if not skip_bad:
         raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
     return message
@@ -187,7 +192,7 @@ def pretokenize(
             tokenizer.to(device)
         side = tokenizer.config.resolution
         batch_size = batch_size or max(64, 4 * tokenizer.micro_batch_for(side, side))
-        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers)
+        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers, dtype)
         function: Any = _AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
         num_proc, device = None, None
     else:

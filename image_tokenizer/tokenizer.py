@@ -202,9 +202,11 @@ class ImageTokenizer(HubMixin):
     def _run_micro_batches(
         self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, pad: bool = True
     ) -> torch.Tensor:
-        """Apply fn on micro-batches (micro_batch_for). With pad, the last one is zero-padded to full size:
+        """Apply fn on micro-batches (micro_batch_for the images' size: pixels [B, 3, H, W], or id grids [B, h, w]
+        of images h and w times the downsampling factor). With pad, the last one is zero-padded to full size:
         CPU and GPU kernels change algorithm with the batch size, and ids must not change with it."""
-        size = self.micro_batch_for(inputs.shape[-2], inputs.shape[-1])
+        scale = 1 if inputs.ndim == 4 else self.config.downsample_factor
+        size = self.micro_batch_for(inputs.shape[-2] * scale, inputs.shape[-1] * scale)
         outputs = []
         for start in range(0, inputs.shape[0], size):
             chunk = inputs[start : start + size]

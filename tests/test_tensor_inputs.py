@@ -99,6 +99,17 @@ def test_micro_batch_is_fixed_per_device_and_size(tokenizer, monkeypatch):
     assert fixed.micro_batch_for(64, 64) == 5
 
 
+def test_decoding_uses_the_micro_batch_of_the_images_it_makes(tokenizer, monkeypatch):
+    """Id grids are sized as the images they decode to (grid x downsampling factor), so a GPU's pixel budget
+    holds for decoding as for encoding."""
+    monkeypatch.setattr(ImageTokenizer, "device", property(lambda self: torch.device("cuda")))
+    sizes = []
+    record = lambda chunk: sizes.append(chunk.shape[0]) or chunk  # noqa: E731
+    tokenizer._run_micro_batches(record, torch.zeros(5000, 8, 8, dtype=torch.long), pad=False)
+    tokenizer._run_micro_batches(record, torch.zeros(5000, 3, 16, 16), pad=False)
+    assert tokenizer.micro_batch_for(16, 16) == 4096 and sizes == [4096, 904, 4096, 904]
+
+
 def test_ids_do_not_depend_on_the_callers_batching_for_any_micro_batch(tokenizer, batch):
     for micro_batch in (None, 1, 3, 8):
         tok = ImageTokenizer(tokenizer.config, tokenizer.model, micro_batch_size=micro_batch)
