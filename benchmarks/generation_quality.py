@@ -23,6 +23,7 @@ from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImagePrior
 from image_tokenizer.data.shapes import HELDOUT_SEED, generate
+from image_tokenizer.prior import SamplingOptions
 from image_tokenizer.shapes_classifier import ShapesClassifier, frechet_distance
 
 SECOND_HELDOUT_SEED = 2
@@ -39,8 +40,9 @@ def main() -> None:
     parser.add_argument("--classifier", default="shapes-classifier")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, help="default: the prior's own sampling defaults")
+    parser.add_argument("--top-k", type=int, help="default: the prior's")
+    parser.add_argument("--top-p", type=float, help="default: the prior's")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
@@ -62,7 +64,10 @@ def main() -> None:
     start = time.perf_counter()
     sets[f"{prior.layout.tokenizer} reconstructions"] = tokenizer.decode(tokenizer.encode(list(heldout)), output_type="np")
     timings["reconstruct"] = time.perf_counter() - start
-    sampling = {"top_k": args.top_k, "temperature": args.temperature, "batch_size": args.batch_size, "output_type": "np"}
+    given = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    options = SamplingOptions.from_kwargs({k: v for k, v in given.items() if v is not None}, prior.sampling_defaults)
+    sampling = {"temperature": options.temperature, "top_k": options.top_k, "top_p": options.top_p,
+                "batch_size": args.batch_size, "output_type": "np"}
     accuracy: dict[str, float] = {"classifier on real held-out images (ceiling)": count_accuracy(heldout, heldout_counts)}
     if prior.layout.conditional:
         values = [int(v) for v in prior.layout.class_names]
@@ -100,7 +105,7 @@ def main() -> None:
         f"Command: `{results['command']}`  ",
         machine_line(results["machine"]) + "  ",
         f"Fréchet distance in the bundled shapes classifier's 128-d feature space to {results['reference']}; "
-        f"{args.num} images per set. Sampling: temperature {args.temperature}, top-k {args.top_k or 'off'}.",
+        f"{args.num} images per set. Sampling: {options.describe()}.",
         "",
         "| image set | Fréchet distance |",
         "|---|---|",
@@ -122,7 +127,7 @@ def main() -> None:
             metrics[f"frechet_distance ({name})"] = round(value, 4)
         for name, value in accuracy.items():
             metrics[f"shape count as asked ({name})"] = round(value, 4)
-        metrics["generation quality"] = f"{args.num} images per set vs {results['reference']}; {results['command']}"
+        metrics["generation quality"] = f"{args.num} images per set vs {results['reference']}; {options.describe()}; {results['command']}"
         card = render_prior_card(prior, Path(args.update_card).name, prior.card_info)
         atomic_write_text(Path(args.update_card) / CARD_NAME, card)
 

@@ -54,8 +54,9 @@ def _load_prior(name: str | None, tokenizer_name: str | None, device: str):
 
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-            "guidance_scale": args.guidance}
+    """The sampling options given on the command line; the prior's own defaults fill in the rest."""
+    given = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    return {"seed": args.seed, "guidance_scale": args.guidance, **{k: v for k, v in given.items() if v is not None}}
 
 
 def _load_images(paths: Sequence[str], progress: bool, max_pixels: int | None = None) -> list:
@@ -436,16 +437,16 @@ def _demo_prior(tokenizer, samples: list, out_dir: Path, args: argparse.Namespac
     from .visualize import image_grid
 
     prior = ImagePrior.from_pretrained(DEFAULT_PRIOR, tokenizer=tokenizer, device=args.device)
-    print(f"prior: {prior!r}")
+    print(f"prior: {prior!r}; sampling: {prior.sampling_defaults.describe()}")
     start = time.perf_counter()
     per_class = 4
     if prior.layout.conditional:
         labels = [c for c in range(prior.layout.num_classes) for _ in range(per_class)]
-        images = prior.generate(len(labels), class_labels=labels, guidance_scale=2.0, top_k=100, seed=0)
+        images = prior.generate(len(labels), class_labels=labels, guidance_scale=2.0, seed=0)
         columns = per_class
         what = f"one row per class ({', '.join(prior.layout.class_names)} {prior.layout.class_label_column or ''}), guidance 2"
     else:
-        images, columns, what = prior.generate(16, top_k=100, seed=0), 8, "unconditional"
+        images, columns, what = prior.generate(16, seed=0), 8, "unconditional"
     with atomic_path(out_dir / "generated.png") as tmp:
         image_grid(images, columns=columns, scale=2).save(tmp, format="PNG")
     print(f"generated {len(images)} images in {time.perf_counter() - start:.1f} s: {out_dir / 'generated.png'} ({what})")
@@ -455,7 +456,7 @@ def _demo_prior(tokenizer, samples: list, out_dir: Path, args: argparse.Namespac
     tiles = []
     for index, original in enumerate(originals):
         ids = tokenizer.encode(original)
-        completions = prior.complete(ids[:half].repeat(3, 1, 1), top_k=100, seed=index, output_type="ids")
+        completions = prior.complete(ids[:half].repeat(3, 1, 1), seed=index, output_type="ids")
         tiles += [original, _blank_below(tokenizer.decode(ids), half, tokenizer), *tokenizer.decode(completions)]
     with atomic_path(out_dir / "completions.png") as tmp:
         image_grid(tiles, columns=5, scale=2).save(tmp, format="PNG")
@@ -577,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
         p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
-        p.add_argument("--temperature", type=float, default=1.0)
-        p.add_argument("--top-k", type=positive_int, default=None)
-        p.add_argument("--top-p", type=float, default=1.0)
+        p.add_argument("--temperature", type=float, help="default: the prior's (its generation_config.json)")
+        p.add_argument("--top-k", type=positive_int, help="default: the prior's")
+        p.add_argument("--top-p", type=float, help="default: the prior's")
         p.add_argument("--seed", type=non_negative_int, default=0)
         p.add_argument("--scale", type=positive_int, default=2, help="nearest-neighbour enlargement of the grid")
 

@@ -103,5 +103,7 @@ def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) ->
         sequence=sequence,
         metrics=card_info.get("metrics", {}),
         training=card_info.get("training", {}),
+        sampling=prior.sampling_defaults.describe(),
     )
     return str(card)
+

@@ -235,11 +235,19 @@ class SamplingOptions:
     guidance_scale: float = 1.0
 
     @classmethod
-    def from_kwargs(cls, kwargs: SamplingKwargs) -> SamplingOptions:
+    def from_kwargs(cls, kwargs: SamplingKwargs, defaults: SamplingOptions | None = None) -> SamplingOptions:
+        """The caller's keywords over `defaults` (a prior's own, from its generation_config.json)."""
         unknown = sorted(set(kwargs) - set(SamplingKwargs.__annotations__))
         if unknown:
             raise InvalidRequestError(f"unknown keyword {unknown[0]!r}; the sampling keywords are {', '.join(SamplingKwargs.__annotations__)}")
-        return cls(**kwargs)
+        return cls(**{**(asdict(defaults) if defaults else {}), **kwargs})
+
+    def describe(self) -> str:
+        """'temperature 0.8, top-k off, top-p off' (guidance named only when on), for cards and logs."""
+        top_k = "off" if self.top_k is None else self.top_k
+        top_p = "off" if self.top_p == 1.0 else f"{self.top_p:g}"
+        guidance = f", guidance {self.guidance_scale:g}" if self.guidance_scale != 1.0 else ""
+        return f"temperature {self.temperature:g}, top-k {top_k}, top-p {top_p}{guidance}"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
@@ -333,6 +341,10 @@ class ImagePrior(HubMixin):
         except (OSError, ValueError) as error:
             raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
         prior = cls(model, layout, tokenizer, load_card_info(directory))
+        try:
+            prior.sampling_defaults
+        except InvalidRequestError as error:
+            raise CheckpointError(f"{directory / 'generation_config.json'}: bad sampling default: {error}") from None
         return prior.to(device) if device is not None else prior
 
     def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
@@ -349,16 +361,36 @@ class ImagePrior(HubMixin):
         return [directory / name for name in PRIOR_FILES]
 
     def generation_config(self) -> Any:
-        """Defaults that keep plain `model.generate` inside the grid: sample h*w new tokens, never a special one."""
+        """Defaults that keep plain `model.generate` inside the grid (sample h*w new tokens, never a special one),
+        with this prior's sampling defaults."""
         from transformers import GenerationConfig
 
+        defaults = self.sampling_defaults
         return GenerationConfig(
-            do_sample=True, top_k=0, max_new_tokens=self.layout.num_image_tokens,
+            do_sample=True, temperature=defaults.temperature, top_k=defaults.top_k or 0, top_p=defaults.top_p,
+            max_new_tokens=self.layout.num_image_tokens,
             suppress_tokens=self.layout.non_image_token_ids, bos_token_id=self.layout.boi_token_id,
             eos_token_id=self.layout.eoi_token_id, pad_token_id=self.layout.pad_token_id,
         )
 
     # ----- sampling -----
+    @property
+    def sampling_defaults(self) -> SamplingOptions:
+        """What generate and complete use for temperature, top_k and top_p when not given: the model's
+        generation_config.json, the file plain `model.generate` reads too. Guidance is off unless asked for."""
+        config = self.model.generation_config
+        temperature, top_p = getattr(config, "temperature", None), getattr(config, "top_p", None)
+        return SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=getattr(config, "top_k", None) or None,
+                               top_p=1.0 if top_p is None else top_p)
+
+    def set_sampling_defaults(self, **sampling: Unpack[SamplingKwargs]) -> None:
+        """Change the defaults (checked; saved with the prior in generation_config.json)."""
+        if "guidance_scale" in sampling:
+            raise InvalidRequestError("guidance_scale is not a default: plain model.generate has no null class to guide against")
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        config = self.model.generation_config
+        config.temperature, config.top_k, config.top_p = options.temperature, options.top_k or 0, options.top_p
+
     def generate(
         self,
         num_images: int = 1,
@@ -375,9 +407,10 @@ class ImagePrior(HubMixin):
         class_labels: one index or one per image (None: the null class on a conditional prior). guidance_scale
         > 1 applies classifier-free guidance against the null class. A grid_size larger than the trained grid
         samples with a sliding window (VQGAN paper, sec. 3.2). The same seed and batch_size give the same images.
-        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs).
+        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs); those not given come
+        from `sampling_defaults`.
         """
-        options = SamplingOptions.from_kwargs(sampling)
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
         labels = self._labels_for(class_labels, num_images)
         self._check_request(options.guidance_scale, output_type)
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -413,7 +446,7 @@ class ImagePrior(HubMixin):
         Integer arrays and tensors are ids; uint8 and float ones are images, as everywhere in the library.
         Sampling keywords as for generate.
         """
-        options = SamplingOptions.from_kwargs(sampling)
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
         ids = self._prefix_ids(prefix, rows)
         labels = self._labels_for(class_labels, ids.shape[0])
         self._check_request(options.guidance_scale, output_type)

@@ -207,6 +207,39 @@ def test_sampling_keywords_are_one_checked_set(prior, monkeypatch):
         prior.complete(torch.zeros(1, 2, 8, dtype=torch.long), top_p=2.0)
 
 
+def test_sampling_defaults_live_in_generation_config_and_survive_save(prior, tmp_path):
+    assert prior.sampling_defaults == SamplingOptions()  # a new prior samples the plain distribution
+    prior.set_sampling_defaults(temperature=0.7, top_k=5)
+    prior.save_pretrained(tmp_path / "prior")
+    loaded = ImagePrior.from_pretrained(tmp_path / "prior", tokenizer=prior.tokenizer)
+    assert loaded.sampling_defaults == SamplingOptions(temperature=0.7, top_k=5)
+    saved = json.loads((tmp_path / "prior" / "generation_config.json").read_text())
+    assert (saved["temperature"], saved["top_k"]) == (0.7, 5)  # what plain model.generate reads too
+    assert "Sampling defaults (in `generation_config.json`" in (tmp_path / "prior" / "README.md").read_text()
+    assert "temperature 0.7, top-k 5, top-p off." in (tmp_path / "prior" / "README.md").read_text()
+    by_default = loaded.generate(3, seed=1, output_type="ids")
+    assert torch.equal(by_default, loaded.generate(3, seed=1, temperature=0.7, top_k=5, output_type="ids"))
+    assert not torch.equal(by_default, loaded.generate(3, seed=1, temperature=1.0, top_k=None, output_type="ids"))
+    rows = torch.zeros(2, 4, 8, dtype=torch.long)
+    assert torch.equal(loaded.complete(rows, seed=2, output_type="ids"),
+                       loaded.complete(rows, seed=2, temperature=0.7, top_k=5, output_type="ids"))
+
+
+def test_bad_sampling_defaults_are_refused(prior, tmp_path):
+    with pytest.raises(InvalidRequestError, match="guidance_scale is not a default"):
+        prior.set_sampling_defaults(guidance_scale=2.0)
+    with pytest.raises(InvalidRequestError, match="unknown keyword 'temprature'"):
+        prior.set_sampling_defaults(temprature=0.5)
+    with pytest.raises(InvalidRequestError, match="temperature must be > 0"):
+        prior.set_sampling_defaults(temperature=0.0)
+    assert prior.sampling_defaults == SamplingOptions()  # nothing half-changed
+    prior.save_pretrained(tmp_path / "prior")
+    path = tmp_path / "prior" / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "top_p": 1.5}))
+    with pytest.raises(CheckpointError, match=r"generation_config\.json: bad sampling default: top_p must be in"):
+        ImagePrior.from_pretrained(tmp_path / "prior")
+
+
 def test_guidance_on_an_unconditional_prior_is_refused(unconditional, monkeypatch):
     assert unconditional.generate(2, seed=0, output_type="ids").shape == (2, 8, 8)
     monkeypatch.setattr(unconditional.model, "generate", lambda *a, **k: pytest.fail("sampling started"))

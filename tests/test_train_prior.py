@@ -63,6 +63,13 @@ def test_tiny_prior_trains_and_saves_a_loadable_model(tmp_path, tok_dir):
     assert ids.shape == (2, 8, 8)
 
 
+def test_bf16_trains_on_a_cpu_too(tmp_path, tok_dir):
+    # bf16 autocast halves a CPU step where the CPU has bf16 units; the Trainer needs use_cpu for it
+    result = train(tiny(tmp_path, tok_dir, max_steps=3, bf16=True, eval_steps=3, save_steps=3))
+    assert math.isfinite(result["bits_per_token"])
+    assert ImagePrior.from_pretrained(result["final_dir"]).model.dtype == torch.float32  # weights stay fp32
+
+
 def test_a_prior_trained_with_a_relative_tokenizer_path_loads_from_anywhere(tmp_path, tok_dir, monkeypatch):
     import shutil
 

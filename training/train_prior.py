@@ -231,6 +231,7 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
     set_seed(config.seed)
     out = Path(config.output_dir)
     tokenizer = ImageTokenizer.from_pretrained(config.tokenizer)
+    bf16 = _use_bf16(config.bf16)
     args = TrainingArguments(
         output_dir=str(out),
         max_steps=config.max_steps,
@@ -242,7 +243,8 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         warmup_steps=config.warmup_steps,
         lr_scheduler_type=config.lr_scheduler,
         max_grad_norm=config.grad_clip,
-        bf16=_use_bf16(config.bf16),
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # the Trainer's way to autocast to bf16 on a CPU
         eval_strategy="steps",
         eval_steps=config.eval_steps,
         save_strategy="steps",
