@@ -104,8 +104,8 @@ def main() -> None:
         "",
         f"Command: `{results['command']}`  ",
         machine_line(results["machine"]) + "  ",
-        f"Fréchet distance in the bundled shapes classifier's 128-d feature space to {results['reference']}; "
-        f"{args.num} images per set. Sampling: {options.describe()}.",
+        (f"Fréchet distance in the bundled shapes classifier's 128-d feature space to {results['reference']}; "
+         f"{args.num} images per set. Sampling: {options.describe()}."),
         "",
         "| image set | Fréchet distance |",
         "|---|---|",

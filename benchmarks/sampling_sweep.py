@@ -76,8 +76,8 @@ def main() -> None:
     }
     lines = [
         f"# Sampling sweep: {args.prior}", "", f"Command: `{results['command']}`  ", machine_line(results["machine"]) + "  ",
-        f"Class-conditional samples ({args.num} per setting, no guidance) vs {results['reference']}. "
-        f"At {args.num} images the distance carries a small-sample bias, so compare rows, not absolute values.", "",
+        (f"Class-conditional samples ({args.num} per setting, no guidance) vs {results['reference']}. "
+         f"At {args.num} images the distance carries a small-sample bias, so compare rows, not absolute values."), "",
         "| setting | Fréchet distance | count hits |", "|---|---|---|",
         *[f"| {r['setting']} | {r['frechet_distance']:.2f} | {r['count_hits']:.3f} |" for r in rows],
         "", f"Best: `{best['setting']}`.",

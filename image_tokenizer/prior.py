@@ -342,7 +342,7 @@ class ImagePrior(HubMixin):
             raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
         prior = cls(model, layout, tokenizer, load_card_info(directory))
         try:
-            prior.sampling_defaults
+            _ = prior.sampling_defaults  # checked here, so a bad file fails at load and names itself
         except InvalidRequestError as error:
             raise CheckpointError(f"{directory / 'generation_config.json'}: bad sampling default: {error}") from None
         return prior.to(device) if device is not None else prior
