@@ -106,4 +106,3 @@ def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) ->
         sampling=prior.sampling_defaults.describe(),
     )
     return str(card)
-

@@ -378,10 +378,9 @@ class ImagePrior(HubMixin):
     def sampling_defaults(self) -> SamplingOptions:
         """What generate and complete use for temperature, top_k and top_p when not given: the model's
         generation_config.json, the file plain `model.generate` reads too. Guidance is off unless asked for."""
-        config = self.model.generation_config
-        temperature, top_p = getattr(config, "temperature", None), getattr(config, "top_p", None)
-        return SamplingOptions(temperature=1.0 if temperature is None else temperature, top_k=getattr(config, "top_k", None) or None,
-                               top_p=1.0 if top_p is None else top_p)
+        config = self.model.generation_config  # unset fields are None; top_k 0 is transformers' "off"
+        return SamplingOptions(temperature=1.0 if config.temperature is None else config.temperature,
+                               top_k=config.top_k or None, top_p=1.0 if config.top_p is None else config.top_p)
 
     def set_sampling_defaults(self, **sampling: Unpack[SamplingKwargs]) -> None:
         """Change the defaults (checked; saved with the prior in generation_config.json)."""
