@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
+from image_tokenizer.errors import CheckpointError
 from tests.helpers import tiny_config
 from training.train_prior import PriorCollator, PriorTrainConfig, TrainingError, parse_config, train
 
@@ -95,6 +96,42 @@ def test_resume_through_trainer_checkpoints_matches_a_straight_run(tmp_path, tok
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_init_from_starts_at_a_saved_prior_and_refuses_one_that_does_not_fit(tmp_path, tok_dir):
+    first = train(tiny(tmp_path / "first", tok_dir, max_steps=3, sample_images=0))["final_dir"]
+    # lr 0: the run's weights are exactly the saved prior's, so the copy is whole (every tensor, strictly)
+    second = train(tiny(tmp_path / "second", tok_dir, max_steps=1, lr=0.0, init_from=str(first), sample_images=0))
+    a, b = load_file(first / "model.safetensors"), load_file(second["final_dir"] / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    assert ImagePrior.from_pretrained(second["final_dir"]).card_info["training"]["initialised from"] == str(first)
+    with pytest.raises(TrainingError, match=r"init_from .*hidden_size: run 16 vs saved 32"):
+        train(tiny(tmp_path / "third", tok_dir, hidden_size=16, init_from=str(first)))
+    with pytest.raises(TrainingError, match=r"init_from .*class_names"):
+        train(tiny(tmp_path / "fourth", tok_dir, label_column=None, init_from=str(first)))
+    torch.manual_seed(1)
+    ImageTokenizer(tiny_config()).save_pretrained(tmp_path / "other-tok")  # same shape, other codebook
+    with pytest.raises(CheckpointError, match="codebook vectors differ"):
+        train(tiny(tmp_path / "fifth", tok_dir, tokenizer=str(tmp_path / "other-tok"), init_from=str(first)))
+
+
+def test_more_training_images_encode_only_the_new_ones(tmp_path, tok_dir, monkeypatch):
+    import image_tokenizer.pretokenize as pretokenize_module
+    import training.train_prior as train_prior
+
+    encoded = []
+    real = pretokenize_module.pretokenize
+    monkeypatch.setattr(pretokenize_module, "pretokenize", lambda images, *a, **k: encoded.append(len(images)) or real(images, *a, **k))
+    monkeypatch.setattr(train_prior, "CACHE_PART_IMAGES", 16)
+    tok = ImageTokenizer.from_pretrained(tok_dir)
+    small = train_prior.shapes_tokens(tiny(tmp_path, tok_dir, num_train_images=32), tok, "train")
+    assert encoded == [16, 16] and len(small) == 64  # two parts, each with its mirrored rows
+    large = train_prior.shapes_tokens(tiny(tmp_path, tok_dir, num_train_images=40), tok, "train")
+    assert encoded == [16, 16, 8] and len(large) == 80  # the cached parts are reused
+    assert large[:64]["input_ids"] == small[:]["input_ids"]
+    monkeypatch.setattr(train_prior, "CACHE_PART_IMAGES", 1000)
+    fresh = train_prior.shapes_tokens(tiny(tmp_path / "fresh", tok_dir, num_train_images=40), tok, "train")
+    assert fresh[:]["input_ids"] == large[:]["input_ids"]  # the same rows as encoding all 40 images at once
 
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, tok_dir):

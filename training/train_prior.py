@@ -46,6 +46,7 @@ class PriorTrainConfig:
     eval_images: int = 1000  # shapes only
     eval_seed: int = 1
     flip_augment: bool = True  # shapes only: add left-right mirrored rows
+    init_from: str | None = None  # start from a saved prior's weights (fresh optimizer and schedule), e.g. on more data
     label_column: str | None = "auto"  # "auto": num_shapes on the shapes data, unconditional on other data; None: unconditional
     p_uncond: float = 0.1  # label dropout for classifier-free guidance
     architecture: str = "llama"
@@ -176,29 +177,45 @@ def load_token_dataset(path: str) -> Any:
     return datasets.load_dataset("parquet", data_files=files, split="train")
 
 
+INIT_MODEL_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+CACHE_PART_IMAGES = 20000  # images per cached token part: raising num_train_images encodes only the new images
+
+
 def shapes_tokens(config: PriorTrainConfig, tokenizer: ImageTokenizer, split: str) -> Any:
-    """Shapes images pre-tokenized with the tokenizer, cached in output_dir/tokens/<split> (reused when the
-    tokenizer and settings are the same)."""
+    """Shapes images pre-tokenized with the tokenizer, cached in parts under output_dir/tokens/<split>/ (a part
+    is reused when the tokenizer, seed, image range and flip setting are the same)."""
+    import datasets
+
+    train = split == "train"
+    count, seed = (config.num_train_images, config.train_seed) if train else (config.eval_images, config.eval_seed)
+    flip = config.flip_augment and train
+    folder = Path(config.output_dir) / "tokens" / split
+    parts = [shapes_token_part(folder, tokenizer, seed, start, min(CACHE_PART_IMAGES, count - start), flip, config.num_proc)
+             for start in range(0, count, CACHE_PART_IMAGES)]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def shapes_token_part(folder: Path, tokenizer: ImageTokenizer, seed: int, start: int, count: int, flip: bool,
+                      num_proc: int | None) -> Any:
+    """Images start .. start+count-1 of the shapes set `seed`, tokenized (cached in folder/images-<start>-<end>)."""
     import datasets
 
     from image_tokenizer.data.shapes import to_dataset
     from image_tokenizer.pretokenize import pretokenize, tokenizer_fingerprint, write_token_dataset
 
-    train = split == "train"
-    count, seed = (config.num_train_images, config.train_seed) if train else (config.eval_images, config.eval_seed)
-    flip = config.flip_augment and train
-    key = {"tokenizer_sha256": tokenizer_fingerprint(tokenizer), "images": count, "seed": seed, "flip": flip}
-    folder = Path(config.output_dir) / "tokens" / split
-    info_file = folder / "pretokenize_info.json"
+    key = {"tokenizer_sha256": tokenizer_fingerprint(tokenizer), "seed": seed, "start": start, "images": count, "flip": flip}
+    part = folder / f"images-{start:07d}-{start + count:07d}"
+    info_file = part / "pretokenize_info.json"
     if info_file.is_file() and json.loads(info_file.read_text()).get("key") == key:
-        return datasets.load_from_disk(str(folder))
-    images = to_dataset(count, seed=seed)
+        return datasets.load_from_disk(str(part))
+    images = to_dataset(count, seed=seed, start=start)
     keep = ["image", "num_shapes", "type_counts"]
     images = images.remove_columns([c for c in images.column_names if c not in keep])
-    tokens = pretokenize(images, tokenizer, num_proc=config.num_proc, flip=flip)
-    info = {"fingerprint": tokens._fingerprint, "key": key, "source": f"shapes seed {seed}", "rows": len(tokens)}
-    write_token_dataset(tokens, str(folder), "arrow", info, overwrite=True, report=None)
-    return datasets.load_from_disk(str(folder))
+    tokens = pretokenize(images, tokenizer, num_proc=num_proc, flip=flip)
+    info = {"fingerprint": tokens._fingerprint, "key": key, "source": f"shapes seed {seed}, images {start}..{start + count - 1}",
+            "rows": len(tokens)}
+    write_token_dataset(tokens, str(part), "arrow", info, overwrite=True, report=None)
+    return datasets.load_from_disk(str(part))
 
 
 def prepare_data(config: PriorTrainConfig, tokenizer: ImageTokenizer) -> tuple[Any, Any]:
@@ -277,6 +294,8 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.intermediate_size:
         sizes["intermediate_size"] = config.intermediate_size
     prior = ImagePrior.from_layout(layout, config.architecture, tokenizer=tokenizer, **sizes)
+    if config.init_from:
+        load_initial_weights(prior, config.init_from, tokenizer)
     prior.model.generation_config = prior.generation_config()
     collator = PriorCollator(layout, config.label_column, class_values, config.p_uncond, config.seed)
     if ROW_COLUMN not in train_data.column_names:
@@ -298,6 +317,20 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         return {}
     result = _finish(config, prior, trainer, metrics, len(train_data), len(eval_data), out)
     return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss}
+
+
+def load_initial_weights(prior: ImagePrior, name_or_path: str, tokenizer: ImageTokenizer) -> None:
+    """Copy a saved prior's weights into `prior`; its token layout (codebook, grid, classes) and model sizes must
+    equal the run's, so the ids mean the same and every weight fits."""
+    initial = ImagePrior.from_pretrained(name_or_path, tokenizer=tokenizer)  # refuses another codebook
+    run, saved = dataclasses.asdict(prior.layout), dataclasses.asdict(initial.layout)
+    differing = [f"{key}: run {run[key]!r} vs saved {saved[key]!r}" for key in run if key != "tokenizer" and run[key] != saved[key]]
+    run, saved = prior.model.config, initial.model.config
+    differing += [f"{key}: run {getattr(run, key, None)!r} vs saved {getattr(saved, key, None)!r}" for key in INIT_MODEL_KEYS
+                  if getattr(run, key, None) != getattr(saved, key, None)]
+    if differing:
+        raise TrainingError(f"init_from {name_or_path}: it differs from this run ({'; '.join(differing)})")
+    prior.model.load_state_dict(initial.model.state_dict(), strict=True)
 
 
 def class_names(dataset: Any, label_column: str | None, values: list) -> list[str]:
@@ -340,6 +373,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
                 f"shapes generator seed {config.train_seed}, {config.num_train_images} images"
                 + (" + mirrored copies" if config.flip_augment else "") + f", tokenized with {config.tokenizer}"
             ),
+            **({"initialised from": config.init_from} if config.init_from else {}),
             "training sequences": n_train,
             "held-out sequences": n_eval,
             "steps": trainer.state.global_step,
@@ -357,7 +391,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
         labels = None
         if prior.layout.conditional:
             labels = [i % prior.layout.num_classes for i in range(config.sample_images)]
-        images = prior.generate(config.sample_images, seed=0, class_labels=labels, top_k=100)
+        images = prior.generate(config.sample_images, seed=0, class_labels=labels)  # the prior's sampling defaults
         image_grid(images, columns=min(8, len(images)), scale=2).save(out / "samples.png")
     print(f"saved {final}; held-out {bpt} bits per token ({metrics['eval_loss']:.4f} nats)")
     return {"final_dir": final, "bits_per_token": bpt, "metrics": metrics}

@@ -216,12 +216,12 @@ def generate_arrays(
     return np.stack([s.image for s in samples]), np.stack([s.hole_mask for s in samples])
 
 
-def to_dataset(num: int, seed: int = TRAIN_SEED, config: ShapesConfig | None = None):
-    """A `datasets.Dataset` with an `image` column (Image feature) and the metadata columns."""
+def to_dataset(num: int, seed: int = TRAIN_SEED, config: ShapesConfig | None = None, start: int = 0):
+    """Images start .. start+num-1 as a `datasets.Dataset`: an `image` column (Image feature) and the metadata."""
     import datasets
 
     def rows() -> Iterator[dict[str, Any]]:
-        for sample in generate(num, seed, config):
+        for sample in generate(num, seed, config, start=start):
             yield {"image": sample.to_pil(), **sample.metadata()}
 
     features = datasets.Features(
