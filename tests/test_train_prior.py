@@ -117,7 +117,7 @@ def test_init_from_starts_at_a_saved_prior_and_refuses_one_that_does_not_fit(tmp
 
 def test_more_training_images_encode_only_the_new_ones(tmp_path, tok_dir, monkeypatch):
     import image_tokenizer.pretokenize as pretokenize_module
-    import training.train_prior as train_prior
+    from training import train_prior
 
     encoded = []
     real = pretokenize_module.pretokenize
