@@ -323,14 +323,17 @@ def load_initial_weights(prior: ImagePrior, name_or_path: str, tokenizer: ImageT
     """Copy a saved prior's weights into `prior`; its token layout (codebook, grid, classes) and model sizes must
     equal the run's, so the ids mean the same and every weight fits."""
     initial = ImagePrior.from_pretrained(name_or_path, tokenizer=tokenizer)  # refuses another codebook
-    run, saved = dataclasses.asdict(prior.layout), dataclasses.asdict(initial.layout)
-    differing = [f"{key}: run {run[key]!r} vs saved {saved[key]!r}" for key in run if key != "tokenizer" and run[key] != saved[key]]
-    run, saved = prior.model.config, initial.model.config
-    differing += [f"{key}: run {getattr(run, key, None)!r} vs saved {getattr(saved, key, None)!r}" for key in INIT_MODEL_KEYS
-                  if getattr(run, key, None) != getattr(saved, key, None)]
+    run, saved = _must_match(prior), _must_match(initial)
+    differing = [f"{key}: run {run[key]!r} vs saved {saved[key]!r}" for key in run if run[key] != saved[key]]
     if differing:
         raise TrainingError(f"init_from {name_or_path}: it differs from this run ({'; '.join(differing)})")
     prior.model.load_state_dict(initial.model.state_dict(), strict=True)
+
+
+def _must_match(prior: ImagePrior) -> dict[str, Any]:
+    """The token layout, less the tokenizer's name or path (its codebook hash is kept), and the model sizes."""
+    layout = {key: value for key, value in dataclasses.asdict(prior.layout).items() if key != "tokenizer"}
+    return {**layout, **{key: getattr(prior.model.config, key, None) for key in INIT_MODEL_KEYS}}
 
 
 def class_names(dataset: Any, label_column: str | None, values: list) -> list[str]:
