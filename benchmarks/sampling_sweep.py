@@ -48,10 +48,11 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=250)
     parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS)
     parser.add_argument("--set-defaults", metavar="DIR", help="save the best setting as the prior's defaults in DIR")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    prior = ImagePrior.from_pretrained(args.prior)
+    prior = ImagePrior.from_pretrained(args.prior, device=args.device)
     classifier = ShapesClassifier.from_pretrained(args.classifier)
     samples = list(generate(args.num, REFERENCE_SEED))
     reference = classifier.embed(np.stack([s.image for s in samples]))
@@ -86,7 +87,7 @@ def main() -> None:
     ]
     write_results(args.output_dir, "sampling_sweep", results, lines)
     if args.set_defaults:
-        saved = ImagePrior.from_pretrained(args.set_defaults)
+        saved = ImagePrior.from_pretrained(args.set_defaults, dtype="auto")  # re-saved in the dtype it is stored in
         saved.set_sampling_defaults(**{"temperature": 1.0, "top_k": None, "top_p": 1.0, **parse_setting(best["setting"])})
         saved.save_pretrained(args.set_defaults)
 

@@ -308,7 +308,7 @@ class ImagePrior(HubMixin):
 
             if not self.layout.tokenizer:
                 raise CheckpointError("this prior names no tokenizer; pass tokenizer= to decode images")
-            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer)
+            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer).to(self.device)  # on the prior's device
         return self._tokenizer
 
     @tokenizer.setter
@@ -321,23 +321,32 @@ class ImagePrior(HubMixin):
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> ImagePrior:
+        from .devices import check_device
+
+        device = check_device(device)  # a clear error for a device this machine lacks
         self.model.to(device)
         if self._tokenizer is not None:
             self._tokenizer.to(device)
         return self
 
     @classmethod
-    def _from_pretrained(cls, directory: Path, tokenizer: Any = None, device: str | torch.device | None = None) -> ImagePrior:
-        """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only."""
+    def _from_pretrained(cls, directory: Path, tokenizer: Any = None, device: str | torch.device | None = None,
+                         dtype: torch.dtype | str | None = None) -> ImagePrior:
+        """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only.
+        They run in float32 whatever dtype they are stored in (a bundled prior may be stored in bfloat16 to halve
+        its size), unless dtype names another, or "auto" keeps the stored one."""
         from transformers import AutoModelForCausalLM
 
+        from .devices import model_dtype
         from .model_card import load_card_info
+
+        dtype = "auto" if dtype == "auto" else model_dtype(dtype) or torch.float32
 
         layout = TokenLayout.load(directory)
         if not (directory / "model.safetensors").is_file():
             raise CheckpointError(f"{directory}: model.safetensors not found (priors load from safetensors only)")
         try:
-            model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
+            model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, dtype=dtype)
         except (OSError, ValueError) as error:
             raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
         prior = cls(model, layout, tokenizer, load_card_info(directory))

@@ -73,6 +73,31 @@ def test_save_load_round_trip_and_strict_files(prior, tmp_path):
         ImagePrior.from_pretrained(tmp_path / "prior")
 
 
+def test_a_prior_stored_in_bfloat16_runs_in_float32_unless_asked(prior, tmp_path):
+    prior.model.to(torch.bfloat16)
+    prior.save_pretrained(tmp_path / "prior")
+    x = torch.randint(0, 64, (2, 10))
+    loaded = ImagePrior.from_pretrained(tmp_path / "prior")
+    assert loaded.model.dtype == torch.float32
+    with torch.no_grad():  # the stored values, exactly, now computed in float32
+        assert torch.equal(loaded.model.model.embed_tokens.weight, prior.model.model.embed_tokens.weight.float())
+        reference = prior.model.float()(x).logits
+        assert torch.allclose(loaded.model(x).logits, reference, atol=1e-5)
+    assert ImagePrior.from_pretrained(tmp_path / "prior", dtype="auto").model.dtype == torch.bfloat16
+    assert ImagePrior.from_pretrained(tmp_path / "prior", dtype=torch.bfloat16).model.dtype == torch.bfloat16
+    with pytest.raises(InvalidRequestError, match="dtype must be"):
+        ImagePrior.from_pretrained(tmp_path / "prior", dtype=torch.int8)
+
+
+def test_a_device_this_machine_lacks_is_a_clear_error(prior, tmp_path, monkeypatch):
+    prior.save_pretrained(tmp_path / "prior")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InvalidRequestError, match="no CUDA GPU"):
+        ImagePrior.from_pretrained(tmp_path / "prior", device="cuda")
+    with pytest.raises(InvalidRequestError, match="not a device"):
+        prior.to("gpu0")
+
+
 def test_layout_file_with_unknown_fields_is_refused(prior, tmp_path):
     prior.save_pretrained(tmp_path / "prior")
     path = tmp_path / "prior" / "prior_layout.json"

@@ -134,6 +134,39 @@ def test_more_training_images_encode_only_the_new_ones(tmp_path, tok_dir, monkey
     assert fresh[:]["input_ids"] == large[:]["input_ids"]  # the same rows as encoding all 40 images at once
 
 
+def test_time_budget_ends_the_run_and_its_cosine_schedule_in_time(tmp_path, tok_dir):
+    import json
+    import time
+
+    config = tiny(tmp_path, tok_dir, max_steps=100_000, time_budget_minutes=0.1, lr_scheduler="cosine", warmup_steps=5,
+                  lr=1e-3, logging_steps=1, eval_steps=100_000, save_steps=100_000, sample_images=0)
+    start = time.monotonic()
+    result = train(config)
+    assert time.monotonic() - start < 60  # 100,000 steps would take hours
+    steps = ImagePrior.from_pretrained(result["final_dir"]).card_info["training"]["steps"]
+    assert 10 < steps < 100_000
+    state = json.loads((tmp_path / "run" / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    assert max(rates) > 0.5e-3 and rates[-1] < 0.05e-3  # the cosine reached its end at the last step, not at 100,000
+    with pytest.raises(TrainingError, match="time_budget_minutes fits a cosine"):
+        parse_config(["--time_budget_minutes", "5", "--lr_scheduler", "constant"])
+    with pytest.raises(TrainingError, match="uninterrupted"):
+        train(config, resume=True)
+
+
+def test_step_plan_is_transformers_cosine_with_a_movable_end():
+    from transformers import get_cosine_schedule_with_warmup
+
+    from training.train_prior import StepPlan
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=10, num_training_steps=100).lr_lambdas[0]
+    plan = StepPlan(100, 10)
+    assert all(plan.lr_factor(step) == pytest.approx(reference(step), abs=1e-12) for step in range(0, 101))
+    plan.total_steps = 50
+    assert plan.lr_factor(50) == 0.0 and plan.lr_factor(30) == pytest.approx(0.5)
+
+
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, tok_dir):
     with pytest.raises(TrainingError, match="no checkpoint"):
         train(tiny(tmp_path, tok_dir), resume=True)

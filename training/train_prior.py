@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class PriorTrainConfig:
     logging_steps: int = 50
     seed: int = 0
     num_proc: int | None = None  # pre-tokenization processes
+    tokenize_device: str | None = None  # shapes pre-tokenization device; None: "cuda" when a GPU is present
+    time_budget_minutes: float | None = None  # fit the training loop into this wall-clock time (cosine only)
     sample_images: int = 16  # a grid of samples written at the end (0 = none)
     progress: bool = True
 
@@ -82,6 +85,11 @@ class PriorTrainConfig:
             raise TrainingError(f"architecture must be 'llama' or 'gpt2', got {self.architecture!r}")
         if self.hidden_size % self.num_attention_heads:
             raise TrainingError("hidden_size must be a multiple of num_attention_heads")
+        if self.time_budget_minutes is not None:
+            if self.time_budget_minutes <= 0:
+                raise TrainingError(f"time_budget_minutes must be positive, got {self.time_budget_minutes}")
+            if self.lr_scheduler != "cosine":
+                raise TrainingError(f"time_budget_minutes fits a cosine schedule; lr_scheduler is {self.lr_scheduler!r}")
 
 
 class PriorCollator:
@@ -137,6 +145,44 @@ def epoch_callback(collator: PriorCollator) -> Any:
     return EpochToCollator()
 
 
+class StepPlan:
+    """The step at which the cosine schedule ends; a time budget moves it during the run (TimeBudget)."""
+
+    def __init__(self, total_steps: int, warmup_steps: int):
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warmup, then cosine to zero at total_steps (transformers' cosine schedule, with a movable end)."""
+        if step < self.warmup_steps:
+            return step / max(1, self.warmup_steps)
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int = 10, every: int = 25) -> Any:
+    """A TrainerCallback that ends the run where the wall-clock budget runs out, with the schedule ending there.
+
+    Every `every` steps it re-estimates the mean step time (evaluations and saves included, the first
+    `skip_steps` left out as warm-up) and sets the last step to what fits, never past max_steps."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start, self.max_steps, self.after_skip = time.monotonic(), state.max_steps, None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            now, step = time.monotonic(), state.global_step
+            if step == skip_steps:
+                self.after_skip = now
+            if self.after_skip is None or step <= skip_steps or step % every:
+                return
+            seconds_per_step = (now - self.after_skip) / (step - skip_steps)
+            fits = step + int((budget_seconds - (now - self.start)) / seconds_per_step)
+            plan.total_steps = state.max_steps = max(step + 1, min(self.max_steps, fits))
+
+    return TimeBudget()
+
+
 def bits_per_token(loss_nats: float) -> float:
     return loss_nats / math.log(2)
 
@@ -152,6 +198,14 @@ def make_trainer_class() -> type:
                 if key in logs:
                     logs[key.replace("loss", "bits_per_token")] = round(bits_per_token(logs[key]), 5)
             super().log(logs, *args, **kwargs)
+
+        step_plan: StepPlan | None = None  # set: the schedule's end may move (a time budget)
+
+        def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+            if self.lr_scheduler is None and self.step_plan is not None:
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.step_plan.lr_factor)
+                self._created_lr_scheduler = True  # the Trainer rebuilds it on a later train() call, as its own
+            return super().create_scheduler(num_training_steps, optimizer)
 
         def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
             train_collator = self.data_collator
@@ -190,13 +244,14 @@ def shapes_tokens(config: PriorTrainConfig, tokenizer: ImageTokenizer, split: st
     count, seed = (config.num_train_images, config.train_seed) if train else (config.eval_images, config.eval_seed)
     flip = config.flip_augment and train
     folder = Path(config.output_dir) / "tokens" / split
-    parts = [shapes_token_part(folder, tokenizer, seed, start, min(CACHE_PART_IMAGES, count - start), flip, config.num_proc)
+    device = config.tokenize_device or ("cuda" if torch.cuda.is_available() else None)
+    parts = [shapes_token_part(folder, tokenizer, seed, start, min(CACHE_PART_IMAGES, count - start), flip, config.num_proc, device)
              for start in range(0, count, CACHE_PART_IMAGES)]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
 def shapes_token_part(folder: Path, tokenizer: ImageTokenizer, seed: int, start: int, count: int, flip: bool,
-                      num_proc: int | None) -> Any:
+                      num_proc: int | None, device: str | None = None) -> Any:
     """Images start .. start+count-1 of the shapes set `seed`, tokenized (cached in folder/images-<start>-<end>)."""
     import datasets
 
@@ -211,7 +266,7 @@ def shapes_token_part(folder: Path, tokenizer: ImageTokenizer, seed: int, start:
     images = to_dataset(count, seed=seed, start=start)
     keep = ["image", "num_shapes", "type_counts"]
     images = images.remove_columns([c for c in images.column_names if c not in keep])
-    tokens = pretokenize(images, tokenizer, num_proc=num_proc, flip=flip)
+    tokens = pretokenize(images, tokenizer, num_proc=num_proc, flip=flip, device=device)
     info = {"fingerprint": tokens._fingerprint, "key": key, "source": f"shapes seed {seed}, images {start}..{start + count - 1}",
             "rows": len(tokens)}
     write_token_dataset(tokens, str(part), "arrow", info, overwrite=True, report=None)
@@ -304,6 +359,11 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         model=prior.model, args=args, train_dataset=train_data, eval_dataset=eval_data, data_collator=collator,
         callbacks=[epoch_callback(collator)],
     )
+    if config.time_budget_minutes:
+        if resume:
+            raise TrainingError("--resume with time_budget_minutes: the budget plans one uninterrupted run")
+        trainer.step_plan = StepPlan(config.max_steps, config.warmup_steps)
+        trainer.add_callback(time_budget_callback(trainer.step_plan, 60 * config.time_budget_minutes))
     checkpoint = None
     if resume:
         from transformers.trainer_utils import get_last_checkpoint
@@ -380,6 +440,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
             "training sequences": n_train,
             "held-out sequences": n_eval,
             "steps": trainer.state.global_step,
+            **({"time budget": f"{config.time_budget_minutes} min (max_steps {config.max_steps})"} if config.time_budget_minutes else {}),
             "batch size": config.batch_size * trainer.args.world_size * config.gradient_accumulation_steps,
             "label dropout (CFG)": config.p_uncond if prior.layout.conditional else "n/a",
             "parameters": params,
