@@ -11,8 +11,8 @@
 set -u
 OUT=${OUT:-gpu-out}
 NUM_TRAIN=${NUM_TRAIN:-120000}
-TRAIN_END_S=${TRAIN_END_S:-370}    # seconds after start by which both training loops end
-MEASURE_END_S=${MEASURE_END_S:-525}  # ... and by which measuring stops, so the results are packed in any case
+TRAIN_END_S=${TRAIN_END_S:-330}    # seconds after start by which both training loops end
+MEASURE_END_S=${MEASURE_END_S:-505}  # ... and by which measuring stops, so the results are packed in any case
 NUM_EVAL=${NUM_EVAL:-1000}
 PY=${PY:-python}                   # python3 on the device machine
 DEVICE=${DEVICE:-cuda}             # where the measurements run (cpu for a dry run)
@@ -67,7 +67,7 @@ measure() {  # $1: run name
   local final=$RUNS/$1/final results=$RUNS/$1/results
   [ -f "$final/model.safetensors" ] || { log "$1: no final model"; return; }
   $PY benchmarks/sampling_sweep.py --prior "$final" --num "$NUM_EVAL" --device $DEVICE --output-dir "$results" \
-    --settings temperature=1.0 temperature=0.9 temperature=0.85 temperature=0.8 temperature=0.7 --set-defaults "$final"
+    --settings temperature=1.0 temperature=0.9 temperature=0.85 temperature=0.8 --set-defaults "$final"
   $PY benchmarks/generation_quality.py --prior "$final" --num "$NUM_EVAL" --device $DEVICE --output-dir "$results" \
     --update-card "$final"
   if [ "$1" = small ]; then
