@@ -308,7 +308,8 @@ class ImagePrior(HubMixin):
 
             if not self.layout.tokenizer:
                 raise CheckpointError("this prior names no tokenizer; pass tokenizer= to decode images")
-            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer).to(self.device)  # on the prior's device
+            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer)  # checked on the CPU, then
+            self._tokenizer.to(self.device)  # moved to the prior's device
         return self._tokenizer
 
     @tokenizer.setter

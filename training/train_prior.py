@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -159,7 +159,8 @@ class StepPlan:
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int = 10, every: int = 25) -> Any:
+def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int = 3, every: int = 10,
+                         clock: Callable[[], float] = time.monotonic) -> Any:
     """A TrainerCallback that ends the run where the wall-clock budget runs out, with the schedule ending there.
 
     Every `every` steps it re-estimates the mean step time (evaluations and saves included, the first
@@ -168,10 +169,10 @@ def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int 
 
     class TimeBudget(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.start, self.max_steps, self.after_skip = time.monotonic(), state.max_steps, None
+            self.start, self.max_steps, self.after_skip = clock(), state.max_steps, None
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            now, step = time.monotonic(), state.global_step
+            now, step = clock(), state.global_step
             if step == skip_steps:
                 self.after_skip = now
             if self.after_skip is None or step <= skip_steps or step % every:
