@@ -32,8 +32,10 @@ PRIOR_FILES = ["config.json", "model.safetensors", "generation_config.json", LAY
 
 
 def codebook_sha256(tokenizer: Any) -> str:
-    """Fingerprint of a tokenizer's vocabulary: a prior is only meaningful with the codebook it was trained on."""
-    return hashlib.sha256(tokenizer.codebook.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+    """Fingerprint of a tokenizer's vocabulary: a prior is only meaningful with the codebook it was trained on.
+    Computed on the CPU wherever the tokenizer runs, so a prior trained beside a GPU tokenizer loads on a CPU."""
+    codes = tokenizer.model.quantizer.effective_codebook(device="cpu")
+    return hashlib.sha256(codes.detach().contiguous().numpy().tobytes()).hexdigest()
 
 
 @dataclass
@@ -308,8 +310,7 @@ class ImagePrior(HubMixin):
 
             if not self.layout.tokenizer:
                 raise CheckpointError("this prior names no tokenizer; pass tokenizer= to decode images")
-            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer)  # checked on the CPU, then
-            self._tokenizer.to(self.device)  # moved to the prior's device
+            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer).to(self.device)  # on the prior's device
         return self._tokenizer
 
     @tokenizer.setter

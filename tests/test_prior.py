@@ -89,6 +89,18 @@ def test_a_prior_stored_in_bfloat16_runs_in_float32_unless_asked(prior, tmp_path
         ImagePrior.from_pretrained(tmp_path / "prior", dtype=torch.int8)
 
 
+def test_the_codebook_fingerprint_is_computed_on_the_cpu(tok):
+    """A GPU can round the l2 normalisation differently; the fingerprint must not depend on where the codes live."""
+    import hashlib
+
+    from image_tokenizer.prior import codebook_sha256
+
+    raw = tok.model.quantizer.codebook.detach().float().cpu()
+    expected = torch.nn.functional.normalize(raw, dim=-1) if tok.model.quantizer.config.l2_normalize else raw
+    assert codebook_sha256(tok) == hashlib.sha256(expected.contiguous().numpy().tobytes()).hexdigest()
+    assert torch.equal(tok.model.quantizer.effective_codebook(device="cpu"), tok.codebook)
+
+
 def test_a_device_this_machine_lacks_is_a_clear_error(prior, tmp_path, monkeypatch):
     prior.save_pretrained(tmp_path / "prior")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

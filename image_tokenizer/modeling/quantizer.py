@@ -56,9 +56,10 @@ class VectorQuantizer(nn.Module):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    def effective_codebook(self) -> torch.Tensor:
-        """The K x D vectors that distances are measured to (l2-normalised when configured), in fp32."""
-        codes = self.codebook.float()
+    def effective_codebook(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The K x D vectors that distances are measured to (l2-normalised when configured), in fp32, computed on
+        `device` (default: the codebook's own). Normalising on a GPU can round differently from a CPU."""
+        codes = self.codebook.float() if device is None else self.codebook.detach().to(device).float()
         return F.normalize(codes, dim=-1) if self.config.l2_normalize else codes
 
     def _to_lookup_space(self, z_flat: torch.Tensor) -> torch.Tensor:
