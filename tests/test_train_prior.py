@@ -186,7 +186,7 @@ def test_step_plan_is_transformers_cosine_with_a_movable_end():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     reference = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=10, num_training_steps=100).lr_lambdas[0]
     plan = StepPlan(100, 10)
-    assert all(plan.lr_factor(step) == pytest.approx(reference(step), abs=1e-12) for step in range(0, 101))
+    assert all(plan.lr_factor(step) == pytest.approx(reference(step), abs=1e-12) for step in range(101))
     plan.total_steps = 50
     assert plan.lr_factor(50) == 0.0 and plan.lr_factor(30) == pytest.approx(0.5)
 
