@@ -89,8 +89,8 @@ def main() -> None:
                "prior": args.prior, "images_per_set": args.num, "sets": rows}
     lines = [
         f"# Prior diagnostics: {args.prior}", "", f"Command: `{results['command']}`  ", machine_line(results["machine"]) + "  ",
-        f"{args.num} images per set, made from held-out images of seed 2 and their labels; Fréchet distance to {args.num} "
-        f"held-out images of seed 1 in the shapes classifier's features; count hits: the classifier counts the shapes asked for.", "",
+        (f"{args.num} images per set, made from held-out images of seed 2 and their labels; Fréchet distance to {args.num} "
+         f"held-out images of seed 1 in the shapes classifier's features; count hits: the classifier counts the shapes asked for."), "",
         "| set | Fréchet distance | count hits |", "|---|---|---|",
         *[f"| {r['set']} | {r['frechet_distance']:.2f} | {r['count_hits']:.3f} |" for r in rows],
     ]
