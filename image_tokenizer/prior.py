@@ -21,6 +21,7 @@ from typing import Any, TypedDict, Unpack
 import numpy as np
 import torch
 
+from .devices import check_device, model_dtype
 from .errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from .fileio import atomic_write_text, read_json_object
 from .hub import HubMixin
@@ -323,8 +324,6 @@ class ImagePrior(HubMixin):
         return next(self.model.parameters()).device
 
     def to(self, device: str | torch.device) -> ImagePrior:
-        from .devices import check_device
-
         device = check_device(device)  # a clear error for a device this machine lacks
         self.model.to(device)
         if self._tokenizer is not None:
@@ -339,7 +338,6 @@ class ImagePrior(HubMixin):
         its size), unless dtype names another, or "auto" keeps the stored one."""
         from transformers import AutoModelForCausalLM
 
-        from .devices import model_dtype
         from .model_card import load_card_info
 
         dtype = "auto" if dtype == "auto" else model_dtype(dtype) or torch.float32
