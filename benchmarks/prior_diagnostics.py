@@ -9,7 +9,7 @@ classifier's features, against 1,000 held-out images of seed 1):
 The seed-2 images themselves are the floor. If one-step samples are already far from it, the per-token
 distribution is the problem; if only free generation is, errors compound along the sequence.
 
-    python benchmarks/prior_diagnostics.py [--prior shapes-64-prior] [--num 1000] [--temperature 0.8]
+    python benchmarks/prior_diagnostics.py [--prior shapes-64-prior] [--num 1000] [--temperature 0.8] [--device cpu]
 
 Writes benchmarks/results/prior_diagnostics.{json,md}.
 """
@@ -36,12 +36,12 @@ from image_tokenizer.shapes_classifier import ShapesClassifier, frechet_distance
 @torch.inference_mode()
 def one_step_samples(prior: ImagePrior, ids: torch.Tensor, labels: torch.Tensor, temperature: float, seed: int) -> torch.Tensor:
     """Each image token drawn from the prior given the true class and true preceding tokens; ids [B, h, w]."""
-    layout, generator, grids = prior.layout, torch.Generator().manual_seed(seed), []
+    layout, generator, grids = prior.layout, torch.Generator().manual_seed(seed), []  # draws on the CPU: same on any device
     for start in range(0, len(ids), 100):
-        chunk = ids[start : start + 100]
+        chunk = ids[start : start + 100].cpu()
         prefix = layout.prefix(labels[start : start + 100], len(chunk))
-        logits = prior.model(torch.cat([prefix, chunk.reshape(len(chunk), -1)], dim=1)).logits
-        image_logits = logits[:, prefix.shape[1] - 1 : -1, : layout.codebook_size].float() / temperature
+        logits = prior.model(torch.cat([prefix, chunk.reshape(len(chunk), -1)], dim=1).to(prior.device)).logits
+        image_logits = logits[:, prefix.shape[1] - 1 : -1, : layout.codebook_size].float().cpu() / temperature
         draws = torch.multinomial(image_logits.softmax(-1).reshape(-1, layout.codebook_size), 1, generator=generator)
         grids.append(draws.reshape(chunk.shape))
     return torch.cat(grids)
@@ -53,10 +53,11 @@ def main() -> None:
     parser.add_argument("--classifier", default="shapes-classifier")
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    prior = ImagePrior.from_pretrained(args.prior)
+    prior = ImagePrior.from_pretrained(args.prior, device=args.device)
     tokenizer, classifier = prior.tokenizer, ShapesClassifier.from_pretrained(args.classifier)
     reference = classifier.embed(shapes(args.num, HELDOUT_SEED)[0])
     images, counts = shapes(args.num, SECOND_HELDOUT_SEED)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two shapes-64 priors on one GPU inside one short device lease, and their measurements:
-#   1. the training data once: NUM_TRAIN shapes images (+ mirrors) tokenized on the GPU, 20,000-image parts in
-#      parallel processes, in the same cache train_prior.py reads (so train_prior finds every part ready);
+#   1. the training data once (training/gpu_prior_data.sh): NUM_TRAIN shapes images (+ mirrors) tokenized on the
+#      GPU, 20,000-image parts in parallel processes, in the cache train_prior.py reads;
 #   2. "small" (8 x 288, 11.8 M parameters: 23.6 MB in bfloat16, bundleable) and "large" (10 x 512, 44 M)
 #      trained concurrently, each inside the same wall-clock budget (time_budget_minutes: the cosine ends there);
 #   3. each: temperature sweep (1,000 images per setting) -> sampling defaults, then generation_quality; the
@@ -28,27 +28,7 @@ left() { echo $(( $1 - $(date +%s) + START )); }  # seconds until $1 after start
 log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$RUNS/timeline.txt"; }
 
 log "data: $NUM_TRAIN images in parts, plus the held-out part"
-$PY - "$NUM_TRAIN" <<'EOF' > "$RUNS/parts.txt"
-import sys
-from training.train_prior import CACHE_PART_IMAGES
-n = int(sys.argv[1])
-for start in range(0, n, CACHE_PART_IMAGES):
-    print("train", 0, start, min(CACHE_PART_IMAGES, n - start), 1)
-print("eval", 1, 0, 1000, 0)
-EOF
-while read -r split seed start count flip; do
-  $PY - "$RUNS/small/tokens/$split" "$seed" "$start" "$count" "$flip" <<'EOF' > "$RUNS/part-$split-$start.log" 2>&1 &
-import sys
-from pathlib import Path
-import torch
-from image_tokenizer import ImageTokenizer
-from training.train_prior import shapes_token_part
-folder, seed, start, count, flip = Path(sys.argv[1]), *map(int, sys.argv[2:6])
-device = "cuda" if torch.cuda.is_available() else None
-shapes_token_part(folder, ImageTokenizer.from_pretrained("shapes-64"), seed, start, count, bool(flip), None, device)
-EOF
-done < "$RUNS/parts.txt"
-wait
+PY=$PY bash training/gpu_prior_data.sh "$RUNS/small/tokens" "$NUM_TRAIN"
 cp -al "$RUNS/small/tokens" "$RUNS/large/tokens"
 log "data ready: $(du -sh "$RUNS/small/tokens" | cut -f1)"
 
