@@ -231,3 +231,21 @@ def test_own_token_data_trains_unconditional_by_default_and_keeps_classlabel_nam
     assert not ImagePrior.from_pretrained(plain["final_dir"]).layout.conditional
     labelled = train(tiny(tmp_path / "b", tok_dir, label_column="label", **common))
     assert ImagePrior.from_pretrained(labelled["final_dir"]).layout.class_names == ["cat", "dog"]
+
+
+def test_store_bfloat16_keeps_everything_but_the_weights_precision(tmp_path, tok_dir):
+    """The bundled form of a prior: same files and layout, weights rounded to bfloat16, loaded back in float32."""
+    from training.store_bfloat16 import store_bfloat16
+
+    tok = ImageTokenizer.from_pretrained(tok_dir)
+    source = ImagePrior.from_layout(TokenLayout.for_tokenizer(tok, str(tok_dir)), tokenizer=tok,
+                                    hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    source.save_pretrained(tmp_path / "fp32", model_name="shapes-64-prior")
+    store_bfloat16(str(tmp_path / "fp32"), str(tmp_path / "bf16"))
+    stored = load_file(tmp_path / "bf16" / "model.safetensors")
+    assert {t.dtype for t in stored.values()} == {torch.bfloat16}
+    assert (tmp_path / "bf16" / "prior_layout.json").read_text() == (tmp_path / "fp32" / "prior_layout.json").read_text()
+    loaded = ImagePrior.from_pretrained(tmp_path / "bf16", tokenizer=tok)
+    assert loaded.model.dtype == torch.float32
+    for name, weight in source.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], weight.to(torch.bfloat16).float()), name

@@ -37,15 +37,7 @@ timeout "$(left $((TRAIN_END_S + 60)))" $PY training/train_prior.py --config tra
 log "trained: $(grep -h 'held-out' "$RUNS/train.log")"
 [ -f "$RUNS/final/model.safetensors" ] || { log "no final model"; tar czf "$OUT/results.tgz" --exclude=tokens "$RUNS"; exit 1; }
 
-$PY - "$RUNS/final" "$FINAL" <<'EOF'
-import shutil, sys
-import torch
-from image_tokenizer import ImagePrior
-shutil.copytree(sys.argv[1], sys.argv[2], dirs_exist_ok=True)
-prior = ImagePrior.from_pretrained(sys.argv[2])
-prior.model.to(torch.bfloat16)
-prior.save_pretrained(sys.argv[2], model_name="shapes-64-prior")
-EOF
+$PY training/store_bfloat16.py "$RUNS/final" "$FINAL"
 split -b 16000000 "$FINAL/model.safetensors" "$OUT/final-bf16.safetensors.part-"
 log "stored in bfloat16; measuring"
 (timeout "$(left "$MEASURE_END_S")" bash -c "

@@ -51,15 +51,7 @@ measure() {  # $1: run name
   $PY benchmarks/generation_quality.py --prior "$final" --num "$NUM_EVAL" --device $DEVICE --output-dir "$results" \
     --update-card "$final"
   if [ "$1" = small ]; then
-    $PY - "$final" "$final-bf16" <<'EOF'
-import shutil, sys
-import torch
-from image_tokenizer import ImagePrior
-shutil.copytree(sys.argv[1], sys.argv[2], dirs_exist_ok=True)
-prior = ImagePrior.from_pretrained(sys.argv[2])
-prior.model.to(torch.bfloat16)
-prior.save_pretrained(sys.argv[2], model_name="shapes-64-prior")
-EOF
+    $PY training/store_bfloat16.py "$final" "$final-bf16"
     $PY benchmarks/generation_quality.py --prior "$final-bf16" --num "$NUM_EVAL" --device $DEVICE \
       --output-dir "$results-bf16" --update-card "$final-bf16"
   fi
