@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -486,16 +487,27 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="image-tokenizer", description="Turn images into token ids and back.")
-    parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """--model, --device and --no-progress, shared by every command that loads a model."""
+    p.add_argument("--model", help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
-    def common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
-        p.add_argument("--model", required=model_required, help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
-        p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
-        p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """The prior's sampling keywords, shared by generate and complete."""
+    p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
+    p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--temperature", type=float, help="default: the prior's (its generation_config.json)")
+    p.add_argument("--top-k", type=positive_int, help="default: the prior's")
+    p.add_argument("--top-p", type=float, help="default: the prior's")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--scale", type=positive_int, default=2, help="nearest-neighbour enlargement of the grid")
+
+
+def add_codec_commands(sub: Any) -> None:
+    """encode, decode, reconstruct, info: the tokenizer itself."""
     p = sub.add_parser("encode", help="images -> token ids (.npy or .json; JSON on stdout by default)")
     p.add_argument("images", nargs="+")
     p.add_argument("--output", help="ids.npy or ids.json")
@@ -505,26 +517,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest image to decode, in pixels (default {MAX_IMAGE_PIXELS:,}, PIL's bomb limit)")
     p.add_argument("--max-native-pixels", type=positive_int, default=MAX_NATIVE_PIXELS,
                    help=f"largest image to encode with --native-size (default {MAX_NATIVE_PIXELS:,})")
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="token ids (.npy/.json) -> PNG image(s)")
     p.add_argument("ids")
     p.add_argument("--output", required=True, help="out.png (a batch writes out_0000.png, ...)")
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("reconstruct", help="encode and decode images, writing reconstructions and a comparison grid")
     p.add_argument("images", nargs="+")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--batch-size", type=positive_int, default=64)
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("info", help="describe a tokenizer")
     p.add_argument("model", nargs="?", default=None)
     p.set_defaults(func=cmd_info)
 
+
+def add_data_commands(sub: Any) -> None:
+    """evaluate, pretokenize, pretokenize-merge, shapes: datasets in and out."""
     p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
     p.add_argument("--data", default="shapes", help="'shapes' (held-out generator), an image folder, a saved dataset, or hf:NAME")
     p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
@@ -535,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
     p.add_argument("--output", help="write the metrics JSON here")
     p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pretokenize", help="a dataset of images -> a dataset of token ids")
@@ -559,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: WORLD_SIZE from torchrun, SLURM_ARRAY_TASK_COUNT, or 1)")
     p.add_argument("--node-rank", type=non_negative_int, help="--streaming: this worker's part, 0..num-nodes-1 "
                    "(default: RANK, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)")
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_pretokenize)
 
     p = sub.add_parser("pretokenize-merge", help="check a node-sharded --streaming output and mark it complete")
@@ -574,16 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_shapes)
 
-    def sampling(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
-        p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
-        p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
-        p.add_argument("--temperature", type=float, help="default: the prior's (its generation_config.json)")
-        p.add_argument("--top-k", type=positive_int, help="default: the prior's")
-        p.add_argument("--top-p", type=float, help="default: the prior's")
-        p.add_argument("--seed", type=non_negative_int, default=0)
-        p.add_argument("--scale", type=positive_int, default=2, help="nearest-neighbour enlargement of the grid")
 
+def add_prior_commands(sub: Any) -> None:
+    """generate and complete: sampling from a prior."""
     p = sub.add_parser("generate", help="sample images from a prior into a PNG grid")
     p.add_argument("--num", type=positive_int, default=16)
     p.add_argument("--output", default="generated.png")
@@ -591,8 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=positive_int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--columns", type=positive_int, default=8)
-    sampling(p)
-    common(p)
+    add_sampling_options(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("complete", help="finish images from their top token rows with a prior")
@@ -600,10 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=positive_int, help="token rows to keep (default half the grid)")
     p.add_argument("--samples", type=positive_int, default=4, help="completions per image")
     p.add_argument("--output", default="completions.png")
-    sampling(p)
-    common(p)
+    add_sampling_options(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_complete)
 
+
+def add_convert_and_demo_commands(sub: Any) -> None:
+    """convert (published tokenizers in) and demo (the main job)."""
     p = sub.add_parser("convert", help="a published VQ tokenizer (taming, LlamaGen, diffusers, Chameleon, Janus) -> our format")
     p.add_argument("src", help="a folder, a checkpoint file beside its config, or a Hub repo id (through the cache)")
     p.add_argument("--output", required=True, help="directory for the converted tokenizer")
@@ -615,8 +626,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: reconstruct held-out shapes with the bundled model")
     p.add_argument("--output-dir", default="demo_output")
     p.add_argument("--num", type=positive_int, default=8)
-    common(p)
+    add_common_options(p)
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The image-tokenizer command line: one sub-command per job, grouped as in the help."""
+    parser = OneLineParser(prog="image-tokenizer", description="Turn images into token ids and back.")
+    parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_codec_commands(sub)
+    add_data_commands(sub)
+    add_prior_commands(sub)
+    add_convert_and_demo_commands(sub)
     return parser
 
 

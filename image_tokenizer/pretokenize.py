@@ -171,18 +171,6 @@ def pretokenize(
     if isinstance(dataset.features.get(image_column), datasets.Image):
         dataset = dataset.cast_column(image_column, datasets.Image(decode=False))  # decode per row, ourselves
     dtype = ids_dtype(tokenizer.vocab_size)
-    passthrough = {k: v for k, v in dataset.features.items() if k != image_column}
-    features = datasets.Features(
-        {
-            **passthrough,
-            "input_ids": datasets.List(datasets.Value(dtype)),
-            "grid_h": datasets.Value("int32"),
-            "grid_w": datasets.Value("int32"),
-            **({SOURCE_INDEX: datasets.Value("int64")} if SOURCE_INDEX not in passthrough else {}),
-            **({"flipped": datasets.Value("bool")} if flip else {}),
-            ERROR_COLUMN: datasets.Value("string"),
-        }
-    )
     if num_workers is None and device is not None and device.startswith("cuda") and (num_proc or 1) == 1:
         num_workers = min(8, os.cpu_count() or 1)
     if num_workers is not None:
@@ -197,31 +185,54 @@ def pretokenize(
         num_proc, device = None, None
     else:
         function = _Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
-    batch_size = batch_size or 64
     fingerprint = hashlib.sha256(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]
     mapped = dataset.map(
         function,
         batched=True,
-        batch_size=batch_size,
+        batch_size=batch_size or 64,
         with_indices=True,
         with_rank=device == "cuda",
         num_proc=num_proc,
         remove_columns=dataset.column_names,
-        features=features,
+        features=token_features(dataset.features, image_column, flip, dtype),
         new_fingerprint=fingerprint,
         load_from_cache_file=load_from_cache_file,
         desc="pretokenize",
     )
-    bad = [message for message in mapped[ERROR_COLUMN] if message]
-    if bad:
-        mapped = mapped.filter(lambda message: message == "", input_columns=ERROR_COLUMN)
-    result = mapped.remove_columns(ERROR_COLUMN)
+    result, bad = _without_bad_rows(mapped)
     if return_report:
         report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
         return result, report
     return result
+
+
+def token_features(source: Any, image_column: str, flip: bool, dtype: str) -> Any:
+    """The output schema: every source column but the image, then the ids, grid, source row, mirror flag
+    and the (temporary) error column."""
+    import datasets
+
+    passthrough = {k: v for k, v in source.items() if k != image_column}
+    return datasets.Features(
+        {
+            **passthrough,
+            "input_ids": datasets.List(datasets.Value(dtype)),
+            "grid_h": datasets.Value("int32"),
+            "grid_w": datasets.Value("int32"),
+            **({SOURCE_INDEX: datasets.Value("int64")} if SOURCE_INDEX not in passthrough else {}),
+            **({"flipped": datasets.Value("bool")} if flip else {}),
+            ERROR_COLUMN: datasets.Value("string"),
+        }
+    )
+
+
+def _without_bad_rows(mapped: Any) -> tuple[Any, list[str]]:
+    """Drop the rows whose image could not be read (skip_bad) and the error column; returns their messages."""
+    bad = [message for message in mapped[ERROR_COLUMN] if message]
+    if bad:
+        mapped = mapped.filter(lambda message: message == "", input_columns=ERROR_COLUMN)
+    return mapped.remove_columns(ERROR_COLUMN), bad
 
 
 INFO_NAME = "pretokenize_info.json"

@@ -296,17 +296,12 @@ def check_tokens(dataset: Any, layout: TokenLayout, label_column: str | None, na
             raise TrainingError(f"{name} data has grids {sorted(grids)}; the tokenizer's grid is {layout.grid_size}")
 
 
-def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
-    from transformers import TrainingArguments, set_seed
+def training_arguments(config: PriorTrainConfig, out: Path) -> Any:
+    """The transformers TrainingArguments for a run: the config's schedule, batch and precision."""
+    from transformers import TrainingArguments
 
-    config.validate()
-    if config.label_column == "auto":
-        config.label_column = "num_shapes" if config.data == "shapes" else None
-    set_seed(config.seed)
-    out = Path(config.output_dir)
-    tokenizer = ImageTokenizer.from_pretrained(config.tokenizer)
     bf16 = _use_bf16(config.bf16)
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(out),
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -332,8 +327,11 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not config.progress,
     )
-    with args.main_process_first(desc="pre-tokenize"):
-        train_data, eval_data = prepare_data(config, tokenizer)
+
+
+def checked_layout(config: PriorTrainConfig, tokenizer: ImageTokenizer, train_data: Any, eval_data: Any) -> tuple[TokenLayout, list]:
+    """The token layout (codebook, grid, classes) of the run, after checking both splits fit it; returns it
+    with the sorted class values, so a bad label column or id fails before any model is built."""
     class_values: list = []
     if config.label_column:
         if config.label_column not in train_data.column_names:
@@ -346,6 +344,11 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
     unknown = set(eval_data[config.label_column]) - set(class_values) if config.label_column else set()
     if unknown:
         raise TrainingError(f"held-out labels {sorted(unknown)} never occur in the training data")
+    return layout, class_values
+
+
+def build_prior(config: PriorTrainConfig, layout: TokenLayout, tokenizer: ImageTokenizer) -> ImagePrior:
+    """A fresh causal LM of the config's sizes, or one holding --init_from's weights."""
     sizes = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
              "num_attention_heads": config.num_attention_heads, "dropout": config.dropout}
     if config.intermediate_size:
@@ -354,6 +357,36 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
     if config.init_from:
         load_initial_weights(prior, config.init_from, tokenizer)
     prior.model.generation_config = prior.generation_config()
+    return prior
+
+
+def last_checkpoint(out: Path) -> str:
+    """The newest checkpoint-N folder in `out`, for --resume."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if checkpoint is None:
+        raise TrainingError(f"--resume: no checkpoint-N folder in {out}")
+    return checkpoint
+
+
+def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train a prior with the transformers Trainer: data, layout, model, then the run and its saved result."""
+    from transformers import set_seed
+
+    config.validate()
+    if config.label_column == "auto":
+        config.label_column = "num_shapes" if config.data == "shapes" else None
+    if config.time_budget_minutes and resume:
+        raise TrainingError("--resume with time_budget_minutes: the budget plans one uninterrupted run")
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    tokenizer = ImageTokenizer.from_pretrained(config.tokenizer)
+    args = training_arguments(config, out)
+    with args.main_process_first(desc="pre-tokenize"):
+        train_data, eval_data = prepare_data(config, tokenizer)
+    layout, class_values = checked_layout(config, tokenizer, train_data, eval_data)
+    prior = build_prior(config, layout, tokenizer)
     collator = PriorCollator(layout, config.label_column, class_values, config.p_uncond, config.seed)
     if ROW_COLUMN not in train_data.column_names:
         train_data = train_data.add_column(ROW_COLUMN, list(range(len(train_data))))
@@ -362,17 +395,9 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         callbacks=[epoch_callback(collator)],
     )
     if config.time_budget_minutes:
-        if resume:
-            raise TrainingError("--resume with time_budget_minutes: the budget plans one uninterrupted run")
         trainer.step_plan = StepPlan(config.max_steps, config.warmup_steps)
         trainer.add_callback(time_budget_callback(trainer.step_plan, 60 * config.time_budget_minutes))
-    checkpoint = None
-    if resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if checkpoint is None:
-            raise TrainingError(f"--resume: no checkpoint-N folder in {out}")
+    checkpoint = last_checkpoint(out) if resume else None
     run = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = trainer.evaluate()
     if not trainer.is_world_process_zero():
