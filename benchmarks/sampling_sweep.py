@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.set_defaults and all("guidance_scale" in text for text in args.settings):
+        parser.error("--set-defaults needs at least one setting without guidance_scale (a default cannot carry guidance)")
 
     prior = ImagePrior.from_pretrained(args.prior, device=args.device)
     classifier = ShapesClassifier.from_pretrained(args.classifier)
@@ -69,13 +71,15 @@ def main() -> None:
         rows.append({"setting": text, "frechet_distance": distance, "count_hits": hits,
                      "seconds": time.perf_counter() - start})
         print(f"{text}: Fréchet distance {distance:.2f}, count hits {hits:.3f}", flush=True)
+    best = min(rows, key=lambda row: row["frechet_distance"])
     unguided = [row for row in rows if "guidance_scale" not in row["setting"]]  # guidance cannot be a default
-    best = min(unguided or rows, key=lambda row: row["frechet_distance"])
+    best_unguided = min(unguided, key=lambda row: row["frechet_distance"]) if unguided else None
     results = {
         "command": " ".join(["python", "benchmarks/sampling_sweep.py", *sys.argv[1:]]),
         "machine": machine_info(), "prior": args.prior, "images_per_setting": args.num,
         "reference": f"{args.num} held-out shapes images, seed {REFERENCE_SEED}, and their labels",
         "settings": rows, "best": best["setting"],
+        "best_unguided": best_unguided and best_unguided["setting"],
     }
     lines = [
         f"# Sampling sweep: {args.prior}", "", f"Command: `{results['command']}`  ", machine_line(results["machine"]) + "  ",
@@ -83,12 +87,13 @@ def main() -> None:
          f"At {args.num} images the distance carries a small-sample bias, so compare rows, not absolute values."), "",
         "| setting | Fréchet distance | count hits |", "|---|---|---|",
         *[f"| {r['setting']} | {r['frechet_distance']:.2f} | {r['count_hits']:.3f} |" for r in rows],
-        "", f"Best without guidance (a default cannot carry guidance): `{best['setting']}`.",
+        "", f"Best: `{best['setting']}`. Best without guidance (a default cannot carry guidance): "
+        + (f"`{best_unguided['setting']}`." if best_unguided else "none swept."),
     ]
     write_results(args.output_dir, "sampling_sweep", results, lines)
     if args.set_defaults:
         saved = ImagePrior.from_pretrained(args.set_defaults, dtype="auto")  # re-saved in the dtype it is stored in
-        saved.set_sampling_defaults(**{"temperature": 1.0, "top_k": None, "top_p": 1.0, **parse_setting(best["setting"])})
+        saved.set_sampling_defaults(**{"temperature": 1.0, "top_k": None, "top_p": 1.0, **parse_setting(best_unguided["setting"])})
         saved.save_pretrained(args.set_defaults)
 
 
