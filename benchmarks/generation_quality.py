@@ -65,8 +65,9 @@ def generated_sets(prior: ImagePrior, args: argparse.Namespace, options: Samplin
         start = time.perf_counter()
         images = prior.generate(args.num, seed=seed, class_labels=class_labels, guidance_scale=guidance, batch_size=args.batch_size,
                                 output_type="np", temperature=options.temperature, top_k=options.top_k, top_p=options.top_p)
-        sets.append((name, images, class_labels, time.perf_counter() - start))
-        print(f"{name}: {sets[-1][3]:.0f} s", flush=True)
+        seconds = time.perf_counter() - start
+        sets.append((name, images, class_labels, seconds))
+        print(f"{name}: {seconds:.0f} s", flush=True)
     return sets
 
 

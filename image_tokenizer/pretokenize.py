@@ -196,7 +196,7 @@ def pretokenize(
         with_rank=device == "cuda",
         num_proc=num_proc,
         remove_columns=dataset.column_names,
-        features=token_features(dataset.features, image_column, flip, dtype),
+        features=_token_features(dataset.features, image_column, flip, dtype),
         new_fingerprint=fingerprint,
         load_from_cache_file=load_from_cache_file,
         desc="pretokenize",
@@ -208,7 +208,7 @@ def pretokenize(
     return result
 
 
-def token_features(source: Any, image_column: str, flip: bool, dtype: str) -> Any:
+def _token_features(source: Any, image_column: str, flip: bool, dtype: str) -> Any:
     """The output schema: every source column but the image, then the ids, grid, source row, mirror flag
     and the (temporary) error column."""
     import datasets
