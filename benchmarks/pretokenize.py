@@ -1,10 +1,14 @@
 """Pre-tokenization throughput: our datasets pipeline against the naive loop that published tokenizers ship.
 
     python benchmarks/pretokenize.py [--num 2000] [--model shapes-64] [--num-proc 1] [--repeats 3]
+        [--naive-num N] [--profile] [--name NAME]
 
 Both start from the same folder of PNG shapes images and end with ids on disk. Naive: for each image, open the
 file, preprocess it, run the model on a batch of one, save one .npy file. Ours: `pretokenize` over the image
-folder (batched Dataset.map, fixed micro-batches) and one save_to_disk. Writes benchmarks/results/pretokenize_<device>.{json,md}.
+folder (batched Dataset.map, fixed micro-batches) and one save_to_disk. --naive-num N times the naive loop on the
+first N files only (its rate is per image, so a slow loop need not run over every file). --profile adds where one
+run of ours spends its time (cProfile, cumulative, in this process). Writes
+benchmarks/results/pretokenize_<device>.{json,md} (or --name NAME).
 """
 
 from __future__ import annotations
@@ -96,6 +100,19 @@ def ours(tokenizer: ImageTokenizer, folder: Path, out: Path, batch_size: int, nu
     return time.perf_counter() - start
 
 
+def profiled(run) -> list[dict]:
+    """The functions where one call of run() spends the most time (cProfile, cumulative seconds, top 25)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    stats = pstats.Stats(profiler).stats
+    rows = [{"function": f"{Path(file).name}:{line}({name})", "calls": calls, "cumulative_s": cumulative, "own_s": own}
+            for (file, line, name), (_, calls, own, cumulative, _) in stats.items()]
+    return sorted(rows, key=lambda row: row["cumulative_s"], reverse=True)[:25]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num", type=int, default=2000)
@@ -106,8 +123,13 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=None,
                         help="DataLoader decoding workers (pretokenize's default: up to 8 on a GPU, none on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; medians are reported")
+    parser.add_argument("--ceiling-images", type=int, default=256, help="images timed for the model-alone ceiling")
+    parser.add_argument("--naive-num", type=int, default=None, help="time the naive loop on this many files (default: all)")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of one run of ours")
+    parser.add_argument("--name", help="results file name (default pretokenize_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    naive_num = min(args.naive_num or args.num, args.num)
     if args.num_proc is None:
         args.num_proc = 1 if args.device.startswith("cuda") else os.cpu_count()  # one process per GPU
 
@@ -116,37 +138,46 @@ def main() -> None:
         root = Path(tmp)
         folder = save_image_folder(root / "images", args.num, seed=HELDOUT_SEED, progress=False)
         files = sorted(folder.glob("*.png"))
+        naive_files = files[:naive_num]
         naive_runs, ours_runs = [], []
         for repeat in range(args.repeats):  # alternate, so drifts of this shared machine's speed hit both alike
             for name in ("naive", "ours"):
                 shutil.rmtree(root / name, ignore_errors=True)
             (root / "naive").mkdir()
-            naive_runs.append(naive_loop(tokenizer, files, root / "naive"))
+            naive_runs.append(naive_loop(tokenizer, naive_files, root / "naive"))
             ours_runs.append(ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc, args.device, args.num_workers))
         naive_s, ours_s = statistics.median(naive_runs), statistics.median(ours_runs)
         # Same ids both ways? The naive loop runs batches of one on all threads, ours fixed micro-batches of
         # 8 in num_proc single-thread processes: float differences may flip a near-tie between two codes.
         import datasets
 
-        ours_ids = np.stack(datasets.load_from_disk(str(root / "ours")).with_format("numpy")["input_ids"])
-        naive_ids = np.stack([np.load(root / "naive" / f"{path.stem}.npy").reshape(-1) for path in files])
+        ours_ids = np.stack(datasets.load_from_disk(str(root / "ours")).with_format("numpy")["input_ids"])[:naive_num]
+        naive_ids = np.stack([np.load(root / "naive" / f"{path.stem}.npy").reshape(-1) for path in naive_files])
         agreement = float((ours_ids == naive_ids).mean())
         shutil.rmtree(root / "naive")
+        profile_rows = None
+        if args.profile:
+            shutil.rmtree(root / "ours")
+            profile_rows = profiled(lambda: ours(tokenizer, folder, root / "ours", args.batch_size, args.num_proc,
+                                                 args.device, args.num_workers))
     micro = tokenizer.micro_batch_for(tokenizer.config.resolution, tokenizer.config.resolution)
-    ceiling = {str(batch): model_ceiling(tokenizer, batch, images=max(256, micro)) for batch in (1, micro)}
+    ceiling_images = max(args.ceiling_images, micro)
+    ceiling = {str(batch): model_ceiling(tokenizer, batch, images=ceiling_images) for batch in (1, micro)}
     flops = flops_per_image(tokenizer)
     peak = matmul_peak_flops(args.device)
-    ceiling_nchw = {str(batch): model_ceiling(tokenizer, batch, images=max(256, micro), channels_last=False) for batch in (1, micro)}
+    ceiling_nchw = {str(batch): model_ceiling(tokenizer, batch, images=ceiling_images, channels_last=False)
+                    for batch in (1, micro)}
 
     results = {
         "command": " ".join(["python", "benchmarks/pretokenize.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "model": args.model,
         "images": args.num,
-        "naive_images_per_s": args.num / naive_s,
+        "naive_images": naive_num,
+        "naive_images_per_s": naive_num / naive_s,
         "ours_images_per_s": args.num / ours_s,
-        "ratio": naive_s / ours_s,
-        "naive_images_per_s_each_run": [args.num / t for t in naive_runs],
+        "ratio": (args.num / ours_s) / (naive_num / naive_s),
+        "naive_images_per_s_each_run": [naive_num / t for t in naive_runs],
         "ours_images_per_s_each_run": [args.num / t for t in ours_runs],
         "token_agreement": agreement,
         "model_only_images_per_s_by_batch": ceiling,
@@ -154,6 +185,7 @@ def main() -> None:
         "encode_flops_per_image": flops,
         "matmul_peak_flops": peak,
         "settings": vars(args),
+        "ours_profile": profile_rows,
     }
     best_model_rate = max(*ceiling.values(), *ceiling_nchw.values())
     gflops = {name: results[f"{name}_images_per_s"] * flops / 1e9 for name in ("naive", "ours")}
@@ -170,7 +202,8 @@ def main() -> None:
         f"| ours (`pretokenize`, batch {args.batch_size}, num_proc {args.num_proc}, num_workers {args.num_workers}) | {results['ours_images_per_s']:.1f} | "
         + ", ".join(f"{rate:.0f}" for rate in results["ours_images_per_s_each_run"]) + " |",
         "",
-        f"Ratio of the medians: **{results['ratio']:.2f}x**. Share of the {args.num} images' token ids equal in both: {agreement:.5f}.",
+        f"Ratio of the medians: **{results['ratio']:.2f}x**. Share of the {naive_num} images' token ids equal in both: {agreement:.5f}"
+        + (f" (the naive loop ran on the first {naive_num} of the {args.num} images)." if naive_num < args.num else "."),
         "",
         "The model alone (encoder + quantizer on random pixels, all threads, best of 3), channels_last input as "
         "`encode` passes it: "
@@ -191,7 +224,12 @@ def main() -> None:
         f"{5 * gflops['naive'] * 1e9 / peak:.0%} of that matmul peak, from 3x3 convolutions of "
         f"{tokenizer.config.ch} to {tokenizer.config.ch * max(tokenizer.config.ch_mult)} channels.",
     ]
-    write_results(args.output_dir, f"pretokenize_{args.device.split(':')[0]}", results, lines)
+    if profile_rows:
+        lines += ["", ("Where one run of ours spends its time (cProfile in the main process, cumulative, top 25; "
+                       "DataLoader workers and datasets' processes are not in it):"), "",
+                  "| function | calls | cumulative s | own s |", "|---|---|---|---|",
+                  *[f"| `{r['function']}` | {r['calls']} | {r['cumulative_s']:.2f} | {r['own_s']:.2f} |" for r in profile_rows]]
+    write_results(args.output_dir, args.name or f"pretokenize_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":

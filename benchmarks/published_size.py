@@ -1,12 +1,13 @@
 """A LlamaGen-VQ-16-sized tokenizer at 256x256, built through the LlamaGen converter: encode and decode
 images/s and peak memory, and the memory of the K = 16,384 nearest-code lookup at batch 64.
 
-    python benchmarks/published_size.py [--device cpu|cuda] [--encode-batch 64] [--decode-batch 16]
+    python benchmarks/published_size.py [--device cpu|cuda] [--encode-batch 64] [--decode-batch 16] [--save DIR]
 
 Random weights (speed and memory do not depend on them), written in LlamaGen's own key layout and converted
 with `image_tokenizer.convert`, so the real converter path is what gets measured. Each measurement runs in a
 fresh process, so peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA) belongs to that step alone.
-Writes benchmarks/results/published_size_<device>.json and .md.
+Writes benchmarks/results/published_size_<device>.json and .md (or --name NAME); --save DIR also keeps the
+converted tokenizer there (for `benchmarks/throughput.py --model DIR`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ VQ16 = {"resolution": 256, "ch": 128, "ch_mult": (1, 1, 2, 2, 4), "num_res_block
         "z_channels": 256, "quantizer": {"codebook_size": 16384, "codebook_dim": 8, "l2_normalize": True}}
 
 
-def write_llamagen_checkpoint(path: Path) -> int:
-    """Our VQ-16-sized model with random weights, saved as LlamaGen saves it (`model` key, conv_blocks names)."""
+def write_llamagen_checkpoint(path: Path, ch: int = VQ16["ch"]) -> int:
+    """Our VQ-16-sized model with random weights, saved as LlamaGen saves it (`model` key, conv_blocks names);
+    `ch` narrows it (a toy-size run of the same code path)."""
     from image_tokenizer import ImageTokenizerConfig
     from image_tokenizer.modeling import VQModel
 
     torch.manual_seed(0)
-    model = VQModel(ImageTokenizerConfig(**VQ16))
+    model = VQModel(ImageTokenizerConfig(**{**VQ16, "ch": ch}))
     levels, mid = len(VQ16["ch_mult"]), {"block_1": "0", "attn_1": "1", "block_2": "2"}
     state = {}
     for key, tensor in model.state_dict().items():
@@ -110,6 +112,9 @@ def main() -> None:
     parser.add_argument("--decode-batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--ch", type=int, default=VQ16["ch"], help="base width (default VQ-16's 128; a multiple of 32, smaller for a toy run)")
+    parser.add_argument("--save", help="also save the converted tokenizer in this folder")
+    parser.add_argument("--name", help="results file name (default published_size_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -122,13 +127,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "vq_ds16_c2i.pt"
-        parameters = write_llamagen_checkpoint(checkpoint)
+        parameters = write_llamagen_checkpoint(checkpoint, args.ch)
         rows = [run_child("encode", checkpoint, args, args.encode_batch),
                 run_child("decode", checkpoint, args, args.decode_batch),
                 run_child("lookup", checkpoint, args, args.encode_batch)]
+        if args.save:
+            import image_tokenizer
+
+            image_tokenizer.convert(str(checkpoint), format="llamagen", resolution=256).save_pretrained(args.save)
     machine = machine_info()
     results = {"command": " ".join(["python", "benchmarks/published_size.py", *sys.argv[1:]]), "machine": machine,
-               "device": args.device, "config": VQ16, "parameters": parameters, "rows": rows}
+               "device": args.device, "config": {**VQ16, "ch": args.ch}, "parameters": parameters, "rows": rows}
     lines = [
         f"# LlamaGen-VQ-16-sized tokenizer at 256x256 ({args.device})", "",
         f"Command: `{results['command']}`", machine_line(machine), "",
@@ -142,7 +151,7 @@ def main() -> None:
     for row in rows:
         lines.append(f"| {names[row['task']]} | {row['batch']} | {row['images_per_s']:.2f} | "
                      f"{row['peak_memory_mb']:.0f} | {row['memory_before_step_mb']:.0f} |")
-    write_results(args.output_dir, f"published_size_{args.device.split(':')[0]}", results, lines)
+    write_results(args.output_dir, args.name or f"published_size_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from training.baselines.train_baseline import load_baseline, reconstruct
 SYSTEMS = ("AE", "VAE", "VQ-VAE", "VQGAN")
 
 
-def seconds_per_step(system: str, steps: int = 60) -> float:
+def seconds_per_step(system: str, steps: int = 60, batch_size: int | None = None) -> float:
     """Time real training steps of a system's config in a short separate run (the VQGAN with its GAN term
     on from step 0): the median over log intervals after the first, so every system is timed alike."""
     import tempfile
@@ -55,6 +55,7 @@ def seconds_per_step(system: str, steps: int = 60) -> float:
     from training.train_tokenizer import train as train_tokenizer
 
     data = json.loads((ROOT / "training" / "configs" / f"seed_{system}.json").read_text())
+    data["batch_size"] = batch_size or data["batch_size"]
     log_every = max(1, steps // 6)
     with tempfile.TemporaryDirectory() as tmp:
         common = {"output_dir": tmp, "steps": steps, "num_train_images": 512, "eval_images": 0,
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=6)
     parser.add_argument("--time-steps", type=int, default=60, help="training steps timed per system")
+    parser.add_argument("--time-batch-size", type=int, help="batch of the timed steps (default: each config's)")
+    parser.add_argument("--name", default="seed_systems", help="results name: NAME.{md,json}, NAME.png, NAME_samples.png")
     parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -103,7 +106,7 @@ def main() -> None:
             "latent": f"{h}x{h}x{config.latent_channels} continuous",
             "bits_per_image": h * h * config.latent_channels * 8,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds_per_step": seconds_per_step(name.lower(), args.time_steps),
+            "seconds_per_step": seconds_per_step(name.lower(), args.time_steps, args.time_batch_size),
             "seconds_per_step_in_training_run": eval_info["seconds_per_step"],
             "steps": config.steps, "batch_size": config.batch_size,
         }
@@ -120,7 +123,7 @@ def main() -> None:
             "latent": f"{h}x{w} ids of {tokenizer.vocab_size}",
             "bits_per_image": int(h * w * math.log2(tokenizer.vocab_size)),
             "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
-            "seconds_per_step": seconds_per_step(name.lower().replace("-", ""), args.time_steps),
+            "seconds_per_step": seconds_per_step(name.lower().replace("-", ""), args.time_steps, args.time_batch_size),
             "steps": train_config["steps"], "batch_size": train_config["batch_size"],
         }
     for name in systems_present:
@@ -131,7 +134,7 @@ def main() -> None:
     tiles = [Image.fromarray(x) for i in chosen for x in [images[i]] + [recons[n][i] for n in systems_present]]
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    image_grid(tiles, columns=1 + len(systems_present), scale=4).save(out / "seed_systems.png")
+    image_grid(tiles, columns=1 + len(systems_present), scale=4).save(out / f"{args.name}.png")
 
     # Figure 2: samples. VAE from N(0, I); VQ models through a prior when one is given.
     classifier = ShapesClassifier.from_pretrained()
@@ -151,7 +154,7 @@ def main() -> None:
     columns = 8
     sample_tiles = [Image.fromarray(x) for generated in samples.values() for x in generated[:columns]]
     if sample_tiles:
-        image_grid(sample_tiles, columns=columns, scale=2).save(out / "seed_systems_samples.png")
+        image_grid(sample_tiles, columns=columns, scale=2).save(out / f"{args.name}_samples.png")
 
     results = {
         "command": " ".join(["python", "benchmarks/seed_systems.py", *sys.argv[1:]]),
@@ -171,7 +174,8 @@ def main() -> None:
         f"Held-out: {results['heldout']}. Same encoder/decoder blocks (ch 16, 64x64 -> 16x16 latent grid), data order, "
         "batch size, steps and constant learning rate; AE/VAE use MSE, the VQ models L2 plus the VQ terms, the VQGAN "
         "adds the adaptive PatchGAN term. Bits: VQ h*w*log2(K); continuous latents at 8 bits per value. "
-        f"s/step: a separate {args.time_steps}-step run of each config (VQGAN with the GAN term on).",
+        f"s/step: a separate {args.time_steps}-step run of each config (VQGAN with the GAN term on)"
+        + (f", batch {args.time_batch_size}." if args.time_batch_size else "."),
         "",
         "| system | latent | bits/image | PSNR (dB) | SSIM | hole recall | parameters | s/step |",
         "|---|---|---|---|---|---|---|---|",
@@ -187,11 +191,11 @@ def main() -> None:
         "|---|---|",
         *[f"| {name} | {value:.3f} |" for name, value in fd.items()],
         "",
-        f"Figures: `seed_systems.png` (rows: held-out images {results['figure_rows']}; columns: input, "
-        + ", ".join(systems_present) + f"), `seed_systems_samples.png` (rows: {', '.join(samples)}).",
+        f"Figures: `{args.name}.png` (rows: held-out images {results['figure_rows']}; columns: input, "
+        + ", ".join(systems_present) + f"), `{args.name}_samples.png` (rows: {', '.join(samples)}).",
         *([f"Not trained yet, so not in the table: {', '.join(missing)}."] if missing else []),
     ]
-    write_results(args.output_dir, "seed_systems", results, lines)
+    write_results(args.output_dir, args.name, results, lines)
 
 
 if __name__ == "__main__":

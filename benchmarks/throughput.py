@@ -2,9 +2,10 @@
 torch.compile, with the id agreement of every fast variant against the plain one.
 
     python benchmarks/throughput.py [--model shapes-64] [--device cpu|cuda] [--batch-size N] [--repeats 5]
-        [--variants plain,bf16,compiled,bf16-compiled]   (default: plain on CPU, all on a GPU)
+        [--variants plain,bf16,compiled,bf16-compiled]   (default: plain on CPU, all on a GPU) [--profile]
 
-Writes benchmarks/results/throughput_<device>.json and .md.
+Writes benchmarks/results/throughput_<device>.json and .md (or --name NAME); --profile adds where the time of
+one public encode from a uint8 tensor goes, per operator (torch.profiler).
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ def model_alone(tokenizer: ImageTokenizer, pixels: torch.Tensor, repeats: int, f
     return x.shape[0] / timed(lambda: fn(x), repeats)
 
 
+def encode_profile(tokenizer: ImageTokenizer, images: torch.Tensor, rows: int = 15) -> list[dict]:
+    """The operators that take the most time in one public encode call (after a warm-up), by self time on the
+    device (GPU time on a GPU, CPU time otherwise)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    tokenizer.encode(images)
+    on_gpu = images.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        tokenizer.encode(images)
+        if on_gpu:
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:rows]
+    return [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
+             "self_device_ms": getattr(e, "self_device_time_total", 0) / 1e3} for e in events]
+
+
 def _describe(name: str, tokenizer: ImageTokenizer) -> str:
     c = tokenizer.config
     return (f"{name}: {c.resolution}x{c.resolution} -> {c.grid_size[0]}x{c.grid_size[1]}, ch={c.ch}, ch_mult={tuple(c.ch_mult)}, "
@@ -96,6 +115,7 @@ def measure(args: argparse.Namespace) -> dict:
     if "bf16-compiled" in args.variants:
         rates["model alone, bf16 autocast + channels_last + compile"] = model_alone(
             ImageTokenizer.from_pretrained(args.model).to(device), normalised, args.repeats, fast=True)
+    profile_rows = encode_profile(tokenizer, on_device) if args.profile else None
     return {
         "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
         "machine": machine_info(),
@@ -106,6 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
         "micro_batch_size": tokenizer.micro_batch_for(*arrays.shape[1:3]),
         "images_per_s": rates,
         "id_agreement": agreement,
+        "encode_profile": profile_rows,
     }
 
 
@@ -116,6 +137,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="images per call (default 64 on CPU, 4096 on a GPU)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", default=None, help="comma-separated: plain, bf16, compiled, bf16-compiled")
+    parser.add_argument("--profile", action="store_true", help="add the per-operator profile of one public encode")
+    parser.add_argument("--name", help="results file name (default throughput_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     on_cpu = args.device == "cpu"
@@ -139,7 +162,13 @@ def main() -> None:
         "",
         f"Model: {results['config']}, {results['parameters']:,} parameters; median of {args.repeats} runs after a warm-up.",
     ]
-    write_results(args.output_dir, f"throughput_{args.device.split(':')[0]}", results, lines)
+    if results["encode_profile"]:
+        lines += ["", (f"Where one public encode of {args.batch_size} uint8 images on the device spends its time "
+                       "(torch.profiler, self time, top operators):"), "",
+                  "| operator | calls | self CPU ms | self device ms |", "|---|---|---|---|",
+                  *[f"| `{r['op']}` | {r['calls']} | {r['self_cpu_ms']:.1f} | {r['self_device_ms']:.1f} |"
+                    for r in results["encode_profile"]]]
+    write_results(args.output_dir, args.name or f"throughput_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":

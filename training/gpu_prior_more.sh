@@ -5,8 +5,9 @@
 #      the GPU, its cosine fitted into the time left before TRAIN_END_S (--time_budget_minutes);
 #   3. the result stored in bfloat16 (the bundle's form), then, concurrently: a sampling sweep (SETTINGS, NUM_EVAL
 #      images each) -> sampling defaults -> generation_quality, and prior_diagnostics; MEASURE_END_S stops them.
-# Everything small comes back in $OUT/results.tgz, the bfloat16 weights in 16 MB parts.
-#   OUT=/tmp/o PY=python3 bash training/gpu_prior_more.sh   # env: NUM_TRAIN, TRAIN_END_S, MEASURE_END_S, NUM_EVAL, RUN, SETTINGS, DEVICE
+# Everything small comes back in $OUT/results.tgz (the run folder's contents), the bfloat16 weights in 16 MB parts.
+#   OUT=/tmp/o PY=python3 bash training/gpu_prior_more.sh
+#   env: NUM_TRAIN, NUM_HELDOUT, TRAIN_END_S, MEASURE_END_S, NUM_EVAL, RUN, SETTINGS, DEVICE, RUNS (the run folder)
 set -u
 OUT=${OUT:-gpu-out}
 NUM_TRAIN=${NUM_TRAIN:-120000}
@@ -17,7 +18,7 @@ PY=${PY:-python}
 DEVICE=${DEVICE:-cuda}
 RUN=${RUN:---init_from shapes-64-prior --batch_size 256 --lr 0.0007 --warmup_steps 200}
 SETTINGS=${SETTINGS:-temperature=0.8 temperature=0.75 temperature=0.7 temperature=0.9,top_k=50}
-RUNS=runs/gpu-prior-more
+RUNS=${RUNS:-runs/gpu-prior-more}
 FINAL=$RUNS/final-bf16
 mkdir -p "$OUT" "$RUNS"
 START=$(date +%s)
@@ -35,7 +36,7 @@ timeout "$(left $((TRAIN_END_S + 60)))" $PY training/train_prior.py --config tra
   --num_train_images "$NUM_TRAIN" --max_steps 100000 --eval_steps 1000 --save_steps 1000000 --progress false \
   $RUN --output_dir "$RUNS" --time_budget_minutes "$budget" > "$RUNS/train.log" 2>&1
 log "trained: $(grep -h 'held-out' "$RUNS/train.log")"
-[ -f "$RUNS/final/model.safetensors" ] || { log "no final model"; tar czf "$OUT/results.tgz" --exclude=tokens "$RUNS"; exit 1; }
+[ -f "$RUNS/final/model.safetensors" ] || { log "no final model"; tar czf "$OUT/results.tgz" -C "$RUNS" --exclude=tokens .; exit 1; }
 
 $PY training/store_bfloat16.py "$RUNS/final" "$FINAL"
 split -b 16000000 "$FINAL/model.safetensors" "$OUT/final-bf16.safetensors.part-"
@@ -49,5 +50,5 @@ timeout "$(left "$MEASURE_END_S")" $PY benchmarks/prior_diagnostics.py --prior "
   --device "$DEVICE" --output-dir "$RUNS/results" > "$RUNS/diagnostics.log" 2>&1 &
 wait
 log "measured"
-tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='checkpoint-*' --exclude='tokens' --exclude='*.arrow' "$RUNS"
+tar czf "$OUT/results.tgz" -C "$RUNS" --exclude='*.safetensors' --exclude='checkpoint-*' --exclude='tokens' --exclude='*.arrow' .
 log "done"

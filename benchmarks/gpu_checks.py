@@ -1,0 +1,181 @@
+"""What `python benchmarks/gpu_queue.py check JOB --out DIR` does: a GPU job's results checked here, on the CPU,
+before they are committed and the job is marked done. Each check returns the problems it found (none: checked).
+
+Every job: each file it promises exists, each JSON parses and names the GPU it ran on. Then per job: the figures
+are complete and plausible, the ids a fast path produced agree with the plain path, and where the job trained
+weights, they load strictly here and score on this CPU what the GPU said they score.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PSNR_TOLERANCE_DB = 0.05  # CPU and GPU may round a near-tie to another code; a few such ids move PSNR by far less
+
+
+def check_job(job, out: Path, smoke: bool = False) -> list[str]:
+    """All problems with the results of `job` that a device call left under `out` (repo/ and extra/)."""
+    problems = [f"{path}: missing" for path in job.writes if not (out / "repo" / path).exists()]
+    for path in job.writes:
+        file = out / "repo" / path
+        if file.suffix == ".json" and file.exists():
+            problems += _check_json(file, smoke)
+    if problems:
+        return problems
+    return CHECKS.get(job.name, lambda out, smoke: [])(out, smoke)
+
+
+def _check_json(file: Path, smoke: bool) -> list[str]:
+    try:
+        data = json.loads(file.read_text())
+    except ValueError as error:
+        return [f"{file.name}: not JSON ({error})"]
+    machine = data.get("machine", {}) if isinstance(data, dict) else {}
+    if not smoke and not machine.get("cuda"):
+        return [f"{file.name}: records no GPU (machine.cuda is {machine.get('cuda')!r}): not a GPU result"]
+    return []
+
+
+def _results(out: Path, name: str) -> dict:
+    return json.loads((out / "repo" / "benchmarks" / "results" / f"{name}.json").read_text())
+
+
+def _rates(name: str, rates: dict, floor: float = 0.0) -> list[str]:
+    return [f"{name}: {key} is {value}" for key, value in rates.items() if not value > floor]
+
+
+def _agreement(name: str, agreement: dict, least: float) -> list[str]:
+    return [f"{name}: ids agree {value:.5f} for {key} (< {least})" for key, value in agreement.items()
+            if value < least and "bf16" not in key]  # bf16 changes ids by design; its share is reported, not judged
+
+
+def check_encode_64(out: Path, smoke: bool) -> list[str]:
+    data = _results(out, "throughput_cuda")
+    problems = _rates("throughput_cuda", data["images_per_s"]) + _agreement("throughput_cuda", data["id_agreement"], 0.99)
+    return problems + ([] if data.get("encode_profile") else ["throughput_cuda: no encode profile"])
+
+
+def check_encode_256(out: Path, smoke: bool) -> list[str]:
+    sized = _results(out, "published_size_cuda")
+    problems = [f"published_size_cuda: {row['task']} has no rate" for row in sized["rows"] if not row["images_per_s"] > 0]
+    data = _results(out, "throughput_cuda_256")
+    return problems + _rates("throughput_cuda_256", data["images_per_s"]) + _agreement(
+        "throughput_cuda_256", data["id_agreement"], 0.99)
+
+
+def check_pretokenize(out: Path, smoke: bool) -> list[str]:
+    problems = []
+    for name in ("pretokenize_cuda", "pretokenize_cuda_noworkers"):
+        data = _results(out, name)
+        problems += _rates(name, {key: data[key] for key in ("naive_images_per_s", "ours_images_per_s")})
+        if data["token_agreement"] < 0.99:
+            problems.append(f"{name}: token agreement {data['token_agreement']:.5f} < 0.99")
+        if not data.get("ours_profile"):
+            problems.append(f"{name}: no profile")
+    return problems
+
+
+def check_train(out: Path, smoke: bool) -> list[str]:
+    data = _results(out, "train_throughput_cuda")
+    return _rates("train_throughput_cuda", {name: v["images_per_s"] for name, v in data["variants"].items()})
+
+
+def check_claim(out: Path, smoke: bool) -> list[str]:
+    """All four systems scored; their weights, re-scored on this CPU, give the GPU's PSNR."""
+    from image_tokenizer import ImageTokenizer
+    from image_tokenizer.data.shapes import HELDOUT_SEED, generate_arrays
+    from image_tokenizer.evaluation import reconstruction_metrics
+    from training.baselines.train_baseline import load_baseline, reconstruct
+
+    data = _results(out, "seed_systems_gpu")
+    problems = [f"seed_systems_gpu: {name} not scored" for name in ("AE", "VAE", "VQ-VAE", "VQGAN")
+                if name not in data["systems"]]
+    if problems:
+        return problems
+    images, holes = generate_arrays(data["systems"]["AE"]["num_images"], seed=HELDOUT_SEED)
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(out / "extra" / "claim" / "models.tgz") as archive:
+            archive.extractall(tmp, filter="data")
+        runs = next(Path(tmp).rglob("ae")).parent
+        for name, folder in (("AE", "ae"), ("VAE", "vae")):
+            recon = reconstruct(load_baseline(runs / folder)[0], images)
+            problems += _same_psnr(name, reconstruction_metrics(images, recon, holes), data["systems"][name])
+        for name, folder in (("VQ-VAE", "vqvae"), ("VQGAN", "vqgan")):
+            tokenizer = ImageTokenizer.from_pretrained(runs / folder / "final")
+            recon = tokenizer.decode(tokenizer.encode(list(images)), output_type="np")
+            problems += _same_psnr(name, reconstruction_metrics(images, recon, holes), data["systems"][name])
+    return problems
+
+
+def _same_psnr(name: str, here: dict, there: dict) -> list[str]:
+    gap = abs(here["psnr_db"] - there["psnr_db"])
+    print(f"{name}: PSNR {here['psnr_db']:.3f} dB here, {there['psnr_db']:.3f} on the GPU")
+    return [f"{name}: PSNR {here['psnr_db']:.3f} dB here, {there['psnr_db']:.3f} on the GPU"] if gap > PSNR_TOLERANCE_DB else []
+
+
+def _joined_parts(folder: Path, name: str, target: Path) -> Path:
+    parts = sorted(folder.glob(f"{name}.part-*"))
+    with open(target, "wb") as joined:
+        for part in parts:
+            joined.write(part.read_bytes())
+    return target
+
+
+def check_prior(out: Path, smoke: bool) -> list[str]:
+    """The run finished and was measured; the bfloat16 weights load strictly as the bundled prior's layout."""
+    from safetensors.torch import load_file
+
+    from image_tokenizer import ImagePrior
+
+    folder = out / "repo" / "benchmarks" / "results" / "gpu_prior_segment3"
+    problems = [f"gpu_prior_segment3: {name} missing" for name in ("train.log", "results/generation_quality.json")
+                if not (folder / name).exists()]
+    parts = out / "extra" / "prior-more"
+    if not list(parts.glob("final-bf16.safetensors.part-*")):
+        return problems + ["prior-more: no weight parts"]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = load_file(_joined_parts(parts, "final-bf16.safetensors", Path(tmp) / "model.safetensors"))
+        bundled = ImagePrior.from_pretrained("shapes-64-prior").model.state_dict()
+        if set(weights) != set(bundled) or any(weights[k].shape != bundled[k].shape for k in weights):
+            problems.append("prior-more: the weights do not have the bundled prior's layout")
+    print("The bundle decision needs the CPU re-measure: put the weights in a copy of the bundled prior's folder, then "
+          "python benchmarks/generation_quality.py --prior DIR --num 1000 (about 30 minutes here).")
+    return problems
+
+
+def check_recipe(out: Path, smoke: bool) -> list[str]:
+    """The one run finished; its weights load strictly here and score its own evaluation's PSNR on this CPU."""
+    from image_tokenizer import ImageTokenizer
+    from image_tokenizer.data.shapes import generate_arrays
+    from image_tokenizer.evaluation import evaluate_tokenizer
+
+    reported = json.loads((out / "repo" / "benchmarks" / "results" / "recipe_one_run" / "eval.json").read_text())
+    extra = out / "extra" / "recipe"
+    with tempfile.TemporaryDirectory() as tmp:
+        final = Path(tmp) / "final"
+        shutil.copytree(extra / "final", final)
+        _joined_parts(extra, "model.safetensors", final / "model.safetensors")
+        tokenizer = ImageTokenizer.from_pretrained(final)
+        train = json.loads((ROOT / "training" / "configs" / "shapes64.json").read_text())
+        images, holes = generate_arrays(int(reported["num_images"]), seed=train["eval_seed"])
+        here = evaluate_tokenizer(tokenizer, images, holes)
+    return _same_psnr("recipe", here, reported)
+
+
+CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
+    "speed-encode-64": check_encode_64,
+    "speed-encode-256": check_encode_256,
+    "speed-pretokenize": check_pretokenize,
+    "speed-train": check_train,
+    "claim": check_claim,
+    "prior-more": check_prior,
+    "recipe": check_recipe,
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Job c: the bundled shapes-64-prior trained further (training/gpu_prior_more.sh: GPU-tokenized data, one run from
+# the bundled weights fitted into the call, stored in bfloat16, then sampling sweep, generation quality and
+# diagnostics on the GPU). Its figures land in benchmarks/results/gpu_prior_segment3/; the bfloat16 weights come
+# back in 16 MB parts under extra/prior-more/ and are bundled only if the CPU re-measure of the conditional
+# Frechet distance beats the bundled prior's 26.6 (target 20, floor 1.5).
+source "$(dirname "$0")/common.sh"
+budget=$(( DEADLINE - $(date +%s) - 20 ))
+if smoke; then
+  export NUM_TRAIN=32 NUM_HELDOUT=8 NUM_EVAL=8 SETTINGS="temperature=0.8 temperature=0.7"
+  export RUN="--init_from shapes-64-prior --batch_size 4 --max_steps 2 --warmup_steps 1 --eval_images 8"
+  export TRAIN_END_S=$(( budget / 2 )) MEASURE_END_S=$budget
+else
+  export TRAIN_END_S=$(( budget - 180 )) MEASURE_END_S=$budget  # 3 minutes to measure, as in the last lease
+fi
+OUT=$EXTRA RUNS=$RUNS_ROOT/gpu-prior-more DEVICE=$DEVICE PY=$PY bash training/gpu_prior_more.sh || exit 1
+mkdir -p "$RESULTS/gpu_prior_segment3"
+tar xzf "$EXTRA/results.tgz" -C "$RESULTS/gpu_prior_segment3" && rm "$EXTRA/results.tgz"
