@@ -13,8 +13,8 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -128,8 +128,7 @@ def _same_psnr(name: str, here: dict, there: dict) -> list[str]:
 def _joined_parts(folder: Path, name: str, target: Path) -> Path:
     parts = sorted(folder.glob(f"{name}.part-*"))
     with open(target, "wb") as joined:
-        for part in parts:
-            joined.write(part.read_bytes())
+        joined.writelines(part.read_bytes() for part in parts)
     return target
 
 

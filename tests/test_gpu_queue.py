@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_queue  # noqa: E402
-from gpu_checks import CHECKS, check_job  # noqa: E402
+import gpu_queue
+from gpu_checks import CHECKS, check_job
 
 
 def test_every_job_is_well_formed_and_has_a_script_and_a_check():
@@ -29,38 +29,37 @@ def test_every_job_is_well_formed_and_has_a_script_and_a_check():
     assert [job.name for job in jobs][:5] == ["speed-encode-64", "speed-encode-256", "speed-pretokenize", "speed-train", "claim"]
 
 
+def _job(name: str = "toy", minutes: float = 1, command: str = "true", writes: list[str] | None = None) -> gpu_queue.Job:
+    return gpu_queue.Job(name=name, issue=30, what="a toy", minutes=minutes, command=command, writes=writes or [],
+                         check=f"python benchmarks/gpu_queue.py check {name} --out DIR")
+
+
 def test_a_call_runs_the_first_pending_jobs_that_fit_in_its_budget():
-    _, jobs = gpu_queue.load_queue()
-    for job in jobs:
-        job.state = "pending"
+    jobs = [_job(name, minutes) for name, minutes in (("a", 3), ("b", 2.5), ("c", 2.5), ("d", 3), ("e", 1))]
     jobs[0].state = "done"
     chosen, skipped = gpu_queue.plan(jobs, budget_s=7 * 60, smoke=False, only=None)
-    assert [job.name for job in chosen] == ["speed-encode-256", "speed-pretokenize"]  # 3 + 3 minutes of 7
-    assert skipped["speed-train"] == "needs 3 min, 1.0 left" and "speed-encode-64" not in skipped
-    chosen, _ = gpu_queue.plan(jobs, budget_s=7 * 60, smoke=True, only={"claim", "recipe"})
-    assert [job.name for job in chosen] == ["claim", "recipe"]  # a smoke run takes every job it is given
+    assert [job.name for job in chosen] == ["b", "c", "e"]  # in queue order, passing over one that does not fit
+    assert skipped == {"d": "needs 3 min, 2.0 left"}
+    chosen, _ = gpu_queue.plan(jobs, budget_s=60, smoke=True, only={"a", "d"})
+    assert [job.name for job in chosen] == ["a", "d"]  # a smoke run takes every job it is given, done or not
 
 
-def _job(command: str, writes: list[str] | None = None) -> gpu_queue.Job:
-    return gpu_queue.Job(name="toy", issue=30, what="a toy", minutes=1, command=command, writes=writes or [],
-                         check="python benchmarks/gpu_queue.py check toy --out DIR")
 
 
 def test_a_job_past_its_deadline_is_killed_with_its_children(tmp_path):
     start = time.time()
-    result = gpu_queue.run_one(_job("sleep 30 & sleep 30; wait"), tmp_path, time.time() + 0.5, True, sys.executable, grace_s=0.5)
+    result = gpu_queue.run_one(_job(command="sleep 30 & sleep 30; wait"), tmp_path, time.time() + 0.5, True, sys.executable, grace_s=0.5)
     assert result["outcome"] == "failed" and result["exit_status"] == -9 and time.time() - start < 10
 
 
 def test_a_job_reports_complete_incomplete_or_failed(tmp_path):
     writes = ["benchmarks/results/toy.json"]
     made = 'mkdir -p "$OUT/repo/benchmarks/results" && echo "{}" > "$OUT/repo/benchmarks/results/toy.json"'
-    assert gpu_queue.run_one(_job(made, writes), tmp_path, time.time() + 30, True, sys.executable)["outcome"] == "complete"
-    assert gpu_queue.run_one(_job("exit 75"), tmp_path, time.time() + 30, True, sys.executable)["outcome"] == "incomplete"
-    missing = gpu_queue.run_one(_job("true", ["benchmarks/results/other.json"]), tmp_path, time.time() + 30, True, sys.executable)
+    assert gpu_queue.run_one(_job(command=made, writes=writes), tmp_path, time.time() + 30, True, sys.executable)["outcome"] == "complete"
+    assert gpu_queue.run_one(_job(command="exit 75"), tmp_path, time.time() + 30, True, sys.executable)["outcome"] == "incomplete"
+    missing = gpu_queue.run_one(_job(writes=["benchmarks/results/other.json"]), tmp_path, time.time() + 30, True, sys.executable)
     assert missing["outcome"] == "failed" and missing["missing"] == ["benchmarks/results/other.json"]
-    log = (tmp_path / "jobs" / "toy.log")
-    assert log.exists()
+    assert (tmp_path / "jobs" / "toy.log").exists()
 
 
 def test_marking_a_job_keeps_the_queue_valid(tmp_path, capsys):
@@ -91,7 +90,7 @@ def test_a_result_without_a_gpu_is_refused_by_the_check(tmp_path):
 def test_every_job_runs_at_toy_size_on_the_cpu_and_passes_its_check(tmp_path):
     """`gpu_next.sh --smoke`: each job's real script with toy sizes, then each job's check on what it wrote."""
     env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "BUDGET_S": "3000", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(["bash", "benchmarks/gpu_next.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run(["bash", "benchmarks/gpu_next.sh", "--smoke"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     report = json.loads((tmp_path / "report.json").read_text())
     outcomes = {entry["job"]: entry["outcome"] for entry in report["ran"]}
     logs = {name: (tmp_path / "jobs" / f"{name}.log").read_text()[-2000:] for name, o in outcomes.items() if o != "complete"}
