@@ -136,8 +136,8 @@ def check_prior(out: Path, smoke: bool) -> list[str]:
     """The run finished and was measured; its bfloat16 weights load strictly here as the prior it saved."""
     from image_tokenizer import ImagePrior
 
-    folder = out / "repo" / "benchmarks" / "results" / "gpu_prior_segment3"
-    problems = [f"gpu_prior_segment3: {name} missing" for name in ("final-bf16/config.json", "results/generation_quality.json")
+    folder = out / "repo" / "benchmarks" / "results" / "gpu_prior_segment4"
+    problems = [f"gpu_prior_segment4: {name} missing" for name in ("final-bf16/config.json", "results/generation_quality.json")
                 if not (folder / name).exists()]
     parts = out / "extra" / "prior-more"
     if problems or not list(parts.glob("final-bf16.safetensors.part-*")):
