@@ -197,7 +197,9 @@ def test_sliding_window_on_the_trained_grid_equals_cached_generation(prior):
     # exactly what transformers' KV-cached generate picks when the canvas is the trained grid.
     labels = torch.tensor([0, 2])
     cached = prior.generate(2, top_k=1, class_labels=labels, output_type="ids", seed=0)
-    windowed = prior._sample_sliding(labels, 2, (8, 8), SamplingOptions(top_k=1))
+    from image_tokenizer.prior.sampling import sample_sliding
+
+    windowed = sample_sliding(prior.model, prior.layout, labels, 2, (8, 8), SamplingOptions(top_k=1))
     assert torch.equal(cached, windowed)
 
 
