@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,78 +44,56 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pretokenize(args: argparse.Namespace) -> None:
-    """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet)."""
-    from ..pretokenize import (
-        load_image_dataset,
-        pretokenize,
-        tokenizer_fingerprint,
-        write_token_dataset,
-    )
+    """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet), or streamed."""
+    from ..pretokenize import load_image_dataset, pretokenize
+    from ..pretokenize.card import check_can_push
 
+    check_can_push(args.push_to_hub)  # before loading anything
     tokenizer = load_tokenizer(args.model, "cpu")
+    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming)
     if args.streaming:
-        _pretokenize_streaming(args, tokenizer)
+        _pretokenize_streaming(args, tokenizer, dataset)
         return
-    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
     start = time.perf_counter()
     tokens, report = pretokenize(
         dataset, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
         device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True, num_workers=args.num_workers,
+        output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
+        source=args.data, model=args.model or DEFAULT_MODEL,
     )
-    elapsed = time.perf_counter() - start
-    info = {
-        "source": args.data,
-        "model": args.model or DEFAULT_MODEL,
-        "fingerprint": tokens._fingerprint,
-        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        "rows": len(tokens),
-        "flip": args.flip,
-        "grid_size": list(tokenizer.grid_size),
-        "vocab_size": tokenizer.vocab_size,
-    }
-    write_token_dataset(tokens, args.output, args.format, info, args.overwrite, report if args.skip_bad else None)
-    rate = report["rows_in"] / max(elapsed, 1e-9)
+    rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
     skipped = f", skipped {report['skipped']} unreadable (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
-    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}")
+    pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
+    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}")
 
 
-def _pretokenize_streaming(args: argparse.Namespace, tokenizer) -> None:
+def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any) -> None:
     """--streaming: this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
-    import datasets
-
-    from ..pretokenize import load_image_dataset, pretokenize_streaming
-    from ..streaming import node_spec
+    from ..pretokenize import INFO_NAME, node_spec, pretokenize_streaming
 
     node = node_spec(args.num_nodes, args.node_rank)
-    device = args.device
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one process per GPU
-    if args.data.startswith("hf:"):
-        stream = datasets.load_dataset(args.data[3:], split=args.split, streaming=True)
-    else:
-        stream = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed)
     if node.num_nodes > 1:
         print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
     summary = pretokenize_streaming(
-        stream, tokenizer.to(device), args.output, image_column=args.image_column, shard_size=args.shard_size,
+        stream, tokenizer, args.output, image_column=args.image_column, shard_size=args.shard_size,
         batch_size=args.batch_size or 64, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
-        overwrite=args.overwrite, progress=args.progress, node=node,
+        overwrite=args.overwrite, progress=args.progress, node=node, device=args.device, push_to_hub=args.push_to_hub,
     )
     where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
     print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
     if node.num_nodes > 1:
-        complete = (Path(args.output) / "pretokenize_info.json").is_file()
+        complete = (Path(args.output) / INFO_NAME).is_file()
         print("all nodes done: the output is complete" if complete else
               "other nodes are still running; the last one to finish merges (or run image-tokenizer pretokenize-merge)")
 
 
 def cmd_pretokenize_merge(args: argparse.Namespace) -> None:
     """Check that every node of a node-sharded pre-tokenization finished, and mark the output complete."""
-    from ..streaming import merge_nodes
+    from ..pretokenize import merge_nodes
 
     merged = merge_nodes(args.output)
     print(f"{args.output}: {merged.get('num_nodes', 1)} node(s), {merged['shards']} shards, {merged['rows_in']} input rows; "
-          f"load with datasets.load_dataset('parquet', data_dir='{args.output}/data')")
+          f"load with datasets.load_dataset('{args.output}', split='train')")
 
 
 def cmd_shapes(args: argparse.Namespace) -> None:
@@ -159,6 +136,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload the finished output folder as a Hub dataset repo")
     p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")
     p.add_argument("--shard-size", type=positive_int, default=10000, help="input rows per shard with --streaming")
     p.add_argument("--num-nodes", type=positive_int, help="--streaming: split the input across this many workers "
