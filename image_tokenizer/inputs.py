@@ -1,17 +1,21 @@
 """The one boundary for token ids: anything a caller may hand us as ids becomes an int64 CPU tensor, or our error.
 
 Used by the tokenizer (decode, batch_decode), the prior (prefixes, class labels), the text-vocabulary mapping
-and the CLI, so every entry point accepts and refuses the same things with the same messages.
+and the CLI, so every entry point accepts and refuses the same things. `as_ids` holds the one range check;
+each caller words the error for its own ids (image ids, prefix ids, class labels).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import InvalidIdsError
+from .sequences import grid_for, image_span
 
 
 def as_id_tensor(ids: Any) -> torch.Tensor:
@@ -36,3 +40,60 @@ def as_id_tensor(ids: Any) -> torch.Tensor:
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise InvalidIdsError(f"ids must be integers, got dtype {str(tensor.dtype).replace('torch.', '')}")
     return tensor.long()
+
+
+@dataclass(frozen=True)
+class BadId:
+    """The first id outside 0..limit-1: its value, its position, and how many such ids there are."""
+
+    value: int
+    position: tuple[int, ...]
+    count: int
+    limit: int
+
+
+def as_ids(ids: Any, limit: int | None = None, explain: Callable[[BadId], str] | None = None) -> torch.Tensor:
+    """Ids -> int64 CPU tensor (as_id_tensor), every one in 0..limit-1 when a limit is given; otherwise
+    InvalidIdsError, worded by `explain` (default: the value, its position and the valid range)."""
+    tensor = as_id_tensor(ids)
+    if limit is not None:
+        bad = (tensor < 0) | (tensor >= limit)
+        if bool(bad.any()):
+            position = tuple(int(i) for i in torch.nonzero(bad)[0])
+            found = BadId(int(tensor[position]), position, int(bad.sum()), limit)
+            raise InvalidIdsError(explain(found) if explain else f"id {found.value} at position {position} is out of range 0..{limit - 1}")
+    return tensor
+
+
+def as_id_grids(
+    ids: Any, vocab: Any, trained_grid: tuple[int, int], skip_special_tokens: bool = True, require_flat: bool = False,
+    grid_size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """Token ids for decoding -> grids [B, h, w] of image ids 0..K-1, and whether they were a batch. A flat
+    sequence [n] (its image span when skip_special_tokens) takes the trained grid, a larger square one, or
+    grid_size; [h, w] is one grid, [B, h, w] a batch. `vocab` is the tokenizer's ImageVocab."""
+    tensor = as_id_tensor(ids)
+    if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
+        return tensor, True  # an empty batch: empty results
+    if tensor.numel() == 0:
+        raise InvalidIdsError("got an empty id sequence")
+    if require_flat and tensor.ndim != 1:
+        raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
+    if tensor.ndim not in (1, 2, 3):
+        raise InvalidIdsError(
+            f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
+        )
+    if tensor.ndim == 1 and skip_special_tokens:
+        tensor = image_span(tensor, vocab.boi_token_id, vocab.eoi_token_id, vocab.codebook_size, len(vocab))
+    h, w = grid_for(tensor.numel(), trained_grid, grid_size) if tensor.ndim == 1 else (None, None)
+    as_ids(tensor, vocab.codebook_size, lambda bad: _explain_token_id(bad, len(vocab)))
+    if tensor.ndim == 1:
+        return tensor.reshape(1, h, w), False
+    return (tensor.unsqueeze(0), False) if tensor.ndim == 2 else (tensor, True)
+
+
+def _explain_token_id(bad: BadId, vocab_len: int) -> str:
+    """A bad image token id: negative, a special token's id, or beyond the vocabulary."""
+    what = "negative" if bad.value < 0 else ("a special token, not an image token" if bad.value < vocab_len else "out of range")
+    return (f"id {bad.value} at position {bad.position} is {what}: image token ids are 0..{bad.limit - 1} "
+            f"({bad.count} bad id(s) in all)")

@@ -403,3 +403,13 @@ def test_complete_takes_images_as_images_and_integer_arrays_as_ids(prior):
         assert torch.equal(done[0, : h // 2], prior.tokenizer.encode(image)[: h // 2])
     ids = prior.tokenizer.encode(rgb)
     assert prior.complete(ids[None, :2].numpy().astype(np.int64), seed=0, output_type="ids").shape == (1, h, w)
+
+
+def test_bad_class_labels_are_bad_ids_like_bad_prefix_ids(prior):
+    # One kind of mistake, one class: ids out of range, whether image ids of a prefix or class labels.
+    with pytest.raises(InvalidIdsError, match="class label 7 out of range"):
+        prior.generate(2, class_labels=[7, 0], output_type="ids")
+    with pytest.raises(InvalidIdsError, match="must be integers"):
+        prior.generate(1, class_labels=[0.5], output_type="ids")
+    with pytest.raises(InvalidIdsError, match="prefix ids must lie in"):
+        prior.complete(torch.full((1, 8), 10**6), output_type="ids")

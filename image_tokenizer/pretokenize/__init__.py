@@ -5,11 +5,12 @@ decoding, streaming.py the resumable shard writer (`pretokenize_streaming`), nod
 workers, sources.py the dataset specs, and card.py makes the output folder loadable as-is and uploads it.
 """
 
+from ..checkpoint import tokenizer_fingerprint
 from ..errors import PretokenizeError, StreamingError
 from .card import push_dataset_folder, write_dataset_card
 from .dataset import pretokenize, token_info, write_token_dataset
 from .nodes import NodeFolder, NodeSpec, merge_nodes, node_spec
-from .rows import INFO_NAME, REPORT_NAME, SOURCE_INDEX, STATE_NAME, ids_dtype, tokenizer_fingerprint
+from .rows import INFO_NAME, REPORT_NAME, SOURCE_INDEX, STATE_NAME, ids_dtype
 from .sources import load_image_dataset, rank_device
 from .streaming import pretokenize_streaming
 

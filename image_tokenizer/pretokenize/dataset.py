@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import tokenizer_fingerprint
 from ..errors import InvalidRequestError, PretokenizeError
 from ..fileio import atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
@@ -24,7 +25,6 @@ from .rows import (
     Tokenize,
     ids_dtype,
     token_features,
-    tokenizer_fingerprint,
     undecoded_images,
     without_bad_rows,
 )

@@ -8,8 +8,6 @@ image cannot be read carries its error in a temporary column until it is dropped
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -36,15 +34,6 @@ def ids_dtype(codebook_size: int) -> str:
     if codebook_size <= 2**16:
         return "uint16"
     return "uint32"
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """sha256 over the config and every weight tensor: equal only for identical tokenizers."""
-    digest = hashlib.sha256(json.dumps(tokenizer.config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(tokenizer.model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def decode_error(index: int, error: Exception) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..checkpoint import tokenizer_fingerprint
 from ..errors import ImageTokenizerError, PretokenizeError
 from ..fileio import atomic_path, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
-from .rows import ERROR_COLUMN, INFO_NAME, STATE_NAME, Tokenize, ids_dtype, tokenizer_fingerprint, undecoded_images
+from .rows import ERROR_COLUMN, INFO_NAME, STATE_NAME, Tokenize, ids_dtype, undecoded_images
 from .sources import load_image_dataset, rank_device
 
 

@@ -8,7 +8,6 @@ tokenizer's own; class tokens follow. Saved as prior_layout.json beside the tran
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,18 +15,13 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import codebook_sha256
 from ..errors import CheckpointError, ConfigError, InvalidRequestError
 from ..fileio import atomic_write_text, read_json_object
+from ..inputs import as_ids
 
 LAYOUT_NAME = "prior_layout.json"
 LAYOUT_FORMAT = "image-tokenizer-prior-layout"
-
-
-def codebook_sha256(tokenizer: Any) -> str:
-    """Fingerprint of a tokenizer's vocabulary: a prior is only meaningful with the codebook it was trained on.
-    Computed on the CPU wherever the tokenizer runs, so a prior trained beside a GPU tokenizer loads on a CPU."""
-    codes = tokenizer.model.quantizer.effective_codebook(device="cpu")
-    return hashlib.sha256(codes.detach().contiguous().numpy().tobytes()).hexdigest()
 
 
 @dataclass
@@ -111,14 +105,9 @@ class TokenLayout:
             return None
         if not self.conditional:
             raise InvalidRequestError("class labels given, but this prior is unconditional (trained without classes)")
-        tensor = torch.as_tensor(labels).reshape(-1)
-        if tensor.is_floating_point() or tensor.dtype == torch.bool:
-            raise InvalidRequestError(f"class labels must be integers, got dtype {tensor.dtype}")
-        bad = tensor[(tensor < 0) | (tensor >= self.num_classes)]
-        if bad.numel():
-            names = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
-            raise InvalidRequestError(f"class label {int(bad[0])} out of range; this prior has classes 0..{self.num_classes - 1} ({names})")
-        return tensor.long()
+        names = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
+        return as_ids(labels, self.num_classes, lambda bad: (
+            f"class label {bad.value} out of range; this prior has classes 0..{bad.limit - 1} ({names})")).reshape(-1)
 
     def prefix(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         """The prompt [B, prefix_length]: `<boi>`, or a class token (null class where labels is None) and `<boi>`."""

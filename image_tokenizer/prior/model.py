@@ -19,7 +19,7 @@ from ..devices import check_device, model_dtype
 from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text
 from ..hub import HubMixin
-from ..inputs import as_id_tensor
+from ..inputs import as_id_tensor, as_ids
 from .layout import LAYOUT_NAME, TokenLayout
 from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
 
@@ -257,7 +257,7 @@ class ImagePrior(HubMixin):
         if labels.numel() == 1:
             return labels.expand(count).clone()
         if labels.numel() != count:
-            raise InvalidRequestError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
+            raise InvalidIdsError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
         return labels
 
     def _check_request(self, guidance_scale: float, output_type: str) -> None:
@@ -286,8 +286,7 @@ class ImagePrior(HubMixin):
                 raise InvalidIdsError(f"prefix ids must be [rows, {w}] or [B, rows, {w}], got shape {tuple(ids.shape)}")
             if ids.shape[1] > h:
                 raise InvalidIdsError(f"prefix has {ids.shape[1]} rows, more than the grid's {h}")
-            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.layout.codebook_size):
-                raise InvalidIdsError(f"prefix ids must lie in 0..{self.layout.codebook_size - 1}")
+            as_ids(ids, self.layout.codebook_size, lambda bad: f"prefix ids must lie in 0..{bad.limit - 1}, got {bad.value}")
             keep = ids.shape[1] if rows is None else rows
         else:
             ids = self.tokenizer.encode(prefix if isinstance(prefix, list) else [prefix])
