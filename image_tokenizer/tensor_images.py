@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from .config import ImageTokenizerConfig
-from .errors import InvalidImageError
-from .image_processing import check_image_size, normalize
+from .image_processing import check_image_size, normalize, resize_plan
 
 _FLOAT_TOLERANCE = 1e-6  # the PIL path's tolerance for floats just outside [0, 1]
 _PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit resampling (32 - 8 - 2)
@@ -104,26 +103,15 @@ def pixel_batch_to_input(
 
 
 def _resize_and_crop(pixels: torch.Tensor, config: ImageTokenizerConfig) -> torch.Tensor | None:
-    """The PIL path's resize policies on the device, with Pillow's own resampling (below), then the same crop."""
-    height, width = pixels.shape[2], pixels.shape[3]
-    side, mode = config.resolution, config.preprocessing.resize_mode
-    if mode == "none":
-        raise InvalidImageError(f"image 0 is {width}x{height} but this tokenizer (resize_mode='none') needs exactly {side}x{side}")
-    if mode in ("resize", "resize_center_crop"):
-        if config.preprocessing.resample not in _FILTERS:
+    """The PIL path's resize plan on the device, with Pillow's own resampling (below), then the same crop;
+    None when the plan needs a filter torch lacks (nearest)."""
+    resample = config.preprocessing.resample
+    size, (left, top, right, bottom) = resize_plan(pixels.shape[3], pixels.shape[2], config.resolution, config.preprocessing)
+    if size is not None:
+        if resample not in _FILTERS:
             return None
-        if mode == "resize":
-            height, width = side, side
-        else:
-            scale = side / min(width, height)
-            height, width = max(side, round(height * scale)), max(side, round(width * scale))
-        pixels = pil_resize(pixels, (height, width), config.preprocessing.resample)
-    elif width < side or height < side:
-        raise InvalidImageError(
-            f"image 0 is {width}x{height}, smaller than the {side}x{side} crop of this tokenizer (resize_mode='center_crop')"
-        )
-    left, top = (width - side) // 2, (height - side) // 2
-    return pixels[:, :, top : top + side, left : left + side]
+        pixels = pil_resize(pixels, (size[1], size[0]), resample)
+    return pixels[:, :, top:bottom, left:right]
 
 
 def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: str) -> torch.Tensor:
