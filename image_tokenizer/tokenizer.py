@@ -18,12 +18,11 @@ from .devices import check_device, model_dtype
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
 from .fileio import atomic_write_text
 from .hub import HubMixin
-from .image_processing import normalize, postprocess, prepare_image, to_pil_list
-from .inputs import as_id_grids
+from .image_processing import postprocess
+from .inputs import as_id_grids, as_images, model_inputs, preprocess_images
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
 from .sequences import SequenceOptions, empty_sequences, to_sequences
-from .tensor_images import as_pixel_batch, pixel_batch_to_input
 from .text_vocab import ImageTextMapping
 from .vocab import ImageVocab
 
@@ -188,12 +187,9 @@ class ImageTokenizer(HubMixin):
     def preprocess(
         self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
     ) -> tuple[list[torch.Tensor], bool]:
-        """Images in any accepted form -> list of normalised [3, H, W] tensors, and whether the input was a batch."""
-        pils, is_batch = to_pil_list(images)
-        config = self.config
-        tensors = [normalize(prepare_image(image, config, index, native_size, max_native_pixels), config.preprocessing)
-                   for index, image in enumerate(pils)]
-        return tensors, is_batch
+        """Images in any accepted form -> list of normalised [3, H, W] tensors (through PIL, as pipelines and
+        evaluation read them), and whether the input was a batch."""
+        return preprocess_images(images, self.config, native_size, max_native_pixels)
 
     def _run_micro_batches(
         self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, pad: bool = True
@@ -226,30 +222,20 @@ class ImageTokenizer(HubMixin):
 
         With native_size=True, images whose sides are multiples of the downsampling factor are encoded
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
-        tensors of pixels go to the device as one batch without PIL (tensor_images.py).
+        tensors of pixels go to the device as one batch without PIL (inputs.as_images).
         """
-        batch = self._pixel_batch(images, native_size, max_native_pixels)
-        if batch is not None:
-            pixels, is_batch = batch
+        batch = as_images(images, self.config, self.device, native_size)
+        results: list[torch.Tensor] = [torch.empty(0)] * len(batch)
+        groups = model_inputs(batch, self.config, self.device, native_size, max_native_pixels)
+        for positions, pixels in groups:
             ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
-            return ids if is_batch else ids[0]
-        tensors, is_batch = self.preprocess(images, native_size=native_size, max_native_pixels=max_native_pixels)
-        results: list[torch.Tensor | None] = [None] * len(tensors)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, tensor in enumerate(tensors):
-            groups.setdefault(tuple(tensor.shape), []).append(index)
-        for indices in groups.values():
-            pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
-            ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
-            for i, grid in zip(indices, ids):
-                results[i] = grid
-        if not is_batch:
+            for position, grid in zip(positions, ids):
+                results[position] = grid
+        if not batch.is_batch:
             return results[0]
         if not results:
             return torch.empty((0, *self.grid_size), dtype=torch.long)  # an empty batch: empty results
-        if len(groups) == 1:
-            return torch.stack(results)
-        return results
+        return torch.stack(results) if len(groups) == 1 else results
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -261,15 +247,6 @@ class ImageTokenizer(HubMixin):
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
             return torch.empty((0, h, w), dtype=torch.long)
         return self._run_micro_batches(self._model_fn("encode_ids"), pixels.float().to(self.device)).cpu()
-
-    def _pixel_batch(self, images: Any, native_size: bool, max_native_pixels: int) -> tuple[torch.Tensor, bool] | None:
-        """Arrays and tensors of pixels -> normalised model input on the device, or None for the PIL path."""
-        batch = as_pixel_batch(images, self.device)
-        if batch is None:
-            return None
-        pixels, is_batch = batch
-        model_input = pixel_batch_to_input(pixels, self.config, native_size, max_native_pixels)
-        return None if model_input is None else (model_input, is_batch)
 
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None

@@ -12,14 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Unpack
 
-import numpy as np
 import torch
 
 from ..devices import check_device, model_dtype
 from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text
 from ..hub import HubMixin
-from ..inputs import as_id_tensor, as_ids
+from ..inputs import as_id_tensor, as_ids, holds_ids
 from .layout import LAYOUT_NAME, TokenLayout
 from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
 
@@ -272,7 +271,7 @@ class ImagePrior(HubMixin):
 
     def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
         h, w = self.layout.grid_size
-        if _holds_ids(prefix):
+        if holds_ids(prefix):
             ids = as_id_tensor(prefix)
             if ids.ndim == 1:
                 ids = ids.unsqueeze(0)
@@ -309,17 +308,3 @@ class ImagePrior(HubMixin):
             f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}, "
             f"{kind}, tokenizer {self.layout.tokenizer!r})"
         )
-
-
-def _holds_ids(prefix: Any) -> bool:
-    """Ids or images? Integer arrays and tensors (other than uint8) and lists of ints are ids; uint8 and float
-    arrays, PIL images, paths and lists of those are images, as everywhere else in the library."""
-    if isinstance(prefix, (torch.Tensor, np.ndarray)):
-        dtype = prefix.dtype
-        if isinstance(prefix, torch.Tensor):
-            return not (prefix.is_floating_point() or dtype == torch.uint8)
-        return np.issubdtype(dtype, np.integer) and dtype != np.uint8 or dtype == np.bool_
-    if isinstance(prefix, list) and prefix:
-        first = prefix[0]
-        return isinstance(first, (int, np.integer, list)) and not isinstance(first, bool)
-    return False
