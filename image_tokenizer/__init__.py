@@ -7,8 +7,10 @@ from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from .converters import convert
 from .errors import (
     CheckpointError,
+    CLIError,
     ConfigError,
     ConversionError,
+    DataError,
     HubError,
     ImageLoadError,
     ImageTokenizerError,
@@ -16,6 +18,8 @@ from .errors import (
     InvalidImageError,
     InvalidRequestError,
     NoDecoderError,
+    PretokenizeError,
+    StreamingError,
 )
 from .prior import ImagePrior, TokenLayout
 from .tokenizer import ImageTokenizer
@@ -23,9 +27,11 @@ from .tokenizer import ImageTokenizer
 _register_auto_classes()
 
 __all__ = [
+    "CLIError",
     "CheckpointError",
     "ConfigError",
     "ConversionError",
+    "DataError",
     "HubError",
     "ImageLoadError",
     "ImagePrior",
@@ -37,7 +43,9 @@ __all__ = [
     "InvalidRequestError",
     "NoDecoderError",
     "PreprocessingConfig",
+    "PretokenizeError",
     "QuantizerConfig",
+    "StreamingError",
     "TokenLayout",
     "__version__",
     "convert",

@@ -17,10 +17,6 @@ class InvalidImageError(ImageTokenizerError):
     """An image or array that cannot be turned into model input (shape, dtype, range, size)."""
 
 
-class InvalidIdsError(ImageTokenizerError):
-    """Token ids that are not valid for this tokenizer (range, dtype, rank, length)."""
-
-
 class CheckpointError(ImageTokenizerError):
     """A saved tokenizer whose files are missing or disagree with each other."""
 
@@ -39,6 +35,11 @@ class HubError(ImageTokenizerError):
 
 class InvalidRequestError(ImageTokenizerError):
     """Call arguments that cannot be honoured (padding, max_length, return_tensors, output_type, ...)."""
+
+
+class InvalidIdsError(InvalidRequestError):
+    """Ids that are not valid where they are given: token ids (range, dtype, rank, length), prefix ids, class
+    labels. One class wherever ids come from; a kind of InvalidRequestError, as ids are call arguments."""
 
 
 class CLIError(ImageTokenizerError):

@@ -205,32 +205,41 @@ def _as_pil(item: Any, index: int) -> Image.Image:
     raise InvalidImageError(f"image {index}: unsupported type {type(item).__name__}")
 
 
-def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingConfig, index: int = 0) -> Image.Image:
-    """Apply the configured resize policy so the result is resolution x resolution."""
-    width, height = image.size
+def resize_plan(
+    width: int, height: int, resolution: int, config: PreprocessingConfig, index: int = 0
+) -> tuple[tuple[int, int] | None, tuple[int, int, int, int]]:
+    """The configured resize policy for a width x height image: the (width, height) to resample to (None: keep
+    the size) and the resolution x resolution crop box (left, top, right, bottom) after it. The one plan that
+    the PIL path (resize_and_crop) and the tensor path (tensor_images) both follow."""
     mode = config.resize_mode
-    resample = _RESAMPLE[config.resample]
     if (width, height) == (resolution, resolution):
-        return image
+        return None, (0, 0, width, height)
     if mode == "none":
         raise InvalidImageError(
             f"image {index} is {width}x{height} but this tokenizer (resize_mode='none') needs exactly "
             f"{resolution}x{resolution}"
         )
     if mode == "resize":
-        return image.resize((resolution, resolution), resample)
+        return (resolution, resolution), (0, 0, resolution, resolution)
+    size = None
     if mode == "resize_center_crop":
         scale = resolution / min(width, height)
-        new_size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
-        image = image.resize(new_size, resample)
-        width, height = image.size
+        size = width, height = max(resolution, round(width * scale)), max(resolution, round(height * scale))
     elif width < resolution or height < resolution:  # center_crop only
         raise InvalidImageError(
             f"image {index} is {width}x{height}, smaller than the {resolution}x{resolution} crop of this tokenizer "
             "(resize_mode='center_crop')"
         )
     left, top = (width - resolution) // 2, (height - resolution) // 2
-    return image.crop((left, top, left + resolution, top + resolution))
+    return size, (left, top, left + resolution, top + resolution)
+
+
+def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingConfig, index: int = 0) -> Image.Image:
+    """Apply the configured resize policy (resize_plan) so the result is resolution x resolution."""
+    size, box = resize_plan(*image.size, resolution, config, index)
+    if size is not None:
+        image = image.resize(size, _RESAMPLE[config.resample])
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def check_image_size(

@@ -1,17 +1,95 @@
-"""The one boundary for token ids: anything a caller may hand us as ids becomes an int64 CPU tensor, or our error.
+"""The one input boundary: what a caller hands us as images or as ids becomes model input, or our error.
 
-Used by the tokenizer (decode, batch_decode), the prior (prefixes, class labels), the text-vocabulary mapping
-and the CLI, so every entry point accepts and refuses the same things with the same messages.
+Images: `as_images` decides once which form a batch takes on its way to the model (ImageBatch: one uint8
+tensor on the device, or PIL images), and `model_inputs` turns it into normalised pixels grouped by size.
+Ids: `as_ids` makes an int64 CPU tensor and holds the one range check (each caller words the error for its
+own ids: image ids, prefix ids, class labels); `as_id_grids` shapes ids for decoding; `holds_ids` tells ids
+from images where both are accepted. Used by the tokenizer, the prior, the text-vocabulary mapping and the
+CLI, so every entry point accepts and refuses the same things.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from .config import ImageTokenizerConfig
 from .errors import InvalidIdsError
+from .image_processing import normalize, prepare_image, to_pil_list
+from .sequences import grid_for, image_span
+from .tensor_images import as_pixel_batch, device_can_prepare, pixel_batch_to_input
+
+
+@dataclass
+class ImageBatch:
+    """Images on their way to the model: a uint8 [B, C, H, W] tensor on the device (arrays and tensors of
+    pixels the device can prepare), or PIL images (files, PIL inputs, lists, and every other form)."""
+
+    is_batch: bool
+    pixels: torch.Tensor | None = None
+    pil: list[Image.Image] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pil) if self.pixels is None else self.pixels.shape[0]
+
+
+def as_images(images: Any, config: ImageTokenizerConfig, device: torch.device, native_size: bool = False) -> ImageBatch:
+    """Any accepted image input -> an ImageBatch: pixels straight to the device when the tensor path covers
+    them (tensor_images.py: the same pixels as PIL), else PIL images, each checked and converted by name."""
+    batch = as_pixel_batch(images, device)
+    if batch is not None and device_can_prepare(batch[0], config, native_size):
+        return ImageBatch(batch[1], pixels=batch[0])
+    pil, is_batch = to_pil_list(images)
+    return ImageBatch(is_batch, pil=pil)
+
+
+def model_inputs(
+    batch: ImageBatch, config: ImageTokenizerConfig, device: torch.device, native_size: bool = False,
+    max_native_pixels: int | None = None,
+) -> list[tuple[list[int], torch.Tensor]]:
+    """Normalised model input [n, 3, H, W] on the device, one group per image size, each with the positions of
+    its images in the batch (one group unless native_size keeps several sizes)."""
+    if batch.pixels is not None:
+        return [(list(range(len(batch))), pixel_batch_to_input(batch.pixels, config, native_size, max_native_pixels))]
+    tensors = pil_model_input(batch.pil, config, native_size, max_native_pixels)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        groups.setdefault(tuple(tensor.shape), []).append(index)
+    return [(indices, torch.stack([tensors[i] for i in indices]).to(device)) for indices in groups.values()]
+
+
+def pil_model_input(
+    images: list[Image.Image], config: ImageTokenizerConfig, native_size: bool = False, max_native_pixels: int | None = None
+) -> list[torch.Tensor]:
+    """PIL images -> normalised [3, H, W] tensors: size checks, the resize plan (or the native size), RGB."""
+    return [normalize(prepare_image(image, config, index, native_size, max_native_pixels), config.preprocessing)
+            for index, image in enumerate(images)]
+
+
+def preprocess_images(
+    images: Any, config: ImageTokenizerConfig, native_size: bool = False, max_native_pixels: int | None = None
+) -> tuple[list[torch.Tensor], bool]:
+    """Any accepted input -> normalised [3, H, W] tensors through the PIL path, and whether it was a batch."""
+    pil, is_batch = to_pil_list(images)
+    return pil_model_input(pil, config, native_size, max_native_pixels), is_batch
+
+
+def holds_ids(value: Any) -> bool:
+    """Ids or images? Integer arrays and tensors (other than uint8) and lists of ints are ids; uint8 and float
+    arrays, PIL images, paths and lists of those are images, as everywhere else in the library."""
+    if isinstance(value, torch.Tensor):
+        return not (value.is_floating_point() or value.dtype == torch.uint8)
+    if isinstance(value, np.ndarray):
+        return np.issubdtype(value.dtype, np.integer) and value.dtype != np.uint8 or value.dtype == np.bool_
+    if isinstance(value, list) and value:
+        first = value[0]
+        return isinstance(first, (int, np.integer, list)) and not isinstance(first, bool)
+    return False
 
 
 def as_id_tensor(ids: Any) -> torch.Tensor:
@@ -36,3 +114,60 @@ def as_id_tensor(ids: Any) -> torch.Tensor:
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise InvalidIdsError(f"ids must be integers, got dtype {str(tensor.dtype).replace('torch.', '')}")
     return tensor.long()
+
+
+@dataclass(frozen=True)
+class BadId:
+    """The first id outside 0..limit-1: its value, its position, and how many such ids there are."""
+
+    value: int
+    position: tuple[int, ...]
+    count: int
+    limit: int
+
+
+def as_ids(ids: Any, limit: int | None = None, explain: Callable[[BadId], str] | None = None) -> torch.Tensor:
+    """Ids -> int64 CPU tensor (as_id_tensor), every one in 0..limit-1 when a limit is given; otherwise
+    InvalidIdsError, worded by `explain` (default: the value, its position and the valid range)."""
+    tensor = as_id_tensor(ids)
+    if limit is not None:
+        bad = (tensor < 0) | (tensor >= limit)
+        if bool(bad.any()):
+            position = tuple(int(i) for i in torch.nonzero(bad)[0])
+            found = BadId(int(tensor[position]), position, int(bad.sum()), limit)
+            raise InvalidIdsError(explain(found) if explain else f"id {found.value} at position {position} is out of range 0..{limit - 1}")
+    return tensor
+
+
+def as_id_grids(
+    ids: Any, vocab: Any, trained_grid: tuple[int, int], skip_special_tokens: bool = True, require_flat: bool = False,
+    grid_size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """Token ids for decoding -> grids [B, h, w] of image ids 0..K-1, and whether they were a batch. A flat
+    sequence [n] (its image span when skip_special_tokens) takes the trained grid, a larger square one, or
+    grid_size; [h, w] is one grid, [B, h, w] a batch. `vocab` is the tokenizer's ImageVocab."""
+    tensor = as_id_tensor(ids)
+    if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
+        return tensor, True  # an empty batch: empty results
+    if tensor.numel() == 0:
+        raise InvalidIdsError("got an empty id sequence")
+    if require_flat and tensor.ndim != 1:
+        raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
+    if tensor.ndim not in (1, 2, 3):
+        raise InvalidIdsError(
+            f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
+        )
+    if tensor.ndim == 1 and skip_special_tokens:
+        tensor = image_span(tensor, vocab.boi_token_id, vocab.eoi_token_id, vocab.codebook_size, len(vocab))
+    h, w = grid_for(tensor.numel(), trained_grid, grid_size) if tensor.ndim == 1 else (None, None)
+    as_ids(tensor, vocab.codebook_size, lambda bad: _explain_token_id(bad, len(vocab)))
+    if tensor.ndim == 1:
+        return tensor.reshape(1, h, w), False
+    return (tensor.unsqueeze(0), False) if tensor.ndim == 2 else (tensor, True)
+
+
+def _explain_token_id(bad: BadId, vocab_len: int) -> str:
+    """A bad image token id: negative, a special token's id, or beyond the vocabulary."""
+    what = "negative" if bad.value < 0 else ("a special token, not an image token" if bad.value < vocab_len else "out of range")
+    return (f"id {bad.value} at position {bad.position} is {what}: image token ids are 0..{bad.limit - 1} "
+            f"({bad.count} bad id(s) in all)")

@@ -19,6 +19,7 @@ from torch import nn
 from .data.shapes import SHAPE_TYPES
 from .errors import CheckpointError, InvalidImageError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
+from .hub import HubMixin
 
 CLASSIFIER_NAME = "shapes-classifier"
 CLASSIFIER_FORMAT = "image-tokenizer-shapes-classifier"
@@ -36,12 +37,16 @@ class ShapesClassifierConfig:
         self.channels = tuple(self.channels)
 
 
-class ShapesClassifier(nn.Module):
+class ShapesClassifier(nn.Module, HubMixin):
     """uint8 images [B, H, W, 3] -> logits [B, num_types, max_count + 1]: how many shapes of each type."""
+
+    hub_files = ("config.json", "model.safetensors")
+    hub_commit_message = "Upload shapes classifier"
 
     def __init__(self, config: ShapesClassifierConfig | None = None):
         super().__init__()
         self.config = config = config or ShapesClassifierConfig()
+        self.card_info: dict[str, Any] = {}  # measured metrics, saved in config.json
         layers: list[nn.Module] = []
         previous = 3
         for channels in config.channels:
@@ -82,19 +87,26 @@ class ShapesClassifier(nn.Module):
             [self.features(images[i : i + batch_size]).double().cpu().numpy() for i in range(0, len(images), batch_size)]
         )
 
-    def save_pretrained(self, directory: str | Path, card_info: dict[str, Any] | None = None) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+    def save_pretrained(self, directory: str | Path, card_info: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
+        """Write config.json (with the measured metrics, card_info) and model.safetensors, as HubMixin does."""
+        if card_info is not None:
+            self.card_info = dict(card_info)
+        return super().save_pretrained(directory, **kwargs)
+
+    def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
         save_tensors(directory / "model.safetensors", {k: v.contiguous() for k, v in self.state_dict().items()})
-        data = {"format": CLASSIFIER_FORMAT, **asdict(self.config), "metrics": (card_info or {})}
+        data = {"format": CLASSIFIER_FORMAT, **asdict(self.config), "metrics": self.card_info}
         atomic_write_text(directory / "config.json", json.dumps(data, indent=2) + "\n")
+        return [directory / name for name in self.hub_files]
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = CLASSIFIER_NAME) -> ShapesClassifier:
-        """The bundled classifier by name, or a directory saved with save_pretrained (safetensors, strict)."""
-        from .hub import PRETRAINED_DIR
+    def from_pretrained(cls, name_or_path: str | Path = CLASSIFIER_NAME, **kwargs: Any) -> ShapesClassifier:
+        """The bundled classifier by name, a directory saved with save_pretrained, or a Hub repo (HubMixin)."""
+        return super().from_pretrained(name_or_path, **kwargs)
 
-        directory = PRETRAINED_DIR / str(name_or_path) if (PRETRAINED_DIR / str(name_or_path)).is_dir() else Path(name_or_path)
+    @classmethod
+    def _from_pretrained(cls, directory: Path) -> ShapesClassifier:
+        """A saved folder: safetensors only, loaded strictly."""
         data = read_json_object(directory / "config.json", "shapes classifier")
         if data.pop("format", None) != CLASSIFIER_FORMAT:
             raise CheckpointError(f"{directory}: not a shapes classifier (config.json format field missing or wrong)")

@@ -4,7 +4,8 @@ A uint8 (or 0..1 float) numpy array or torch tensor is already pixels: it goes t
 and is normalised (and, if its size differs from the config's, resized with antialiasing) there. The
 values the model sees are those of the PIL path whenever no resize is needed: floats are rounded to the
 same 8-bit levels. Inputs this path does not cover (files, PIL images, lists, alpha channels, 16-bit or
-boolean arrays, sparse tensors, resample filters torch lacks) return None and take the PIL path.
+boolean arrays, sparse tensors: as_pixel_batch gives None) and resizes with a filter torch lacks
+(device_can_prepare is False) take the PIL path; inputs.as_images makes that choice, once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import numpy as np
 import torch
 
 from .config import ImageTokenizerConfig
-from .errors import InvalidImageError
-from .image_processing import check_image_size, normalize
+from .image_processing import check_image_size, normalize, resize_plan
 
 _FLOAT_TOLERANCE = 1e-6  # the PIL path's tolerance for floats just outside [0, 1]
 _PRECISION_BITS = 22  # Pillow's fixed-point precision for 8-bit resampling (32 - 8 - 2)
@@ -87,43 +87,34 @@ def _to_uint8(tensor: torch.Tensor) -> torch.Tensor | None:
     return torch.round(tensor * 255.0).clamp(0, 255).to(torch.uint8)
 
 
+def device_can_prepare(pixels: torch.Tensor, config: ImageTokenizerConfig, native_size: bool = False) -> bool:
+    """Whether the device can bring this batch to model input: always, unless resizing needs a filter torch
+    lacks (nearest), which the PIL path applies instead."""
+    same_size = tuple(pixels.shape[2:]) == (config.resolution, config.resolution)
+    resizes = not native_size and not same_size and config.preprocessing.resize_mode in ("resize", "resize_center_crop")
+    return not resizes or config.preprocessing.resample in _FILTERS
+
+
 def pixel_batch_to_input(
     pixels: torch.Tensor, config: ImageTokenizerConfig, native_size: bool = False, max_native_pixels: int | None = None
-) -> torch.Tensor | None:
+) -> torch.Tensor:
     """uint8 [B, C, H, W] -> normalised float [B, 3, H', W'] at the config's resolution (or the native size),
-    applying the config's resize policy on the device; None when the policy needs a filter torch lacks."""
+    applying the config's resize plan on the device (a batch device_can_prepare)."""
     height, width = pixels.shape[2], pixels.shape[3]
     check_image_size(width, height, config, 0, native_size, max_native_pixels)  # a batch's images share one size
     if not native_size and (height, width) != (config.resolution, config.resolution):
         pixels = _resize_and_crop(pixels, config)
-        if pixels is None:
-            return None
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
     return normalize(pixels, config.preprocessing)
 
 
-def _resize_and_crop(pixels: torch.Tensor, config: ImageTokenizerConfig) -> torch.Tensor | None:
-    """The PIL path's resize policies on the device, with Pillow's own resampling (below), then the same crop."""
-    height, width = pixels.shape[2], pixels.shape[3]
-    side, mode = config.resolution, config.preprocessing.resize_mode
-    if mode == "none":
-        raise InvalidImageError(f"image 0 is {width}x{height} but this tokenizer (resize_mode='none') needs exactly {side}x{side}")
-    if mode in ("resize", "resize_center_crop"):
-        if config.preprocessing.resample not in _FILTERS:
-            return None
-        if mode == "resize":
-            height, width = side, side
-        else:
-            scale = side / min(width, height)
-            height, width = max(side, round(height * scale)), max(side, round(width * scale))
-        pixels = pil_resize(pixels, (height, width), config.preprocessing.resample)
-    elif width < side or height < side:
-        raise InvalidImageError(
-            f"image 0 is {width}x{height}, smaller than the {side}x{side} crop of this tokenizer (resize_mode='center_crop')"
-        )
-    left, top = (width - side) // 2, (height - side) // 2
-    return pixels[:, :, top : top + side, left : left + side]
+def _resize_and_crop(pixels: torch.Tensor, config: ImageTokenizerConfig) -> torch.Tensor:
+    """The PIL path's resize plan on the device, with Pillow's own resampling (below), then the same crop."""
+    size, (left, top, right, bottom) = resize_plan(pixels.shape[3], pixels.shape[2], config.resolution, config.preprocessing)
+    if size is not None:
+        pixels = pil_resize(pixels, (size[1], size[0]), config.preprocessing.resample)
+    return pixels[:, :, top:bottom, left:right]
 
 
 def pil_resize(pixels: torch.Tensor, size: tuple[int, int], resample: str) -> torch.Tensor:

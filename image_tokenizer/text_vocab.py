@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .errors import InvalidIdsError
-from .inputs import as_id_tensor
+from .inputs import as_id_tensor, as_ids
 
 EOL = "<eol>"
 
@@ -35,10 +35,7 @@ class ImageTextMapping:
 
     def image_ids_to_text(self, ids: Any) -> torch.Tensor:
         """Image ids (any shape) -> text-vocab ids of the same shape."""
-        array = _as_long_array(ids)
-        if array.size and (array.min() < 0 or array.max() >= self.codebook_size):
-            bad = array[(array < 0) | (array >= self.codebook_size)][0]
-            raise InvalidIdsError(f"image id {bad} is outside the codebook (0..{self.codebook_size - 1})")
+        array = as_ids(ids, self.codebook_size, lambda bad: f"image id {bad.value} is outside the codebook (0..{bad.limit - 1})").numpy()
         return torch.from_numpy(self.image_to_text[array])
 
     def text_ids_to_image(self, text_ids: Any) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,24 +12,20 @@ import torch
 from transformers import BatchEncoding
 
 from . import text_vocab
-from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
+from .checkpoint import SAVED_FILES, read_checkpoint, write_checkpoint
+from .config import ImageTokenizerConfig
 from .devices import check_device, model_dtype
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
-from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
+from .fileio import atomic_write_text
 from .hub import HubMixin
-from .image_processing import normalize, postprocess, prepare_image, to_pil_list
-from .inputs import as_id_tensor
+from .image_processing import postprocess
+from .inputs import as_id_grids, as_images, model_inputs, preprocess_images
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
-from .sequences import SequenceOptions, empty_sequences, grid_for, image_span, to_sequences
-from .tensor_images import as_pixel_batch, pixel_batch_to_input
+from .sequences import SequenceOptions, empty_sequences, to_sequences
 from .text_vocab import ImageTextMapping
-from .vocab import VOCAB_NAME, ImageVocab
+from .vocab import ImageVocab
 
-WEIGHTS_NAME = "model.safetensors"
-CODEBOOK_NAME = "codebook.safetensors"
-CODEBOOK_TENSOR = "codebook"
-SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
 CPU_MICRO_BATCH = 8  # images per encoder call on CPU: the model dominates there, and small batches keep memory low
 ACCELERATOR_MICRO_BATCH_PIXELS = 2**20  # on a GPU: 256 images of 64x64 (16 of 256x256) per call keep it busy
 AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "code_revision", "use_fast", "subfolder"}
@@ -192,12 +187,9 @@ class ImageTokenizer(HubMixin):
     def preprocess(
         self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
     ) -> tuple[list[torch.Tensor], bool]:
-        """Images in any accepted form -> list of normalised [3, H, W] tensors, and whether the input was a batch."""
-        pils, is_batch = to_pil_list(images)
-        config = self.config
-        tensors = [normalize(prepare_image(image, config, index, native_size, max_native_pixels), config.preprocessing)
-                   for index, image in enumerate(pils)]
-        return tensors, is_batch
+        """Images in any accepted form -> list of normalised [3, H, W] tensors (through PIL, as pipelines and
+        evaluation read them), and whether the input was a batch."""
+        return preprocess_images(images, self.config, native_size, max_native_pixels)
 
     def _run_micro_batches(
         self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, pad: bool = True
@@ -230,30 +222,20 @@ class ImageTokenizer(HubMixin):
 
         With native_size=True, images whose sides are multiples of the downsampling factor are encoded
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
-        tensors of pixels go to the device as one batch without PIL (tensor_images.py).
+        tensors of pixels go to the device as one batch without PIL (inputs.as_images).
         """
-        batch = self._pixel_batch(images, native_size, max_native_pixels)
-        if batch is not None:
-            pixels, is_batch = batch
+        batch = as_images(images, self.config, self.device, native_size)
+        results: list[torch.Tensor] = [torch.empty(0)] * len(batch)
+        groups = model_inputs(batch, self.config, self.device, native_size, max_native_pixels)
+        for positions, pixels in groups:
             ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
-            return ids if is_batch else ids[0]
-        tensors, is_batch = self.preprocess(images, native_size=native_size, max_native_pixels=max_native_pixels)
-        results: list[torch.Tensor | None] = [None] * len(tensors)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, tensor in enumerate(tensors):
-            groups.setdefault(tuple(tensor.shape), []).append(index)
-        for indices in groups.values():
-            pixels = torch.stack([tensors[i] for i in indices]).to(self.device)
-            ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
-            for i, grid in zip(indices, ids):
-                results[i] = grid
-        if not is_batch:
+            for position, grid in zip(positions, ids):
+                results[position] = grid
+        if not batch.is_batch:
             return results[0]
         if not results:
             return torch.empty((0, *self.grid_size), dtype=torch.long)  # an empty batch: empty results
-        if len(groups) == 1:
-            return torch.stack(results)
-        return results
+        return torch.stack(results) if len(groups) == 1 else results
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -266,22 +248,13 @@ class ImageTokenizer(HubMixin):
             return torch.empty((0, h, w), dtype=torch.long)
         return self._run_micro_batches(self._model_fn("encode_ids"), pixels.float().to(self.device)).cpu()
 
-    def _pixel_batch(self, images: Any, native_size: bool, max_native_pixels: int) -> tuple[torch.Tensor, bool] | None:
-        """Arrays and tensors of pixels -> normalised model input on the device, or None for the PIL path."""
-        batch = as_pixel_batch(images, self.device)
-        if batch is None:
-            return None
-        pixels, is_batch = batch
-        model_input = pixel_batch_to_input(pixels, self.config, native_size, max_native_pixels)
-        return None if model_input is None else (model_input, is_batch)
-
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
     ) -> Any:
         """Ids -> image(s). Accepts a grid [h, w], a batch [B, h, w], or one flat sequence [h*w] (specials
         such as <boi>/<eoi>/<pad> are stripped first when skip_special_tokens). One image for a single grid,
         a list (pil) or batched array/tensor (np/pt) for a batch."""
-        grids, is_batch = self._ids_to_grids(ids, skip_special_tokens, grid_size=grid_size)
+        grids, is_batch = as_id_grids(ids, self.vocab, self.grid_size, skip_special_tokens, grid_size=grid_size)
         images = self._decode_grids(grids, output_type)
         if is_batch:
             return images
@@ -300,7 +273,7 @@ class ImageTokenizer(HubMixin):
             if sequences.ndim != 2:
                 raise InvalidIdsError(f"batch_decode expects [B, L] sequences, got shape {tuple(sequences.shape)}")
             sequences = list(sequences)
-        grids = [self._ids_to_grids(seq, skip_special_tokens, require_flat=True, grid_size=grid_size)[0] for seq in sequences]
+        grids = [as_id_grids(seq, self.vocab, self.grid_size, skip_special_tokens, True, grid_size)[0] for seq in sequences]
         if len({g.shape for g in grids}) > 1:
             return [self._decode_grids(g, output_type)[0] for g in grids]  # native-size images of several sizes
         empty = torch.empty((0, *self.grid_size), dtype=torch.long)
@@ -317,43 +290,6 @@ class ImageTokenizer(HubMixin):
         # cannot), except compiled, where a fixed shape means one compilation.
         pixels = self._run_micro_batches(self._model_fn("decode_ids"), grids.to(self.device), pad=self.compiled)
         return postprocess(pixels, self.config.preprocessing, output_type)
-
-    def _ids_to_grids(
-        self, ids: Any, skip_special_tokens: bool, require_flat: bool = False, grid_size: tuple[int, int] | None = None
-    ) -> tuple[torch.Tensor, bool]:
-        """Validate ids (dtype, rank, range) and shape them into [B, h, w]; the flag says whether it was a batch."""
-        tensor = as_id_tensor(ids)
-        if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
-            return tensor, True  # an empty batch: empty results
-        if tensor.numel() == 0:
-            raise InvalidIdsError("got an empty id sequence")
-        if require_flat and tensor.ndim != 1:
-            raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
-        if tensor.ndim == 1:
-            if skip_special_tokens:
-                tensor = image_span(tensor, self.boi_token_id, self.eoi_token_id, self.vocab_size, len(self))
-            h, w = grid_for(tensor.numel(), self.grid_size, grid_size)
-            self._check_range(tensor)
-            return tensor.reshape(1, h, w), False
-        if tensor.ndim not in (2, 3):
-            raise InvalidIdsError(
-                f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
-            )
-        self._check_range(tensor)
-        if tensor.ndim == 2:
-            return tensor.unsqueeze(0), False
-        return tensor, True
-
-    def _check_range(self, tensor: torch.Tensor) -> None:
-        bad = (tensor < 0) | (tensor >= self.vocab_size)
-        if bad.any():
-            position = tuple(int(i) for i in torch.nonzero(bad)[0])
-            value = int(tensor[position])
-            what = "negative" if value < 0 else ("a special token, not an image token" if value < len(self) else "out of range")
-            raise InvalidIdsError(
-                f"id {value} at position {position} is {what}: image token ids are 0..{self.vocab_size - 1} "
-                f"({int(bad.sum())} bad id(s) in all)"
-            )
 
     # ----- text-tokenizer style call -----
     def __call__(
@@ -404,24 +340,10 @@ class ImageTokenizer(HubMixin):
 
     # ----- save / load / push -----
     def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
-        """Write config.json, model.safetensors, codebook.safetensors, vocab.json and README.md (each atomically)."""
-        quantizer = self.model.quantizer
-        save_tensors(directory / WEIGHTS_NAME, self.model.weights_state_dict(), metadata={"format": "pt"})
-        save_tensors(
-            directory / CODEBOOK_NAME,
-            {CODEBOOK_TENSOR: quantizer.codebook.float()},
-            metadata={"normalization": self._normalization, "codebook_size": str(self.vocab_size)},
-        )
-        self.vocab.save(directory, codebook_dim=quantizer.config.codebook_dim, normalization=self._normalization)
-        card = render_tokenizer_card(self, model_name, self.card_info)
-        atomic_write_text(directory / CARD_NAME, card)
-        hashes = {name: file_sha256(directory / name) for name in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME)}
-        self.config.save(directory, files_sha256=hashes)  # last: a directory with config.json is a complete save
+        """Write the model card, then the checked files (checkpoint.py; config.json last), each atomically."""
+        atomic_write_text(directory / CARD_NAME, render_tokenizer_card(self, model_name, self.card_info))
+        write_checkpoint(directory, self.config, self.model, self.vocab)
         return [directory / name for name in SAVED_FILES]
-
-    @property
-    def _normalization(self) -> str:
-        return "l2" if self.config.quantizer.l2_normalize else "none"
 
     @classmethod
     def _from_pretrained(
@@ -433,27 +355,14 @@ class ImageTokenizer(HubMixin):
         torch_dtype: torch.dtype | str | None = None,
         **auto_kwargs: Any,
     ) -> ImageTokenizer:
-        """Load a saved folder strictly (every tensor must match). dtype (or transformers' older torch_dtype)
-        runs the encoder and decoder in bfloat16 or float16 ("auto": as saved, float32). AutoTokenizer passes its own bookkeeping keywords
-        (_from_auto, _commit_hash, ...); others are refused."""
+        """Load a saved folder strictly (checkpoint.read_checkpoint: every tensor must match). dtype (or
+        transformers' older torch_dtype) runs the encoder and decoder in bfloat16 or float16 ("auto": as saved,
+        float32). AutoTokenizer passes its own bookkeeping keywords (_from_auto, _commit_hash, ...); others are
+        refused."""
         unknown = sorted(k for k in auto_kwargs if k not in AUTO_TOKENIZER_KWARGS)
         if unknown:
             raise InvalidRequestError(f"from_pretrained got unexpected keyword argument(s) {unknown}")
-        if (directory / "prior_layout.json").is_file():
-            raise CheckpointError(f"{directory} holds an image prior, not a tokenizer; load it with ImagePrior.from_pretrained")
-        config = ImageTokenizerConfig.load(directory)
-        for name in (WEIGHTS_NAME, CODEBOOK_NAME):
-            if not (directory / name).is_file():
-                raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
-        vocab, vocab_data = ImageVocab.load(directory)
-        codebook = _load_codebook(directory, config, vocab, vocab_data)
-        check_model_size(config, directory / CONFIG_NAME)
-        model = VQModel(config)
-        weights = load_tensors(directory / WEIGHTS_NAME)
-        check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
-        check_weight_values(directory / WEIGHTS_NAME, weights)
-        verify_files(directory)  # last: what passed every check above may still have been changed since saving
-        model.load_weights(weights, codebook)
+        config, vocab, model = read_checkpoint(directory)
         tokenizer = cls(config, model, vocab, load_card_info(directory), micro_batch_size)
         return tokenizer.to(device, dtype=dtype or torch_dtype)
 
@@ -465,95 +374,3 @@ class ImageTokenizer(HubMixin):
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
             f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_files(directory: Path) -> None:
-    """Check the files against the sha256 that config.json recorded when they were saved (folders saved before
-    this record existed have none). A flipped byte in the weights would otherwise load as a silently different
-    model; hashing costs about 40 ms for the 21 MB shapes-64, small next to reading the file."""
-    recorded = read_json_object(directory / CONFIG_NAME, "tokenizer").get(FILES_SHA256)
-    if recorded is None:
-        return
-    if not isinstance(recorded, dict):
-        raise CheckpointError(f"{directory / CONFIG_NAME}: field {FILES_SHA256!r} must be an object")
-    for name, expected in recorded.items():
-        if name not in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME):
-            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {name!r}")
-        if (directory / name).is_file() and file_sha256(directory / name) != expected:
-            raise CheckpointError(
-                f"{directory / name}: its sha256 differs from the one {CONFIG_NAME} recorded when it was saved; "
-                "the file was changed or corrupted since (re-download or re-save it)"
-            )
-
-
-MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above any published VQ tokenizer (LlamaGen VQ-16: 72 M)
-
-
-def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
-    """Count the parameters a config implies without allocating them (meta device); refuse absurd sizes."""
-    with torch.device("meta"):
-        count = sum(p.numel() for p in VQModel(config).parameters())
-    if count > MAX_PARAMETERS:
-        raise CheckpointError(
-            f"{where}: this config implies {count:,} parameters ({count * 4 / 2**30:.1f} GiB in fp32), over the limit of "
-            f"{MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}, "
-            f"codebook_size={config.quantizer.codebook_size}"
-        )
-
-
-def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
-    """Saved weights are floating point and finite (a tampered or broken file must not load silently)."""
-    for key, tensor in weights.items():
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point")
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
-    if weights and not any(bool(tensor.any()) for tensor in weights.values()):
-        raise CheckpointError(f"{where}: every weight is zero, so every image would get the same ids")
-
-
-def _load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor:
-    """Read codebook.safetensors and cross-check it against vocab.json and config.json."""
-    k, d = config.quantizer.codebook_size, config.quantizer.codebook_dim
-    if vocab.codebook_size != k:
-        raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_size {vocab.codebook_size} but {CONFIG_NAME} says {k}"
-        )
-    if tuple(vocab.grid_size) != config.grid_size:
-        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {list(vocab.grid_size)} disagrees with {CONFIG_NAME}")
-    if vocab_data.get("codebook_dim", d) != d:
-        raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
-        )
-    expected_norm = "l2" if config.quantizer.l2_normalize else "none"
-    if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
-        raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
-            f"but {CONFIG_NAME} implies {expected_norm!r}"
-        )
-    tensors = load_tensors(directory / CODEBOOK_NAME)
-    if set(tensors) != {CODEBOOK_TENSOR}:
-        raise CheckpointError(
-            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
-        )
-    codebook = tensors[CODEBOOK_TENSOR]
-    if tuple(codebook.shape) != (k, d):
-        raise CheckpointError(
-            f"{directory / CODEBOOK_NAME} holds a {tuple(codebook.shape)} codebook but {VOCAB_NAME} and "
-            f"{CONFIG_NAME} describe {k} codes of dimension {d}"
-        )
-    if not codebook.is_floating_point():
-        raise CheckpointError(f"{directory / CODEBOOK_NAME}: the codebook has dtype {codebook.dtype}; it must be floating point")
-    if not torch.isfinite(codebook).all():
-        raise CheckpointError(f"{directory / CODEBOOK_NAME} contains NaN or infinite code vectors")
-    if k > 1 and bool((codebook == codebook[0]).all()):
-        raise CheckpointError(f"{directory / CODEBOOK_NAME}: all {k} code vectors are identical, so every id would be the same")
-    return codebook.float()

@@ -55,8 +55,8 @@ def test_bundled_tokenizer_folders_carry_model_type_and_hashes():
     """Bundled folders are ordinary saved folders: AutoConfig reads them, and their files are hash-checked."""
     from transformers import AutoConfig
 
+    from image_tokenizer.checkpoint import verify_files
     from image_tokenizer.hub import PRETRAINED_DIR, bundled_models
-    from image_tokenizer.tokenizer import verify_files
 
     tokenizers = [name for name in bundled_models() if (PRETRAINED_DIR / name / "codebook.safetensors").is_file()]
     assert {"shapes-64", "shapes-64-small"} <= set(tokenizers)

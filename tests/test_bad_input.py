@@ -394,3 +394,14 @@ def test_a_flipped_byte_in_the_weights_is_caught_by_the_recorded_sha256(tmp_path
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"model\.safetensors: its sha256 differs"):
         ImageTokenizer.from_pretrained(tmp_path / "tok")
+
+
+def test_every_error_class_is_exported():
+    import inspect
+
+    import image_tokenizer
+    from image_tokenizer import errors
+
+    classes = {name for name, value in vars(errors).items() if inspect.isclass(value) and issubclass(value, Exception)}
+    assert classes <= set(image_tokenizer.__all__)
+    assert all(issubclass(getattr(image_tokenizer, name), image_tokenizer.ImageTokenizerError) for name in classes)

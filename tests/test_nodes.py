@@ -17,7 +17,7 @@ import torch
 
 from image_tokenizer import ImageTokenizer
 from image_tokenizer.cli import main
-from image_tokenizer.streaming import NodeFolder, NodeSpec, StreamingError, exclusive, merge_nodes, node_spec
+from image_tokenizer.pretokenize.nodes import NodeFolder, NodeSpec, StreamingError, exclusive, merge_nodes, node_spec
 from tests.helpers import tiny_config
 
 ROWS, SHARD = 600, 5

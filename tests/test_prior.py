@@ -197,7 +197,9 @@ def test_sliding_window_on_the_trained_grid_equals_cached_generation(prior):
     # exactly what transformers' KV-cached generate picks when the canvas is the trained grid.
     labels = torch.tensor([0, 2])
     cached = prior.generate(2, top_k=1, class_labels=labels, output_type="ids", seed=0)
-    windowed = prior._sample_sliding(labels, 2, (8, 8), SamplingOptions(top_k=1))
+    from image_tokenizer.prior.sampling import sample_sliding
+
+    windowed = sample_sliding(prior.model, prior.layout, labels, 2, (8, 8), SamplingOptions(top_k=1))
     assert torch.equal(cached, windowed)
 
 
@@ -401,3 +403,13 @@ def test_complete_takes_images_as_images_and_integer_arrays_as_ids(prior):
         assert torch.equal(done[0, : h // 2], prior.tokenizer.encode(image)[: h // 2])
     ids = prior.tokenizer.encode(rgb)
     assert prior.complete(ids[None, :2].numpy().astype(np.int64), seed=0, output_type="ids").shape == (1, h, w)
+
+
+def test_bad_class_labels_are_bad_ids_like_bad_prefix_ids(prior):
+    # One kind of mistake, one class: ids out of range, whether image ids of a prefix or class labels.
+    with pytest.raises(InvalidIdsError, match="class label 7 out of range"):
+        prior.generate(2, class_labels=[7, 0], output_type="ids")
+    with pytest.raises(InvalidIdsError, match="must be integers"):
+        prior.generate(1, class_labels=[0.5], output_type="ids")
+    with pytest.raises(InvalidIdsError, match="prefix ids must lie in"):
+        prior.complete(torch.full((1, 8), 10**6), output_type="ids")

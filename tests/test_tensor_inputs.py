@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-import image_tokenizer.tokenizer as tokenizer_module
+import image_tokenizer.inputs as inputs_module
 from image_tokenizer import ImageTokenizer, InvalidImageError, InvalidRequestError
 from image_tokenizer.tensor_images import pil_resize
 from tests.helpers import tiny_config
@@ -21,7 +21,7 @@ def _pil_ids(tokenizer: ImageTokenizer, arrays: np.ndarray) -> torch.Tensor:
 
 
 def _forbid_pil(monkeypatch):
-    monkeypatch.setattr(tokenizer_module, "to_pil_list", lambda *a, **k: pytest.fail("went through PIL"))
+    monkeypatch.setattr(inputs_module, "to_pil_list", lambda *a, **k: pytest.fail("went through PIL"))
 
 
 def test_uint8_and_float_batches_skip_pil_and_match_it(tokenizer, batch, monkeypatch):
@@ -104,7 +104,7 @@ def test_decoding_uses_the_micro_batch_of_the_images_it_makes(tokenizer, monkeyp
     holds for decoding as for encoding."""
     monkeypatch.setattr(ImageTokenizer, "device", property(lambda self: torch.device("cuda")))
     sizes = []
-    record = lambda chunk: sizes.append(chunk.shape[0]) or chunk  # noqa: E731
+    record = lambda chunk: sizes.append(chunk.shape[0]) or chunk
     tokenizer._run_micro_batches(record, torch.zeros(5000, 8, 8, dtype=torch.long), pad=False)
     tokenizer._run_micro_batches(record, torch.zeros(5000, 3, 16, 16), pad=False)
     assert tokenizer.micro_batch_for(16, 16) == 4096 and sizes == [4096, 904, 4096, 904]

@@ -14,11 +14,12 @@ import os
 import shlex
 from pathlib import Path
 
+from ..checkpoint import check_model_size, check_weight_values
 from ..errors import ConversionError
 from ..fileio import check_state_dict
 from ..hub import download_snapshot
 from ..modeling import VQModel
-from ..tokenizer import ImageTokenizer, check_model_size, check_weight_values
+from ..tokenizer import ImageTokenizer
 from .common import Converted
 from .detect import FORMATS, detect_format
 

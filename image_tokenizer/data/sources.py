@@ -112,7 +112,7 @@ class DatasetSource(ImageSource):
     def load(self, index: int) -> np.ndarray:
         try:
             image = self.dataset[index][self.column]
-        except Exception as error:  # the Image feature raises PIL/OS errors for undecodable bytes
+        except Exception as error:  # noqa: BLE001  (the Image feature raises PIL/OS errors for undecodable bytes)
             raise DataError(f"{self.name} row {index}: cannot decode image ({error})") from None
         if image is None:
             raise DataError(f"{self.name} row {index}: image is missing")
@@ -198,16 +198,16 @@ def image_folder_dataset(root: str | Path) -> Any:
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
-def load_dataset_spec(spec: str, split: str = "train") -> Any:
-    """`hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE) or a folder written by save_to_disk -> a Dataset;
-    None for an ordinary folder; a DataError for anything else."""
+def load_dataset_spec(spec: str, split: str = "train", streaming: bool = False) -> Any:
+    """`hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE; an IterableDataset with streaming) or a folder
+    written by save_to_disk -> a Dataset; None for an ordinary folder; a DataError for anything else."""
     import datasets
 
     if spec.startswith("hf:"):
         name = spec[3:]
         try:
-            return datasets.load_dataset(name, split=split)
-        except Exception as error:  # offline, missing, or a bad split: one readable line
+            return datasets.load_dataset(name, split=split, streaming=streaming)
+        except Exception as error:  # noqa: BLE001  (offline, missing, or a bad split: one readable line)
             raise DataError(f"cannot load dataset {name!r} split {split!r}: {error}") from None
     path = Path(spec)
     if not path.exists():

@@ -2,7 +2,7 @@
 tokenizer receives large uint8 batches, which it normalises and encodes on its device.
 
 The pixels are those of the one-process path (the same `prepare_image`), so the ids are the same on the
-same device. The ids land in one preallocated array; `pretokenize` then attaches them to the rows.
+same device. The ids land in one preallocated array; `pretokenize` then attaches them to the rows (rows.AttachIds).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import ImageTokenizerConfig
-from .errors import ImageTokenizerError
-from .image_processing import decode_cell, prepare_image
-from .pretokenize import decode_error, keep_or_stop
+from ..config import ImageTokenizerConfig
+from ..errors import ImageTokenizerError
+from ..image_processing import decode_cell, prepare_image
+from .rows import decode_error, keep_or_stop
 
 
 @dataclass

@@ -1,15 +1,16 @@
-"""Streaming pre-tokenization: resumable parquet shards, on one machine or split across many.
+"""Node-sharded pre-tokenization: which part of the input each worker takes, where it writes, and the merge.
 
 One worker (a node, a SLURM array task, a torchrun process) takes a disjoint part of the input with
 `datasets.distributed.split_dataset_by_node`, writes its own atomic shards under its own prefix, and resumes
 on its own after a kill. When every node has finished, `merge_nodes` (or the last node to finish) checks that
 all parts are complete and consistent and marks the folder as one dataset:
-`datasets.load_dataset("parquet", data_dir=f"{output}/data")` then yields every input row exactly once.
+`datasets.load_dataset(output, split="train")` then yields every input row exactly once.
 
-Layout, one node (as before): `data/shard-00000.parquet`, `shard_rows/`, `pretokenize_state.json`,
-`pretokenize_info.json` (written last: the output is complete). Several nodes: `sharding.json` (the node
+Layout, one node: `data/shard-00000.parquet`, `shard_rows/`, `pretokenize_state.json`, and when complete
+a dataset card `README.md` (its YAML points the loader at data/*.parquet only) and `pretokenize_info.json`
+(written last: the output is complete). Several nodes: `sharding.json` (the node
 count, fixed by the first worker), `data/node-00001-of-00004-shard-00000.parquet`, and each node's
-bookkeeping under `nodes/node-00001-of-00004/`; the merge writes `pretokenize_info.json`.
+bookkeeping under `nodes/node-00001-of-00004/`; the merge writes the card and `pretokenize_info.json`.
 Row order is node-major (file names sort that way), then input order within a node; every row carries
 `source_index` (and `node_rank` with several nodes) to re-sort or to find the input row it came from.
 """
@@ -26,16 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StreamingError
-from .fileio import atomic_path, atomic_write_text
-
-INFO_NAME = "pretokenize_info.json"
-STATE_NAME = "pretokenize_state.json"
-SHARDING_NAME = "sharding.json"
-SOURCE_INDEX = "source_index"
-NODE_RANK = "node_rank"
-
-
+from ..errors import StreamingError
+from ..fileio import atomic_write_text
+from .card import write_dataset_card
+from .rows import INFO_NAME, NODE_RANK, SHARDING_NAME, SOURCE_INDEX
 
 
 @dataclass(frozen=True)
@@ -201,15 +196,6 @@ def merge_nodes(output_dir: str | os.PathLike) -> dict[str, Any]:
     merged = {**settings[0], "num_nodes": num_nodes, "shards": sum(s["shards"] for s in summaries),
               "rows_in": sum(s["rows_in"] for s in summaries), "rows_in_per_node": [s["rows_in"] for s in summaries],
               "order": "node-major (file names sort so), then input order; re-sort by source_index"}
+    write_dataset_card(out, merged)
     atomic_write_text(out / INFO_NAME, json.dumps(merged, indent=2) + "\n")
     return merged
-
-
-def write_shard(folder: NodeFolder, index: int, table: dict[str, list], rows_in: int) -> None:
-    """One complete shard: its input-row count first, then the parquet file under a temporary name and a rename."""
-    import datasets
-
-    folder.counts.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder.counts / f"{folder.shard_path(index).stem}.json", json.dumps({"rows_in": rows_in}) + "\n")
-    with atomic_path(folder.shard_path(index)) as tmp:
-        datasets.Dataset.from_dict(table).to_parquet(str(tmp))

@@ -1,0 +1,173 @@
+"""The files of a saved tokenizer, and the strict checks that stand between them and a model.
+
+Names and hashes of the saved files; reading a folder (config, vocabulary, codebook, weights), each file
+checked against the others and against the sha256 recorded at save time; the model-size and weight-value
+checks that converters/ applies too; and the fingerprints that tie token ids to the exact tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
+from .errors import CheckpointError
+from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors
+from .model_card import CARD_NAME
+from .modeling import VQModel
+from .vocab import VOCAB_NAME, ImageVocab
+
+WEIGHTS_NAME = "model.safetensors"
+CODEBOOK_NAME = "codebook.safetensors"
+CODEBOOK_TENSOR = "codebook"
+SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
+PRIOR_LAYOUT_NAME = "prior_layout.json"  # the file that marks a prior's folder (prior/layout.py)
+
+
+def read_checkpoint(directory: Path) -> tuple[ImageTokenizerConfig, ImageVocab, VQModel]:
+    """A saved tokenizer folder -> its config, vocabulary and model with the weights loaded, every file checked
+    strictly (missing, unexpected or mis-shaped tensors, non-finite values, changed bytes are errors)."""
+    if (directory / PRIOR_LAYOUT_NAME).is_file():
+        raise CheckpointError(f"{directory} holds an image prior, not a tokenizer; load it with ImagePrior.from_pretrained")
+    config = ImageTokenizerConfig.load(directory)
+    for name in (WEIGHTS_NAME, CODEBOOK_NAME):
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
+    vocab, vocab_data = ImageVocab.load(directory)
+    codebook = load_codebook(directory, config, vocab, vocab_data)
+    check_model_size(config, directory / CONFIG_NAME)
+    model = VQModel(config)
+    weights = load_tensors(directory / WEIGHTS_NAME)
+    check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
+    check_weight_values(directory / WEIGHTS_NAME, weights)
+    verify_files(directory)  # last: what passed every check above may still have been changed since saving
+    model.load_weights(weights, codebook)
+    return config, vocab, model
+
+
+def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQModel, vocab: ImageVocab) -> None:
+    """Write model.safetensors, codebook.safetensors, vocab.json, then config.json with their sha256 (last:
+    a directory with config.json is a complete save). The card is the caller's, written before this."""
+    quantizer = model.quantizer
+    normalization = "l2" if config.quantizer.l2_normalize else "none"
+    save_tensors(directory / WEIGHTS_NAME, model.weights_state_dict(), metadata={"format": "pt"})
+    save_tensors(
+        directory / CODEBOOK_NAME,
+        {CODEBOOK_TENSOR: quantizer.codebook.float()},
+        metadata={"normalization": normalization, "codebook_size": str(vocab.codebook_size)},
+    )
+    vocab.save(directory, codebook_dim=quantizer.config.codebook_dim, normalization=normalization)
+    hashes = {name: file_sha256(directory / name) for name in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME)}
+    config.save(directory, files_sha256=hashes)
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 over the config and every weight tensor: equal only for identical tokenizers."""
+    digest = hashlib.sha256(json.dumps(tokenizer.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(tokenizer.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def codebook_sha256(tokenizer: Any) -> str:
+    """Fingerprint of a tokenizer's vocabulary: a prior is only meaningful with the codebook it was trained on.
+    Computed on the CPU wherever the tokenizer runs, so a prior trained beside a GPU tokenizer loads on a CPU."""
+    codes = tokenizer.model.quantizer.effective_codebook(device="cpu")
+    return hashlib.sha256(codes.detach().contiguous().numpy().tobytes()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(directory: Path) -> None:
+    """Check the files against the sha256 that config.json recorded when they were saved (folders saved before
+    this record existed have none). A flipped byte in the weights would otherwise load as a silently different
+    model; hashing costs about 40 ms for the 21 MB shapes-64, small next to reading the file."""
+    recorded = read_json_object(directory / CONFIG_NAME, "tokenizer").get(FILES_SHA256)
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{directory / CONFIG_NAME}: field {FILES_SHA256!r} must be an object")
+    for name, expected in recorded.items():
+        if name not in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME):
+            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {name!r}")
+        if (directory / name).is_file() and file_sha256(directory / name) != expected:
+            raise CheckpointError(
+                f"{directory / name}: its sha256 differs from the one {CONFIG_NAME} recorded when it was saved; "
+                "the file was changed or corrupted since (re-download or re-save it)"
+            )
+
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above any published VQ tokenizer (LlamaGen VQ-16: 72 M)
+
+
+def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
+    """Count the parameters a config implies without allocating them (meta device); refuse absurd sizes."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in VQModel(config).parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{where}: this config implies {count:,} parameters ({count * 4 / 2**30:.1f} GiB in fp32), over the limit of "
+            f"{MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}, "
+            f"codebook_size={config.quantizer.codebook_size}"
+        )
+
+
+def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Saved weights are floating point and finite (a tampered or broken file must not load silently)."""
+    for key, tensor in weights.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
+    if weights and not any(bool(tensor.any()) for tensor in weights.values()):
+        raise CheckpointError(f"{where}: every weight is zero, so every image would get the same ids")
+
+
+def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor:
+    """Read codebook.safetensors and cross-check it against vocab.json and config.json."""
+    k, d = config.quantizer.codebook_size, config.quantizer.codebook_dim
+    if vocab.codebook_size != k:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_size {vocab.codebook_size} but {CONFIG_NAME} says {k}"
+        )
+    if tuple(vocab.grid_size) != config.grid_size:
+        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {list(vocab.grid_size)} disagrees with {CONFIG_NAME}")
+    if vocab_data.get("codebook_dim", d) != d:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
+        )
+    expected_norm = "l2" if config.quantizer.l2_normalize else "none"
+    if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
+        raise CheckpointError(
+            f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
+            f"but {CONFIG_NAME} implies {expected_norm!r}"
+        )
+    tensors = load_tensors(directory / CODEBOOK_NAME)
+    if set(tensors) != {CODEBOOK_TENSOR}:
+        raise CheckpointError(
+            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
+        )
+    codebook = tensors[CODEBOOK_TENSOR]
+    if tuple(codebook.shape) != (k, d):
+        raise CheckpointError(
+            f"{directory / CODEBOOK_NAME} holds a {tuple(codebook.shape)} codebook but {VOCAB_NAME} and "
+            f"{CONFIG_NAME} describe {k} codes of dimension {d}"
+        )
+    if not codebook.is_floating_point():
+        raise CheckpointError(f"{directory / CODEBOOK_NAME}: the codebook has dtype {codebook.dtype}; it must be floating point")
+    if not torch.isfinite(codebook).all():
+        raise CheckpointError(f"{directory / CODEBOOK_NAME} contains NaN or infinite code vectors")
+    if k > 1 and bool((codebook == codebook[0]).all()):
+        raise CheckpointError(f"{directory / CODEBOOK_NAME}: all {k} code vectors are identical, so every id would be the same")
+    return codebook.float()

@@ -1,0 +1,56 @@
+"""`image-tokenizer` command line: the parser and `main`; each command group lives in its own module.
+
+User mistakes end in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import ImageTokenizerError
+from . import codec, data, demo, prior
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (and exit status 2), like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The image-tokenizer command line: one sub-command per job, grouped as in the help."""
+    parser = OneLineParser(prog="image-tokenizer", description="Turn images into token ids and back.")
+    parser.add_argument("--version", action="version", version=f"image-tokenizer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    codec.add_commands(sub)
+    data.add_commands(sub)
+    prior.add_commands(sub)
+    codec.add_convert_command(sub)
+    demo.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad flag (already reported in one line)
+        return stop.code if isinstance(stop.code, int) else 2
+    if getattr(args, "progress", True) is False:
+        import datasets
+
+        datasets.disable_progress_bars()  # --no-progress means every bar, datasets' included
+    try:
+        args.func(args)
+    except (ImageTokenizerError, OSError) as error:
+        print(f"image-tokenizer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("image-tokenizer: interrupted", file=sys.stderr)
+        return 130
+    return 0
+

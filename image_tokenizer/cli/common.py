@@ -1,0 +1,118 @@
+"""What the command groups share: the default models, loading them, reading images, argparse types and options."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..devices import check_device
+from ..errors import CLIError, InvalidRequestError
+from ..hub import bundled_models
+from ..image_processing import load_image
+from ..tokenizer import MAX_NATIVE_PIXELS
+
+DEFAULT_MODEL = "shapes-64"
+DEFAULT_PRIOR = "shapes-64-prior"
+
+
+def load_tokenizer(name: str | None, device: str):
+    from ..tokenizer import ImageTokenizer
+
+    if name is None:
+        if DEFAULT_MODEL not in bundled_models():
+            raise CLIError(f"no bundled model {DEFAULT_MODEL!r} in this install yet; pass --model DIR_OR_REPO")
+        name = DEFAULT_MODEL
+    return ImageTokenizer.from_pretrained(name, device=device)
+
+
+def load_prior(name: str | None, tokenizer_name: str | None, device: str):
+    from ..prior import ImagePrior
+
+    if name is None:
+        if DEFAULT_PRIOR not in bundled_models():
+            raise CLIError(f"no bundled prior {DEFAULT_PRIOR!r} in this install yet; pass --model DIR_OR_REPO")
+        name = DEFAULT_PRIOR
+    tokenizer = load_tokenizer(tokenizer_name, device) if tokenizer_name else None
+    return ImagePrior.from_pretrained(name, tokenizer=tokenizer, device=device)
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict:
+    """The sampling options given on the command line; the prior's own defaults fill in the rest."""
+    given = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+    return {"seed": args.seed, "guidance_scale": args.guidance, **{k: v for k, v in given.items() if v is not None}}
+
+
+def load_images(paths: Sequence[str], progress: bool, max_pixels: int | None = None) -> list:
+    bar = tqdm(paths, desc="reading", unit="img", disable=not progress or len(paths) < 2)
+    return [load_image(p, max_pixels) for p in bar]
+
+
+def encode_in_batches(
+    tokenizer, images: list, batch_size: int, native_size: bool, progress: bool, max_native_pixels: int = MAX_NATIVE_PIXELS
+) -> list[torch.Tensor]:
+    grids: list[torch.Tensor] = []
+    bar = tqdm(total=len(images), desc="encoding", unit="img", disable=not progress or len(images) < 2)
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        encoded = tokenizer.encode(batch, native_size=native_size, max_native_pixels=max_native_pixels)
+        grids.extend(list(encoded))
+        bar.update(len(batch))
+    bar.close()
+    return grids
+
+
+def blank_below(image, rows: int, tokenizer):
+    """Black out the part of a decoded image below the kept token rows (what the prior did not see)."""
+    array = np.asarray(image).copy()
+    array[rows * (array.shape[0] // tokenizer.grid_size[0]) :] = 0
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: a torch device this machine has ('cpu', 'cuda', 'cuda:1', 'mps')."""
+    try:
+        check_device(text)
+    except InvalidRequestError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """--model, --device and --no-progress, shared by every command that loads a model."""
+    p.add_argument("--model", help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """The prior's sampling keywords, shared by generate and complete."""
+    p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
+    p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--temperature", type=float, help="default: the prior's (its generation_config.json)")
+    p.add_argument("--top-k", type=positive_int, help="default: the prior's")
+    p.add_argument("--top-p", type=float, help="default: the prior's")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--scale", type=positive_int, default=2, help="nearest-neighbour enlargement of the grid")

@@ -1,0 +1,159 @@
+"""Datasets in and out: evaluate, pretokenize, pretokenize-merge, shapes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CLIError
+from ..fileio import atomic_write_text
+from .common import DEFAULT_MODEL, add_common_options, load_tokenizer, non_negative_int, positive_int
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """PSNR, SSIM, codebook usage/perplexity (and hole recall on shapes) on a held-out set, as JSON."""
+    from ..evaluation import evaluate_tokenizer, load_eval_set
+    from ..model_card import CARD_NAME, render_tokenizer_card
+
+    tokenizer = load_tokenizer(args.model, args.device)
+    config = tokenizer.config
+    images, masks, skipped = load_eval_set(
+        args.data, config.resolution, config.preprocessing, num=args.num, seed=args.seed, split=args.split,
+        image_column=args.image_column, strict=args.strict_data,
+    )
+    metrics = evaluate_tokenizer(tokenizer, images, masks, batch_size=args.batch_size, progress=args.progress)
+    metrics["skipped_images"] = skipped
+    metrics["data"] = args.data if args.data != "shapes" else f"shapes, seed {args.seed}"
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    if args.update_card:
+        model_dir = Path(args.model or "")
+        if not (model_dir / "config.json").is_file():
+            raise CLIError("--update-card needs --model to be a local model directory")
+        numbers = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "data"}
+        tokenizer.card_info.setdefault("metrics", {}).update({f"heldout_{k}": v for k, v in numbers.items()})
+        tokenizer.card_info.setdefault("training", {})["held-out set"] = metrics["data"]
+        atomic_write_text(model_dir / CARD_NAME, render_tokenizer_card(tokenizer, model_dir.name, tokenizer.card_info))
+        print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
+
+
+def cmd_pretokenize(args: argparse.Namespace) -> None:
+    """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet), or streamed."""
+    from ..pretokenize import load_image_dataset, pretokenize
+    from ..pretokenize.card import check_can_push
+
+    check_can_push(args.push_to_hub)  # before loading anything
+    tokenizer = load_tokenizer(args.model, "cpu")
+    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming)
+    if args.streaming:
+        _pretokenize_streaming(args, tokenizer, dataset)
+        return
+    start = time.perf_counter()
+    tokens, report = pretokenize(
+        dataset, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
+        device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True, num_workers=args.num_workers,
+        output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
+        source=args.data, model=args.model or DEFAULT_MODEL,
+    )
+    rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
+    skipped = f", skipped {report['skipped']} unreadable (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
+    pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
+    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}")
+
+
+def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any) -> None:
+    """--streaming: this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
+    from ..pretokenize import INFO_NAME, node_spec, pretokenize_streaming
+
+    node = node_spec(args.num_nodes, args.node_rank)
+    if node.num_nodes > 1:
+        print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
+    summary = pretokenize_streaming(
+        stream, tokenizer, args.output, image_column=args.image_column, shard_size=args.shard_size,
+        batch_size=args.batch_size or 64, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
+        overwrite=args.overwrite, progress=args.progress, node=node, device=args.device, push_to_hub=args.push_to_hub,
+    )
+    where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
+    print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
+    if node.num_nodes > 1:
+        complete = (Path(args.output) / INFO_NAME).is_file()
+        print("all nodes done: the output is complete" if complete else
+              "other nodes are still running; the last one to finish merges (or run image-tokenizer pretokenize-merge)")
+
+
+def cmd_pretokenize_merge(args: argparse.Namespace) -> None:
+    """Check that every node of a node-sharded pre-tokenization finished, and mark the output complete."""
+    from ..pretokenize import merge_nodes
+
+    merged = merge_nodes(args.output)
+    print(f"{args.output}: {merged.get('num_nodes', 1)} node(s), {merged['shards']} shards, {merged['rows_in']} input rows; "
+          f"load with datasets.load_dataset('{args.output}', split='train')")
+
+
+def cmd_shapes(args: argparse.Namespace) -> None:
+    from ..data.shapes import save_image_folder
+
+    if args.num < 1:
+        raise CLIError(f"--num must be at least 1, got {args.num}")
+    start = time.perf_counter()
+    save_image_folder(args.output_dir, args.num, seed=args.seed, progress=args.progress, num_workers=args.workers)
+    print(f"wrote {args.num} shapes images (seed {args.seed}) to {args.output_dir} in {time.perf_counter() - start:.1f} s")
+
+
+def add_commands(sub: Any) -> None:
+    """evaluate, pretokenize, pretokenize-merge, shapes: datasets in and out."""
+    p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
+    p.add_argument("--data", default="shapes", help="'shapes' (held-out generator), an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
+    p.add_argument("--seed", type=non_negative_int, default=1, help="shapes seed (held-out = 1)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
+    p.add_argument("--output", help="write the metrics JSON here")
+    p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
+    add_common_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pretokenize", help="a dataset of images -> a dataset of token ids")
+    p.add_argument("--data", required=True, help="'shapes', an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--output", required=True)
+    p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--split", default="train")
+    p.add_argument("--num", type=positive_int, default=1000, help="shapes: number of images")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="shapes: seed")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default 64; on a GPU 4 micro-batches)")
+    p.add_argument("--num-proc", type=positive_int, default=None)
+    p.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="decode in this many DataLoader workers and encode large batches here (default on a GPU: up to 8)")
+    p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
+    p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload the finished output folder as a Hub dataset repo")
+    p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")
+    p.add_argument("--shard-size", type=positive_int, default=10000, help="input rows per shard with --streaming")
+    p.add_argument("--num-nodes", type=positive_int, help="--streaming: split the input across this many workers "
+                   "(default: WORLD_SIZE from torchrun, SLURM_ARRAY_TASK_COUNT, or 1)")
+    p.add_argument("--node-rank", type=non_negative_int, help="--streaming: this worker's part, 0..num-nodes-1 "
+                   "(default: RANK, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)")
+    add_common_options(p)
+    p.set_defaults(func=cmd_pretokenize)
+
+    p = sub.add_parser("pretokenize-merge", help="check a node-sharded --streaming output and mark it complete")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_pretokenize_merge)
+
+    p = sub.add_parser("shapes", help="write a procedural shapes image folder (with metadata.jsonl)")
+    p.add_argument("--num", type=positive_int, required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--workers", type=positive_int, default=1)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_shapes)

@@ -1,0 +1,85 @@
+"""Sampling from a prior: generate and complete."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_path, atomic_write_text
+from .common import (
+    add_common_options,
+    add_sampling_options,
+    blank_below,
+    load_images,
+    load_prior,
+    positive_int,
+    sampling_kwargs,
+)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    """Sample images from a prior and write them as one PNG grid (and the ids, when asked)."""
+    from ..visualize import image_grid
+
+    prior = load_prior(args.model, args.tokenizer, args.device)
+    grid_size = tuple(args.grid) if args.grid else None
+    ids = prior.generate(args.num, class_labels=args.class_label, batch_size=args.batch_size, output_type="ids",
+                         grid_size=grid_size, **sampling_kwargs(args))
+    images = prior.tokenizer.decode(ids)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        image_grid(images, columns=min(args.columns, len(images)), scale=args.scale).save(tmp, format="PNG")
+    if args.ids_output:
+        atomic_write_text(Path(args.ids_output), json.dumps(ids.tolist()) + "\n")
+    label = "" if args.class_label is None else f" of class {args.class_label} ({prior.layout.class_names[args.class_label]})"
+    print(f"wrote {len(images)} generated images{label} ({ids.shape[1]}x{ids.shape[2]} tokens each) to {output}")
+
+
+def cmd_complete(args: argparse.Namespace) -> None:
+    """Keep the top rows of images' tokens and let the prior finish them; writes input | kept | completions."""
+    from ..visualize import image_grid
+
+    prior = load_prior(args.model, args.tokenizer, args.device)
+    images = load_images(args.images, args.progress)
+    tokenizer = prior.tokenizer
+    rows = args.rows if args.rows is not None else tokenizer.grid_size[0] // 2
+    ids = tokenizer.encode(images)
+    kept = ids.clone()
+    kept[:, rows:] = 0
+    tiles = []
+    for index in range(len(images)):
+        completions = prior.complete(ids[index : index + 1, :rows].repeat(args.samples, 1, 1), output_type="ids",
+                                     class_labels=args.class_label, **sampling_kwargs(args))
+        tiles += [tokenizer.decode(ids[index]), blank_below(tokenizer.decode(kept[index]), rows, tokenizer)]
+        tiles += tokenizer.decode(completions)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        image_grid(tiles, columns=2 + args.samples, scale=args.scale).save(tmp, format="PNG")
+    print(f"wrote {output}: per row, the reconstruction, its top {rows} token rows, then {args.samples} completions")
+
+
+def add_commands(sub: Any) -> None:
+    """generate and complete: sampling from a prior."""
+    p = sub.add_parser("generate", help="sample images from a prior into a PNG grid")
+    p.add_argument("--num", type=positive_int, default=16)
+    p.add_argument("--output", default="generated.png")
+    p.add_argument("--ids-output", help="also write the sampled ids as JSON")
+    p.add_argument("--grid", type=positive_int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--columns", type=positive_int, default=8)
+    add_sampling_options(p)
+    add_common_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("complete", help="finish images from their top token rows with a prior")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--rows", type=positive_int, help="token rows to keep (default half the grid)")
+    p.add_argument("--samples", type=positive_int, default=4, help="completions per image")
+    p.add_argument("--output", default="completions.png")
+    add_sampling_options(p)
+    add_common_options(p)
+    p.set_defaults(func=cmd_complete)

@@ -1,0 +1,38 @@
+"""Pre-tokenization: a dataset of images becomes a dataset of token ids.
+
+rows.py defines the output rows once; dataset.py is the map path (`pretokenize`), loader.py its DataLoader
+decoding, streaming.py the resumable shard writer (`pretokenize_streaming`), nodes.py the split across
+workers, sources.py the dataset specs, and card.py makes the output folder loadable as-is and uploads it.
+"""
+
+from ..checkpoint import tokenizer_fingerprint
+from ..errors import PretokenizeError, StreamingError
+from .card import push_dataset_folder, write_dataset_card
+from .dataset import pretokenize, token_info, write_token_dataset
+from .nodes import NodeFolder, NodeSpec, merge_nodes, node_spec
+from .rows import INFO_NAME, REPORT_NAME, SOURCE_INDEX, STATE_NAME, ids_dtype
+from .sources import load_image_dataset, rank_device
+from .streaming import pretokenize_streaming
+
+__all__ = [
+    "INFO_NAME",
+    "REPORT_NAME",
+    "SOURCE_INDEX",
+    "STATE_NAME",
+    "NodeFolder",
+    "NodeSpec",
+    "PretokenizeError",
+    "StreamingError",
+    "ids_dtype",
+    "load_image_dataset",
+    "merge_nodes",
+    "node_spec",
+    "pretokenize",
+    "pretokenize_streaming",
+    "push_dataset_folder",
+    "rank_device",
+    "token_info",
+    "tokenizer_fingerprint",
+    "write_dataset_card",
+    "write_token_dataset",
+]

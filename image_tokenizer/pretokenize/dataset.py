@@ -1,0 +1,163 @@
+"""The map path: a `datasets.Dataset` of images -> a Dataset of token rows, and the output folder the CLI writes.
+
+A batched `Dataset.map` whose cache fingerprint includes a hash of the tokenizer's weights, so a different
+tokenizer never reuses stale results. With num_workers (the default on a GPU), images are decoded in
+DataLoader workers first (loader.py) and the map only attaches the ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import tokenizer_fingerprint
+from ..errors import InvalidRequestError, PretokenizeError
+from ..fileio import atomic_write_text
+from .card import check_can_push, push_dataset_folder, write_dataset_card
+from .rows import (
+    INFO_NAME,
+    REPORT_NAME,
+    AttachIds,
+    Tokenize,
+    ids_dtype,
+    token_features,
+    undecoded_images,
+    without_bad_rows,
+)
+from .sources import load_image_dataset
+
+DATA_FILES = {"arrow": "data-*.arrow", "parquet": "data.parquet"}  # what save_to_disk / to_parquet write
+
+
+def pretokenize(
+    dataset: Any,
+    tokenizer: Any,
+    image_column: str = "image",
+    batch_size: int | None = None,
+    num_proc: int | None = None,
+    device: str | None = None,
+    flip: bool = False,
+    skip_bad: bool = False,
+    return_report: bool = False,
+    load_from_cache_file: bool = True,
+    num_workers: int | None = None,
+    *,
+    output_dir: str | None = None,
+    format: str = "arrow",
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
+    source: str | None = None,
+    model: str | None = None,
+) -> Any:
+    """Tokenize every image of a `datasets.Dataset` (or a dataset spec, see load_image_dataset); returns the
+    token dataset (and a skip report if asked).
+
+    num_proc > 1 runs several CPU processes, each decoding and encoding its rows. num_workers (the default on
+    a GPU: up to 8) decodes in that many DataLoader workers instead, and this process encodes large uint8
+    batches on its device; the ids are the same. Undecodable or missing images stop the run with the row
+    named, unless skip_bad=True, which drops them and lists them in the report. batch_size: rows per map call
+    (default 64), or per DataLoader batch (default four of the device's micro-batches).
+    With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet",
+    pretokenize_info.json with `source` and `model`, skipped_rows.json, a dataset card), and push_to_hub=REPO
+    uploads that folder (refused before any work when offline)."""
+    if push_to_hub is not None and output_dir is None:
+        raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
+    check_can_push(push_to_hub)
+    if isinstance(dataset, str):
+        source = source or dataset
+        dataset = load_image_dataset(dataset)
+    tokens, report = _tokenize_dataset(dataset, tokenizer, image_column, batch_size, num_proc, device, flip, skip_bad,
+                                       load_from_cache_file, num_workers)
+    if output_dir is not None:
+        info = token_info(tokens, tokenizer, source, model, flip)
+        write_token_dataset(tokens, output_dir, format, info, overwrite, report if skip_bad else None)
+        if push_to_hub is not None:
+            push_dataset_folder(output_dir, push_to_hub)
+    return (tokens, report) if return_report else tokens
+
+
+def _tokenize_dataset(
+    dataset: Any, tokenizer: Any, image_column: str, batch_size: int | None, num_proc: int | None, device: str | None,
+    flip: bool, skip_bad: bool, load_from_cache_file: bool, num_workers: int | None,
+) -> tuple[Any, dict[str, Any]]:
+    """The map itself (through DataLoader workers first when num_workers is set); returns rows and report."""
+    if image_column not in dataset.column_names:
+        raise PretokenizeError(f"no column {image_column!r}; the dataset has columns {dataset.column_names}")
+    dataset = undecoded_images(dataset, image_column)
+    dtype = ids_dtype(tokenizer.vocab_size)
+    if num_workers is None and device is not None and device.startswith("cuda") and (num_proc or 1) == 1:
+        num_workers = min(8, os.cpu_count() or 1)
+    if num_workers is not None:
+        from .loader import encode_rows
+
+        if device is not None:
+            tokenizer.to(device)
+        side = tokenizer.config.resolution
+        batch_size = batch_size or max(64, 4 * tokenizer.micro_batch_for(side, side))
+        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers, dtype)
+        function: Any = AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
+        num_proc, device = None, None
+    else:
+        function = Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
+    fingerprint = hashlib.sha256(
+        "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
+    ).hexdigest()[:32]
+    mapped = dataset.map(
+        function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
+        num_proc=num_proc, remove_columns=dataset.column_names, features=token_features(dataset.features, image_column, flip, dtype),
+        new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
+    )
+    result, bad = without_bad_rows(mapped)
+    report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
+    return result, report
+
+
+def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
+    """What pretokenize_info.json records: where the rows came from, the tokenizer (name and weights hash),
+    and the map's fingerprint, which makes a rerun with the same inputs a no-op."""
+    return {
+        "source": source,
+        "model": model,
+        "fingerprint": tokens._fingerprint,
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "rows": len(tokens),
+        "flip": flip,
+        "grid_size": list(tokenizer.grid_size),
+        "vocab_size": tokenizer.vocab_size,
+    }
+
+
+def write_token_dataset(
+    tokens: Any, output: str, fmt: str, info: dict[str, Any], overwrite: bool, report: dict[str, Any] | None
+) -> None:
+    """Write atomically: into a temporary sibling folder, then one rename. An output folder that already
+    holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op."""
+    target = Path(output)
+    if fmt not in DATA_FILES:
+        raise PretokenizeError(f"format must be 'arrow' or 'parquet', got {fmt!r}")
+    if target.exists() and any(target.iterdir()):
+        existing = target / INFO_NAME
+        same = existing.is_file() and json.loads(existing.read_text()).get("fingerprint") == info["fingerprint"]
+        if not same and not overwrite:
+            raise PretokenizeError(f"{target} already holds a different dataset; pass --overwrite to replace it")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if fmt == "arrow":
+            tokens.save_to_disk(str(tmp))
+        else:
+            tmp.mkdir(parents=True)
+            tokens.to_parquet(str(tmp / DATA_FILES["parquet"]))
+        write_dataset_card(tmp, info, DATA_FILES[fmt])
+        atomic_write_text(tmp / INFO_NAME, json.dumps(info, indent=2) + "\n")
+        if report is not None:
+            atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""The rows of a pre-tokenized dataset, defined once for every path (map, DataLoader, streaming).
+
+Output columns: `input_ids` (row-major codebook ids in the smallest unsigned type that holds the codebook:
+uint16 up to 65,536 codes), `grid_h`, `grid_w`, `source_index` (the input row it came from), optionally
+`flipped` (and `node_rank` on a node-sharded run), and every non-image column passed through. A row whose
+image cannot be read carries its error in a temporary column until it is dropped (skip_bad) or stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import PretokenizeError
+from ..image_processing import decode_cell
+
+ERROR_COLUMN = "__pretokenize_error"
+SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
+NODE_RANK = "node_rank"  # the node that wrote a row, on a node-sharded run
+INFO_NAME = "pretokenize_info.json"  # the summary; written last, so its presence means the output is complete
+STATE_NAME = "pretokenize_state.json"  # a streaming run's settings, to resume only the same run
+REPORT_NAME = "skipped_rows.json"  # the rows skip_bad dropped, and why
+SHARDING_NAME = "sharding.json"  # a node-sharded output's node count
+
+
+def ids_dtype(codebook_size: int) -> str:
+    """Smallest unsigned integer type that holds every id 0..codebook_size-1."""
+    if codebook_size <= 2**8:
+        return "uint8"
+    if codebook_size <= 2**16:
+        return "uint16"
+    return "uint32"
+
+
+def decode_error(index: int, error: Exception) -> str:
+    """Why row `index` has no image, as the report lists it."""
+    return f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+
+
+def keep_or_stop(message: str, skip_bad: bool) -> str:
+    """An undecodable row is kept in the report with skip_bad, else it stops the run."""
+    if not skip_bad:
+        raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
+    return message
+
+
+class Tokenize:
+    """The batched map function (a class, so datasets can pickle it into worker processes)."""
+
+    def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str):
+        self.tokenizer, self.image_column, self.flip, self.skip_bad = tokenizer, image_column, flip, skip_bad
+        self.device, self.dtype = device, dtype
+        self.parent_pid = os.getpid()
+
+    def __call__(self, batch: dict[str, list], indices: list[int], rank: int | None = None) -> dict[str, list]:
+        if os.getpid() != self.parent_pid and torch.get_num_threads() != 1:
+            # A forked worker must not reuse the parent's OpenMP pool (it can deadlock); one thread per
+            # process is also the right split when num_proc processes share the cores.
+            torch.set_num_threads(1)
+        device = self.device
+        if device == "cuda" and rank is not None and torch.cuda.is_available():
+            device = f"cuda:{rank % torch.cuda.device_count()}"
+        if device is not None and str(self.tokenizer.device) != device:
+            self.tokenizer.to(device)
+        images, good, errors = [], [], {}
+        for row, (index, cell) in enumerate(zip(indices, batch[self.image_column])):
+            try:
+                images.append(decode_cell(cell))
+                good.append(row)
+            except Exception as error:  # noqa: BLE001  (PIL raises many types for bad bytes)
+                errors[row] = keep_or_stop(decode_error(index, error), self.skip_bad)
+        grids, flipped = {}, {}
+        if images:
+            grids = dict(zip(good, [g.numpy() for g in self.tokenizer.encode(images)]))  # stacked, or a list for mixed sizes
+            if self.flip:
+                mirrored = self.tokenizer.encode([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images])
+                flipped = dict(zip(good, [g.numpy() for g in mirrored]))
+        return assemble_rows(batch, indices, self.image_column, grids, flipped if self.flip else None, errors, self.dtype)
+
+
+class AttachIds:
+    """The map function of the DataLoader path: rows get the ids encoded beforehand (loader.encode_rows)."""
+
+    def __init__(self, ids: np.ndarray, mirrored: np.ndarray | None, errors: dict[int, str], grid: tuple[int, int],
+                 image_column: str, dtype: str):
+        self.ids, self.mirrored, self.errors, self.grid = ids, mirrored, errors, grid
+        self.image_column, self.dtype = image_column, dtype
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        good = {row: index for row, index in enumerate(indices) if index not in self.errors}
+        grids = {row: self.ids[index].reshape(self.grid) for row, index in good.items()}
+        flipped = None if self.mirrored is None else {row: self.mirrored[index].reshape(self.grid) for row, index in good.items()}
+        errors = {row: self.errors[index] for row, index in enumerate(indices) if index in self.errors}
+        return assemble_rows(batch, indices, self.image_column, grids, flipped, errors, self.dtype)
+
+
+def assemble_rows(
+    batch: dict[str, list], indices: list[int], image_column: str, grids: dict[int, np.ndarray],
+    flipped: dict[int, np.ndarray] | None, errors: dict[int, str], dtype: str,
+) -> dict[str, list]:
+    """Output rows for a batch of input rows: the ids of each (and its mirror after it when flipped is not
+    None), the passthrough columns, and the error of a row that could not be decoded (filtered out later)."""
+    out: dict[str, list] = {key: [] for key in batch if key != image_column}
+    out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if flipped is not None else {}), **{ERROR_COLUMN: []})
+    tracked = SOURCE_INDEX not in batch  # the input row each output row came from (streaming adds it earlier)
+    if tracked:
+        out[SOURCE_INDEX] = []
+    for row in range(len(indices)):
+        variants = [(grids.get(row), False)] + ([(flipped.get(row), True)] if flipped is not None else [])
+        for grid, is_flipped in variants:
+            for key in batch:
+                if key != image_column:
+                    out[key].append(batch[key][row])
+            if grid is None:
+                out["input_ids"].append(np.zeros(0, dtype=dtype))
+                out["grid_h"].append(0)
+                out["grid_w"].append(0)
+            else:
+                out["input_ids"].append(grid.reshape(-1).astype(dtype))
+                out["grid_h"].append(grid.shape[0])
+                out["grid_w"].append(grid.shape[1])
+            if flipped is not None:
+                out["flipped"].append(is_flipped)
+            if tracked:
+                out[SOURCE_INDEX].append(indices[row])
+            out[ERROR_COLUMN].append(errors.get(row, ""))
+    return out
+
+
+def token_features(source: Any, image_column: str, flip: bool, dtype: str) -> Any:
+    """The output schema: every source column but the image, then the ids, grid, source row, mirror flag
+    and the (temporary) error column."""
+    import datasets
+
+    passthrough = {k: v for k, v in source.items() if k != image_column}
+    return datasets.Features(
+        {
+            **passthrough,
+            "input_ids": datasets.List(datasets.Value(dtype)),
+            "grid_h": datasets.Value("int32"),
+            "grid_w": datasets.Value("int32"),
+            **({SOURCE_INDEX: datasets.Value("int64")} if SOURCE_INDEX not in passthrough else {}),
+            **({"flipped": datasets.Value("bool")} if flip else {}),
+            ERROR_COLUMN: datasets.Value("string"),
+        }
+    )
+
+
+def without_bad_rows(mapped: Any) -> tuple[Any, list[str]]:
+    """Drop the rows whose image could not be read (skip_bad) and the error column; returns their messages."""
+    bad = [message for message in mapped[ERROR_COLUMN] if message]
+    if bad:
+        mapped = mapped.filter(lambda message: message == "", input_columns=ERROR_COLUMN)
+    return mapped.remove_columns(ERROR_COLUMN), bad
+
+
+def undecoded_images(dataset: Any, image_column: str) -> Any:
+    """The dataset with its image column left as bytes/paths: each path decodes per row, through decode_cell."""
+    import datasets
+
+    features = getattr(dataset, "features", None) or {}
+    if isinstance(features.get(image_column), datasets.Image):
+        return dataset.cast_column(image_column, datasets.Image(decode=False))
+    return dataset

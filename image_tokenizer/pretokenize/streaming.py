@@ -1,0 +1,140 @@
+"""The streaming driver: an IterableDataset (or a Dataset) -> resumable parquet shards of token rows.
+
+Each shard is written under a temporary name and renamed when complete, so a partial shard is never visible;
+a rerun skips the complete shards' rows and goes on. With a NodeSpec, this worker takes only its part of the
+input and the last node to finish merges (nodes.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..checkpoint import tokenizer_fingerprint
+from ..errors import ImageTokenizerError, PretokenizeError
+from ..fileio import atomic_path, atomic_write_text
+from .card import check_can_push, push_dataset_folder, write_dataset_card
+from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
+from .rows import ERROR_COLUMN, INFO_NAME, STATE_NAME, Tokenize, ids_dtype, undecoded_images
+from .sources import load_image_dataset, rank_device
+
+
+def pretokenize_streaming(
+    dataset: Any,
+    tokenizer: Any,
+    output_dir: str,
+    image_column: str = "image",
+    shard_size: int = 10000,
+    batch_size: int = 64,
+    flip: bool = False,
+    skip_bad: bool = False,
+    source: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+    node: NodeSpec | None = None,
+    *,
+    split: str = "train",
+    device: str | None = None,
+    push_to_hub: str | None = None,
+) -> dict[str, Any]:
+    """Tokenize an IterableDataset, a Dataset or a dataset spec (load_image_dataset; `hf:NAME` is streamed)
+    into parquet shards of `shard_size` input rows under output_dir/data, and return the summary written to
+    pretokenize_info.json.
+
+    Run it again after an interruption and it skips the complete shards' rows and goes on; a folder holding
+    shards of another source or tokenizer is refused unless overwrite. With `node` (nodes.NodeSpec), this
+    worker takes only its part of the input. device "cuda" under torchrun is this process's LOCAL_RANK GPU.
+    Once complete, `datasets.load_dataset(output_dir, split="train")` reads the rows, and push_to_hub=REPO
+    uploads the folder as a Hub dataset (refused before any work when offline)."""
+    check_can_push(push_to_hub)
+    if isinstance(dataset, str):
+        source = source or dataset
+        dataset = load_image_dataset(dataset, split=split, streaming=True)
+    if device is not None:
+        tokenizer.to(rank_device(device))
+    node = node or NodeSpec()
+    if shard_size < 1 or batch_size < 1:
+        raise PretokenizeError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    folder = NodeFolder(output_dir, node)
+    identity = {"source": source, "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
+                "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad}
+    check_sharding(folder.out, node)
+    with exclusive(folder):
+        summary = _resume_or_start(folder, identity, overwrite)
+        if summary is None:
+            summary = _write_node_shards(dataset, tokenizer, folder, identity, batch_size, progress)
+    if node.num_nodes > 1:
+        try:
+            merge_nodes(folder.out)  # the last node to finish marks the whole output complete
+        except ImageTokenizerError:
+            pass  # other nodes are still running; `image-tokenizer pretokenize-merge` checks and merges later
+    if push_to_hub is not None and (folder.out / INFO_NAME).is_file():  # only a complete output goes up
+        push_dataset_folder(folder.out, push_to_hub)
+    return summary
+
+
+def _resume_or_start(folder: Any, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """A finished node's summary (nothing to do), or None after preparing the folder to start or resume."""
+    state_path = folder.home / STATE_NAME
+    previous = json.loads(state_path.read_text()) if state_path.is_file() else None
+    occupied = any(p.name != ".lock" for p in folder.home.iterdir())
+    if occupied and previous != identity:
+        if not overwrite:
+            raise PretokenizeError(f"{folder.home} holds a different pre-tokenization; pass --overwrite to replace it")
+        folder.clear()
+    atomic_write_text(state_path, json.dumps(identity, indent=2) + "\n")
+    if (folder.home / INFO_NAME).is_file():
+        return json.loads((folder.home / INFO_NAME).read_text())  # already complete with these inputs
+    folder.data.mkdir(parents=True, exist_ok=True)
+    folder.remove_leftovers()
+    return None
+
+
+def _write_node_shards(
+    dataset: Any, tokenizer: Any, folder: Any, identity: dict[str, Any], batch_size: int, progress: bool
+) -> dict[str, Any]:
+    """Tokenize this node's rows after the complete shards, one shard at a time; then record the summary."""
+    from tqdm.auto import tqdm
+
+    image_column, shard_size = identity["image_column"], identity["shard_size"]
+    dataset = undecoded_images(dataset, image_column)
+    consumed = folder.rows_consumed()
+    rows = iter(node_part(dataset, folder.node).skip(consumed))
+    function = Tokenize(tokenizer, image_column, identity["flip"], identity["skip_bad"], None, ids_dtype(tokenizer.vocab_size))
+    errors: list[str] = []
+    bar = tqdm(desc=f"pretokenize (streaming{', ' + folder.node.prefix if folder.node.prefix else ''})", unit="img",
+               initial=consumed, disable=not progress)
+    shard_index, offset = len(folder.shards()), consumed
+    while chunk := [row for _, row in zip(range(shard_size), rows)]:
+        if image_column not in chunk[0]:
+            raise PretokenizeError(f"no column {image_column!r}; the rows have columns {sorted(chunk[0])}")
+        columns: dict[str, list] = {}
+        for start in range(0, len(chunk), batch_size):
+            part = chunk[start : start + batch_size]
+            batch = {key: [row[key] for row in part] for key in part[0]}
+            for key, values in function(batch, list(range(offset + start, offset + start + len(part)))).items():
+                columns.setdefault(key, []).extend(values)
+            bar.update(len(part))
+        keep = [i for i, message in enumerate(columns[ERROR_COLUMN]) if not message]
+        errors.extend(m for m in columns[ERROR_COLUMN] if m)
+        write_shard(folder, shard_index, {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}, len(chunk))
+        shard_index += 1
+        offset += len(chunk)
+    bar.close()
+    summary = {**identity, "node_rank": folder.node.node_rank, "num_nodes": folder.node.num_nodes, "shards": shard_index,
+               "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
+               "errors_in_this_run": errors}
+    if folder.node.num_nodes == 1:  # a node-sharded output gets its card from the merge
+        write_dataset_card(folder.out, summary)
+    atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def write_shard(folder: NodeFolder, index: int, table: dict[str, list], rows_in: int) -> None:
+    """One complete shard: its input-row count first, then the parquet file under a temporary name and a rename."""
+    import datasets
+
+    folder.counts.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder.counts / f"{folder.shard_path(index).stem}.json", json.dumps({"rows_in": rows_in}) + "\n")
+    with atomic_path(folder.shard_path(index)) as tmp:
+        datasets.Dataset.from_dict(table).to_parquet(str(tmp))

@@ -1,0 +1,18 @@
+"""The image prior: a transformers causal LM over image token ids (model.py), the token layout that says what
+its ids mean (layout.py), and sampling as plain functions (sampling.py)."""
+
+from .layout import LAYOUT_FORMAT, LAYOUT_NAME, TokenLayout, codebook_sha256
+from .model import PRIOR_FILES, ImagePrior, build_causal_lm
+from .sampling import SamplingKwargs, SamplingOptions
+
+__all__ = [
+    "LAYOUT_FORMAT",
+    "LAYOUT_NAME",
+    "PRIOR_FILES",
+    "ImagePrior",
+    "SamplingKwargs",
+    "SamplingOptions",
+    "TokenLayout",
+    "build_causal_lm",
+    "codebook_sha256",
+]

@@ -1,0 +1,163 @@
+"""TokenLayout: which prior ids are image tokens, special tokens and class tokens, and the tokenizer they belong to.
+
+A sequence is a prefix, then the h*w image ids in row-major order. Unconditional: `<boi> ids...`.
+Class-conditional: `<class_c> <boi> ids...`, where a null class token stands in for "no label" (trained by
+label dropout, used for classifier-free guidance). Image ids 0..K-1 and `<boi>/<eoi>/<pad>` at K.. are the
+tokenizer's own; class tokens follow. Saved as prior_layout.json beside the transformers checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import codebook_sha256
+from ..errors import CheckpointError, ConfigError, InvalidRequestError
+from ..fileio import atomic_write_text, read_json_object
+from ..inputs import as_ids
+
+LAYOUT_NAME = "prior_layout.json"
+LAYOUT_FORMAT = "image-tokenizer-prior-layout"
+
+
+@dataclass
+class TokenLayout:
+    """Which prior ids are image tokens, special tokens and class tokens; the grid; the tokenizer they belong to."""
+
+    codebook_size: int
+    grid_size: tuple[int, int]
+    boi_token_id: int
+    eoi_token_id: int
+    pad_token_id: int
+    class_names: list[str] = field(default_factory=list)  # empty: unconditional
+    class_label_column: str | None = None  # the dataset column the classes came from, e.g. num_shapes
+    tokenizer: str = ""  # bundled name, path or Hub repo of the tokenizer
+    tokenizer_codebook_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        self.grid_size = tuple(int(v) for v in self.grid_size)
+        self.class_names = [str(name) for name in self.class_names]
+        if self.codebook_size < 1 or len(self.grid_size) != 2 or min(self.grid_size) < 1:
+            raise ConfigError(f"bad token layout: codebook_size {self.codebook_size}, grid {self.grid_size}")
+
+    @classmethod
+    def for_tokenizer(
+        cls, tokenizer: Any, tokenizer_name: str, class_names: list[str] | None = None, class_label_column: str | None = None
+    ) -> TokenLayout:
+        return cls(
+            codebook_size=tokenizer.vocab_size,
+            grid_size=tokenizer.grid_size,
+            boi_token_id=tokenizer.boi_token_id,
+            eoi_token_id=tokenizer.eoi_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            class_names=list(class_names or []),
+            class_label_column=class_label_column,
+            tokenizer=tokenizer_name,
+            tokenizer_codebook_sha256=codebook_sha256(tokenizer),
+        )
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def first_class_token_id(self) -> int:
+        return max(self.boi_token_id, self.eoi_token_id, self.pad_token_id) + 1
+
+    @property
+    def null_class_token_id(self) -> int:
+        if not self.conditional:
+            raise ConfigError("an unconditional prior has no null class token")
+        return self.first_class_token_id + self.num_classes
+
+    @property
+    def vocab_size(self) -> int:
+        return self.first_class_token_id + (self.num_classes + 1 if self.conditional else 0)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def prefix_length(self) -> int:
+        return 2 if self.conditional else 1
+
+    @property
+    def sequence_length(self) -> int:
+        return self.prefix_length + self.num_image_tokens
+
+    @property
+    def non_image_token_ids(self) -> list[int]:
+        """Every id the prior must never emit inside the grid."""
+        return list(range(self.codebook_size, self.vocab_size))
+
+    def check_class_labels(self, labels: Any) -> torch.Tensor | None:
+        """None or class indices 0..C-1 -> LongTensor; a clear error for anything else."""
+        if labels is None:
+            return None
+        if not self.conditional:
+            raise InvalidRequestError("class labels given, but this prior is unconditional (trained without classes)")
+        names = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
+        return as_ids(labels, self.num_classes, lambda bad: (
+            f"class label {bad.value} out of range; this prior has classes 0..{bad.limit - 1} ({names})")).reshape(-1)
+
+    def prefix(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The prompt [B, prefix_length]: `<boi>`, or a class token (null class where labels is None) and `<boi>`."""
+        boi = torch.full((batch, 1), self.boi_token_id, dtype=torch.long)
+        if not self.conditional:
+            return boi
+        if class_labels is None:
+            classes = torch.full((batch, 1), self.null_class_token_id, dtype=torch.long)
+        else:
+            classes = (class_labels.reshape(-1, 1) + self.first_class_token_id).long()
+        return torch.cat([classes, boi], dim=1)
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        """Refuse a tokenizer whose vocabulary differs from the one this prior was trained on."""
+        problems = []
+        if tokenizer.vocab_size != self.codebook_size:
+            problems.append(f"codebook size {tokenizer.vocab_size} != {self.codebook_size}")
+        if tuple(tokenizer.grid_size) != self.grid_size:
+            problems.append(f"grid {tuple(tokenizer.grid_size)} != {self.grid_size}")
+        if (tokenizer.boi_token_id, tokenizer.eoi_token_id, tokenizer.pad_token_id) != (
+            self.boi_token_id, self.eoi_token_id, self.pad_token_id,
+        ):
+            problems.append("special token ids differ")
+        if not problems and self.tokenizer_codebook_sha256 and codebook_sha256(tokenizer) != self.tokenizer_codebook_sha256:
+            problems.append("codebook vectors differ (a different tokenizer with the same shape)")
+        if problems:
+            raise CheckpointError(
+                f"this prior's token layout does not match the tokenizer given ({'; '.join(problems)}); "
+                f"it was trained on tokenizer {self.tokenizer!r}"
+            )
+
+    def save(self, directory: str | Path) -> Path:
+        data = {"format": LAYOUT_FORMAT, "version": 1, **asdict(self)}
+        data["grid_size"] = list(self.grid_size)
+        return atomic_write_text(Path(directory) / LAYOUT_NAME, json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TokenLayout:
+        path = Path(directory) / LAYOUT_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{directory}: {LAYOUT_NAME} not found; this is not an image-tokenizer prior")
+        data = read_json_object(path, "prior")
+        if data.pop("format", None) != LAYOUT_FORMAT:
+            raise CheckpointError(f"{path}: not a prior token layout (format field missing or wrong)")
+        data.pop("version", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(f"{path}: unknown fields {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise CheckpointError(f"{path}: {error}") from None

@@ -1,0 +1,310 @@
+"""ImagePrior: a plain transformers causal LM over image token ids, with the token layout that says what they mean.
+
+The saved prior is a standard transformers checkpoint (config.json, model.safetensors, generation_config.json)
+that `AutoModelForCausalLM` loads without this package, plus prior_layout.json and a model card. `generate` and
+`complete` check the request, then hand the model, layout and options to the samplers (sampling.py).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Unpack
+
+import torch
+
+from ..devices import check_device, model_dtype
+from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
+from ..fileio import atomic_write_text
+from ..hub import HubMixin
+from ..inputs import as_id_tensor, as_ids, holds_ids
+from .layout import LAYOUT_NAME, TokenLayout
+from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
+
+PRIOR_FILES = ["config.json", "model.safetensors", "generation_config.json", LAYOUT_NAME, "README.md"]
+
+
+def build_causal_lm(layout: TokenLayout, architecture: str = "llama", **sizes: Any) -> Any:
+    """A fresh transformers causal LM sized for the layout (Llama by default; GPT-2 as an option)."""
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    common = {
+        "vocab_size": layout.vocab_size,
+        "bos_token_id": layout.boi_token_id,
+        "eos_token_id": layout.eoi_token_id,
+        "pad_token_id": layout.pad_token_id,
+    }
+    hidden = sizes.get("hidden_size", 256)
+    layers = sizes.get("num_hidden_layers", 4)
+    heads = sizes.get("num_attention_heads", 4)
+    if architecture == "llama":
+        config = LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=sizes.get("intermediate_size", 4 * hidden),
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=sizes.get("num_key_value_heads", heads),
+            max_position_embeddings=sizes.get("max_position_embeddings", layout.sequence_length),
+            tie_word_embeddings=sizes.get("tie_word_embeddings", True),
+            attention_dropout=sizes.get("dropout", 0.0),
+            **common,
+        )
+    elif architecture == "gpt2":
+        dropout = sizes.get("dropout", 0.0)
+        config = GPT2Config(
+            n_embd=hidden, n_layer=layers, n_head=heads, n_positions=layout.sequence_length,
+            resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, **common,
+        )
+    else:
+        raise ConfigError(f"architecture must be 'llama' or 'gpt2', got {architecture!r}")
+    return AutoModelForCausalLM.from_config(config)
+
+
+class ImagePrior(HubMixin):
+    """A causal LM over image ids with its token layout; generates ids or, through the tokenizer, images."""
+
+    hub_files = tuple(PRIOR_FILES)
+    hub_commit_message = "Upload image prior"
+
+    def __init__(self, model: Any, layout: TokenLayout, tokenizer: Any = None, card_info: dict | None = None):
+        if model.config.vocab_size < layout.vocab_size:
+            raise CheckpointError(
+                f"the model's vocabulary ({model.config.vocab_size}) is smaller than the layout's ({layout.vocab_size})"
+            )
+        self.model, self.layout, self.card_info = model.eval(), layout, dict(card_info or {})
+        self._tokenizer = None
+        if tokenizer is not None:
+            self.tokenizer = tokenizer
+
+    # ----- construction, save, load -----
+    @classmethod
+    def from_layout(cls, layout: TokenLayout, architecture: str = "llama", tokenizer: Any = None, **sizes: Any) -> ImagePrior:
+        return cls(build_causal_lm(layout, architecture, **sizes), layout, tokenizer)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The image tokenizer that decodes this prior's ids (see load_tokenizer)."""
+        return self.load_tokenizer()
+
+    def load_tokenizer(self) -> Any:
+        """The tokenizer given, or the one the layout names, loaded once onto the prior's device and matched
+        against the layout (a different codebook is refused)."""
+        if self._tokenizer is None:
+            from ..tokenizer import ImageTokenizer
+
+            if not self.layout.tokenizer:
+                raise CheckpointError("this prior names no tokenizer; pass tokenizer= to decode images")
+            self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer).to(self.device)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Any) -> None:
+        self.layout.check_tokenizer(tokenizer)
+        self._tokenizer = tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> ImagePrior:
+        device = check_device(device)  # a clear error for a device this machine lacks
+        self.model.to(device)
+        if self._tokenizer is not None:
+            self._tokenizer.to(device)
+        return self
+
+    @classmethod
+    def _from_pretrained(cls, directory: Path, tokenizer: Any = None, device: str | torch.device | None = None,
+                         dtype: torch.dtype | str | None = None) -> ImagePrior:
+        """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only.
+        They run in float32 whatever dtype they are stored in (a bundled prior may be stored in bfloat16 to halve
+        its size), unless dtype names another, or "auto" keeps the stored one."""
+        from transformers import AutoModelForCausalLM
+
+        from ..model_card import load_card_info
+
+        dtype = "auto" if dtype == "auto" else model_dtype(dtype) or torch.float32
+
+        layout = TokenLayout.load(directory)
+        if not (directory / "model.safetensors").is_file():
+            raise CheckpointError(f"{directory}: model.safetensors not found (priors load from safetensors only)")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, dtype=dtype)
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
+        prior = cls(model, layout, tokenizer, load_card_info(directory))
+        try:
+            _ = prior.sampling_defaults  # checked here, so a bad file fails at load and names itself
+        except InvalidRequestError as error:
+            raise CheckpointError(f"{directory / 'generation_config.json'}: bad sampling default: {error}") from None
+        return prior.to(device) if device is not None else prior
+
+    def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
+        """Write the transformers checkpoint, the layout and a model card; every file lands atomically."""
+        from ..model_card import render_prior_card
+
+        self.model.generation_config = self.generation_config()
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            for name in ("model.safetensors", "generation_config.json", "config.json"):  # config.json last
+                os.replace(Path(tmp) / name, directory / name)
+        self.layout.save(directory)
+        atomic_write_text(directory / "README.md", render_prior_card(self, model_name, self.card_info))
+        return [directory / name for name in PRIOR_FILES]
+
+    def generation_config(self) -> Any:
+        """Defaults that keep plain `model.generate` inside the grid (sample h*w new tokens, never a special one),
+        with this prior's sampling defaults."""
+        from transformers import GenerationConfig
+
+        defaults = self.sampling_defaults
+        return GenerationConfig(
+            do_sample=True, temperature=defaults.temperature, top_k=defaults.top_k or 0, top_p=defaults.top_p,
+            max_new_tokens=self.layout.num_image_tokens,
+            suppress_tokens=self.layout.non_image_token_ids, bos_token_id=self.layout.boi_token_id,
+            eos_token_id=self.layout.eoi_token_id, pad_token_id=self.layout.pad_token_id,
+        )
+
+    # ----- sampling -----
+    @property
+    def sampling_defaults(self) -> SamplingOptions:
+        """What generate and complete use for temperature, top_k and top_p when not given: the model's
+        generation_config.json, the file plain `model.generate` reads too. Guidance is off unless asked for."""
+        config = self.model.generation_config  # unset fields are None; top_k 0 is transformers' "off"
+        return SamplingOptions(temperature=1.0 if config.temperature is None else config.temperature,
+                               top_k=config.top_k or None, top_p=1.0 if config.top_p is None else config.top_p)
+
+    def set_sampling_defaults(self, **sampling: Unpack[SamplingKwargs]) -> None:
+        """Change the defaults (checked; saved with the prior in generation_config.json)."""
+        if "guidance_scale" in sampling:
+            raise InvalidRequestError("guidance_scale is not a default: plain model.generate has no null class to guide against")
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        config = self.model.generation_config
+        config.temperature, config.top_k, config.top_p = options.temperature, options.top_k or 0, options.top_p
+
+    def generate(
+        self,
+        num_images: int = 1,
+        *,
+        seed: int | None = None,
+        class_labels: Any = None,
+        batch_size: int = 64,
+        output_type: str = "pil",
+        grid_size: tuple[int, int] | None = None,
+        **sampling: Unpack[SamplingKwargs],
+    ) -> Any:
+        """Sample images (or ids [B, h, w] with output_type="ids") token by token with the KV cache.
+
+        class_labels: one index or one per image (None: the null class on a conditional prior). guidance_scale
+        > 1 applies classifier-free guidance against the null class. A grid_size larger than the trained grid
+        samples with a sliding window (VQGAN paper, sec. 3.2). The same seed and batch_size give the same images.
+        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs); those not given come
+        from `sampling_defaults`.
+        """
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        labels = self._labels_for(class_labels, num_images)
+        self._check_request(options.guidance_scale, output_type)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequestError(f"batch_size must be positive, got {batch_size}")
+        grid = tuple(grid_size) if grid_size is not None else self.layout.grid_size
+        if len(grid) != 2 or grid[0] < self.layout.grid_size[0] or grid[1] < self.layout.grid_size[1]:
+            raise InvalidRequestError(f"grid_size must be at least the trained grid {self.layout.grid_size}, got {grid}")
+        grids = []
+        with seeded(seed, self.device):
+            for start in range(0, num_images, batch_size):
+                chunk = None if labels is None else labels[start : start + batch_size]
+                count = min(batch_size, num_images - start)
+                if grid == self.layout.grid_size:
+                    grids.append(sample_rows(self.model, self.layout, chunk, count, torch.zeros(count, 0, dtype=torch.long), options))
+                else:
+                    grids.append(sample_sliding(self.model, self.layout, chunk, count, grid, options))
+        return self._output(torch.cat(grids), output_type)
+
+    def complete(
+        self,
+        prefix: Any,
+        rows: int | None = None,
+        *,
+        seed: int | None = None,
+        class_labels: Any = None,
+        output_type: str = "pil",
+        **sampling: Unpack[SamplingKwargs],
+    ) -> Any:
+        """Finish partial images from their top rows (VQGAN paper's completions).
+
+        prefix: ids [h, w] / [B, h, w] (the first `rows` rows are kept; default all given rows), a flat id
+        sequence [n] / [B, n] of whole rows, or image(s), which are encoded first (rows defaults to half).
+        Integer arrays and tensors are ids; uint8 and float ones are images, as everywhere in the library.
+        Sampling keywords as for generate.
+        """
+        options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        ids = self._prefix_ids(prefix, rows)
+        labels = self._labels_for(class_labels, ids.shape[0])
+        self._check_request(options.guidance_scale, output_type)
+        with seeded(seed, self.device):
+            grids = sample_rows(self.model, self.layout, labels, ids.shape[0], ids.reshape(ids.shape[0], -1), options)
+        return self._output(grids, output_type)
+
+    # ----- internals -----
+    def _labels_for(self, class_labels: Any, count: int) -> torch.Tensor | None:
+        if not isinstance(count, int) or count < 1:
+            raise InvalidRequestError(f"num_images must be a positive integer, got {count}")
+        labels = self.layout.check_class_labels(class_labels)
+        if labels is None:
+            return None
+        if labels.numel() == 1:
+            return labels.expand(count).clone()
+        if labels.numel() != count:
+            raise InvalidIdsError(f"got {labels.numel()} class labels for {count} images (give one, or one per image)")
+        return labels
+
+    def _check_request(self, guidance_scale: float, output_type: str) -> None:
+        """Checks shared by generate and complete, all before any sampling (so a tokenizer that does not match
+        the layout is refused now, not after minutes of sampling)."""
+        if guidance_scale != 1.0 and not self.layout.conditional:
+            raise InvalidRequestError("classifier-free guidance needs a class-conditional prior; this one is unconditional")
+        if output_type not in ("pil", "np", "pt", "ids"):
+            raise InvalidRequestError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
+        if output_type != "ids":
+            self.load_tokenizer()
+
+    def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
+        h, w = self.layout.grid_size
+        if holds_ids(prefix):
+            ids = as_id_tensor(prefix)
+            if ids.ndim == 1:
+                ids = ids.unsqueeze(0)
+            if ids.ndim == 2 and ids.shape[1] > h * w:
+                raise InvalidIdsError(f"prefix of {ids.shape[1]} ids is longer than the {h}x{w} grid ({h * w} ids)")
+            if ids.ndim == 2:
+                if ids.shape[1] % w:
+                    raise InvalidIdsError(f"a flat prefix must hold whole rows of {w} ids, got {ids.shape[1]}")
+                ids = ids.reshape(ids.shape[0], -1, w)
+            if ids.ndim != 3 or ids.shape[2] != w:
+                raise InvalidIdsError(f"prefix ids must be [rows, {w}] or [B, rows, {w}], got shape {tuple(ids.shape)}")
+            if ids.shape[1] > h:
+                raise InvalidIdsError(f"prefix has {ids.shape[1]} rows, more than the grid's {h}")
+            as_ids(ids, self.layout.codebook_size, lambda bad: f"prefix ids must lie in 0..{bad.limit - 1}, got {bad.value}")
+            keep = ids.shape[1] if rows is None else rows
+        else:
+            ids = self.tokenizer.encode(prefix if isinstance(prefix, list) else [prefix])
+            keep = h // 2 if rows is None else rows
+        if not isinstance(keep, int) or not 0 <= keep <= ids.shape[1]:
+            raise InvalidIdsError(f"rows must be an integer in 0..{ids.shape[1]}, got {keep}")
+        if keep == h:
+            raise InvalidIdsError(f"a prefix of all {h} rows leaves nothing to complete")
+        return ids[:, :keep]
+
+    def _output(self, grids: torch.Tensor, output_type: str) -> Any:
+        if output_type == "ids":
+            return grids
+        return self.tokenizer.decode(grids, output_type=output_type)
+
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.model.parameters())
+        kind = f"{self.layout.num_classes} classes + null" if self.layout.conditional else "unconditional"
+        return (
+            f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}, "
+            f"{kind}, tokenizer {self.layout.tokenizer!r})"
+        )
