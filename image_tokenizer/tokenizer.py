@@ -59,7 +59,8 @@ class ImageTokenizer(HubMixin):
         micro_batch_size: int | None = None,
     ):
         self.config = config or ImageTokenizerConfig()
-        self.model = (model or VQModel(self.config)).eval()
+        # channels_last weights, as the inputs and every activation (oneDNN and cuDNN convolutions run faster on it)
+        self.model = (model or VQModel(self.config)).eval().to(memory_format=torch.channels_last)
         self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size)
         if self.vocab.codebook_size != self.config.quantizer.codebook_size:
             raise CheckpointError(
@@ -153,9 +154,7 @@ class ImageTokenizer(HubMixin):
         dtype = model_dtype(dtype)
         if device is not None:
             device = check_device(device)
-            self.model.to(device)
-            if device.type != "cpu":  # cuDNN's fastest convolutions read channels_last weights and inputs
-                self.model.to(memory_format=torch.channels_last)
+            self.model.to(device)  # keeps the weights' channels_last layout
         if dtype is not None:
             if dtype == torch.float16 and self.device.type == "cpu":
                 raise InvalidRequestError("float16 convolutions are slow or missing on CPU; use torch.bfloat16 there, or move to a GPU first")
