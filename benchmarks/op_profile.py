@@ -6,7 +6,8 @@ The setup of benchmarks/peers.py (256x256, ch 64, K 16,384, random weights). "nc
 NCHW weights, pixels passed in channels_last, looked-up codes NCHW (so the whole decoder ran NCHW).
 "channels_last" is today's: weights, pixels and codes channels_last, every layer after them too. Both models hold
 the same weights; their calls are timed interleaved, then each is profiled once with torch.profiler. Writes
-benchmarks/results/op_profile_cpu.{json,md}.
+benchmarks/results/op_profile_cpu.{json,md}. op_profile_cpu_channels_last_only.{json,md} is this script's output at
+commit f691c91, before SiLU and the residual additions ran in place: its "nchw" rows are the code before issue 32.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def report(results: dict) -> list[str]:
         "", "| call | median s | peak memory above the start, MiB |", "|---|---|---|",
         *[f"| {name} | {t['median_s']:.2f} | {peaks[name]:,.0f} |" for name, t in timings.items()], "",
         (f"Ids equal between the layouts: {results['ids_equal_share']:.5f}; decoded pixels differ by at most "
-         f"{results['decoded_pixels_max_abs_difference']:.1e}."),
+         f"{results['decoded_pixels_max_abs_difference']:.1e}."), "",
+        ("The code before issue 32 (NCHW, SiLU and residual additions out of place) and channels_last alone: "
+        "`op_profile_cpu_channels_last_only.md` (this script at commit f691c91)."),
     ]
     for name, profile_rows in results["profiles"].items():
         lines += ["", f"## {name}: ops by self CPU time", "", "| op | input shapes | calls | self ms |", "|---|---|---|---|"]
