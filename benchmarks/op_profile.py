@@ -2,7 +2,7 @@
 
     python benchmarks/op_profile.py [--batch-size 8] [--repeats 3] [--top 12]
 
-The setup of benchmarks/peers.py (256x256, ch 64, K 16,384, random weights). "nchw" is the path before issue 32:
+The setup of benchmarks/peers.py (256x256, ch 64, K 16,384, random weights). "nchw" is the layout before issue 32:
 NCHW weights, pixels passed in channels_last, looked-up codes NCHW (so the whole decoder ran NCHW).
 "channels_last" is today's: weights, pixels and codes channels_last, every layer after them too. Both models hold
 the same weights; their calls are timed interleaved, then each is profiled once with torch.profiler. Writes
@@ -91,7 +91,7 @@ def measure(args: argparse.Namespace) -> dict:
 def report(results: dict) -> list[str]:
     timings, peaks = results["timings"], results["peak_memory_mib"]
     lines = [
-        "# Per-op profile, CPU: NCHW (before issue 32) and channels_last", "",
+        "# Per-op profile, CPU: the NCHW and channels_last layouts", "",
         f"Command: `{results['command']}`", "", machine_line(results["machine"]), "",
         (f"Setup: {results['setup']}. Load average (1 min) {results['load_average_1min']['before']:.2f} before the "
          f"timings, {results['load_average_1min']['after']:.2f} after; {results['repeats']} interleaved repeats, medians."),

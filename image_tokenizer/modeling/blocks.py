@@ -42,8 +42,10 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One statement per layer: an activation is freed as soon as the next exists, so at most three live at once.
         h = self.conv1(silu(self.norm1(x)))
-        h = self.conv2(self.dropout(silu(self.norm2(h))))
+        h = self.norm2(h)
+        h = self.conv2(self.dropout(silu(h)))
         shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
         return add_residual(shortcut, h)
 
