@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,9 +174,16 @@ class ImageTokenizer(HubMixin):
             return CPU_MICRO_BATCH
         return max(1, ACCELERATOR_MICRO_BATCH_PIXELS // (height * width))
 
-    def compile(self, **compile_kwargs: Any) -> ImageTokenizer:
+    def compile(self, force: bool = False, **compile_kwargs: Any) -> ImageTokenizer:
         """Run encoding and decoding through `torch.compile` (keywords go to it, e.g. mode="max-autotune").
-        Micro-batches are padded to a fixed size, decoding's too, so each image size compiles once."""
+        Micro-batches are padded to a fixed size, decoding's too, so each image size compiles once. Call it after
+        moving to the device: on a CPU it only warns, unless force=True, because compiled calls measured slower
+        than eager there and the first call took minutes (benchmarks/results/compile_cpu_*.md)."""
+        if self.device.type == "cpu" and not force:
+            warnings.warn("ImageTokenizer.compile() does nothing on a CPU, where compiled encoding and decoding measured "
+                          "slower than eager (benchmarks/results/compile_cpu_*.md); compile(force=True) compiles anyway",
+                          stacklevel=2)
+            return self
         self._compiled = {name: torch.compile(getattr(self.model, name), dynamic=False, **compile_kwargs)
                           for name in ("encode_ids", "decode_ids")}
         return self
