@@ -108,7 +108,7 @@ def measure(args: argparse.Namespace) -> dict:
     for variant, dtype in (("compiled", torch.float32), ("bf16-compiled", torch.bfloat16)):
         if variant in args.variants:
             label = "compile" if dtype == torch.float32 else "bf16 + compile"
-            compiled = ImageTokenizer.from_pretrained(args.model, dtype=dtype).to(device).compile()
+            compiled = ImageTokenizer.from_pretrained(args.model, dtype=dtype).to(device).compile(force=True)
             rates[f"encode, uint8 tensor on the device, {label}"] = n / timed(lambda c=compiled: c.encode(on_device), args.repeats)
             rates[f"decode, {label}"] = n / timed(lambda c=compiled: c.decode(ids, output_type="np"), args.repeats)
             agreement[f"{label} vs fp32"] = float((compiled.encode(on_device) == ids).float().mean())

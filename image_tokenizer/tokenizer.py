@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ class ImageTokenizer(HubMixin):
         micro_batch_size: int | None = None,
     ):
         self.config = config or ImageTokenizerConfig()
-        self.model = (model or VQModel(self.config)).eval()
+        # channels_last weights, as the inputs and every activation (oneDNN and cuDNN convolutions run faster on it)
+        self.model = (model or VQModel(self.config)).eval().to(memory_format=torch.channels_last)
         self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size)
         if self.vocab.codebook_size != self.config.quantizer.codebook_size:
             raise CheckpointError(
@@ -148,9 +150,7 @@ class ImageTokenizer(HubMixin):
         dtype = model_dtype(dtype)
         if device is not None:
             device = check_device(device)
-            self.model.to(device)
-            if device.type != "cpu":  # cuDNN's fastest convolutions read channels_last weights and inputs
-                self.model.to(memory_format=torch.channels_last)
+            self.model.to(device)  # keeps the weights' channels_last layout
         if dtype is not None:
             if dtype == torch.float16 and self.device.type == "cpu":
                 raise InvalidRequestError("float16 convolutions are slow or missing on CPU; use torch.bfloat16 there, or move to a GPU first")
@@ -169,9 +169,16 @@ class ImageTokenizer(HubMixin):
             return CPU_MICRO_BATCH
         return max(1, ACCELERATOR_MICRO_BATCH_PIXELS // (height * width))
 
-    def compile(self, **compile_kwargs: Any) -> ImageTokenizer:
+    def compile(self, force: bool = False, **compile_kwargs: Any) -> ImageTokenizer:
         """Run encoding and decoding through `torch.compile` (keywords go to it, e.g. mode="max-autotune").
-        Micro-batches are padded to a fixed size, decoding's too, so each image size compiles once."""
+        Micro-batches are padded to a fixed size, decoding's too, so each image size compiles once. Call it after
+        moving to the device: on a CPU it only warns, unless force=True, because compiled calls measured slower
+        than eager there and the first call took minutes (benchmarks/results/compile_cpu_*.md)."""
+        if self.device.type == "cpu" and not force:
+            warnings.warn("ImageTokenizer.compile() does nothing on a CPU, where compiled encoding and decoding measured "
+                          "slower than eager (benchmarks/results/compile_cpu_*.md); compile(force=True) compiles anyway",
+                          stacklevel=2)
+            return self
         self._compiled = {name: torch.compile(getattr(self.model, name), dynamic=False, **compile_kwargs)
                           for name in ("encode_ids", "decode_ids")}
         return self

@@ -14,6 +14,21 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU in place where no gradient needs the input (inference): at 256x256 each activation is a fresh 134 MB
+    allocation otherwise, whose page faults cost more on a CPU than the arithmetic (benchmarks/results/op_profile_cpu.md)."""
+    return F.silu(x, inplace=not x.requires_grad)
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def add_residual(shortcut: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """shortcut + h, written into h (a layer's fresh output) where no gradient needs it, for the same reason."""
+    return shortcut + h if h.requires_grad else h.add_(shortcut)
+
+
 class ResnetBlock(nn.Module):
     """GroupNorm -> SiLU -> 3x3 conv, twice, with a 1x1 shortcut when the width changes."""
 
@@ -27,10 +42,12 @@ class ResnetBlock(nn.Module):
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        # One statement per layer: an activation is freed as soon as the next exists, so at most three live at once.
+        h = self.conv1(silu(self.norm1(x)))
+        h = self.norm2(h)
+        h = self.conv2(self.dropout(silu(h)))
         shortcut = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return shortcut + h
+        return add_residual(shortcut, h)
 
 
 class AttnBlock(nn.Module):
@@ -49,8 +66,8 @@ class AttnBlock(nn.Module):
         normed = self.norm(x)
         q, k, v = (layer(normed).reshape(b, 1, c, h * w).transpose(-1, -2) for layer in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)  # [b, 1, hw, c]
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
-        return x + self.proj_out(out)
+        out = out.transpose(-1, -2).reshape(b, c, h, w)  # a channels_last view: kept so when x is, else copied to NCHW
+        return add_residual(x, self.proj_out(out.contiguous(memory_format=memory_format_of(x))))
 
 
 class Downsample(nn.Module):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTokenizerConfig
-from .blocks import AttnBlock, MidBlock, ResnetBlock, Upsample, group_norm, run_stage_blocks
+from .blocks import AttnBlock, MidBlock, ResnetBlock, Upsample, group_norm, run_stage_blocks, silu
 
 
 class Decoder(nn.Module):
@@ -49,4 +48,4 @@ class Decoder(nn.Module):
             h = run_stage_blocks(stage, h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))

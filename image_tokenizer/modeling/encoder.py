@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ImageTokenizerConfig
-from .blocks import AttnBlock, Downsample, MidBlock, ResnetBlock, group_norm, run_stage_blocks
+from .blocks import AttnBlock, Downsample, MidBlock, ResnetBlock, group_norm, run_stage_blocks, silu
 
 
 class Encoder(nn.Module):
@@ -42,4 +41,4 @@ class Encoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(silu(self.norm_out(h)))
