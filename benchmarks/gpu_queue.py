@@ -94,6 +94,8 @@ def run_one(job: Job, out: Path, deadline: float, smoke: bool, python: str, grac
     (out / "extra" / job.name).mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OUT": str(out.resolve()), "PY": python, "DEVICE": "cpu" if smoke else "cuda",
            "SMOKE": "1" if smoke else "0", "DEADLINE": str(int(deadline)), "JOB": job.name, "PYTHONUNBUFFERED": "1"}
+    if smoke:  # toy jobs run side by side on a few cores: one thread each, or their threads spin against each other
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.time()
     with open(out / "jobs" / f"{job.name}.log", "w") as log:
         process = subprocess.Popen(["bash", "-c", job.command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
