@@ -101,6 +101,7 @@ def run_one(job: Job, out: Path, deadline: float, smoke: bool, python: str, grac
         process = subprocess.Popen(["bash", "-c", job.command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         rc, cpu_s = _wait(process.pid, deadline + grace_s)
+        process.returncode = rc  # reaped by _wait (os.wait4 gives its CPU time too)
     missing = [path for path in job.writes if not (out / "repo" / path).exists()]
     outcome = "complete" if rc == 0 else "incomplete" if rc == INCOMPLETE else "failed"
     if outcome == "complete" and missing:
