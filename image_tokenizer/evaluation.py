@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .inputs import as_uint8_images
 from .metrics import codebook_usage, hole_recall, psnr, ssim
 
 
@@ -19,8 +20,7 @@ def evaluate_tokenizer(
     progress: bool = False,
 ) -> dict[str, float]:
     """Reconstruct uint8 images [N, H, W, 3] (already at the tokenizer's resolution) and score them."""
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    images = as_uint8_images(images, "evaluate_tokenizer").numpy(force=True)
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.float64)
     reconstructions = []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluating", disable=not progress):

@@ -1,7 +1,9 @@
 """The one input boundary: what a caller hands us as images or as ids becomes model input, or our error.
 
-Images: `as_images` decides once which form a batch takes on its way to the model (ImageBatch: one uint8
-tensor on the device, or PIL images), and `model_inputs` turns it into normalised pixels grouped by size.
+Images: `model_inputs` is the one call from any accepted image input to normalised pixels grouped by size;
+inside it, `as_images` decides once which form a batch takes on its way to the model (ImageBatch: one uint8
+tensor on the device, or PIL images). `as_uint8_images` checks the uint8 [N, H, W, 3] arrays that evaluation
+and the shapes classifier take.
 Ids: `as_ids` makes an int64 CPU tensor and holds the one range check (each caller words the error for its
 own ids: image ids, prefix ids, class labels); `as_id_grids` shapes ids for decoding; `holds_ids` tells ids
 from images where both are accepted. Used by the tokenizer, the prior, the text-vocabulary mapping and the
@@ -19,7 +21,7 @@ import torch
 from PIL import Image
 
 from .config import ImageTokenizerConfig
-from .errors import InvalidIdsError
+from .errors import InvalidIdsError, InvalidImageError
 from .image_processing import normalize, prepare_image, to_pil_list
 from .sequences import grid_for, image_span
 from .tensor_images import as_pixel_batch, device_can_prepare, pixel_batch_to_input
@@ -39,28 +41,42 @@ class ImageBatch:
 
 
 def as_images(images: Any, config: ImageTokenizerConfig, device: torch.device, native_size: bool = False) -> ImageBatch:
-    """Any accepted image input -> an ImageBatch: pixels straight to the device when the tensor path covers
-    them (tensor_images.py: the same pixels as PIL), else PIL images, each checked and converted by name."""
-    batch = as_pixel_batch(images, device)
-    if batch is not None and device_can_prepare(batch[0], config, native_size):
-        return ImageBatch(batch[1], pixels=batch[0])
+    """Any accepted image input -> an ImageBatch: arrays and tensors of pixels straight to the device when the
+    tensor path covers them (tensor_images.py: the same pixels as PIL), everything else as PIL images, each
+    checked and converted by name."""
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        batch = as_pixel_batch(images, device)
+        if batch is not None and device_can_prepare(batch[0], config, native_size):
+            return ImageBatch(batch[1], pixels=batch[0])
     pil, is_batch = to_pil_list(images)
     return ImageBatch(is_batch, pil=pil)
 
 
+@dataclass
+class ModelInput:
+    """Normalised pixels [n, 3, H, W] on the device, one group per image size, each with the positions of its
+    images in the caller's batch (one group unless native_size keeps several sizes)."""
+
+    groups: list[tuple[list[int], torch.Tensor]]
+    count: int
+    is_batch: bool
+
+
 def model_inputs(
-    batch: ImageBatch, config: ImageTokenizerConfig, device: torch.device, native_size: bool = False,
+    images: Any, config: ImageTokenizerConfig, device: torch.device, native_size: bool = False,
     max_native_pixels: int | None = None,
-) -> list[tuple[list[int], torch.Tensor]]:
-    """Normalised model input [n, 3, H, W] on the device, one group per image size, each with the positions of
-    its images in the batch (one group unless native_size keeps several sizes)."""
+) -> ModelInput:
+    """Any accepted image input -> model input: the whole way from a caller's images to the encoder, in one call."""
+    batch = as_images(images, config, device, native_size)
     if batch.pixels is not None:
-        return [(list(range(len(batch))), pixel_batch_to_input(batch.pixels, config, native_size, max_native_pixels))]
+        pixels = pixel_batch_to_input(batch.pixels, config, native_size, max_native_pixels)
+        return ModelInput([(list(range(len(batch))), pixels)], len(batch), batch.is_batch)
     tensors = pil_model_input(batch.pil, config, native_size, max_native_pixels)
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, tensor in enumerate(tensors):
         groups.setdefault(tuple(tensor.shape), []).append(index)
-    return [(indices, torch.stack([tensors[i] for i in indices]).to(device)) for indices in groups.values()]
+    stacked = [(indices, torch.stack([tensors[i] for i in indices]).to(device)) for indices in groups.values()]
+    return ModelInput(stacked, len(batch), batch.is_batch)
 
 
 def pil_model_input(
@@ -77,6 +93,18 @@ def preprocess_images(
     """Any accepted input -> normalised [3, H, W] tensors through the PIL path, and whether it was a batch."""
     pil, is_batch = to_pil_list(images)
     return pil_model_input(pil, config, native_size, max_native_pixels), is_batch
+
+
+def as_uint8_images(images: Any, who: str) -> torch.Tensor:
+    """uint8 images [N, H, W, 3] (a numpy array or tensor) -> a CPU-or-device uint8 tensor, as they came; anything
+    else is InvalidImageError naming `who` takes them (evaluation, the shapes classifier)."""
+    tensor = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if tensor.ndim != 4 or tensor.shape[-1] != 3 or tensor.dtype != torch.uint8:
+        raise InvalidImageError(
+            f"{who} takes uint8 images [N, H, W, 3] at the model's resolution, got {str(tensor.dtype).replace('torch.', '')} "
+            f"{tuple(tensor.shape)}"
+        )
+    return tensor
 
 
 def holds_ids(value: Any) -> bool:

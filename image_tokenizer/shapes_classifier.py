@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.shapes import SHAPE_TYPES
-from .errors import CheckpointError, InvalidImageError
+from .errors import CheckpointError
 from .fileio import atomic_write_text, check_state_dict, load_tensors, read_json_object, save_tensors
 from .hub import HubMixin
+from .inputs import as_uint8_images
 
 CLASSIFIER_NAME = "shapes-classifier"
 CLASSIFIER_FORMAT = "image-tokenizer-shapes-classifier"
@@ -58,11 +59,8 @@ class ShapesClassifier(nn.Module, HubMixin):
         self.head = nn.Linear(config.feature_dim, config.num_types * (config.max_count + 1))
 
     def _pixels(self, images: Any) -> torch.Tensor:
-        array = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
-        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != torch.uint8:
-            raise InvalidImageError(f"the shapes classifier takes uint8 images [B, H, W, 3], got {tuple(array.shape)} {array.dtype}")
-        device = self.head.weight.device
-        return array.to(device).permute(0, 3, 1, 2).float().div(255.0)
+        pixels = as_uint8_images(images, "the shapes classifier")
+        return pixels.to(self.head.weight.device).permute(0, 3, 1, 2).float().div(255.0)
 
     def features(self, images: Any) -> torch.Tensor:
         """Penultimate activations [B, feature_dim]: the space Fréchet distances are measured in."""

@@ -20,15 +20,14 @@ from .errors import CheckpointError, InvalidIdsError, InvalidImageError, Invalid
 from .fileio import atomic_write_text
 from .hub import HubMixin
 from .image_processing import postprocess
-from .inputs import as_id_grids, as_images, model_inputs, preprocess_images
+from .inputs import as_id_grids, model_inputs, preprocess_images
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
+from .modeling.micro_batches import micro_batch_size, run_in_micro_batches
 from .sequences import SequenceOptions, empty_sequences, to_sequences
 from .text_vocab import ImageTextMapping
 from .vocab import ImageVocab
 
-CPU_MICRO_BATCH = 8  # images per encoder call on CPU: the model dominates there, and small batches keep memory low
-ACCELERATOR_MICRO_BATCH_PIXELS = 2**20  # on a GPU: 256 images of 64x64 (16 of 256x256) per call keep it busy
 AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "code_revision", "use_fast", "subfolder"}
 MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
@@ -163,11 +162,7 @@ class ImageTokenizer(HubMixin):
         """Images per model call for inputs of this size: micro_batch_size if set, else 8 on CPU and a
         2**20-pixel budget on a GPU (256 at 64x64). Fixed per device and size, so ids never depend on how a
         caller batches."""
-        if self.micro_batch_size is not None:
-            return self.micro_batch_size
-        if self.device.type == "cpu":
-            return CPU_MICRO_BATCH
-        return max(1, ACCELERATOR_MICRO_BATCH_PIXELS // (height * width))
+        return micro_batch_size(self.device, height, width, self.micro_batch_size)
 
     def compile(self, force: bool = False, **compile_kwargs: Any) -> ImageTokenizer:
         """Run encoding and decoding through `torch.compile` (keywords go to it, e.g. mode="max-autotune").
@@ -187,8 +182,12 @@ class ImageTokenizer(HubMixin):
     def compiled(self) -> bool:
         return bool(self._compiled)
 
-    def _model_fn(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        return self._compiled.get(name) or getattr(self.model, name)
+    def _run_model(self, name: str, inputs: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """The model's `name` (encode_ids or decode_ids, compiled when compile() was called) over pixels [B, 3, H, W]
+        or id grids [B, h, w], on the micro-batch of the images' size (modeling/micro_batches.py)."""
+        scale = 1 if inputs.ndim == 4 else self.config.downsample_factor
+        size = self.micro_batch_for(inputs.shape[-2] * scale, inputs.shape[-1] * scale)
+        return run_in_micro_batches(self._compiled.get(name) or getattr(self.model, name), inputs, size, pad)
 
     # ----- preprocessing -----
     def preprocess(
@@ -197,28 +196,6 @@ class ImageTokenizer(HubMixin):
         """Images in any accepted form -> list of normalised [3, H, W] tensors (through PIL, as pipelines and
         evaluation read them), and whether the input was a batch."""
         return preprocess_images(images, self.config, native_size, max_native_pixels)
-
-    def _run_micro_batches(
-        self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, pad: bool = True
-    ) -> torch.Tensor:
-        """Apply fn on micro-batches (micro_batch_for the images' size: pixels [B, 3, H, W], or id grids [B, h, w]
-        of images h and w times the downsampling factor). With pad, the last one is zero-padded to full size:
-        CPU and GPU kernels change algorithm with the batch size, and ids must not change with it."""
-        scale = 1 if inputs.ndim == 4 else self.config.downsample_factor
-        size = self.micro_batch_for(inputs.shape[-2] * scale, inputs.shape[-1] * scale)
-        outputs = []
-        for start in range(0, inputs.shape[0], size):
-            chunk = inputs[start : start + size]
-            count = chunk.shape[0]
-            if pad and count < size:
-                padding = chunk.new_zeros((size - count, *chunk.shape[1:]))
-                chunk = torch.cat([chunk, padding])
-            if chunk.ndim == 4:
-                # Pixels go in as channels_last, every micro-batch alike (same kernels, same ids): oneDNN and
-                # cuDNN convolutions run faster on it (benchmarks/results/pretokenize_cpu.md).
-                chunk = chunk.contiguous(memory_format=torch.channels_last)
-            outputs.append(fn(chunk)[:count])
-        return torch.cat(outputs)
 
     # ----- encode / decode -----
     @torch.inference_mode()
@@ -231,18 +208,16 @@ class ImageTokenizer(HubMixin):
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
         tensors of pixels go to the device as one batch without PIL (inputs.as_images).
         """
-        batch = as_images(images, self.config, self.device, native_size)
-        results: list[torch.Tensor] = [torch.empty(0)] * len(batch)
-        groups = model_inputs(batch, self.config, self.device, native_size, max_native_pixels)
-        for positions, pixels in groups:
-            ids = self._run_micro_batches(self._model_fn("encode_ids"), pixels).cpu()
-            for position, grid in zip(positions, ids):
+        model_input = model_inputs(images, self.config, self.device, native_size, max_native_pixels)
+        results: list[torch.Tensor] = [torch.empty(0)] * model_input.count
+        for positions, pixels in model_input.groups:
+            for position, grid in zip(positions, self._run_model("encode_ids", pixels).cpu()):
                 results[position] = grid
-        if not batch.is_batch:
+        if not model_input.is_batch:
             return results[0]
         if not results:
             return torch.empty((0, *self.grid_size), dtype=torch.long)  # an empty batch: empty results
-        return torch.stack(results) if len(groups) == 1 else results
+        return torch.stack(results) if len(model_input.groups) == 1 else results
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -253,7 +228,7 @@ class ImageTokenizer(HubMixin):
         if pixels.shape[0] == 0:
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
             return torch.empty((0, h, w), dtype=torch.long)
-        return self._run_micro_batches(self._model_fn("encode_ids"), pixels.float().to(self.device)).cpu()
+        return self._run_model("encode_ids", pixels.float().to(self.device)).cpu()
 
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
@@ -295,7 +270,7 @@ class ImageTokenizer(HubMixin):
             return postprocess(torch.empty((0, 3, h, w)), self.config.preprocessing, output_type)
         # Decoding needs no padding (pixel values may differ in the last float bit across batch sizes, ids
         # cannot), except compiled, where a fixed shape means one compilation.
-        pixels = self._run_micro_batches(self._model_fn("decode_ids"), grids.to(self.device), pad=self.compiled)
+        pixels = self._run_model("decode_ids", grids.to(self.device), pad=self.compiled)
         return postprocess(pixels, self.config.preprocessing, output_type)
 
     # ----- text-tokenizer style call -----

@@ -117,6 +117,18 @@ def test_unsupported_input_type(tokenizer):
         tokenizer.encode({"image": 1})
 
 
+def test_evaluation_and_the_shapes_classifier_check_their_uint8_arrays_at_the_boundary(tokenizer):
+    from image_tokenizer.evaluation import evaluate_tokenizer
+    from image_tokenizer.shapes_classifier import ShapesClassifier, ShapesClassifierConfig
+
+    floats = np.zeros((2, 16, 16, 3), np.float32)
+    with pytest.raises(InvalidImageError, match=r"evaluate_tokenizer takes uint8 images \[N, H, W, 3\].*got float32 \(2, 16, 16, 3\)"):
+        evaluate_tokenizer(tokenizer, floats)
+    classifier = ShapesClassifier(ShapesClassifierConfig(channels=(8,), feature_dim=4))
+    with pytest.raises(InvalidImageError, match=r"the shapes classifier takes uint8 images.*got uint8 \(2, 3, 16, 16\)"):
+        classifier.embed(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+
+
 # ----- ids -----
 def test_ids_out_of_range(tokenizer):
     ids = torch.zeros(8, 8, dtype=torch.long)

@@ -105,8 +105,10 @@ def test_decoding_uses_the_micro_batch_of_the_images_it_makes(tokenizer, monkeyp
     monkeypatch.setattr(ImageTokenizer, "device", property(lambda self: torch.device("cuda")))
     sizes = []
     record = lambda chunk: sizes.append(chunk.shape[0]) or chunk
-    tokenizer._run_micro_batches(record, torch.zeros(5000, 8, 8, dtype=torch.long), pad=False)
-    tokenizer._run_micro_batches(record, torch.zeros(5000, 3, 16, 16), pad=False)
+    monkeypatch.setattr(tokenizer.model, "decode_ids", record)
+    monkeypatch.setattr(tokenizer.model, "encode_ids", record)
+    tokenizer._run_model("decode_ids", torch.zeros(5000, 8, 8, dtype=torch.long), pad=False)
+    tokenizer._run_model("encode_ids", torch.zeros(5000, 3, 16, 16), pad=False)
     assert tokenizer.micro_batch_for(16, 16) == 4096 and sizes == [4096, 904, 4096, 904]
 
 

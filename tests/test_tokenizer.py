@@ -1,3 +1,7 @@
+import itertools
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +51,39 @@ def test_every_micro_batch_reaches_the_model_in_channels_last(tokenizer, images,
     assert size == 8  # on CPU
     tokenizer.encode(images[: size + 1])  # one full micro-batch, one padded
     assert layouts == [(size, True)] * 2
+
+
+def test_a_pil_image_reaches_the_argmin_through_four_files_without_coming_back(tokenizer, images):
+    """The walk from a PIL image to the codebook argmin: the tokenizer hands the image to the input boundary once,
+    then the pixels to the model once. Files entered, in order, never repeat (returns aside), and at the argmin
+    the call stack holds at most 4 of the package's files."""
+    package = os.path.dirname(sys.modules["image_tokenizer"].__file__)
+    entered, stack_at_lookup = [], []
+
+    def trace(frame, event, arg):
+        path = frame.f_code.co_filename
+        if event != "call" or not path.startswith(package) or path.endswith("config.py"):
+            return
+        name = os.path.relpath(path, package)
+        if name.startswith("modeling/quantiz") and not stack_at_lookup:
+            caller, files = frame, []
+            while caller is not None:
+                if caller.f_code.co_filename.startswith(package):
+                    files.append(os.path.relpath(caller.f_code.co_filename, package))
+                caller = caller.f_back
+            stack_at_lookup.extend(dict.fromkeys(reversed(files)))
+        if not entered or entered[-1] != name:
+            entered.append(name)
+
+    sys.settrace(trace)
+    try:
+        tokenizer.encode(Image.fromarray(images[0]))
+    finally:
+        sys.settrace(None)
+    assert len(stack_at_lookup) <= 4, stack_at_lookup
+    assert stack_at_lookup[0] == "tokenizer.py" and "tensor_images.py" not in entered  # PIL never tries the tensor path
+    calls_from_tokenizer = [b for a, b in itertools.pairwise(entered) if a == "tokenizer.py"]
+    assert calls_from_tokenizer == ["inputs.py", "modeling/micro_batches.py"], entered
 
 
 def test_decode_output_types(tokenizer, images):
