@@ -1,7 +1,10 @@
-"""Evaluate a tokenizer on a held-out set: PSNR, SSIM, codebook usage and perplexity, hole recall."""
+"""Evaluate a tokenizer on a held-out set: PSNR, SSIM, codebook usage and perplexity, hole recall, and the
+PSNR/SSIM of each label (an emoji's style and group) where the set has labels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,8 +21,10 @@ def evaluate_tokenizer(
     hole_masks: np.ndarray | None = None,
     batch_size: int = 64,
     progress: bool = False,
-) -> dict[str, float]:
-    """Reconstruct uint8 images [N, H, W, 3] (already at the tokenizer's resolution) and score them."""
+    labels: dict[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Reconstruct uint8 images [N, H, W, 3] (already at the tokenizer's resolution) and score them; with
+    labels (e.g. {"style": [...], "group": [...]}, one per image) also per label value, under "by_<name>"."""
     images = as_uint8_images(images, "evaluate_tokenizer").numpy(force=True)
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.float64)
     reconstructions = []
@@ -29,9 +34,33 @@ def evaluate_tokenizer(
         counts += torch.bincount(ids.reshape(-1), minlength=tokenizer.vocab_size).double()
         reconstructions.append(tokenizer.decode(ids, output_type="np"))
     usage, perplexity = codebook_usage(counts)
-    results = reconstruction_metrics(images, np.concatenate(reconstructions), hole_masks)
+    reconstructions = np.concatenate(reconstructions)
+    results: dict[str, Any] = reconstruction_metrics(images, reconstructions, hole_masks)
     results.update(codebook_usage=usage, perplexity=perplexity)
+    for name, values in (labels or {}).items():
+        results[f"by_{name}"] = metrics_by_label(images, reconstructions, values)
     return results
+
+
+def flat_metrics(metrics: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    """Metrics for a card: floats rounded, and each "by_<name>" breakdown as "psnr_db[<value>]" / "ssim[<value>]"."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if key.startswith("by_") and isinstance(value, dict):
+            for label, numbers in value.items():
+                flat.update({f"{name}[{label}]": round(numbers[name], digits) for name in ("psnr_db", "ssim")})
+        else:
+            flat[key] = round(value, digits) if isinstance(value, float) else value
+    return flat
+
+
+def metrics_by_label(images: np.ndarray, recon: np.ndarray, values: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{label value: number of images, mean PSNR and SSIM} over the images that carry it, in first-seen order."""
+    values = np.asarray(values)
+    if len(values) != len(images):
+        raise ValueError(f"{len(values)} labels for {len(images)} images")
+    return {str(value): reconstruction_metrics(images[values == value], recon[values == value])
+            for value in dict.fromkeys(values.tolist())}
 
 
 def reconstruction_metrics(images: np.ndarray, recon: np.ndarray, hole_masks: np.ndarray | None = None) -> dict[str, float]:
@@ -46,17 +75,31 @@ def reconstruction_metrics(images: np.ndarray, recon: np.ndarray, hole_masks: np
     return results
 
 
+BREAKDOWN_COLUMNS = ("style", "group")  # dataset columns that metrics are also reported by (the emoji source's)
+
+
+@dataclass
+class EvalSet:
+    """A held-out set: images [N, H, W, 3], hole masks (shapes, or a folder whose metadata.jsonl lists
+    hole_pixels), how many unreadable items were skipped, and per-image labels to break metrics down by."""
+
+    images: np.ndarray
+    hole_masks: np.ndarray | None = None
+    skipped: int = 0
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+
 def load_eval_set(
     spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str = "test",
     image_column: str = "image", strict: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Images [N, H, W, 3], hole masks (shapes generator, or an image folder whose metadata.jsonl lists
-    hole_pixels) and the number of unreadable items skipped."""
+) -> EvalSet:
+    """The first `num` readable images of a held-out set (0 = all): `shapes` (the generator, seed 1), `emoji`,
+    an image folder, a saved dataset or hf:NAME."""
     import json
     from pathlib import Path
 
     from .data.shapes import generate_arrays
-    from .data.sources import DataError, FolderSource, open_source
+    from .data.sources import DataError, DatasetSource, FolderSource, open_source
 
     if spec == "shapes":
         if resolution != 64:
@@ -67,7 +110,7 @@ def load_eval_set(
         if num < 1:
             raise DataError("--num must be at least 1 for the shapes set (it is generated, not read)")
         images, masks = generate_arrays(num, seed=seed)
-        return images, masks, 0
+        return EvalSet(images, masks)
     source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)
     images, kept, skipped = [], [], 0
     for index in range(min(num, len(source)) if num > 0 else len(source)):
@@ -80,6 +123,10 @@ def load_eval_set(
             skipped += 1
     if not images:
         raise DataError(f"no readable images in {source.describe()}")
+    labels = {}
+    if isinstance(source, DatasetSource):
+        labels = {name: [str(source.dataset[name][i]) for i in kept] for name in BREAKDOWN_COLUMNS
+                  if name in source.dataset.column_names}
     masks = None
     if isinstance(source, FolderSource) and (Path(spec) / "metadata.jsonl").is_file():
         holes = {}
@@ -93,4 +140,4 @@ def load_eval_set(
             for i, name in enumerate(names):
                 for y, x in holes[name]:
                     masks[i, y, x] = True
-    return np.stack(images), masks, skipped
+    return EvalSet(np.stack(images), masks, skipped, labels)

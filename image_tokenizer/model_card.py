@@ -47,6 +47,7 @@ def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, 
         metrics=card_info.get("metrics", {}),
         training=card_info.get("training", {}),
         conversion=card_info.get("conversion", {}),
+        intended_use=card_info.get("intended_use", ""),
     )
     return str(card)
 

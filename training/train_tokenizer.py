@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
-from image_tokenizer.evaluation import evaluate_tokenizer
+from image_tokenizer.evaluation import BREAKDOWN_COLUMNS, evaluate_tokenizer, flat_metrics
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
@@ -51,14 +51,15 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # ImageTokenizerConfig fields
     init_from: str | None = None  # start from a saved tokenizer's weights (fine-tuning, or more steps on a fresh schedule)
     loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
-    data: str = "shapes"  # "shapes", an image folder, a saved dataset, or "hf:NAME"
+    data: str = "shapes"  # "shapes", "emoji", an image folder, a saved dataset, or "hf:NAME"
     data_split: str = "train"
     image_column: str = "image"
     num_train_images: int = 20000  # shapes only
     train_seed: int = 0
     eval_images: int = 1000  # held-out images for the final evaluation (0 = skip): shapes, or at most this many of eval_data
     eval_seed: int = 1
-    eval_data: str | None = None  # a held-out image folder / saved dataset / hf:NAME (else shapes, or eval_fraction)
+    eval_data: str | None = None  # a held-out image folder / saved dataset / hf:NAME / "emoji" (else shapes, or eval_fraction)
+    eval_split: str | None = None  # the split of eval_data ("test" for emoji); None: data_split
     eval_fraction: float = 0.0  # on your own data: hold out this share of it (seeded) for the final evaluation
     strict_data: bool = False
     steps: int = 10000
@@ -361,26 +362,36 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
 
 
-def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[Any, Any, str]:
-    """(images [N, H, W, 3], hole masks or None, what they are) for the final evaluation; (None, None, why) if none."""
+def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[Any, Any, str, dict[str, list[str]]]:
+    """(images [N, H, W, 3], hole masks or None, what they are, per-image labels to report metrics by) for the
+    final evaluation; (None, None, why, {}) if none."""
     if config.eval_images <= 0:
-        return None, None, "none (eval_images 0)"
+        return None, None, "none (eval_images 0)", {}
     if config.eval_data or config.eval_fraction:
         if config.eval_data:
-            source = open_source(config.eval_data, tok_config.resolution, tok_config.preprocessing, split=config.data_split,
-                                 image_column=config.image_column)
+            source = open_source(config.eval_data, tok_config.resolution, tok_config.preprocessing,
+                                 split=config.eval_split or config.data_split, image_column=config.image_column)
         else:
             full = open_source(config.data, tok_config.resolution, tok_config.preprocessing, split=config.data_split,
                                image_column=config.image_column)
             source = split_source(full, config.eval_fraction, config.seed)[1]
         count = min(config.eval_images, len(source))
-        return np.stack([source.load(i) for i in range(count)]), None, f"{count} images, {source.describe()}"
+        images = np.stack([source.load(i) for i in range(count)])
+        return images, None, f"{count} images, {source.describe()}", source_labels(source, count)
     if config.data != "shapes":
-        return None, None, "none: pass eval_data or eval_fraction to measure a model trained on your own images"
+        return None, None, "none: pass eval_data or eval_fraction to measure a model trained on your own images", {}
     images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
     if images.shape[1] != tok_config.resolution:
-        return None, None, f"none: shapes are 64x64, this model works at {tok_config.resolution}"
-    return images, holes, f"{config.eval_images} shapes images, seed {config.eval_seed}"
+        return None, None, f"none: shapes are 64x64, this model works at {tok_config.resolution}", {}
+    return images, holes, f"{config.eval_images} shapes images, seed {config.eval_seed}", {}
+
+
+def source_labels(source: Any, count: int) -> dict[str, list[str]]:
+    """The first `count` rows' labels that metrics are broken down by (an emoji's style and group), if any."""
+    dataset = getattr(source, "dataset", None)
+    if dataset is None:
+        return {}
+    return {name: [str(v) for v in dataset[name][:count]] for name in BREAKDOWN_COLUMNS if name in dataset.column_names}
 
 
 def evaluated_card(
@@ -388,10 +399,9 @@ def evaluated_card(
 ) -> dict[str, Any]:
     """Evaluate on held-out shapes, record metrics and the training record in tokenizer.card_info; returns metrics."""
     metrics: dict[str, Any] = {}
-    images, holes, described = held_out_set(config, tokenizer.config)
+    images, holes, described, labels = held_out_set(config, tokenizer.config)
     if images is not None:
-        metrics = evaluate_tokenizer(tokenizer, images, holes)
-        metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+        metrics = flat_metrics(evaluate_tokenizer(tokenizer, images, holes, labels=labels))
     data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
     tokenizer.card_info = {
         "metrics": {f"heldout_{k}": v for k, v in metrics.items()},

@@ -16,17 +16,18 @@ from .common import DEFAULT_MODEL, add_common_options, load_tokenizer, non_negat
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     """PSNR, SSIM, codebook usage/perplexity (and hole recall on shapes) on a held-out set, as JSON."""
-    from ..evaluation import evaluate_tokenizer, load_eval_set
+    from ..evaluation import evaluate_tokenizer, flat_metrics, load_eval_set
     from ..model_card import CARD_NAME, render_tokenizer_card
 
     tokenizer = load_tokenizer(args.model, args.device)
     config = tokenizer.config
-    images, masks, skipped = load_eval_set(
+    held_out = load_eval_set(
         args.data, config.resolution, config.preprocessing, num=args.num, seed=args.seed, split=args.split,
         image_column=args.image_column, strict=args.strict_data,
     )
-    metrics = evaluate_tokenizer(tokenizer, images, masks, batch_size=args.batch_size, progress=args.progress)
-    metrics["skipped_images"] = skipped
+    metrics = evaluate_tokenizer(tokenizer, held_out.images, held_out.hole_masks, batch_size=args.batch_size,
+                                 progress=args.progress, labels=held_out.labels)
+    metrics["skipped_images"] = held_out.skipped
     metrics["data"] = args.data if args.data != "shapes" else f"shapes, seed {args.seed}"
     text = json.dumps(metrics, indent=2)
     print(text)
@@ -36,7 +37,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model_dir = Path(args.model or "")
         if not (model_dir / "config.json").is_file():
             raise CLIError("--update-card needs --model to be a local model directory")
-        numbers = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k != "data"}
+        numbers = flat_metrics({k: v for k, v in metrics.items() if k != "data"})
         tokenizer.card_info.setdefault("metrics", {}).update({f"heldout_{k}": v for k, v in numbers.items()})
         tokenizer.card_info.setdefault("training", {})["held-out set"] = metrics["data"]
         atomic_write_text(model_dir / CARD_NAME, render_tokenizer_card(tokenizer, model_dir.name, tokenizer.card_info))
@@ -50,7 +51,8 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
 
     check_can_push(args.push_to_hub)  # before loading anything
     tokenizer = load_tokenizer(args.model, "cpu")
-    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming)
+    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
+                                 resolution=tokenizer.config.resolution)
     if args.streaming:
         _pretokenize_streaming(args, tokenizer, dataset)
         return
@@ -109,7 +111,8 @@ def cmd_shapes(args: argparse.Namespace) -> None:
 def add_commands(sub: Any) -> None:
     """evaluate, pretokenize, pretokenize-merge, shapes: datasets in and out."""
     p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
-    p.add_argument("--data", default="shapes", help="'shapes' (held-out generator), an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--data", default="shapes",
+                   help="'shapes' (held-out generator), 'emoji', an image folder, a saved dataset, or hf:NAME")
     p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
     p.add_argument("--seed", type=non_negative_int, default=1, help="shapes seed (held-out = 1)")
     p.add_argument("--split", default="test")
@@ -122,7 +125,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pretokenize", help="a dataset of images -> a dataset of token ids")
-    p.add_argument("--data", required=True, help="'shapes', an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--data", required=True, help="'shapes', 'emoji', an image folder, a saved dataset, or hf:NAME")
     p.add_argument("--output", required=True)
     p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
     p.add_argument("--image-column", default="image")

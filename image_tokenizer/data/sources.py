@@ -1,4 +1,4 @@
-"""Where images come from: the shapes generator, an image folder, or a `datasets` dataset.
+"""Where images come from: the shapes generator, the emoji source, an image folder, or a `datasets` dataset.
 
 Every source yields uint8 [H, W, 3] arrays at the tokenizer's resolution. An unreadable item raises a
 DataError that names the file or row, so callers can skip-and-count it or stop.
@@ -138,7 +138,12 @@ def open_source(
     image_column: str = "image",
     num_workers: int = 1,
 ) -> ImageSource:
-    """`shapes`, a folder of images, a dataset saved with save_to_disk, or `hf:NAME` for load_dataset."""
+    """`shapes`, `emoji` (data/emoji.py, the `split` rendered at `resolution`), a folder of images, a dataset
+    saved with save_to_disk, or `hf:NAME` for load_dataset."""
+    if spec == "emoji":
+        from .emoji import emoji_dataset
+
+        return DatasetSource(emoji_dataset(split, resolution), "image", resolution, preprocessing, f"emoji {split}")
     if spec == "shapes":
         images, _ = generate_arrays(num_shapes, seed=seed, num_workers=num_workers)
         if images.shape[1] != resolution:

@@ -69,7 +69,7 @@ def pretokenize(
     check_can_push(push_to_hub)
     if isinstance(dataset, str):
         source = source or dataset
-        dataset = load_image_dataset(dataset)
+        dataset = load_image_dataset(dataset, resolution=tokenizer.config.resolution)
     tokens, report = _tokenize_dataset(dataset, tokenizer, image_column, batch_size, num_proc, device, flip, skip_bad,
                                        load_from_cache_file, num_workers)
     if output_dir is not None:

@@ -49,7 +49,7 @@ def pretokenize_streaming(
     check_can_push(push_to_hub)
     if isinstance(dataset, str):
         source = source or dataset
-        dataset = load_image_dataset(dataset, split=split, streaming=True)
+        dataset = load_image_dataset(dataset, split=split, streaming=True, resolution=tokenizer.config.resolution)
     if device is not None:
         tokenizer.to(rank_device(device))
     node = node or NodeSpec()
