@@ -1,6 +1,7 @@
 """How tokenizers do on real images nobody here drew: the held-out emoji (both styles), per style and group.
 
     python benchmarks/emoji_eval.py [--models shapes-64 shapes-64-small] [--split test] [--name emoji_eval] [--update-cards]
+    python benchmarks/emoji_eval.py --models runs/emoji/tokenizer/final --data .whl/emoji64/test --output-dir DIR
 
 The emoji source is image_tokenizer/data/emoji.py (Noto Color Emoji and Twemoji, split by emoji). Writes
 benchmarks/results/NAME.{json,md}: PSNR, SSIM and codebook usage of every model on the whole split, and PSNR per
@@ -30,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["shapes-64", "shapes-64-small"])
     parser.add_argument("--split", default="test")
+    parser.add_argument("--data", default="emoji", help="'emoji', or the emoji split saved by benchmarks/emoji_data.py")
+    parser.add_argument("--num", type=int, default=0, help="the first NUM images (0 = all)")
+    parser.add_argument("--output-dir", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--name", default="emoji_eval")
     parser.add_argument("--update-cards", action="store_true", help="record the figures in the bundled models' cards")
     args = parser.parse_args()
@@ -37,7 +41,7 @@ def main() -> None:
     for model in args.models:
         tokenizer = ImageTokenizer.from_pretrained(model)
         config = tokenizer.config
-        held_out = load_eval_set("emoji", config.resolution, config.preprocessing, num=0, split=args.split)
+        held_out = load_eval_set(args.data, config.resolution, config.preprocessing, num=args.num, split=args.split)
         start = time.perf_counter()
         rows[model] = evaluate_tokenizer(tokenizer, held_out.images, labels=held_out.labels)
         rows[model]["seconds"] = round(time.perf_counter() - start, 1)
@@ -45,7 +49,7 @@ def main() -> None:
     command = "python " + " ".join(sys.argv)
     results = {"command": command, "machine": machine_info(), "load_average_after_each": load, "split": args.split,
                "models": rows}
-    write_results(Path(__file__).resolve().parent / "results", args.name, results, table(rows, args.split, command, results))
+    write_results(args.output_dir, args.name, results, table(rows, args.split, command, results))
     if args.update_cards:
         for model, metrics in rows.items():
             update_card(model, metrics, args.split, args.name)

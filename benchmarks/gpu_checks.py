@@ -172,6 +172,32 @@ def check_recipe(out: Path, smoke: bool) -> list[str]:
     return _same_psnr("recipe", here, reported)
 
 
+def check_emoji(out: Path, smoke: bool) -> list[str]:
+    """emoji-64 scores on this CPU's rendering of the held-out emoji what it scored on the GPU; the prior loads
+    strictly with its group classes. Bundling needs more: beating emoji-64-small (benchmarks/emoji_eval.py)."""
+    import numpy as np
+
+    from image_tokenizer import ImagePrior, ImageTokenizer
+    from image_tokenizer.data.emoji import emoji_dataset
+    from image_tokenizer.evaluation import evaluate_tokenizer
+
+    reported = _results(out, "emoji_gpu/eval")["models"]
+    extra = out / "extra" / "emoji"
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("tokenizer", "prior"):
+            shutil.copytree(extra / model, Path(tmp) / model)
+            _joined_parts(Path(tmp) / model, "model.safetensors", Path(tmp) / model / "model.safetensors")
+            for part in (Path(tmp) / model).glob("model.safetensors.part-*"):
+                part.unlink()
+        tokenizer = ImageTokenizer.from_pretrained(Path(tmp) / "tokenizer")
+        held_out = emoji_dataset("test", tokenizer.config.resolution, limit=4 if smoke else None)
+        images = np.stack([np.asarray(image) for image in held_out["image"]])
+        here = evaluate_tokenizer(tokenizer, images)
+        prior = ImagePrior.from_pretrained(Path(tmp) / "prior", tokenizer=tokenizer)
+        print(f"emoji: prior with {prior.layout.num_classes} group classes loads strictly")
+    return _same_psnr("emoji-64", here, next(iter(reported.values())))
+
+
 CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "speed-encode-64": check_encode_64,
     "speed-encode-256": check_encode_256,
@@ -180,4 +206,5 @@ CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "claim": check_claim,
     "prior-more": check_prior,
     "recipe": check_recipe,
+    "emoji": check_emoji,
 }
