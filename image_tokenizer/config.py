@@ -20,6 +20,9 @@ RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 CODEBOOK_INITS = ("normal", "uniform")
 GRADIENT_ESTIMATORS = ("ste", "rotation")
+# Encoder/decoder families (modeling/vqmodel.py builds each): taming's VQGAN, and Open-MAGVIT2's (no attention,
+# depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent).
+ARCHITECTURES = ("vqgan", "magvit2")
 
 
 @dataclass
@@ -96,8 +99,9 @@ class PreprocessingConfig:
 
 @dataclass
 class ImageTokenizerConfig:
-    """VQGAN architecture (taming-transformers vocabulary), quantizer and preprocessing of one tokenizer."""
+    """Encoder/decoder architecture (taming-transformers vocabulary), quantizer and preprocessing of one tokenizer."""
 
+    architecture: str = "vqgan"  # one of ARCHITECTURES; config.json files written before the field are "vqgan"
     resolution: int = 64
     in_channels: int = 3
     out_channels: int = 3
@@ -149,6 +153,8 @@ class ImageTokenizerConfig:
         return self.quantizer.codebook_dim if self.use_quant_conv else self.z_channels
 
     def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups")
         for name in positive:
             value = getattr(self, name)
@@ -191,8 +197,21 @@ class ImageTokenizerConfig:
             and self.quantizer.codebook_dim != self.z_channels
         ):
             raise ConfigError("use_quant_conv and use_post_quant_conv must agree when codebook_dim != z_channels")
+        if self.architecture == "magvit2":
+            self._validate_magvit2()
         self.quantizer.validate()
         self.preprocessing.validate()
+
+    def _validate_magvit2(self) -> None:
+        """Open-MAGVIT2's encoder and decoder have no attention, no dropout and no 1x1 convs around the quantizer."""
+        if self.attn_resolutions or self.use_mid_attention:
+            raise ConfigError("architecture 'magvit2' has no attention: set attn_resolutions to [] and "
+                              "use_mid_attention to false")
+        if self.dropout:
+            raise ConfigError(f"architecture 'magvit2' has no dropout, got dropout={self.dropout}")
+        if self.use_quant_conv or self.use_post_quant_conv:
+            raise ConfigError("architecture 'magvit2' feeds the encoder's output to the quantizer directly: set "
+                              "use_quant_conv and use_post_quant_conv to false")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

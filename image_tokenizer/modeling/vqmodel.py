@@ -1,4 +1,5 @@
-"""VQModel: encoder -> quant_conv -> vector quantizer -> post_quant_conv -> decoder."""
+"""VQModel: encoder -> quant_conv -> vector quantizer -> post_quant_conv -> decoder, with the encoder and
+decoder of config.architecture."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from ..config import ImageTokenizerConfig
 from ..errors import NoDecoderError
 from .decoder import Decoder
 from .encoder import Encoder
+from .magvit2 import Magvit2Decoder, Magvit2Encoder
 from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
 
 CODEBOOK_KEY = "quantizer.codebook"
+# config.architecture -> its encoder and decoder classes (each takes the ImageTokenizerConfig).
+ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder}
+DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder}
 
 
 @dataclass
@@ -27,11 +32,11 @@ class VQModel(nn.Module):
         super().__init__()
         self.config = config
         dim = config.quantizer_input_dim
-        self.encoder = Encoder(config)
+        self.encoder = ENCODERS[config.architecture](config)
         self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
         self.quantizer = VectorQuantizer(dim, config.quantizer)
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
-        self.decoder = None if config.encoder_only else Decoder(config)
+        self.decoder = None if config.encoder_only else DECODERS[config.architecture](config)
 
     @property
     def device(self) -> torch.device:
