@@ -141,6 +141,19 @@ def test_open_magvit2_converts_with_identical_ids_and_reconstructions(tmp_path, 
         torch.testing.assert_close(tok.model.decode_ids(expected), parts["decoder"](codes), atol=1e-4, rtol=1e-4)
 
 
+def test_a_converted_open_magvit2_saves_small_and_loads_with_the_same_ids(tmp_path):
+    parts, _ = magvit2_reference()
+    write_magvit2_release(tmp_path / "release", parts)
+    assert main(["convert", str(tmp_path / "release"), "--output", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "codebook.safetensors").stat().st_size < 10_000  # 2^18 codes implied, not stored
+    assert (tmp_path / "out" / "vocab.json").stat().st_size < 10_000
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "open-magvit2" in card and "channel 0 the lowest bit" in card and "Apache-2.0" in card
+    loaded = ImageTokenizer.from_pretrained(tmp_path / "out")
+    pixels = list(uint8_images(2))
+    assert torch.equal(loaded.encode(pixels), image_tokenizer.convert(tmp_path / "release").encode(pixels))
+
+
 def test_open_magvit2_id_bits_are_lsb_first_channel_0_lowest(tmp_path):
     """The spec of an id, independent of any network: channel i > 0 sets bit i."""
     parts, quantizer = magvit2_reference()
