@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from image_tokenizer import ConfigError, ImageTokenizer
+from image_tokenizer import ConfigError, ImageTokenizer, ImageTokenizerConfig
 from training import checkpoint as checkpoint_module
 from training import losses as losses_module
 from training.data import DataError, global_batch_indices
@@ -285,3 +285,11 @@ def test_fsq_and_lfq_tokenizers_train_save_load_encode_and_decode(tmp_path, quan
     assert ids.shape == (2, 16, 16) and int(ids.max()) < tokenizer.vocab_size
     assert np.asarray(tokenizer.decode(ids, output_type="np")).shape == (2, 64, 64, 3)
     assert 0 < tokenizer.card_info["metrics"]["heldout_codebook_usage"] <= 1
+
+
+@pytest.mark.parametrize("name, kind", [("tiny_fsq.json", "fsq"), ("tiny_lfq.json", "lfq")])
+def test_example_fsq_and_lfq_configs_parse(name, kind):
+    from pathlib import Path
+
+    config, _ = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "training" / "configs" / name)])
+    assert ImageTokenizerConfig(**config.model).quantizer.kind == kind
