@@ -6,14 +6,17 @@
 Rows: (a) the lecture's plain VQ (uniform +-1/K init, beta = 0.25, lookup in the full latent width, no
 tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse settings its README recommends
 (low-dimensional cosine-similarity codebook, k-means init, EMA decay 0.8, dead-code expiry at 2);
-(c) ours: QuantizerConfig defaults, plus variants that toggle one option. Training uses L1 + VQ loss
-(no GAN), so the rows differ only in the quantizer. Writes benchmarks/results/quantizers.{json,md}.
+(c) ours: QuantizerConfig defaults, plus variants that toggle one option; (d) FSQ with levels [8, 5, 5, 5]
+(1,000 codes, the FSQ paper's choice for a 1k codebook); (e) LFQ with 10 bits (1,024 codes) and its entropy
+loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does to 8. Training uses L1 + the
+quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes benchmarks/results/quantizers.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -80,6 +83,8 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
         "c_ours_like_b": QuantizerConfig(codebook_size=k, codebook_dim=d, use_ema=True, ema_decay=0.8,
                                          dead_code_threshold=2.0, usage_decay=0.8, gradient="rotation"),
         "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False, dead_code_threshold=0.0),
+        "d_fsq_8_5_5_5": QuantizerConfig(kind="fsq", levels=[8, 5, 5, 5]),
+        "e_lfq_10_bits": QuantizerConfig(kind="lfq", bits=10),
     }
     base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
     config = ImageTokenizerConfig(
@@ -117,19 +122,21 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         if (step + 1) % 100 == 0:
             print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
     model.eval()
-    counts = torch.zeros(args.codebook_size, dtype=torch.float64)
+    k = model.quantizer.codebook_size  # fsq's 1,000 codes differ from --codebook-size
+    counts = torch.zeros(k, dtype=torch.float64)
     recons = []
     with torch.no_grad():
         for i in range(0, len(held), 100):
             x = to_input(held[i : i + 100])
             out = model(x)
-            counts += torch.bincount(out.quantizer.ids.reshape(-1), minlength=args.codebook_size).double()
+            counts += torch.bincount(out.quantizer.ids.reshape(-1), minlength=k).double()
             recons.append(postprocess(out.reconstruction, preprocessing, "np"))
     recon = np.concatenate(recons)
     usage, perplexity = codebook_usage(counts)
     return {
         "quantizer": kind,
         "seed": args.seed,
+        "codebook_size": k,
         "heldout_psnr_db": float(np.mean(psnr(held, recon))),
         "heldout_codebook_usage": usage,
         "heldout_perplexity": perplexity,
@@ -181,14 +188,9 @@ def main() -> None:
     held, holes = generate_arrays(args.heldout_images, seed=HELDOUT_SEED)
     kinds = ["a_lecture_plain_vq", "b_vector_quantize_pytorch", "c_ours_default", "c_ours_dead_code_restart",
              "c_ours_ema", "c_ours_ema_restart", "c_ours_ema_restart_decay_0.9", "c_ours_restart_rotation",
-             "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_like_b", "c_ours_no_l2"]
+             "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_like_b", "c_ours_no_l2",
+             "d_fsq_8_5_5_5", "e_lfq_10_bits"]
     out = Path(args.output_dir)
-    previous = out / "quantizers.json"
-    kept, commands = [], []
-    if args.only and previous.is_file():
-        old = json.loads(previous.read_text())
-        kept = [r for r in old["rows"] if (r["quantizer"], r.get("seed", 0)) not in {(k, args.seed) for k in args.only}]
-        commands = old.get("commands", [old["command"]])
     rows = []
     for kind in [k for k in kinds if not args.only or k in args.only]:
         if kind.startswith("b_"):
@@ -198,9 +200,18 @@ def main() -> None:
                 print("skipping (b): pip install vector-quantize-pytorch")
                 continue
         print(f"{kind} ...", flush=True)
+        load_before = os.getloadavg()[0]  # the CPU is shared: seconds per step depend on what else ran
         rows.append(run(kind, args, train_images, held, holes))
+        rows[-1]["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
         print(json.dumps(rows[-1]), flush=True)
 
+    # Read the earlier results only now, so --only runs that overlap in time each keep the other's rows.
+    previous = out / "quantizers.json"
+    kept, commands = [], []
+    if args.only and previous.is_file():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["rows"] if (r["quantizer"], r.get("seed", 0)) not in {(k, args.seed) for k in args.only}]
+        commands = old.get("commands", [old["command"]])
     order = lambda r: (kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds), r.get("seed", 0))
     rows = sorted(kept + rows, key=order)
     command = " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]])
@@ -217,18 +228,21 @@ def main() -> None:
         "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
         *[f"`{c}`  " for c in results["commands"]],
         machine_line(results["machine"]) + "  ",
-        f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), {args.steps} steps of batch "
-        f"{args.batch_size}, K={args.codebook_size}, L1 + VQ loss; metrics on {args.heldout_images} held-out images. "
-        "The seed sets the initialisation and the batch order (the same for every row of a seed).",
+        (f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), {args.steps} steps of batch "
+        f"{args.batch_size}, K={args.codebook_size} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
+        f"{args.heldout_images} held-out images. "
+        "The seed sets the initialisation and the batch order (the same for every row of a seed)."),
         "",
-        "| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step |",
-        "|---|---|---|---|---|---|---|",
+        "| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step | load (1 min, before-after) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        load = row.get("load_average_1min")
+        load_text = f"{load['before']:.1f}-{load['after']:.1f}" if load else "not recorded"
         lines.append(
             f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
             f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
-            f"{row['seconds_per_step']:.3f} |"
+            f"{row['seconds_per_step']:.3f} | {load_text} |"
         )
     summary = seed_summary(rows)
     if summary:

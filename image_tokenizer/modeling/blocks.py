@@ -30,16 +30,17 @@ def add_residual(shortcut: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 class ResnetBlock(nn.Module):
-    """GroupNorm -> SiLU -> 3x3 conv, twice, with a 1x1 shortcut when the width changes."""
+    """GroupNorm -> SiLU -> 3x3 conv, twice, with a 1x1 shortcut when the width changes (Open-MAGVIT2's convs
+    have no bias: bias=False)."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0):
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         self.norm1 = group_norm(in_channels, groups)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
         self.norm2 = group_norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=bias) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One statement per layer: an activation is freed as soon as the next exists, so at most three live at once.

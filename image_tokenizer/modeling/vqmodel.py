@@ -1,4 +1,5 @@
-"""VQModel: encoder -> quant_conv -> vector quantizer -> post_quant_conv -> decoder."""
+"""VQModel: encoder -> quant_conv -> vector quantizer -> post_quant_conv -> decoder, with the encoder and
+decoder of config.architecture."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ImageTokenizerConfig
+from ..config import ImageTokenizerConfig, QuantizerConfig
 from ..errors import NoDecoderError
 from .decoder import Decoder
 from .encoder import Encoder
-from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
+from .fsq import FiniteScalarQuantizer
+from .lfq import LookupFreeQuantizer
+from .magvit2 import Magvit2Decoder, Magvit2Encoder
+from .quantizer import TRAINING_BUFFERS, VectorQuantizer
+from .quantizer_base import QuantizerBase, QuantizerOutput
 
 CODEBOOK_KEY = "quantizer.codebook"
+# config.architecture -> its encoder and decoder classes (each takes the ImageTokenizerConfig).
+ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder}
+DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder}
+
+
+def build_quantizer(dim: int, config: QuantizerConfig) -> QuantizerBase:
+    """The quantizer of config.kind for `dim`-channel features."""
+    kinds = {"vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
+    return kinds[config.kind](dim, config)
 
 
 @dataclass
@@ -27,11 +41,11 @@ class VQModel(nn.Module):
         super().__init__()
         self.config = config
         dim = config.quantizer_input_dim
-        self.encoder = Encoder(config)
+        self.encoder = ENCODERS[config.architecture](config)
         self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
-        self.quantizer = VectorQuantizer(dim, config.quantizer)
+        self.quantizer = build_quantizer(dim, config.quantizer)
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
-        self.decoder = None if config.encoder_only else Decoder(config)
+        self.decoder = None if config.encoder_only else DECODERS[config.architecture](config)
 
     @property
     def device(self) -> torch.device:
@@ -76,13 +90,9 @@ class VQModel(nn.Module):
         skip = {CODEBOOK_KEY} | {f"quantizer.{name}" for name in TRAINING_BUFFERS}
         return {k: v for k, v in self.state_dict().items() if k not in skip}
 
-    def load_weights(self, weights: dict[str, torch.Tensor], codebook: torch.Tensor) -> None:
-        """Load what weights_state_dict() and the codebook file hold; training statistics restart fresh."""
+    def load_weights(self, weights: dict[str, torch.Tensor], codebook: torch.Tensor | None) -> None:
+        """Load what weights_state_dict() and the codebook file hold (None for kinds that imply their codebook);
+        training statistics restart fresh."""
         state = dict(weights)
-        state[CODEBOOK_KEY] = codebook
-        quantizer = self.quantizer
-        state["quantizer.usage_count"] = torch.zeros_like(quantizer.usage_count)
-        if quantizer.config.use_ema:
-            state["quantizer.ema_cluster_size"] = torch.ones_like(quantizer.ema_cluster_size)
-            state["quantizer.ema_embed_sum"] = codebook.clone()
+        state.update({f"quantizer.{name}": value for name, value in self.quantizer.initial_state(codebook).items()})
         self.load_state_dict(state, strict=True)
