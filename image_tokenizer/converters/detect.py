@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConversionError
-from . import chameleon, diffusers, janus, llamagen, taming
+from . import chameleon, diffusers, emu3, janus, llamagen, taming
 
 # Most specific first: transformers and diffusers folders are told apart by their config.json.
-FORMATS = {m.NAME: m for m in (janus, chameleon, diffusers, llamagen, taming)}
+FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, llamagen, taming)}
 
 
 def detect_format(path: Path) -> str:
@@ -19,7 +19,8 @@ def detect_format(path: Path) -> str:
     what = "folder" if path.is_dir() else "file"
     raise ConversionError(
         f"{path}: unknown format. This {what} is none of: a transformers JanusVQVAE/ChameleonVQVAE folder "
-        "(config.json model_type janus_vqgan/janus/chameleon_vqgan/chameleon), a diffusers VQModel folder "
+        "(config.json model_type janus_vqgan/janus/chameleon_vqgan/chameleon), a transformers Emu3VQVAE folder "
+        "(model_type emu3_vqgan/emu3), a diffusers VQModel folder "
         "(config.json _class_name VQModel), a LlamaGen .pt (or its folder), or a taming .ckpt with its config.yaml. "
         f"Pass --format to say which ({', '.join(FORMATS)})"
     )

@@ -9,11 +9,16 @@ from torch import nn
 
 from ..config import ImageTokenizerConfig
 from ..errors import NoDecoderError
+from .cosmos import CosmosDecoder, CosmosEncoder
 from .decoder import Decoder
+from .emu3 import Emu3Decoder, Emu3Encoder
 from .encoder import Encoder
 from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
 
 CODEBOOK_KEY = "quantizer.codebook"
+# config.architecture -> its encoder and decoder; a decoder with `needs_codes` also receives the quantized codes.
+ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "emu3": Emu3Encoder, "cosmos": CosmosEncoder}
+DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "emu3": Emu3Decoder, "cosmos": CosmosDecoder}
 
 
 @dataclass
@@ -27,11 +32,11 @@ class VQModel(nn.Module):
         super().__init__()
         self.config = config
         dim = config.quantizer_input_dim
-        self.encoder = Encoder(config)
+        self.encoder = ENCODERS[config.architecture](config)
         self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
         self.quantizer = VectorQuantizer(dim, config.quantizer)
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
-        self.decoder = None if config.encoder_only else Decoder(config)
+        self.decoder = None if config.encoder_only else DECODERS[config.architecture](config)
 
     @property
     def device(self) -> torch.device:
@@ -59,9 +64,9 @@ class VQModel(nn.Module):
                 "this tokenizer is encoder-only (config encoder_only=true; for example Chameleon's released VQ has no "
                 "decoder weights): encode, __call__ and pre-tokenization work, decoding ids to images cannot"
             )
-        if self.post_quant_conv is not None:
-            quantized = self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
-        return self.decoder(quantized.to(self.decoder.conv_in.weight.dtype))
+        h = quantized if self.post_quant_conv is None else self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
+        h = h.to(self.decoder.conv_in.weight.dtype)
+        return self.decoder(h, quantized.to(h.dtype)) if getattr(self.decoder, "needs_codes", False) else self.decoder(h)
 
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids [B, h, w] -> normalised pixels [B, C, h*f, w*f]."""
