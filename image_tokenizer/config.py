@@ -99,6 +99,7 @@ class PreprocessingConfig:
 class ImageTokenizerConfig:
     """VQGAN architecture (taming-transformers vocabulary), quantizer and preprocessing of one tokenizer."""
 
+    architecture: str = "vqgan"  # one of ARCHITECTURES; config.json files written before the field are "vqgan"
     resolution: int = 64
     in_channels: int = 3
     out_channels: int = 3
@@ -114,7 +115,6 @@ class ImageTokenizerConfig:
     use_mid_attention: bool = True
     decoder_ch_mult: tuple[int, ...] | None = None  # None: the encoder's ch_mult (LlamaGen may differ)
     encoder_only: bool = False  # no decoder (Chameleon's released VQ): encode works, decode is a clear error
-    architecture: str = "vqgan"  # "vqgan" (taming), "emu3" (MoVQ decoder, temporal layers), "cosmos" (wavelet patches)
     temporal_downsample_factor: int = 1  # emu3: frames an image is repeated into before the temporal convs
     attention_heads: int = 1  # emu3: heads of its attention blocks (the VQGAN attention has one)
     patch_size: int = 1  # cosmos: Haar wavelet patching of this factor before the encoder (1 = none)
@@ -148,6 +148,19 @@ class ImageTokenizerConfig:
         """Side of the encoder's feature map at each level (what attn_resolutions refers to)."""
         side = self.resolution // self.patch_size
         return [side // 2 ** min(level, self.halving_levels) for level in range(len(self.ch_mult))]
+
+    @property
+    def decoder_level_resolutions(self) -> list[int]:
+        """Side at each decoder level as the decoder counts it (Cosmos's way): its lowest level at the side it would
+        have if every level halved, doubling after each level that upsamples. The encoder's sides when every level
+        but the last halves (taming's layout)."""
+        levels = len(self.ch_mult)
+        side = self.resolution // self.patch_size // 2 ** (levels - 1)
+        sides = [0] * levels
+        for level in reversed(range(levels)):
+            sides[level] = side
+            side *= 2 if level >= levels - self.halving_levels else 1
+        return sides
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -194,7 +207,7 @@ class ImageTokenizerConfig:
                 raise ConfigError(f"channel width {width} (ch * ch_mult) is not divisible by norm_groups={self.norm_groups}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        resolutions = set(self.level_resolutions)
+        resolutions = set(self.level_resolutions) | set(self.decoder_level_resolutions)
         unknown = sorted(set(self.attn_resolutions) - resolutions)
         if unknown:
             raise ConfigError(f"attn_resolutions {unknown} never occur; the encoder runs at {sorted(resolutions)}")

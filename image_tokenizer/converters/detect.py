@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConversionError
-from . import chameleon, diffusers, emu3, janus, llamagen, taming
+from . import chameleon, cosmos, diffusers, emu3, janus, llamagen, taming
 
 # Most specific first: transformers and diffusers folders are told apart by their config.json.
-FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, llamagen, taming)}
+FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, cosmos, llamagen, taming)}
 
 
 def detect_format(path: Path) -> str:
@@ -21,6 +21,6 @@ def detect_format(path: Path) -> str:
         f"{path}: unknown format. This {what} is none of: a transformers JanusVQVAE/ChameleonVQVAE folder "
         "(config.json model_type janus_vqgan/janus/chameleon_vqgan/chameleon), a transformers Emu3VQVAE folder "
         "(model_type emu3_vqgan/emu3), a diffusers VQModel folder "
-        "(config.json _class_name VQModel), a LlamaGen .pt (or its folder), or a taming .ckpt with its config.yaml. "
+        "(config.json _class_name VQModel), a Cosmos folder (encoder.jit and decoder.jit), a LlamaGen .pt (or its folder), or a taming .ckpt with its config.yaml. "
         f"Pass --format to say which ({', '.join(FORMATS)})"
     )

@@ -20,7 +20,7 @@ class Decoder(nn.Module):
         # Built from the lowest resolution up but indexed like the encoder (up[0] is full resolution), as in taming.
         stages: list[nn.Module] = []
         for level in reversed(range(len(widths))):
-            resolution = config.level_resolutions[level]
+            resolution = config.decoder_level_resolutions[level]
             stage = nn.Module()
             stage.block = nn.ModuleList()
             stage.attn = nn.ModuleList()

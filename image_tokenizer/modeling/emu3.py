@@ -221,7 +221,7 @@ class Emu3Decoder(nn.Module):
         for _ in range(config.num_res_blocks + 1):
             stage.block.append(SpatialResnetBlock(width_in, widths[level], e, config.norm_groups))
             width_in = widths[level]
-            if config.level_resolutions[level] in config.attn_resolutions:
+            if config.decoder_level_resolutions[level] in config.attn_resolutions:
                 stage.attn.append(Emu3Attention(widths[level], config.attention_heads))
                 stage.attn_norms.append(SpatialNorm(e, widths[level], config.norm_groups))
         if level >= len(widths) - config.halving_levels:
