@@ -12,6 +12,7 @@ import torch
 
 import image_tokenizer
 from image_tokenizer import ConversionError
+from image_tokenizer.cli import main
 
 SIDE = 32
 
@@ -93,14 +94,16 @@ def test_emu3_temporal_layers_matter_and_are_collapsed_exactly(tmp_path):
         torch.testing.assert_close(tok.model.decode_ids(after), reference.decode(after), atol=1e-4, rtol=1e-4)
 
 
-def test_emu3_saves_and_loads_as_an_ordinary_tokenizer(tmp_path):
+def test_emu3_cli_writes_an_ordinary_tokenizer_with_its_card(tmp_path):
     save(emu3_reference(), tmp_path / "emu3")
-    tok = image_tokenizer.convert(tmp_path / "emu3", resolution=SIDE)
-    tok.save_pretrained(tmp_path / "ours")
-    again = image_tokenizer.ImageTokenizer.from_pretrained(tmp_path / "ours")
-    assert again.config.to_dict() == tok.config.to_dict()
-    assert torch.equal(again.encode(images(2)), tok.encode(images(2)))
-    assert "emu3" in (tmp_path / "ours" / "README.md").read_text()
+    out = tmp_path / "ours"
+    assert main(["convert", str(tmp_path / "emu3"), "--output", str(out), "--resolution", str(SIDE)]) == 0
+    again = image_tokenizer.ImageTokenizer.from_pretrained(out)
+    assert again.config.architecture == "emu3" and again.card_info["conversion"]["format"] == "emu3"
+    card = (out / "README.md").read_text()
+    assert "Apache-2.0" in card and "image-tokenizer convert" in card and "visual token" in card
+    direct = image_tokenizer.convert(tmp_path / "emu3", resolution=SIDE)
+    assert torch.equal(again.encode(images(2)), direct.encode(images(2)))
 
 
 def test_emu3_skips_batchnorm_counters_and_refuses_unknown_keys(tmp_path, capsys):
