@@ -106,6 +106,22 @@ def test_emu3_cli_writes_an_ordinary_tokenizer_with_its_card(tmp_path):
     assert torch.equal(again.encode(images(2)), direct.encode(images(2)))
 
 
+def test_a_full_emu3_folder_reads_the_vq_under_model_vqmodel(tmp_path):
+    from safetensors.torch import save_file
+
+    reference = emu3_reference()
+    save(reference, tmp_path / "vq")
+    folder = tmp_path / "emu3-full"
+    save(reference, folder)  # the processor file; config and weights are replaced by a full model's
+    (folder / "config.json").write_text(json.dumps({"model_type": "emu3", "vq_config": reference.config.to_dict()}))
+    state = {f"model.vqmodel.{k}": v.contiguous() for k, v in reference.state_dict().items()}
+    state["model.text_model.embed_tokens.weight"] = torch.zeros(4, 4)  # other parts of the model are not read
+    (folder / "model.safetensors").unlink()
+    save_file(state, str(folder / "model.safetensors"))
+    a, b = (image_tokenizer.convert(tmp_path / name, resolution=SIDE) for name in ("vq", "emu3-full"))
+    assert torch.equal(a.encode(images(2)), b.encode(images(2)))
+
+
 def test_emu3_skips_batchnorm_counters_and_refuses_unknown_keys(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 
