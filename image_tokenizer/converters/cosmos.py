@@ -30,6 +30,7 @@ DECODER_PARTS = ("inv_quant", "post_quant_conv", "decoder")  # DiscreteImageToke
 LICENSE = "NVIDIA Open Model License (Cosmos tokenizer weights); check the source repository's license"
 RESOLUTION = 256  # the reference size: DI8x8 gives 32 x 32 ids there, DI16x16 16 x 16
 HAAR = 1 / math.sqrt(2)
+FSQ_BUFFERS = ("_levels", "_basis", "implicit_codebook")  # all implied by the levels: read, then not kept
 
 
 def detect(path: Path) -> bool:
@@ -83,6 +84,9 @@ def fsq_levels(encoder: ScriptedTree, decoder: ScriptedTree, path: Path) -> tupl
             raise ConversionError(f"{path / file}: the FSQ has projections ({key}.project_in), which Cosmos's DI "
                                   "tokenizers do not; not supported")
         found.append(tuple(int(v) for v in tree.tensors[f"{key}._levels"].tolist()))
+        unknown = sorted(k for k in tree.tensors if k.startswith(f"{key}.") and k.rsplit(".", 1)[-1] not in FSQ_BUFFERS)
+        if unknown:
+            raise ConversionError(f"{path / file}: unexpected key {unknown[0]!r}, which no part of Cosmos's FSQ explains")
     if found[0] != found[1]:
         raise ConversionError(f"{path}: {ENCODER_FILE} has FSQ levels {list(found[0])} but {DECODER_FILE} "
                               f"{list(found[1])}: the two files are not a pair")
