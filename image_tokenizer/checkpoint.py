@@ -19,11 +19,12 @@ from .errors import CheckpointError
 from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors
 from .model_card import CARD_NAME
 from .modeling import VQModel
-from .vocab import VOCAB_NAME, ImageVocab
+from .vocab import MAX_LISTED_TOKENS, VOCAB_NAME, ImageVocab
 
 WEIGHTS_NAME = "model.safetensors"
 CODEBOOK_NAME = "codebook.safetensors"
 CODEBOOK_TENSOR = "codebook"
+LEVELS_TENSOR = "levels"  # what codebook.safetensors holds for kinds that imply their codebook (fsq, lfq)
 SAVED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME, CARD_NAME]
 PRIOR_LAYOUT_NAME = "prior_layout.json"  # the file that marks a prior's folder (prior/layout.py)
 
@@ -51,16 +52,18 @@ def read_checkpoint(directory: Path) -> tuple[ImageTokenizerConfig, ImageVocab, 
 
 def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQModel, vocab: ImageVocab) -> None:
     """Write model.safetensors, codebook.safetensors, vocab.json, then config.json with their sha256 (last:
-    a directory with config.json is a complete save). The card is the caller's, written before this."""
-    quantizer = model.quantizer
-    normalization = "l2" if config.quantizer.l2_normalize else "none"
+    a directory with config.json is a complete save). The card is the caller's, written before this.
+    For fsq and lfq, codebook.safetensors holds only the levels per channel: the codes follow from them."""
+    quantizer, q = model.quantizer, config.quantizer
     save_tensors(directory / WEIGHTS_NAME, model.weights_state_dict(), metadata={"format": "pt"})
-    save_tensors(
-        directory / CODEBOOK_NAME,
-        {CODEBOOK_TENSOR: quantizer.codebook.float()},
-        metadata={"normalization": normalization, "codebook_size": str(vocab.codebook_size)},
-    )
-    vocab.save(directory, codebook_dim=quantizer.config.codebook_dim, normalization=normalization)
+    if q.kind == "vq":
+        tensors = {CODEBOOK_TENSOR: quantizer.codebook.float()}
+    else:
+        tensors = {LEVELS_TENSOR: quantizer.levels.detach().cpu()}
+    metadata = {"normalization": q.normalization, "codebook_size": str(vocab.codebook_size), "kind": q.kind}
+    save_tensors(directory / CODEBOOK_NAME, tensors, metadata=metadata)
+    vocab.save(directory, codebook_dim=q.codebook_dim, normalization=q.normalization,
+               list_tokens=q.kind == "vq" and vocab.codebook_size <= MAX_LISTED_TOKENS)
     hashes = {name: file_sha256(directory / name) for name in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME)}
     config.save(directory, files_sha256=hashes)
 
@@ -134,8 +137,9 @@ def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
         raise CheckpointError(f"{where}: every weight is zero, so every image would get the same ids")
 
 
-def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor:
-    """Read codebook.safetensors and cross-check it against vocab.json and config.json."""
+def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor | None:
+    """Read codebook.safetensors and cross-check it against vocab.json and config.json; None for kinds that imply
+    their codebook (fsq, lfq), whose file holds the levels per channel."""
     k, d = config.quantizer.codebook_size, config.quantizer.codebook_dim
     if vocab.codebook_size != k:
         raise CheckpointError(
@@ -147,13 +151,16 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
         raise CheckpointError(
             f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
         )
-    expected_norm = "l2" if config.quantizer.l2_normalize else "none"
+    expected_norm = config.quantizer.normalization
     if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
         raise CheckpointError(
             f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
             f"but {CONFIG_NAME} implies {expected_norm!r}"
         )
     tensors = load_tensors(directory / CODEBOOK_NAME)
+    if config.quantizer.kind != "vq":
+        check_levels(directory / CODEBOOK_NAME, tensors, config)
+        return None
     if set(tensors) != {CODEBOOK_TENSOR}:
         raise CheckpointError(
             f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
@@ -171,3 +178,16 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
     if k > 1 and bool((codebook == codebook[0]).all()):
         raise CheckpointError(f"{directory / CODEBOOK_NAME}: all {k} code vectors are identical, so every id would be the same")
     return codebook.float()
+
+
+def check_levels(where: Path, tensors: dict[str, torch.Tensor], config: ImageTokenizerConfig) -> None:
+    """An fsq/lfq codebook file holds one tensor, the levels per channel, equal to what config.json implies."""
+    q = config.quantizer
+    expected = list(q.levels) if q.kind == "fsq" else [2] * q.bits
+    found = tensors.get(LEVELS_TENSOR)
+    if set(tensors) != {LEVELS_TENSOR} or found is None or found.dtype != torch.long or found.tolist() != expected:
+        described = {name: tuple(t.shape) for name, t in tensors.items()}
+        raise CheckpointError(
+            f"{where} must hold one int64 tensor {LEVELS_TENSOR!r} equal to {expected} (the {q.kind} levels that "
+            f"{CONFIG_NAME} implies), found {described}"
+        )

@@ -38,7 +38,8 @@ def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, 
         grid_w=grid_w,
         codebook_size=k,
         codebook_dim=config.quantizer.codebook_dim,
-        l2_normalize=config.quantizer.l2_normalize,
+        l2_normalize=config.quantizer.normalization == "l2",
+        quantizer=describe_quantizer(config.quantizer),
         special_tokens=", ".join(f"`{t}` = {tokenizer.convert_tokens_to_ids(t)}" for t in tokenizer.all_special_tokens),
         first_token=tokenizer.convert_ids_to_tokens(0),
         last_token=tokenizer.convert_ids_to_tokens(k - 1),
@@ -51,6 +52,18 @@ def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, 
     return str(card)
 
 
+def describe_quantizer(q: Any) -> str:
+    """One line saying what the quantizer is and what an id means."""
+    if q.kind == "fsq":
+        return (f"FSQ, levels {list(q.levels)}: id = sum of digit_i * prod(levels[:i]), channel 0 the least-significant "
+                "digit; code_i = (digit_i - L_i//2) / (L_i//2)")
+    if q.kind == "lfq":
+        lowest = "channel 0 the lowest bit" if q.bit_order == "lsb_first" else "channel 0 the highest bit"
+        return f"LFQ, {q.bits} bits: bit_i = [z_i > 0], code_i = 2 bit_i - 1, id = the bits as a binary number, {lowest}"
+    lookup = {"cosine": "nearest by cosine", "l2": "nearest by L2 distance", "dot": "largest dot product z . e"}
+    return f"VQ over a learned codebook, {lookup[q.distance]}"
+
+
 def load_card_info(directory: str | Path) -> dict[str, Any]:
     """The metrics/training record stored in a saved model's README front matter ({} when there is none)."""
     path = Path(directory) / CARD_NAME
@@ -58,7 +71,7 @@ def load_card_info(directory: str | Path) -> dict[str, Any]:
         return {}
     try:
         info = ModelCard.load(path).data.to_dict().get(CARD_INFO_KEY, {})
-    except Exception:  # a hand-edited or foreign README must never stop a model from loading
+    except Exception:  # noqa: BLE001 - a hand-edited or foreign README must never stop a model from loading
         return {}
     return info if isinstance(info, dict) else {}
 

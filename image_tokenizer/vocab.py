@@ -1,7 +1,9 @@
 """The codebook vocabulary: token strings <-> ids, special tokens, and the vocab.json file that carries them.
 
 Ids 0..K-1 are codebook indices (token `<img_00042>` is code 42); special tokens follow at K, K+1, ...;
-optional class tokens come last. The file lets a text tokenizer add these tokens without this package.
+optional class tokens come last. The file lets a text tokenizer add these tokens without this package: it lists
+every token for learned codebooks up to MAX_LISTED_TOKENS codes; larger or implied (fsq, lfq) vocabularies are
+defined by `token_format` alone, and nothing here loops over K at load time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ VOCAB_NAME = "vocab.json"
 VOCAB_FORMAT = "image-tokenizer-vocab"
 VOCAB_VERSION = 1
 DEFAULT_TOKEN_FORMAT = "<img_{:05d}>"
+MAX_LISTED_TOKENS = 2**16  # vocab.json's "vocab" table is written up to this many codes (1.3 MB)
 BOI, EOI, PAD = "<boi>", "<eoi>", "<pad>"
 
 
@@ -50,15 +53,33 @@ class ImageVocab:
             ) from None
         if not distinct:
             raise CheckpointError(f"token_format {self.token_format!r} must contain a '{{}}' field for the id")
+        for token in self.special_tokens + self.class_tokens:
+            if self._image_id(token) is not None:
+                raise CheckpointError(f"special or class token {token!r} collides with an image token")
+
+    def _image_id(self, token: str) -> int | None:
+        """The id of an image token string, parsed in O(1) (None when it is not one): `<img_00042>` -> 42."""
+        prefix, _, rest = self.token_format.partition("{")
+        suffix = rest.partition("}")[2]
+        if not (token.startswith(prefix) and token.endswith(suffix) and len(token) > len(prefix) + len(suffix)):
+            return None
+        digits = token[len(prefix) : len(token) - len(suffix)]
+        if not digits.isdigit():
+            return None
+        index = int(digits)
+        return index if index < self.codebook_size and self.token_format.format(index) == token else None
 
     @cached_property
-    def _token_to_id(self) -> dict[str, int]:
-        table = {self.token_format.format(i): i for i in range(self.codebook_size)}
-        for offset, token in enumerate(self.special_tokens + self.class_tokens):
-            table[token] = self.codebook_size + offset
-        if len(table) != len(self):
-            raise CheckpointError("vocabulary has duplicate token strings")
+    def _special_to_id(self) -> dict[str, int]:
+        table = {token: self.codebook_size + offset for offset, token in enumerate(self.special_tokens + self.class_tokens)}
+        if len(table) != len(self.special_tokens) + len(self.class_tokens):
+            raise CheckpointError("vocabulary has duplicate special or class token strings")
         return table
+
+    @cached_property
+    def _full_table(self) -> dict[str, int]:
+        """Every token -> id, built once, only for token formats that `_image_id` cannot parse (say, hex)."""
+        return self.get_vocab()
 
     def __len__(self) -> int:
         return self.codebook_size + len(self.special_tokens) + len(self.class_tokens)
@@ -103,8 +124,11 @@ class ImageVocab:
     def token_to_id(self, token: str) -> int:
         if not isinstance(token, str):
             raise InvalidIdsError(f"tokens must be strings such as {self.token_format.format(0)!r}, got {token!r}")
+        index = self._image_id(token)
+        if index is not None:
+            return index
         try:
-            return self._token_to_id[token]
+            return self._special_to_id.get(token) if token in self._special_to_id else self._full_table[token]
         except KeyError:
             example = self.token_format.format(0)
             raise InvalidIdsError(
@@ -121,10 +145,19 @@ class ImageVocab:
             return self.token_to_id(tokens)
         return [self.token_to_id(t) for t in tokens]
 
-    def get_vocab(self) -> dict[str, int]:
-        return dict(self._token_to_id)
+    def image_tokens(self) -> list[str]:
+        """The K image token strings in id order."""
+        return list(map(self.token_format.format, range(self.codebook_size)))
 
-    def to_dict(self, codebook_dim: int, normalization: str) -> dict[str, Any]:
+    def get_vocab(self) -> dict[str, int]:
+        """Every token string -> id (built now: K entries)."""
+        table = dict(zip(self.image_tokens(), range(self.codebook_size)))
+        table.update(self._special_to_id)
+        if len(table) != len(self):
+            raise CheckpointError("vocabulary has duplicate token strings")
+        return table
+
+    def to_dict(self, codebook_dim: int, normalization: str, list_tokens: bool = True) -> dict[str, Any]:
         return {
             "format": VOCAB_FORMAT,
             "version": VOCAB_VERSION,
@@ -136,12 +169,13 @@ class ImageVocab:
             "special_tokens": {t: self.codebook_size + i for i, t in enumerate(self.special_tokens)},
             "class_tokens": {t: self.codebook_size + len(self.special_tokens) + i for i, t in enumerate(self.class_tokens)},
             "vocab_size": len(self),
-            "vocab": self.get_vocab(),
+            **({"vocab": self.get_vocab()} if list_tokens else {}),
         }
 
-    def save(self, directory: str | Path, codebook_dim: int, normalization: str) -> Path:
+    def save(self, directory: str | Path, codebook_dim: int, normalization: str, list_tokens: bool = True) -> Path:
+        """Write vocab.json; list_tokens=False leaves out the table of every token (token_format defines it)."""
         path = Path(directory) / VOCAB_NAME
-        atomic_write_text(path, json.dumps(self.to_dict(codebook_dim, normalization), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(codebook_dim, normalization, list_tokens), indent=1) + "\n")
         return path
 
     @classmethod

@@ -14,7 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from image_tokenizer import ConversionError
+import image_tokenizer
+from image_tokenizer import ConversionError, ImageTokenizer
+from image_tokenizer.cli import main
 from image_tokenizer.config import ImageTokenizerConfig, QuantizerConfig
 from image_tokenizer.converters import cosmos
 from image_tokenizer.converters.torchscript import read_torchscript
@@ -91,3 +93,40 @@ def test_an_archive_whose_pickle_names_code_is_refused_without_running_it(tmp_pa
         archive.writestr("encoder/constants.pkl", pickle.dumps((), protocol=2))
     with pytest.raises(ConversionError, match=r"encoder\.jit: .*refusing the global __builtin__\.print"):
         read_torchscript(tmp_path / "encoder.jit")
+
+
+def test_cosmos_converts_with_the_ids_and_reconstructions_of_nvidias_code(tmp_path):
+    tok = image_tokenizer.convert(GOLDEN, resolution=64)  # auto-detected: a folder with encoder.jit and decoder.jit
+    assert tok.config.architecture == "cosmos" and tok.grid_size == (16, 16)
+    assert tok.config.quantizer.kind == "fsq" and tuple(tok.config.quantizer.levels) == (8, 5, 5, 5)
+    reference = golden()
+    ids = tok.encode(reference["pixels"].permute(0, 2, 3, 1).numpy())
+    assert torch.equal(ids, reference["ids"]), f"{(ids != reference['ids']).float().mean():.2%} of ids differ"
+    with torch.no_grad():
+        decoded = tok.model.decode_ids(reference["ids"])
+    torch.testing.assert_close(decoded, reference["reconstruction"], atol=1e-4, rtol=1e-4)
+    card = tok.card_info["conversion"]
+    assert card["format"] == "cosmos" and "NVIDIA Open Model License" in card["license"]
+    assert "least significant" in card["ids"]
+
+
+def test_cosmos_ids_are_fsq_digits_with_channel_0_least_significant():
+    tok = image_tokenizer.convert(GOLDEN, format="cosmos", resolution=64)
+    reference = golden()
+    codes = reference["codes"]  # [B, 4, h, w] FSQ codes in [-1, 1], from NVIDIA's quantizer
+    digits = (codes * torch.tensor([4, 2, 2, 2]).view(1, 4, 1, 1) + torch.tensor([4, 2, 2, 2]).view(1, 4, 1, 1)).round().long()
+    expected = digits[:, 0] + 8 * digits[:, 1] + 40 * digits[:, 2] + 200 * digits[:, 3]
+    assert torch.equal(expected, reference["ids"])
+    with torch.no_grad():
+        looked_up = tok.model.quantizer.lookup(reference["ids"])
+    torch.testing.assert_close(looked_up.float(), codes, atol=0, rtol=0)
+
+
+def test_cosmos_cli_writes_an_ordinary_tokenizer(tmp_path):
+    out = tmp_path / "ours"
+    assert main(["convert", str(GOLDEN), "--output", str(out), "--resolution", "64"]) == 0
+    again = ImageTokenizer.from_pretrained(out)
+    assert again.card_info["conversion"]["format"] == "cosmos"
+    reference = golden()
+    assert torch.equal(again.encode(reference["pixels"].permute(0, 2, 3, 1).numpy()), reference["ids"])
+    assert "image-tokenizer convert" in (out / "README.md").read_text()

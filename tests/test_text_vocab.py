@@ -79,3 +79,19 @@ def test_from_text_ids_takes_a_batch_and_other_grids(tokenizer):
     assert torch.equal(tokenizer.from_text_ids(batch, mapping), grids)  # [2, L] -> [2, h, w], not the first only
     big = tokenizer.encode(np.zeros((32, 32, 3), np.uint8), native_size=True)
     assert tokenizer.from_text_ids(tokenizer.to_text_ids(big, mapping), mapping).shape == (16, 16)
+
+
+def test_a_16384_code_lfq_vocabulary_maps_both_ways_and_re_extending_keeps_the_ids():
+    from image_tokenizer import ImageTokenizer
+    from tests.helpers import tiny_config
+
+    image_tok = ImageTokenizer(tiny_config(codebook_size=None, codebook_dim=None, kind="lfq", bits=14))
+    text_tok = tiny_text_tokenizer()
+    mapping = extend_text_tokenizer(image_tok, text_tok)
+    ids = torch.tensor([0, 1, 9999, 2**14 - 1])
+    text_ids = mapping.image_ids_to_text(ids)
+    assert text_tok.convert_ids_to_tokens(text_ids.tolist()) == image_tok.convert_ids_to_tokens(ids.tolist())
+    assert torch.equal(mapping.text_ids_to_image(text_ids), ids)
+    # A second extension adds nothing new, so the ids are looked up rather than assumed: the same mapping.
+    again = extend_text_tokenizer(image_tok, text_tok)
+    assert np.array_equal(again.image_to_text, mapping.image_to_text)

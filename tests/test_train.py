@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from image_tokenizer import ConfigError, ImageTokenizer
+from image_tokenizer import ConfigError, ImageTokenizer, ImageTokenizerConfig
 from training import checkpoint as checkpoint_module
 from training import losses as losses_module
 from training.data import DataError, global_batch_indices
@@ -21,11 +21,11 @@ TINY_MODEL = {
 
 
 def tiny(tmp_path, **overrides) -> TrainConfig:
-    base = dict(
-        output_dir=str(tmp_path / "run"), model=TINY_MODEL, loss={"disc_start": 2, "gan_start": 3},
-        num_train_images=64, eval_images=16, steps=6, batch_size=8, warmup_steps=2, disc_ch=8,
-        log_every=2, image_every=3, checkpoint_every=3, progress=False, kmeans_batches=1, kmeans_iters=2,
-    )
+    base = {
+        "output_dir": str(tmp_path / "run"), "model": TINY_MODEL, "loss": {"disc_start": 2, "gan_start": 3},
+        "num_train_images": 64, "eval_images": 16, "steps": 6, "batch_size": 8, "warmup_steps": 2, "disc_ch": 8,
+        "log_every": 2, "image_every": 3, "checkpoint_every": 3, "progress": False, "kmeans_batches": 1, "kmeans_iters": 2,
+    }
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -267,3 +267,29 @@ def test_channels_last_and_compile_train_the_same_model(tmp_path):
     for a, b in zip(*logs):  # Adam's first steps and the adaptive GAN weight amplify that rounding a little
         assert a["loss"] == pytest.approx(b["loss"], rel=5e-3) and a["usage"] == b["usage"]
     assert plain["metrics"]["psnr_db"] == pytest.approx(fast["metrics"]["psnr_db"], abs=0.01)
+
+
+@pytest.mark.parametrize("quantizer", [{"kind": "fsq", "levels": [5, 4, 4]}, {"kind": "lfq", "bits": 8}])
+def test_fsq_and_lfq_tokenizers_train_save_load_encode_and_decode(tmp_path, quantizer):
+    model = {**TINY_MODEL, "quantizer": quantizer}
+    summary = train(tiny(tmp_path, model=model, loss={"gan_weight": 0.0}, steps=4, checkpoint_every=4))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"usage", "perplexity", "vq_loss"} <= set(lines[-1])
+    assert ("entropy_loss" in lines[-1]) == (quantizer["kind"] == "lfq")
+    tokenizer = ImageTokenizer.from_pretrained(tmp_path / "run" / "final")
+    assert tokenizer.config.quantizer.kind == quantizer["kind"]
+    assert tokenizer.vocab_size == (80 if quantizer["kind"] == "fsq" else 256)
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    ids = tokenizer.encode(images)
+    assert torch.equal(ImageTokenizer(tokenizer.config, summary["model"].eval()).encode(images), ids)
+    assert ids.shape == (2, 16, 16) and int(ids.max()) < tokenizer.vocab_size
+    assert np.asarray(tokenizer.decode(ids, output_type="np")).shape == (2, 64, 64, 3)
+    assert 0 < tokenizer.card_info["metrics"]["heldout_codebook_usage"] <= 1
+
+
+@pytest.mark.parametrize("name, kind", [("tiny_fsq.json", "fsq"), ("tiny_lfq.json", "lfq")])
+def test_example_fsq_and_lfq_configs_parse(name, kind):
+    from pathlib import Path
+
+    config, _ = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "training" / "configs" / name)])
+    assert ImageTokenizerConfig(**config.model).quantizer.kind == kind

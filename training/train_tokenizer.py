@@ -73,7 +73,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str = "no"  # "no" or "bf16" (the quantizer stays fp32 either way)
     seed: int = 0
-    kmeans_init: bool = True  # initialise the codebook by k-means on encoder outputs of the first batches
+    kmeans_init: bool = True  # initialise a vq codebook by k-means on encoder outputs of the first batches (fsq, lfq: none)
     kmeans_batches: int = 4
     kmeans_iters: int = 10
     disc_ch: int = 64
@@ -283,7 +283,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     start_step = resume_step(out, resume, parts, accelerator)
     prepare_parts(parts, config, accelerator)
     batches, loader = make_loader(source, config, start_step, end_step, accelerator)
-    if config.kmeans_init and start_step == 0 and not config.init_from:
+    if config.kmeans_init and start_step == 0 and not config.init_from and tok_config.quantizer.kind == "vq":
         first = [to_model_input(batches[i][0], tok_config.preprocessing).to(accelerator.device)
                  for i in range(min(config.kmeans_batches, len(batches)))]
         kmeans_init(parts.models["model"], first, config.kmeans_iters, accelerator)
@@ -333,6 +333,8 @@ def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any
         if step % config.log_every == 0 or step == config.steps or checkpoint_now:
             parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
             logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
+            if output.quantizer.entropy_loss is not None:
+                logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
             logs = {name: float(value) for name, value in logs.items()}
             logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=skipped_total)
         if step % config.log_every == 0 or step == config.steps:

@@ -67,15 +67,16 @@ def build_tokenizer(converted: Converted, source: str, format: str, path: Path, 
     check_model_size(converted.config, converted.weights_file)
     model = VQModel(converted.config)
     check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
-    check_weight_values(converted.weights_file, {**converted.weights, "codebook": converted.codebook})
+    codebook = converted.codebook  # None for the quantizer kinds that imply their codes (FSQ, LFQ)
+    check_weight_values(converted.weights_file, {**converted.weights, **({} if codebook is None else {"codebook": codebook})})
     expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
-    if tuple(converted.codebook.shape) != expected_codebook:
+    if codebook is not None and tuple(codebook.shape) != expected_codebook:
         raise ConversionError(
-            f"{converted.weights_file}: codebook of shape {tuple(converted.codebook.shape)}, but the config describes "
+            f"{converted.weights_file}: codebook of shape {tuple(codebook.shape)}, but the config describes "
             f"{expected_codebook[0]} codes of dimension {expected_codebook[1]}"
         )
     weights = {k: v.float() for k, v in converted.weights.items()}
-    model.load_weights(weights, converted.codebook.float())
+    model.load_weights(weights, None if codebook is None else codebook.float())
     card_info = {"conversion": {
         "source": source,
         "format": format,

@@ -46,7 +46,7 @@ class Converted:
 
     config: ImageTokenizerConfig
     weights: dict[str, torch.Tensor]
-    codebook: torch.Tensor
+    codebook: torch.Tensor | None  # None for quantizer kinds that imply their codes (FSQ, LFQ)
     weights_file: Path
     info: dict[str, Any] = field(default_factory=dict)  # license, what ids mean, which LM pairs with it
 

@@ -1,5 +1,6 @@
-"""Vector quantizer: nearest code by L2 distance (argmin), straight-through gradients, anti-collapse options.
+"""Vector quantizer (kind "vq"): nearest code of a learned codebook, straight-through gradients, anti-collapse options.
 
+Distances: "l2" (argmin ||z - e||^2), "cosine" (the same on l2-normalised vectors) or "dot" (argmax z . e, IBQ).
 Loss = ||sg[z] - e||^2 + beta * ||z - sg[e]||^2, with beta on the *commitment* term (taming's legacy mode
 puts it on the codebook term). Distances are computed in fp32 even under autocast, in chunks, so a large
 codebook over a large grid fits in memory and bf16 rounding never changes which code wins.
@@ -7,39 +8,25 @@ codebook over a large grid fits in memory and bf16 rounding never changes which 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import QuantizerConfig
+from .quantizer_base import QuantizerBase, QuantizerOutput, usage_and_perplexity
+
+__all__ = ["TRAINING_BUFFERS", "QuantizerOutput", "VectorQuantizer", "rotate_to", "usage_and_perplexity"]
 
 TRAINING_BUFFERS = ("usage_count", "ema_cluster_size", "ema_embed_sum")
 
 
-@dataclass
-class QuantizerOutput:
-    quantized: torch.Tensor  # [B, dim, H, W], straight-through: forward = codes, backward = identity to z
-    ids: torch.Tensor  # [B, H, W] int64 code indices
-    loss: torch.Tensor  # codebook_loss (unless EMA) + beta * commitment_loss
-    codebook_loss: torch.Tensor
-    commitment_loss: torch.Tensor
-    usage: torch.Tensor  # share of codes used at least once in this batch
-    perplexity: torch.Tensor  # exp(entropy) of the batch's code histogram
-
-
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(QuantizerBase):
     """Maps each `dim`-channel vector of a feature map to its nearest of `codebook_size` codes."""
 
     def __init__(self, dim: int, config: QuantizerConfig):
-        super().__init__()
-        self.config = config
-        self.dim = dim
+        super().__init__(dim, config)
         k, d = config.codebook_size, config.codebook_dim
-        self.project_in = nn.Linear(dim, d) if dim != d else None
-        self.project_out = nn.Linear(d, dim) if dim != d else None
         if config.codebook_init == "uniform":
             init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
         else:
@@ -52,36 +39,43 @@ class VectorQuantizer(nn.Module):
             self.codebook = nn.Parameter(init)
         self.register_buffer("usage_count", torch.zeros(k))
 
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
     def effective_codebook(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The K x D vectors that distances are measured to (l2-normalised when configured), in fp32, computed on
         `device` (default: the codebook's own). Normalising on a GPU can round differently from a CPU."""
         codes = self.codebook.float() if device is None else self.codebook.detach().to(device).float()
-        return F.normalize(codes, dim=-1) if self.config.l2_normalize else codes
+        return F.normalize(codes, dim=-1) if self.config.distance == "cosine" else codes
+
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.effective_codebook())
+
+    def initial_state(self, codebook: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The codebook read from codebook.safetensors, and fresh training statistics."""
+        if codebook is None:
+            raise ValueError("a vq quantizer needs its codebook")
+        state = {"codebook": codebook, "usage_count": torch.zeros_like(self.usage_count)}
+        if self.config.use_ema:
+            state["ema_cluster_size"] = torch.ones_like(self.ema_cluster_size)
+            state["ema_embed_sum"] = codebook.clone()
+        return state
 
     def _to_lookup_space(self, z_flat: torch.Tensor) -> torch.Tensor:
-        z = z_flat.float()
-        if self.project_in is not None:
-            z = F.linear(z, self.project_in.weight.float(), self.project_in.bias.float())
-        return F.normalize(z, dim=-1) if self.config.l2_normalize else z
-
-    def _from_lookup_space(self, q: torch.Tensor) -> torch.Tensor:
-        if self.project_out is None:
-            return q
-        return F.linear(q, self.project_out.weight.float(), self.project_out.bias.float())
+        z = super()._to_lookup_space(z_flat)
+        return F.normalize(z, dim=-1) if self.config.distance == "cosine" else z
 
     @torch.no_grad()
     def nearest_codes(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """argmin_k ||z - e_k||^2 for each row of z, in fp32 chunks of at most distance_chunk_elements entries."""
+        """argmin_k ||z - e_k||^2 (argmax_k z . e_k for distance "dot") for each row of z, in fp32 chunks of at most
+        distance_chunk_elements entries."""
         z, codes = z.float(), codes.float()
-        code_sq = codes.pow(2).sum(dim=1)
+        dot = self.config.distance == "dot"
+        code_sq = None if dot else codes.pow(2).sum(dim=1)
         rows = max(1, self.config.distance_chunk_elements // codes.shape[0])
         ids = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
         for start in range(0, z.shape[0], rows):
             chunk = z[start : start + rows]
+            if dot:
+                ids[start : start + rows] = torch.mm(chunk, codes.t()).argmax(dim=1)
+                continue
             # ||z||^2 is the same for every code of a row, so it cannot change the argmin.
             distances = torch.addmm(code_sq.unsqueeze(0), chunk, codes.t(), beta=1.0, alpha=-2.0)
             ids[start : start + rows] = distances.argmin(dim=1)
@@ -89,9 +83,7 @@ class VectorQuantizer(nn.Module):
 
     def _assign(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[B, C, H, W] features -> (vectors in lookup space [BHW, D], codes [K, D], nearest ids [BHW]), fp32."""
-        if z.ndim != 4 or z.shape[1] != self.dim:
-            raise ValueError(f"quantizer expects [B, {self.dim}, H, W], got {tuple(z.shape)}")
-        z_lookup = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+        z_lookup = self._rows(z)
         codes = self.effective_codebook()
         return z_lookup, codes, self.nearest_codes(z_lookup.detach(), codes.detach())
 
@@ -102,7 +94,6 @@ class VectorQuantizer(nn.Module):
             return self._assign(z)[2].reshape(z.shape[0], z.shape[2], z.shape[3])
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        b, c, h, w = z.shape
         with torch.autocast(device_type=z.device.type, enabled=False):
             z_lookup, codes, ids = self._assign(z)
             chosen = F.embedding(ids, codes)
@@ -115,22 +106,10 @@ class VectorQuantizer(nn.Module):
                 passed = rotate_to(z_lookup, chosen.detach())
             else:
                 passed = z_lookup + (chosen - z_lookup).detach()  # straight-through estimator
-            quantized = self._from_lookup_space(passed)
-        # index_add_, not bincount: CUDA's bincount reads ids.max() back to size its output, a sync every step.
-        counts = torch.zeros(self.codebook_size, device=ids.device).index_add_(0, ids, torch.ones_like(ids, dtype=torch.float))
-        if self.training:
-            self._training_updates(z_lookup.detach(), ids, counts)
-        quantized = quantized.reshape(b, h, w, c).permute(0, 3, 1, 2).to(z.dtype)
-        usage, perplexity = usage_and_perplexity(counts)
-        return QuantizerOutput(
-            quantized=quantized,
-            ids=ids.reshape(b, h, w),
-            loss=loss,
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment_loss,
-            usage=usage,
-            perplexity=perplexity,
-        )
+            counts = self.batch_counts(ids)
+            if self.training:
+                self._training_updates(z_lookup.detach(), ids, counts)
+            return self._output(z, passed, ids, counts, (loss, codebook_loss, commitment_loss))
 
     @torch.no_grad()
     def kmeans_init(self, z: torch.Tensor, iters: int, seed: int = 0) -> torch.Tensor:
@@ -146,7 +125,7 @@ class VectorQuantizer(nn.Module):
             counts = torch.bincount(ids, minlength=k).float()
             filled = counts > 0
             centroids[filled] = sums[filled] / counts[filled, None]
-            if self.config.l2_normalize:
+            if self.config.distance == "cosine":
                 centroids = F.normalize(centroids, dim=-1)
         self.set_codebook(centroids)
         return centroids
@@ -158,12 +137,6 @@ class VectorQuantizer(nn.Module):
         if self.config.use_ema:
             self.ema_embed_sum.copy_(codes)
             self.ema_cluster_size.fill_(1.0)
-
-    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
-        """Code ids [B, h, w] -> quantized feature map [B, dim, h, w] (what the decoder consumes), channels_last:
-        the layout the vectors come in, and the one the decoder's convolutions run fastest on (CPU and GPU)."""
-        vectors = self._from_lookup_space(F.embedding(ids, self.effective_codebook()))
-        return vectors.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> None:
@@ -212,14 +185,6 @@ def rotate_to(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     # R z = z - 2 w (w . z) + 2 q (u . z): the Householder pair that maps direction u onto q.
     rotated = z - 2 * w * (w * z).sum(-1, keepdim=True) + 2 * q * (u * z).sum(-1, keepdim=True)
     return rotated * (code_norm / z_norm).detach()
-
-
-def usage_and_perplexity(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Share of codes with a non-zero count, and exp(entropy) of the normalised histogram."""
-    counts = counts.float()
-    probs = counts / counts.sum().clamp_min(1.0)
-    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
-    return (counts > 0).float().mean(), torch.exp(entropy)
 
 
 def _distributed() -> bool:

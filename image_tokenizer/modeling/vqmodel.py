@@ -7,18 +7,27 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import ImageTokenizerConfig
+from ..config import ImageTokenizerConfig, QuantizerConfig
 from ..errors import NoDecoderError
 from .cosmos import CosmosDecoder, CosmosEncoder
 from .decoder import Decoder
 from .emu3 import Emu3Decoder, Emu3Encoder
 from .encoder import Encoder
-from .quantizer import TRAINING_BUFFERS, QuantizerOutput, VectorQuantizer
+from .fsq import FiniteScalarQuantizer
+from .lfq import LookupFreeQuantizer
+from .quantizer import TRAINING_BUFFERS, VectorQuantizer
+from .quantizer_base import QuantizerBase, QuantizerOutput
 
 CODEBOOK_KEY = "quantizer.codebook"
 # config.architecture -> its encoder and decoder; a decoder with `needs_codes` also receives the quantized codes.
 ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "emu3": Emu3Encoder, "cosmos": CosmosEncoder}
 DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "emu3": Emu3Decoder, "cosmos": CosmosDecoder}
+
+
+def build_quantizer(dim: int, config: QuantizerConfig) -> QuantizerBase:
+    """The quantizer of config.kind for `dim`-channel features."""
+    kinds = {"vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
+    return kinds[config.kind](dim, config)
 
 
 @dataclass
@@ -34,7 +43,7 @@ class VQModel(nn.Module):
         dim = config.quantizer_input_dim
         self.encoder = ENCODERS[config.architecture](config)
         self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
-        self.quantizer = VectorQuantizer(dim, config.quantizer)
+        self.quantizer = build_quantizer(dim, config.quantizer)
         self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
         self.decoder = None if config.encoder_only else DECODERS[config.architecture](config)
 
@@ -81,13 +90,9 @@ class VQModel(nn.Module):
         skip = {CODEBOOK_KEY} | {f"quantizer.{name}" for name in TRAINING_BUFFERS}
         return {k: v for k, v in self.state_dict().items() if k not in skip}
 
-    def load_weights(self, weights: dict[str, torch.Tensor], codebook: torch.Tensor) -> None:
-        """Load what weights_state_dict() and the codebook file hold; training statistics restart fresh."""
+    def load_weights(self, weights: dict[str, torch.Tensor], codebook: torch.Tensor | None) -> None:
+        """Load what weights_state_dict() and the codebook file hold (None for kinds that imply their codebook);
+        training statistics restart fresh."""
         state = dict(weights)
-        state[CODEBOOK_KEY] = codebook
-        quantizer = self.quantizer
-        state["quantizer.usage_count"] = torch.zeros_like(quantizer.usage_count)
-        if quantizer.config.use_ema:
-            state["quantizer.ema_cluster_size"] = torch.ones_like(quantizer.ema_cluster_size)
-            state["quantizer.ema_embed_sum"] = codebook.clone()
+        state.update({f"quantizer.{name}": value for name, value in self.quantizer.initial_state(codebook).items()})
         self.load_state_dict(state, strict=True)
