@@ -175,7 +175,7 @@ def main() -> None:
     results = {"command": " ".join(["python", "benchmarks/published_size.py", *sys.argv[1:]]), "machine": machine,
                "device": args.device, "config": {**SHAPES[args.shape], "ch": args.ch}, "parameters": parameters,
                "rows": rows}
-    title, description, lookup = describe(args.shape, parameters)
+    title, description, lookup = describe(args.shape, parameters, args.ch)
     lines = [
         f"# {title} at 256x256 ({args.device})", "",
         f"Command: `{results['command']}`", machine_line(machine),
@@ -193,7 +193,7 @@ def main() -> None:
     write_results(args.output_dir, args.name or f"{default_name}_{args.device.split(':')[0]}", results, lines)
 
 
-def describe(shape: str, parameters: int) -> tuple[str, str, str]:
+def describe(shape: str, parameters: int, ch: int) -> tuple[str, str, str]:
     """(title, what was measured, the name of the quantizer-alone row) of a shape's results file."""
     if shape == "vq16":
         return ("LlamaGen-VQ-16-sized tokenizer",
@@ -202,7 +202,7 @@ def describe(shape: str, parameters: int) -> tuple[str, str, str]:
                 "nearest-code lookup alone (batch x 256 latents, K = 16,384)")
     return ("Cosmos-DI16x16-shaped tokenizer",
             ("Random weights in the architecture `image-tokenizer convert --format cosmos` builds (Haar patches of 4, "
-            f"ch 128, ch_mult 2-4-4, 2 ResNet blocks, z 256, attention in the middle only): {parameters:,} parameters, "
+            f"ch {ch}, ch_mult 2-4-4, 2 ResNet blocks, z 256, attention in the middle only): {parameters:,} parameters, "
             "FSQ levels [8, 8, 8, 5, 5, 5] (K = 64,000, d = 6), 16x16 tokens per image."),
             "FSQ quantizer alone (batch x 256 latents, no codebook search)")
 
