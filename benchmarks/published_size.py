@@ -1,13 +1,16 @@
 """Published tokenizers at their real size, 256x256, built through their converters: encode and decode images/s
 and peak memory, and the memory of the quantizer's lookup at batch 64.
 
-    python benchmarks/published_size.py [--shape llamagen-vq16|open-magvit2-256-l] [--device cpu|cuda]
+    python benchmarks/published_size.py [--shape llamagen-vq16|open-magvit2-256-l|cosmos-di16x16] [--device cpu|cuda]
         [--encode-batch 64] [--decode-batch 16] [--save DIR]
 
 Shapes: LlamaGen's VQ-16 (K = 16,384 nearest-code lookup; the default) and Open-MAGVIT2-256-L (ch 128,
 ch_mult 1,1,2,2,4, 4 ResNet blocks per level, LFQ with 18 bits: K = 262,144). Random weights (speed and memory
 do not depend on them), written in the publisher's own layout (LlamaGen's `.pt`; Open-MAGVIT2's Lightning `.ckpt`
-and yaml) and converted with `image_tokenizer.convert`, so the real converter path is what gets measured. Each
+and yaml) and converted with `image_tokenizer.convert`, so the real converter path is what gets measured.
+Cosmos-DI16x16 (Haar patches of 4, FSQ [8, 8, 8, 5, 5, 5]: K = 64,000) is built and saved as ours directly: its
+published form, a TorchScript pair, can only be written with NVIDIA's code (its conversion is tested against
+that code in tests/test_convert_cosmos.py), and the converter yields this same module. Each
 measurement runs in a fresh process, so peak memory (ru_maxrss on CPU, max_memory_allocated on CUDA) belongs to
 that step alone; the load average before and after each step is recorded (the CPU may be shared). Writes
 benchmarks/results/published_size_<device>.json and .md for the default shape, published_size_<shape>_<device>
@@ -48,6 +51,21 @@ data:
   init_args:
     validation: {{params: {{config: {{size: 256}}}}}}
 """
+# NVIDIA's discrete_image config (Cosmos-Tokenizer networks/configs.py) with spatial_compression 16: Haar patches of
+# 4, then two halvings; attn_resolutions [32] at its resolution 1024 meets no level, so attention is in the middle only.
+COSMOS_DI16 = {"architecture": "cosmos", "resolution": 256, "ch": 128, "ch_mult": (2, 4, 4), "num_res_blocks": 2,
+               "attn_resolutions": (), "z_channels": 256, "patch_size": 4,
+               "quantizer": {"kind": "fsq", "levels": (8, 8, 8, 5, 5, 5)}}
+
+
+def write_cosmos_tokenizer(path: Path, ch: int = COSMOS_DI16["ch"]) -> int:
+    """A Cosmos-DI16x16-shaped tokenizer with random weights, saved as ours; `ch` narrows it (a toy-size run)."""
+    from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
+
+    torch.manual_seed(0)
+    tok = ImageTokenizer(ImageTokenizerConfig(**{**COSMOS_DI16, "ch": ch}))
+    tok.save_pretrained(path)
+    return sum(p.numel() for p in tok.model.parameters())
 
 
 def write_llamagen_checkpoint(path: Path, ch: int = VQ16["ch"]) -> int:
@@ -92,13 +110,25 @@ def write_open_magvit2_checkpoint(path: Path, ch: int = MAGVIT2_256_L["ch"]) -> 
     return sum(p.numel() for p in model.parameters())
 
 
-# --shape -> (its config, the converter's format, the checkpoint writer, its file name, a description)
+# --shape -> (its config, the converter's format (None: saved as ours), the checkpoint writer, its file name, a description)
 SHAPES = {
     "llamagen-vq16": (VQ16, "llamagen", write_llamagen_checkpoint, "vq_ds16_c2i.pt",
                       "LlamaGen-VQ-16-sized tokenizer", "K = 16,384, d = 8, l2-normalised"),
     "open-magvit2-256-l": (MAGVIT2_256_L, "open-magvit2", write_open_magvit2_checkpoint, "imagenet_256_L.ckpt",
                            "Open-MAGVIT2-256-L-shaped tokenizer", "LFQ with 18 bits (K = 262,144)"),
+    "cosmos-di16x16": (COSMOS_DI16, None, write_cosmos_tokenizer, "cosmos-di16x16",
+                       "Cosmos-DI16x16-shaped tokenizer", "FSQ levels [8, 8, 8, 5, 5, 5] (K = 64,000)"),
 }
+
+
+def load_tokenizer(checkpoint: str, shape: str):
+    """The measured tokenizer: converted from the publisher's layout, or loaded as saved (Cosmos)."""
+    import image_tokenizer
+
+    format_name = SHAPES[shape][1]
+    if format_name is None:
+        return image_tokenizer.ImageTokenizer.from_pretrained(checkpoint)
+    return image_tokenizer.convert(checkpoint, format=format_name, resolution=256)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -111,14 +141,12 @@ def measure(task: str, checkpoint: str, shape: str, device: str, batch: int, rep
     """One step in this (fresh) process: images/s over `repeats` timed calls after a warm-up, and peak memory."""
     import numpy as np
 
-    import image_tokenizer
-
     load = os.getloadavg()[0]
-    tok = image_tokenizer.convert(checkpoint, format=SHAPES[shape][1], resolution=256).to(device)
+    tok = load_tokenizer(checkpoint, shape).to(device)
     base = peak_memory_mb(device)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
-    ids = torch.from_numpy(rng.integers(0, tok.vocab_size, (batch, 16, 16)))
+    ids = torch.from_numpy(rng.integers(0, tok.config.quantizer.codebook_size, (batch, 16, 16)))
     if task == "encode":
         step = lambda: tok.encode(images)
     elif task == "decode":
@@ -183,9 +211,7 @@ def main() -> None:
                 run_child("decode", checkpoint, args, args.decode_batch),
                 run_child("lookup", checkpoint, args, args.encode_batch)]
         if args.save:
-            import image_tokenizer
-
-            image_tokenizer.convert(str(checkpoint), format=format_name, resolution=256).save_pretrained(args.save)
+            load_tokenizer(str(checkpoint), args.shape).save_pretrained(args.save)
     machine = machine_info()
     results = {"command": " ".join(["python", "benchmarks/published_size.py", *sys.argv[1:]]), "machine": machine,
                "device": args.device, "shape": args.shape, "config": {**config, "ch": args.ch},
@@ -193,8 +219,9 @@ def main() -> None:
     lines = [
         f"# {title} at 256x256 ({args.device})", "",
         f"Command: `{results['command']}`", machine_line(machine), "",
-        (f"Random weights in the publisher's layout, converted with `image_tokenizer.convert(..., "
-         f"format='{format_name}')`: {parameters:,} parameters, {quantizer}, 16x16 tokens per image. Each row ran "
+        (("Random weights in the publisher's layout, converted with `image_tokenizer.convert(..., "
+          f"format='{format_name}')`" if format_name else "Random weights in the module `convert --format cosmos` "
+          "builds, saved as ours") + f": {parameters:,} parameters, {quantizer}, 16x16 tokens per image. Each row ran "
          "in a fresh process; peak memory is that process's peak (model included), best of the timed calls; the "
          "load average (1 minute) before and after each step shows whether the CPU was shared."), "",
         "| step | batch | images/s | peak memory (MB) | memory before the step (MB) | load average |",

@@ -24,9 +24,10 @@ QUANTIZER_KINDS = ("vq", "fsq", "lfq")
 DISTANCES = ("cosine", "l2", "dot")
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
-# Encoder/decoder families (modeling/vqmodel.py builds each): taming's VQGAN, and Open-MAGVIT2's (no attention,
-# depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent).
-ARCHITECTURES = ("vqgan", "magvit2")
+# Encoder/decoder families (modeling/vqmodel.py ENCODERS, DECODERS): taming's VQGAN; Open-MAGVIT2's (no attention,
+# depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent); Emu3's image
+# path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching).
+ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos")
 
 
 @dataclass
@@ -228,6 +229,10 @@ class ImageTokenizerConfig:
     use_mid_attention: bool = True
     decoder_ch_mult: tuple[int, ...] | None = None  # None: the encoder's ch_mult (LlamaGen may differ)
     encoder_only: bool = False  # no decoder (Chameleon's released VQ): encode works, decode is a clear error
+    temporal_downsample_factor: int = 1  # emu3: frames an image is repeated into before the temporal convs
+    attention_heads: int = 1  # emu3: heads of its attention blocks (the VQGAN attention has one)
+    patch_size: int = 1  # cosmos: Haar wavelet patching of this factor before the encoder (1 = none)
+    downsample_levels: int | None = None  # levels that halve the side; None: every level but the last
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
@@ -243,9 +248,33 @@ class ImageTokenizerConfig:
         self.validate()
 
     @property
+    def halving_levels(self) -> int:
+        """How many encoder levels halve the side (every level but the last unless downsample_levels says)."""
+        return len(self.ch_mult) - 1 if self.downsample_levels is None else self.downsample_levels
+
+    @property
     def downsample_factor(self) -> int:
         """Pixels per token along one side."""
-        return 2 ** (len(self.ch_mult) - 1)
+        return self.patch_size * 2**self.halving_levels
+
+    @property
+    def level_resolutions(self) -> list[int]:
+        """Side of the encoder's feature map at each level (what attn_resolutions refers to)."""
+        side = self.resolution // self.patch_size
+        return [side // 2 ** min(level, self.halving_levels) for level in range(len(self.ch_mult))]
+
+    @property
+    def decoder_level_resolutions(self) -> list[int]:
+        """Side at each decoder level as the decoder counts it (Cosmos's way): its lowest level at the side it would
+        have if every level halved, doubling after each level that upsamples. The encoder's sides when every level
+        but the last halves (taming's layout)."""
+        levels = len(self.ch_mult)
+        side = self.resolution // self.patch_size // 2 ** (levels - 1)
+        sides = [0] * levels
+        for level in reversed(range(levels)):
+            sides[level] = side
+            side *= 2 if level >= levels - self.halving_levels else 1
+        return sides
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -264,9 +293,8 @@ class ImageTokenizerConfig:
         return self.quantizer.codebook_dim if self.use_quant_conv else self.z_channels
 
     def validate(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups")
+        positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups",
+                    "temporal_downsample_factor", "attention_heads", "patch_size")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -275,10 +303,11 @@ class ImageTokenizerConfig:
             raise ConfigError("in_channels and out_channels must be 3: image-tokenizer works on RGB images")
         if not self.ch_mult or any(m < 1 for m in self.ch_mult):
             raise ConfigError(f"ch_mult must be a non-empty list of positive integers, got {list(self.ch_mult)}")
+        self._validate_architecture()
         if self.resolution % self.downsample_factor:
             raise ConfigError(
                 f"resolution {self.resolution} is not divisible by the downsampling factor "
-                f"{self.downsample_factor} (2 ** (len(ch_mult) - 1) with ch_mult={list(self.ch_mult)})"
+                f"{self.downsample_factor} (patch_size * 2 ** downsampling levels with ch_mult={list(self.ch_mult)})"
             )
         if self.decoder_ch_mult is not None and (
             len(self.decoder_ch_mult) != len(self.ch_mult) or any(m < 1 for m in self.decoder_ch_mult)
@@ -292,7 +321,7 @@ class ImageTokenizerConfig:
                 raise ConfigError(f"channel width {width} (ch * ch_mult) is not divisible by norm_groups={self.norm_groups}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        resolutions = {self.resolution // 2**i for i in range(len(self.ch_mult))}
+        resolutions = set(self.level_resolutions) | set(self.decoder_level_resolutions)
         unknown = sorted(set(self.attn_resolutions) - resolutions)
         if unknown:
             raise ConfigError(f"attn_resolutions {unknown} never occur; the encoder runs at {sorted(resolutions)}")
@@ -323,6 +352,22 @@ class ImageTokenizerConfig:
         if self.use_quant_conv or self.use_post_quant_conv:
             raise ConfigError("architecture 'magvit2' feeds the encoder's output to the quantizer directly: set "
                               "use_quant_conv and use_post_quant_conv to false")
+
+    def _validate_architecture(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.patch_size & (self.patch_size - 1):
+            raise ConfigError(f"patch_size must be a power of two (Haar wavelet steps), got {self.patch_size}")
+        if self.downsample_levels is not None and not 0 <= self.downsample_levels <= len(self.ch_mult):
+            raise ConfigError(f"downsample_levels must be in 0..{len(self.ch_mult)} (one per level of ch_mult), "
+                              f"got {self.downsample_levels}")
+        if self.architecture != "cosmos" and (self.patch_size != 1 or self.downsample_levels is not None):
+            raise ConfigError("patch_size and downsample_levels are Cosmos settings: use them with architecture 'cosmos'")
+        if self.temporal_downsample_factor & (self.temporal_downsample_factor - 1):
+            raise ConfigError(f"temporal_downsample_factor must be a power of two, got {self.temporal_downsample_factor}")
+        if self.architecture != "emu3" and (self.temporal_downsample_factor != 1 or self.attention_heads != 1):
+            raise ConfigError("temporal_downsample_factor and attention_heads are Emu3 settings: use them with "
+                              "architecture 'emu3'")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

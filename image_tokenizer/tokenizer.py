@@ -23,6 +23,7 @@ from .image_processing import postprocess
 from .inputs import as_id_grids, model_inputs, preprocess_images
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
+from .modeling.blocks import channels_last
 from .modeling.micro_batches import micro_batch_size, run_in_micro_batches
 from .sequences import SequenceOptions, empty_sequences, to_sequences
 from .text_vocab import ImageTextMapping
@@ -55,7 +56,7 @@ class ImageTokenizer(HubMixin):
     ):
         self.config = config or ImageTokenizerConfig()
         # channels_last weights, as the inputs and every activation (oneDNN and cuDNN convolutions run faster on it)
-        self.model = (model or VQModel(self.config)).eval().to(memory_format=torch.channels_last)
+        self.model = channels_last(model or VQModel(self.config)).eval()
         self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size)
         if self.vocab.codebook_size != self.config.quantizer.codebook_size:
             raise CheckpointError(

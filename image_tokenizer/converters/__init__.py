@@ -23,7 +23,8 @@ from ..tokenizer import ImageTokenizer
 from .common import Converted
 from .detect import FORMATS, detect_format
 
-HUB_FILES = ["*.json", "*.yaml", "*.safetensors", "*.ckpt", "*.pt", "*.pth", "*.bin", "README.md", "LICENSE*"]
+HUB_FILES = ["*.json", "*.yaml", "*.safetensors", "*.ckpt", "*.pt", "*.pth", "*.bin", "encoder.jit", "decoder.jit",
+             "README.md", "LICENSE*"]
 
 
 def convert(

@@ -24,6 +24,14 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
+def channels_last(model: nn.Module) -> nn.Module:
+    """The model with its 4-D weights in channels_last (5-D ones, such as Emu3's temporal convs, stay as they are)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.ndim == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def add_residual(shortcut: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """shortcut + h, written into h (a layer's fresh output) where no gradient needs it, for the same reason."""
     return shortcut + h if h.requires_grad else h.add_(shortcut)

@@ -15,12 +15,12 @@ class Decoder(nn.Module):
         groups = config.norm_groups
         widths = config.decoder_widths
         width = widths[-1]
-        resolution = config.resolution // config.downsample_factor
         self.conv_in = nn.Conv2d(config.z_channels, width, 3, padding=1)
         self.mid = MidBlock(width, groups, config.dropout, config.use_mid_attention)
         # Built from the lowest resolution up but indexed like the encoder (up[0] is full resolution), as in taming.
         stages: list[nn.Module] = []
         for level in reversed(range(len(widths))):
+            resolution = config.decoder_level_resolutions[level]
             stage = nn.Module()
             stage.block = nn.ModuleList()
             stage.attn = nn.ModuleList()
@@ -29,13 +29,12 @@ class Decoder(nn.Module):
                 width = widths[level]
                 if resolution in config.attn_resolutions:
                     stage.attn.append(AttnBlock(width, groups))
-            if level != 0:
+            if level >= len(widths) - config.halving_levels:
                 stage.upsample = Upsample(width)
-                resolution *= 2
             stages.insert(0, stage)
         self.up = nn.ModuleList(stages)
         self.norm_out = group_norm(width, groups)
-        self.conv_out = nn.Conv2d(width, config.out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(width, config.out_channels * config.patch_size**2, 3, padding=1)
 
     @property
     def last_layer(self) -> nn.Parameter:

@@ -13,11 +13,11 @@ class Encoder(nn.Module):
     def __init__(self, config: ImageTokenizerConfig):
         super().__init__()
         groups = config.norm_groups
-        self.conv_in = nn.Conv2d(config.in_channels, config.ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(config.in_channels * config.patch_size**2, config.ch, 3, padding=1)
         self.down = nn.ModuleList()
         widths = [config.ch * m for m in config.ch_mult]
-        in_width, resolution = config.ch, config.resolution
-        for level, width in enumerate(widths):
+        in_width = config.ch
+        for level, (width, resolution) in enumerate(zip(widths, config.level_resolutions)):
             stage = nn.Module()
             stage.block = nn.ModuleList()
             stage.attn = nn.ModuleList()
@@ -26,9 +26,8 @@ class Encoder(nn.Module):
                 if resolution in config.attn_resolutions:
                     stage.attn.append(AttnBlock(width, groups))
                 in_width = width
-            if level != len(widths) - 1:
+            if level < config.halving_levels:
                 stage.downsample = Downsample(width)
-                resolution //= 2
             self.down.append(stage)
         self.mid = MidBlock(in_width, groups, config.dropout, config.use_mid_attention)
         self.norm_out = group_norm(in_width, groups)

@@ -10,7 +10,9 @@ from torch import nn
 
 from ..config import ImageTokenizerConfig, QuantizerConfig
 from ..errors import NoDecoderError
+from .cosmos import CosmosDecoder, CosmosEncoder
 from .decoder import Decoder
+from .emu3 import Emu3Decoder, Emu3Encoder
 from .encoder import Encoder
 from .fsq import FiniteScalarQuantizer
 from .lfq import LookupFreeQuantizer
@@ -19,9 +21,9 @@ from .quantizer import TRAINING_BUFFERS, VectorQuantizer
 from .quantizer_base import QuantizerBase, QuantizerOutput
 
 CODEBOOK_KEY = "quantizer.codebook"
-# config.architecture -> its encoder and decoder classes (each takes the ImageTokenizerConfig).
-ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder}
-DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder}
+# config.architecture -> its encoder and decoder; a decoder with `needs_codes` also receives the quantized codes.
+ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder, "emu3": Emu3Encoder, "cosmos": CosmosEncoder}
+DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder, "emu3": Emu3Decoder, "cosmos": CosmosDecoder}
 
 
 def build_quantizer(dim: int, config: QuantizerConfig) -> QuantizerBase:
@@ -73,9 +75,9 @@ class VQModel(nn.Module):
                 "this tokenizer is encoder-only (config encoder_only=true; for example Chameleon's released VQ has no "
                 "decoder weights): encode, __call__ and pre-tokenization work, decoding ids to images cannot"
             )
-        if self.post_quant_conv is not None:
-            quantized = self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
-        return self.decoder(quantized.to(self.decoder.conv_in.weight.dtype))
+        h = quantized if self.post_quant_conv is None else self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
+        h = h.to(self.decoder.conv_in.weight.dtype)
+        return self.decoder(h, quantized.to(h.dtype)) if getattr(self.decoder, "needs_codes", False) else self.decoder(h)
 
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids [B, h, w] -> normalised pixels [B, C, h*f, w*f]."""
