@@ -12,172 +12,17 @@ from typing import Any
 
 from .errors import ConfigError
 from .fileio import atomic_write_text, read_json_object
+from .quantizer_config import QuantizerConfig
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "image_tokenizer"  # config.json's model_type: how transformers' Auto classes recognise our folders
 FILES_SHA256 = "files_sha256"  # config.json's record of the other files' hashes
 RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
-CODEBOOK_INITS = ("normal", "uniform")
-GRADIENT_ESTIMATORS = ("ste", "rotation")
-QUANTIZER_KINDS = ("vq", "fsq", "lfq")
-DISTANCES = ("cosine", "l2", "dot")
-BIT_ORDERS = ("lsb_first", "msb_first")
-MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
 # Encoder/decoder families (modeling/vqmodel.py ENCODERS, DECODERS): taming's VQGAN; Open-MAGVIT2's (no attention,
 # depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent); Emu3's image
 # path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching).
 ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos")
-
-
-@dataclass
-class QuantizerConfig:
-    """Quantizer settings. `kind` "vq" learns a codebook (nearest code by `distance`); "fsq" and "lfq" imply theirs
-    (FSQ `levels`, LFQ `bits`), so codebook_size and codebook_dim follow from the definition and nothing is stored."""
-
-    codebook_size: int | None = None  # vq: 1024 when not given; fsq: prod(levels); lfq: 2 ** bits
-    codebook_dim: int | None = None  # the lookup dimension (vq: 8 when not given; fsq: len(levels); lfq: bits)
-    beta: float = 0.25  # weight of the commitment term ||z - sg[e]||^2
-    l2_normalize: bool | None = None  # the old name of distance "cosine" (true) / "l2" (false); kept for old files
-    use_ema: bool = False  # update codes by exponential moving averages instead of the codebook loss
-    ema_decay: float = 0.99
-    ema_epsilon: float = 1e-5
-    dead_code_threshold: float = 1.0  # restart codes whose running usage count falls below this; 0 = off
-    usage_decay: float = 0.99  # decay of the running usage count used for dead-code restarts
-    codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the lecture's U(-1/K, 1/K))
-    gradient: str = "ste"  # "ste" (straight-through) or "rotation" (the rotation trick, Fifty et al. 2024)
-    distance_chunk_elements: int = 2**25  # distance-matrix entries computed at once (memory bound)
-    kind: str = "vq"  # "vq" (a learned codebook), "fsq" (finite scalar) or "lfq" (lookup-free, one bit per channel)
-    distance: str | None = None  # vq: "cosine" (default), "l2", or "dot" (argmax z . e, IBQ)
-    levels: tuple[int, ...] | None = None  # fsq: levels per channel; channel 0 is the least-significant digit of an id
-    bits: int | None = None  # lfq: channels, each quantized to -1 or +1
-    bit_order: str = "lsb_first"  # lfq: channel 0 is the lowest bit of an id (Open-MAGVIT2) or the highest (msb_first)
-    entropy_loss_weight: float = 0.1  # lfq: weight of the entropy loss (MAGVIT-v2, Open-MAGVIT2)
-    entropy_temperature: float = 0.01  # lfq: softmax temperature of the entropy loss over codes
-    sample_entropy_weight: float = 1.0  # lfq: per-sample entropy, minimised (confident assignments)
-    batch_entropy_weight: float = 1.0  # lfq: entropy of the batch's average code distribution, maximised (usage)
-    entropy_group_bits: int = 9  # lfq: the batch entropy is summed over groups of this many bits (exact if bits <= it)
-
-    def __post_init__(self) -> None:
-        if self.levels is not None:
-            self.levels = tuple(self.levels)
-        self._derive()
-        self.validate()
-
-    def _derive(self) -> None:
-        """Fill in what the kind implies: the vq defaults and distance, or fsq/lfq's codebook size and dimension."""
-        if self.kind == "vq":
-            if self.distance is None:
-                self.distance = "l2" if self.l2_normalize is False else "cosine"
-            elif self.l2_normalize is not None and self.l2_normalize != (self.distance == "cosine"):
-                raise ConfigError(
-                    f"quantizer.l2_normalize={self.l2_normalize} contradicts quantizer.distance={self.distance!r}; "
-                    "give only distance (l2_normalize is its old name: true = 'cosine', false = 'l2')"
-                )
-            self.l2_normalize = self.distance == "cosine"
-            self.codebook_size = 1024 if self.codebook_size is None else self.codebook_size
-            self.codebook_dim = 8 if self.codebook_dim is None else self.codebook_dim
-            return
-        shape = self._implied_shape()
-        if shape is None:
-            return  # validate() names the problem
-        for name, value in zip(("codebook_size", "codebook_dim"), shape):
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-
-    def _implied_shape(self) -> tuple[int, int] | None:
-        """(codebook_size, codebook_dim) that fsq levels or lfq bits define, None while they are missing or bad."""
-        if self.kind == "fsq" and self.levels and all(isinstance(v, int) and v >= 2 for v in self.levels):
-            return math.prod(self.levels), len(self.levels)
-        if self.kind == "lfq" and isinstance(self.bits, int) and 1 <= self.bits <= MAX_IMPLICIT_BITS:
-            return 2**self.bits, self.bits
-        return None
-
-    @property
-    def normalization(self) -> str:
-        """How code vectors are normalised before lookup: "l2" for cosine distance, else "none"."""
-        return "l2" if self.kind == "vq" and self.distance == "cosine" else "none"
-
-    def validate(self) -> None:
-        if self.kind not in QUANTIZER_KINDS:
-            raise ConfigError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {self.kind!r}")
-        if self.kind == "vq":
-            self._validate_vq()
-        elif self.kind == "fsq":
-            self._validate_fsq()
-        else:
-            self._validate_lfq()
-        for name in ("codebook_size", "codebook_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"quantizer.{name} must be an integer, got {value!r}")
-            if value < 1:
-                raise ConfigError(f"quantizer.{name} must be at least 1, got {value}")
-        if self.codebook_size > 2**31 - 1:
-            raise ConfigError(f"quantizer.codebook_size {self.codebook_size} does not fit in int32")
-        if self.beta < 0:
-            raise ConfigError(f"quantizer.beta must be >= 0, got {self.beta}")
-        for name in ("ema_decay", "usage_decay"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise ConfigError(f"quantizer.{name} must be in (0, 1), got {value}")
-        if self.dead_code_threshold < 0:
-            raise ConfigError(f"quantizer.dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
-        if self.codebook_init not in CODEBOOK_INITS:
-            raise ConfigError(f"quantizer.codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
-        if self.gradient not in GRADIENT_ESTIMATORS:
-            raise ConfigError(f"quantizer.gradient must be one of {GRADIENT_ESTIMATORS}, got {self.gradient!r}")
-        if self.distance_chunk_elements < 1:
-            raise ConfigError("quantizer.distance_chunk_elements must be positive")
-
-    def _validate_vq(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ConfigError(f"quantizer.distance must be one of {DISTANCES}, got {self.distance!r}")
-        for name in ("levels", "bits"):
-            if getattr(self, name) is not None:
-                raise ConfigError(f"quantizer.{name} applies to kind 'fsq' or 'lfq', not 'vq'; set quantizer.kind")
-
-    def _validate_implicit(self, definition: str) -> None:
-        """What fsq and lfq share: no vq-only options, and codebook_size/dim (when given) equal to the implied ones."""
-        if self.distance is not None or self.l2_normalize:
-            raise ConfigError(f"quantizer.distance and l2_normalize apply to kind 'vq' only, not {self.kind!r}")
-        if self.use_ema:
-            raise ConfigError(f"quantizer.use_ema applies to kind 'vq' only: a {self.kind} codebook is not learned")
-        size, dim = self._implied_shape()
-        if (self.codebook_size, self.codebook_dim) != (size, dim):
-            raise ConfigError(
-                f"quantizer.codebook_size {self.codebook_size} and codebook_dim {self.codebook_dim} disagree with "
-                f"{definition}, which implies {size} codes of dimension {dim}; leave them out"
-            )
-
-    def _validate_fsq(self) -> None:
-        if not self.levels or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.levels):
-            raise ConfigError(f"quantizer.levels must be a non-empty list of integers for kind 'fsq', got {self.levels!r}")
-        if min(self.levels) < 2:
-            raise ConfigError(f"quantizer.levels must all be at least 2, got {list(self.levels)}")
-        if math.prod(self.levels) > 2**MAX_IMPLICIT_BITS:
-            raise ConfigError(f"quantizer.levels {list(self.levels)} imply {math.prod(self.levels):,} codes, over "
-                              f"the limit of 2^{MAX_IMPLICIT_BITS} = {2**MAX_IMPLICIT_BITS:,}")
-        if self.bits is not None:
-            raise ConfigError("quantizer.bits applies to kind 'lfq', not 'fsq'; remove it")
-        self._validate_implicit(f"levels {list(self.levels)}")
-
-    def _validate_lfq(self) -> None:
-        if not isinstance(self.bits, int) or isinstance(self.bits, bool) or not 1 <= self.bits <= MAX_IMPLICIT_BITS:
-            raise ConfigError(f"quantizer.bits must be an integer from 1 to {MAX_IMPLICIT_BITS} for kind 'lfq', "
-                              f"got {self.bits!r}")
-        if self.bit_order not in BIT_ORDERS:
-            raise ConfigError(f"quantizer.bit_order must be one of {BIT_ORDERS}, got {self.bit_order!r}")
-        if self.levels is not None:
-            raise ConfigError("quantizer.levels applies to kind 'fsq', not 'lfq'; remove it")
-        for name in ("entropy_loss_weight", "sample_entropy_weight", "batch_entropy_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"quantizer.{name} must be >= 0, got {getattr(self, name)}")
-        if self.entropy_temperature <= 0:
-            raise ConfigError(f"quantizer.entropy_temperature must be positive, got {self.entropy_temperature}")
-        if not 1 <= self.entropy_group_bits <= 16:
-            raise ConfigError(f"quantizer.entropy_group_bits must be in 1..16, got {self.entropy_group_bits}")
-        self._validate_implicit(f"bits={self.bits}")
 
 
 @dataclass
