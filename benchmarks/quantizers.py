@@ -15,6 +15,7 @@ quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes benc
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
@@ -205,7 +206,10 @@ def main() -> None:
         rows[-1]["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
         print(json.dumps(rows[-1]), flush=True)
 
-    # Read the earlier results only now, so --only runs that overlap in time each keep the other's rows.
+    # Read the earlier results only now, under a lock, so --only runs that overlap in time keep each other's rows.
+    out.mkdir(parents=True, exist_ok=True)
+    lock = os.open(out, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the process exits
     previous = out / "quantizers.json"
     kept, commands = [], []
     if args.only and previous.is_file():
