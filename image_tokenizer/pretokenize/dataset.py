@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import tokenizer_fingerprint
-from ..errors import InvalidRequestError, PretokenizeError
+from ..errors import ImageTokenizerError, InvalidRequestError, PretokenizeError
 from ..fileio import atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .rows import (
@@ -106,11 +106,14 @@ def _tokenize_dataset(
     fingerprint = hashlib.sha256(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]
-    mapped = dataset.map(
-        function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
-        num_proc=num_proc, remove_columns=dataset.column_names, features=token_features(dataset.features, image_column, flip, dtype),
-        new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
-    )
+    try:
+        mapped = dataset.map(
+            function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
+            num_proc=num_proc, remove_columns=dataset.column_names, features=token_features(dataset.features, image_column, flip, dtype),
+            new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
+        )
+    except ImageTokenizerError as error:  # raised again here: our one line, without a worker process's traceback
+        raise type(error)(str(error)) from None
     result, bad = without_bad_rows(mapped)
     report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
     return result, report
