@@ -63,13 +63,19 @@ def pretokenize(
     (default 64), or per DataLoader batch (default four of the device's micro-batches).
     With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet",
     pretokenize_info.json with `source` and `model`, skipped_rows.json, a dataset card), and push_to_hub=REPO
-    uploads that folder (refused before any work when offline)."""
+    uploads that folder (refused before any work when offline). An IterableDataset is written to output_dir as
+    parquet shards by `pretokenize_streaming` (resumable; format, num_proc and num_workers do not apply) and
+    the rows are read back from them."""
     if push_to_hub is not None and output_dir is None:
         raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
     check_can_push(push_to_hub)
     if isinstance(dataset, str):
         source = source or dataset
         dataset = load_image_dataset(dataset)
+    if not hasattr(dataset, "_fingerprint"):  # an IterableDataset: nothing to map in memory, so shards as it streams
+        tokens, report = _tokenize_stream(dataset, tokenizer, image_column, batch_size, device, flip, skip_bad, output_dir,
+                                          overwrite, push_to_hub, source)
+        return (tokens, report) if return_report else tokens
     tokens, report = _tokenize_dataset(dataset, tokenizer, image_column, batch_size, num_proc, device, flip, skip_bad,
                                        load_from_cache_file, num_workers)
     if output_dir is not None:
@@ -78,6 +84,26 @@ def pretokenize(
         if push_to_hub is not None:
             push_dataset_folder(output_dir, push_to_hub)
     return (tokens, report) if return_report else tokens
+
+
+def _tokenize_stream(
+    stream: Any, tokenizer: Any, image_column: str, batch_size: int | None, device: str | None, flip: bool,
+    skip_bad: bool, output_dir: str | None, overwrite: bool, push_to_hub: str | None, source: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """An IterableDataset through the streaming writer into output_dir; the rows read back, and the report."""
+    import datasets
+
+    from .streaming import pretokenize_streaming
+
+    if output_dir is None:
+        raise InvalidRequestError("an IterableDataset is written as parquet shards while it streams; pass output_dir=")
+    summary = pretokenize_streaming(stream, tokenizer, output_dir, image_column=image_column, batch_size=batch_size or 64,
+                                    flip=flip, skip_bad=skip_bad, source=source or "", overwrite=overwrite, device=device,
+                                    push_to_hub=push_to_hub)
+    tokens = datasets.load_dataset(str(output_dir), split="train")
+    errors = summary.get("errors_in_this_run", [])
+    return tokens, {"rows_in": summary["rows_in"], "rows_out": len(tokens),
+                    "skipped": summary.get("skipped_in_this_run", 0), "errors": errors}
 
 
 def _tokenize_dataset(
