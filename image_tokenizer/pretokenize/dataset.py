@@ -11,6 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +137,44 @@ def _tokenize_dataset(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]
     try:
-        mapped = dataset.map(
-            function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
-            num_proc=num_proc, remove_columns=dataset.column_names, features=token_features(dataset.features, image_column, flip, dtype),
-            new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
-        )
+        with interrupt_in_this_process_only():
+            mapped = dataset.map(
+                function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
+                num_proc=num_proc, remove_columns=dataset.column_names,
+                features=token_features(dataset.features, image_column, flip, dtype),
+                new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
+            )
     except ImageTokenizerError as error:  # raised again here: our one line, without a worker process's traceback
         raise type(error)(str(error)) from None
     result, bad = without_bad_rows(mapped)
     report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
     return result, report
+
+
+@contextmanager
+def interrupt_in_this_process_only() -> Iterator[None]:
+    """Ctrl-C reaches every process of the terminal's group; during the map, only this one stops (with
+    KeyboardInterrupt, so the CLI says one line and exits 130). The map's worker processes are forked with this
+    handler and ignore it: they print no tracebacks, and the pool ends them as the map unwinds."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # signal handlers belong to the main thread; an ignored Ctrl-C stays ignored
+        return
+    parent, interrupted = os.getpid(), []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if os.getpid() == parent:
+            interrupted.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    except Exception:
+        if interrupted:  # datasets' pool cleanup replaces our KeyboardInterrupt with a TimeoutError: restore it
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
