@@ -86,3 +86,15 @@ def test_encode_of_a_read_only_array_gives_no_warning(tokenizer, images):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tokenizer.encode(pixels).shape == (8, 8)
+
+
+def test_info_says_when_a_model_cannot_decode(tmp_path, capsys):
+    import dataclasses
+
+    from image_tokenizer import ImageTokenizer
+    from tests.helpers import tiny_config
+
+    ImageTokenizer(dataclasses.replace(tiny_config(), encoder_only=True, use_post_quant_conv=False)).save_pretrained(tmp_path / "enc")
+    assert main(["info", str(tmp_path / "enc")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["can_decode"] is False and "encoder only" in info["note"]
