@@ -7,12 +7,15 @@ DataLoader workers first (loader.py) and the map only attaches the ids.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import shutil
 import signal
+import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,12 +172,27 @@ def interrupt_in_this_process_only() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
-    except Exception:
-        if interrupted:  # datasets' pool cleanup replaces our KeyboardInterrupt with a TimeoutError: restore it
-            raise KeyboardInterrupt from None
-        raise
+    except BaseException as error:
+        if not interrupted:
+            raise
+        _close_quietly(error)
+        raise KeyboardInterrupt from None  # not the TimeoutError that datasets' pool cleanup puts in its place
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _close_quietly(error: BaseException) -> None:
+    """Close what an interrupted map left suspended, now and silently: datasets' pool generator, whose cleanup
+    raises a TimeoutError for the unfinished jobs, which Python would print as 'Exception ignored' on its own."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        while error is not None:
+            traceback.clear_frames(error.__traceback__)
+            error = error.__context__
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
