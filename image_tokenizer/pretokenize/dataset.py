@@ -7,7 +7,6 @@ DataLoader workers first (loader.py) and the map only attaches the ids.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -15,7 +14,6 @@ import shutil
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,32 +165,34 @@ def interrupt_in_this_process_only() -> Iterator[None]:
     def on_interrupt(signum: int, frame: Any) -> None:
         if os.getpid() == parent:
             interrupted.append(signum)
+            _quiet_pool_cleanup()
             raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
-    except BaseException as error:
+    except BaseException:
         if not interrupted:
             raise
-        _close_quietly(error)
         raise KeyboardInterrupt from None  # not the TimeoutError that datasets' pool cleanup puts in its place
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _close_quietly(error: BaseException) -> None:
-    """Close what an interrupted map left suspended, now and silently: datasets' pool generator, whose cleanup
-    raises a TimeoutError for the unfinished jobs, which Python would print as 'Exception ignored' on its own."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: None
-    try:
-        while error is not None:
-            traceback.clear_frames(error.__traceback__)
-            error = error.__context__
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
+def _quiet_pool_cleanup() -> None:
+    """After an interrupt, datasets' pool generator (`iflatmap_unordered`) is closed whenever it is collected, and
+    its cleanup raises a TimeoutError for the unfinished jobs, which Python would print as 'Exception ignored'.
+    Only that report is dropped; every other one goes to the hook in place."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_pool_cleanup", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if getattr(unraisable.object, "__name__", "") != "iflatmap_unordered":
+            previous(unraisable)
+
+    hook.quiet_pool_cleanup = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
