@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ImageTokenizerConfig, PreprocessingConfig
 from .errors import ImageLoadError, InvalidImageError
@@ -49,7 +49,9 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.
 
 def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int | None = None) -> Image.Image:
     """The one guarded way to decode an image: the size its header declares is checked against the pixel
-    budget before any pixel is decoded, and PIL's decompression-bomb warning and error become ImageLoadError."""
+    budget before any pixel is decoded, PIL's decompression-bomb warning and error become ImageLoadError, and
+    the EXIF orientation is applied (`exif_transpose`, as `datasets` and transformers' `load_image` do), so a
+    file, a CLI argument and a dataset cell of the same photo give the same pixels."""
     budget = max_pixels or MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -62,7 +64,9 @@ def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int 
                         f"{budget:,} (raise it with max_pixels= or --max-pixels if the image is genuine)"
                     )
                 image.load()  # decode now: a truncated file fails here, not later inside the model
-                return image.copy()
+                return ImageOps.exif_transpose(image)  # a new image (a plain copy when there is no orientation)
+    except ImageLoadError:
+        raise
     except Image.DecompressionBombError as error:
         raise ImageLoadError(f"{name}: refused as a decompression bomb ({error})") from None
     except UnidentifiedImageError:

@@ -72,13 +72,14 @@ def load_card_info(directory: str | Path) -> dict[str, Any]:
         return {}
     try:
         info = ModelCard.load(path).data.to_dict().get(CARD_INFO_KEY, {})
-    except Exception:  # noqa: BLE001 - a hand-edited or foreign README must never stop a model from loading
+    except Exception:  # noqa: BLE001  (a hand-edited or foreign README must never stop a model from loading)
         return {}
     return info if isinstance(info, dict) else {}
 
 
-def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) -> str:
-    """Model card of an ImagePrior: token layout, usage, measured metrics and training record."""
+def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any], load_name: str | None = None) -> str:
+    """Model card of an ImagePrior: token layout, usage, measured metrics and training record. load_name: what
+    the usage snippet passes to from_pretrained (default model_name: a bundled name or a Hub repo id)."""
     layout = prior.layout
     grid_h, grid_w = layout.grid_size
     if layout.conditional:
@@ -93,15 +94,16 @@ def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) ->
         conditioning, sequence = "none (unconditional)", "`<boi>` then the image ids, row-major"
     data = ModelCardData(
         library_name="transformers",
-        tags=["image-tokenizer", "image-generation", "autoregressive"],
-        pipeline_tag="unconditional-image-generation",
+        tags=["image-tokenizer", "image-generation", "autoregressive", *(["class-conditional"] if layout.conditional else [])],
+        # The Hub has no class-conditional task; a conditional prior is prompted by a class name, a short text.
+        pipeline_tag="text-to-image" if layout.conditional else "unconditional-image-generation",
         **{CARD_INFO_KEY: card_info},
     )
     card = ModelCard.from_template(
         data,
         template_str=template_text("image_prior"),
         model_name=model_name,
-        repo_id=model_name,
+        repo_id=load_name or model_name,
         architecture=type(prior.model).__name__,
         parameters=f"{sum(p.numel() for p in prior.model.parameters()):,}",
         tokenizer=layout.tokenizer,
@@ -112,7 +114,8 @@ def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any]) ->
         eoi=layout.eoi_token_id,
         pad=layout.pad_token_id,
         conditional=layout.conditional,
-        first_class=layout.class_names[2] if layout.num_classes > 2 else "",
+        first_class=layout.class_names[0] if layout.conditional else "",
+        class_list=", ".join(repr(name) for name in layout.class_names),
         conditioning=conditioning,
         sequence=sequence,
         metrics=card_info.get("metrics", {}),

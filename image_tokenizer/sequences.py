@@ -78,15 +78,27 @@ def empty_sequences(options: SequenceOptions, grid_ids: int) -> dict:
 
 def image_span(sequence: torch.Tensor, boi: int, eoi: int, vocab_size: int, vocab_len: int) -> torch.Tensor:
     """The image ids of one flat sequence: what lies between <boi> and <eoi> when framed (so a class token or
-    text before <boi> goes too), else the sequence without special ids."""
+    text before <boi> goes too), less the special ids at either end (padding, an unframed <eoi>). A special id
+    among the image ids is an error naming its position: dropping it would shift every id after it."""
+    offset = 0
     positions = torch.nonzero(sequence == boi)
     if len(positions):
-        sequence = sequence[int(positions[0]) + 1:]
+        offset = int(positions[0]) + 1
+        sequence = sequence[offset:]
         ends = torch.nonzero(sequence == eoi)
         if len(ends):
             sequence = sequence[: int(ends[0])]
-    keep = (sequence < vocab_size) | (sequence >= vocab_len)  # special ids go; invalid ones stay, to be reported
-    return sequence[keep]
+    special = (sequence >= vocab_size) & (sequence < vocab_len)  # invalid ids stay, to be reported
+    kept = torch.nonzero(~special)
+    if not len(kept):
+        return sequence[:0]
+    first, last = int(kept[0]), int(kept[-1])
+    inner = torch.nonzero(special[first : last + 1])
+    if len(inner):
+        at = first + int(inner[0])
+        raise InvalidIdsError(f"id {int(sequence[at])} at position {offset + at} is a special token among the image ids "
+                              f"(image token ids are 0..{vocab_size - 1}); remove it, or decode the ids it separates on their own")
+    return sequence[first : last + 1]
 
 
 def grid_for(count: int, trained: tuple[int, int], grid_size: tuple[int, int] | None) -> tuple[int, int]:

@@ -51,7 +51,9 @@ def as_pixel_batch(images: Any, device: torch.device) -> tuple[torch.Tensor, boo
     if isinstance(images, np.ndarray):
         if images.ndim not in (2, 3, 4) or not (images.dtype == np.uint8 or images.dtype.kind == "f"):
             return None
-        tensor, channels_last = torch.from_numpy(np.ascontiguousarray(images)), True
+        array = np.ascontiguousarray(images)
+        # np.asarray(pil) is read-only; torch warns about such arrays, and a copy of one image is cheap
+        tensor, channels_last = torch.from_numpy(array if array.flags.writeable else array.copy()), True
     elif isinstance(images, torch.Tensor):
         if images.is_meta or images.is_complex() or images.layout != torch.strided or images.ndim not in (2, 3, 4):
             return None

@@ -38,7 +38,7 @@ from training.config_cli import parse_config as parse_dataclass_config
 @dataclass
 class PriorTrainConfig:
     output_dir: str = "runs/prior"
-    model_name: str = "shapes-64-prior"
+    model_name: str | None = None  # the card's title; None: the output folder's name
     tokenizer: str = "shapes-64"
     data: str = "shapes"  # "shapes", or a pre-tokenized dataset folder (arrow or parquet)
     eval_data: str | None = None  # pre-tokenized held-out set; None: shapes seed eval_seed, or eval_fraction of data
@@ -474,7 +474,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
         },
     }
     final = out / "final"
-    prior.save_pretrained(final, model_name=config.model_name)
+    prior.save_pretrained(final, model_name=config.model_name or Path(config.output_dir).name)
     (out / "prior_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     if config.sample_images > 0:
         from image_tokenizer.visualize import image_grid

@@ -1,11 +1,12 @@
 """`image-tokenizer` command line: the parser and `main`; each command group lives in its own module.
 
-User mistakes end in one line on stderr and exit status 2, never a traceback.
+User mistakes end in one line on stderr and exit status 2, never a traceback; Ctrl-C in one line and 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets.disable_progress_bars()  # --no-progress means every bar, datasets' included
     try:
         args.func(args)
+    except BrokenPipeError:  # `info | head`: the reader has gone; stop quietly, as a tool killed by SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141
     except (ImageTokenizerError, OSError) as error:
         print(f"image-tokenizer {args.command}: error: {error}", file=sys.stderr)
         return 2

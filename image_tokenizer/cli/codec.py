@@ -17,18 +17,22 @@ from ..fileio import atomic_path, atomic_write_text
 from ..image_processing import MAX_IMAGE_PIXELS, postprocess
 from ..metrics import psnr
 from ..tokenizer import MAX_NATIVE_PIXELS
-from .common import add_common_options, encode_in_batches, load_images, load_tokenizer, positive_int
+from .common import DEFAULT_MODEL, add_common_options, encode_in_batches, load_prior, load_tokenizer, positive_int
+from .files import manifest_path, output_names, read_images, write_manifest
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model, args.device)
-    images = load_images(args.images, args.progress, args.max_pixels)
-    grids = encode_in_batches(tokenizer, images, args.batch_size, args.native_size, args.progress, args.max_native_pixels)
+    read = read_images(args.images, tokenizer.config, args.progress, args.skip_bad, args.max_pixels, args.native_size,
+                       args.max_native_pixels)
+    grids = encode_in_batches(tokenizer, read.images, args.batch_size, args.native_size, args.progress, args.max_native_pixels)
     if args.output is None or args.output.endswith(".json"):
-        payload = {
+        payload: dict[str, Any] = {
             "vocab_size": tokenizer.vocab_size,
-            "images": [{"path": p, "grid": list(g.shape), "ids": g.tolist()} for p, g in zip(args.images, grids)],
+            "images": [{"path": p, "grid": list(g.shape), "ids": g.tolist()} for p, g in zip(read.paths, grids)],
         }
+        if read.skipped:
+            payload["skipped"] = [{"path": p, "error": e} for p, e in read.skipped.items()]
         text = json.dumps(payload)
         if args.output is None:
             print(text)
@@ -41,6 +45,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
         dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32
         with atomic_path(args.output) as tmp, open(tmp, "wb") as handle:
             np.save(handle, torch.stack(grids).numpy().astype(dtype))
+        rows = [{"row": row, "path": path} for row, path in enumerate(read.paths)]
+        print(f"rows of {args.output} by file: {write_manifest(manifest_path(args.output), rows, read.skipped)}", file=sys.stderr)
     else:
         raise CLIError(f"--output must end in .npy or .json, got {args.output!r}")
     if args.output:
@@ -80,10 +86,22 @@ def _id_array(data: object, path: str) -> np.ndarray:
         raise CLIError(f"{path}: ids must form a rectangular array of integers") from None
 
 
+def image_format(output: Path) -> str:
+    """The PIL format an output's extension names (out.jpg -> JPEG); an extension PIL cannot write is refused."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(output.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise CLIError(f"--output {output}: {output.suffix or 'no extension'} is not an image format PIL can write; "
+                       "use .png (lossless), .jpg or .webp")
+    return fmt
+
+
 def cmd_decode(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model, args.device)
     grids = _read_ids(args.ids)
     output = Path(args.output)
+    fmt = image_format(output)
     targets = [output] if len(grids) == 1 else [output.with_name(f"{output.stem}_{i:04d}{output.suffix}") for i in range(len(grids))]
     for grid in grids:
         if grid.dtype.kind not in "iu":
@@ -95,38 +113,68 @@ def cmd_decode(args: argparse.Namespace) -> None:
         images = [tokenizer.decode(g.astype(np.int64)) for g in grids]
     for image, target in tqdm(list(zip(images, targets)), desc="writing", disable=not args.progress or len(grids) < 2):
         with atomic_path(target) as tmp:
-            image.save(tmp, format="PNG")
+            image.save(tmp, format=fmt)
+    if len(targets) > 1:
+        sources = _id_sources(args.ids, len(grids))
+        rows = [{"output": t.name, "ids": args.ids, "row": i, **sources[i]} for i, t in enumerate(targets)]
+        write_manifest(manifest_path(output), rows)
     print(f"wrote {len(targets)} image(s): {targets[0]}{' ...' if len(targets) > 1 else ''}", file=sys.stderr)
+
+
+def _id_sources(ids_path: str, count: int) -> list[dict[str, Any]]:
+    """The image file each row of an ids file was encoded from, where `encode` recorded it ({} otherwise)."""
+    source = Path(ids_path)
+    record = source if source.suffix == ".json" else manifest_path(source)
+    try:
+        data = json.loads(record.read_text()) if record.is_file() else {}
+        paths = [item.get("path") for item in (data.get("images") or data.get("outputs") or [])]
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        paths = []
+    return [{"image": paths[i]} if i < len(paths) and paths[i] else {} for i in range(count)]
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from ..visualize import side_by_side
 
     tokenizer = load_tokenizer(args.model, args.device)
-    images = load_images(args.images, args.progress)
+    read = read_images(args.images, tokenizer.config, args.progress, args.skip_bad)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grids = encode_in_batches(tokenizer, images, args.batch_size, False, args.progress)
-    inputs, outputs, scores = [], [], []
-    for path, image, grid in zip(args.images, images, grids):
+    grids = encode_in_batches(tokenizer, read.images, args.batch_size, False, args.progress)
+    inputs, outputs, rows = [], [], []
+    for path, name, image, grid in zip(read.paths, output_names(read.paths), read.images, grids):
         reconstruction = tokenizer.decode(grid)
         pixels, _ = tokenizer.preprocess(image)
         reference = postprocess(pixels[0].unsqueeze(0), tokenizer.config.preprocessing, "pil")[0]
         inputs.append(reference)
         outputs.append(reconstruction)
-        scores.append(float(psnr(np.asarray(reference), np.asarray(reconstruction))))
-        with atomic_path(out_dir / f"{Path(path).stem}_reconstruction.png") as tmp:
+        target = out_dir / f"{name}_reconstruction.png"
+        with atomic_path(target) as tmp:
             reconstruction.save(tmp, format="PNG")
+        rows.append({"output": target.name, "image": path, "psnr": round(float(psnr(np.asarray(reference), np.asarray(reconstruction))), 4)})
     with atomic_path(out_dir / "comparison.png") as tmp:
         side_by_side(inputs, outputs).save(tmp, format="PNG")
-    print(f"reconstructed {len(images)} image(s) into {out_dir}; mean PSNR {np.mean(scores):.2f} dB")
+    write_manifest(out_dir / "reconstructions.json", rows, read.skipped)
+    mean = np.mean([row["psnr"] for row in rows])
+    print(f"reconstructed {len(rows)} image(s) into {out_dir}; mean PSNR {mean:.2f} dB (reconstructions.json: which file is which)")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    tokenizer = load_tokenizer(args.model, "cpu")
+    """A tokenizer's or a prior's description, as JSON (a prior: layout, classes, sampling defaults, tokenizer)."""
+    from ..checkpoint import PRIOR_LAYOUT_NAME, SAVED_FILES
+    from ..hub import resolve_pretrained
+    from ..prior.model import PRIOR_FILES
+    from .prior import prior_info
+
+    name = args.model or DEFAULT_MODEL
+    directory = resolve_pretrained(name, allow_patterns=sorted(set(SAVED_FILES) | set(PRIOR_FILES)))
+    if (directory / PRIOR_LAYOUT_NAME).is_file():
+        print(json.dumps(prior_info(load_prior(str(directory), None, "cpu"), name), indent=2))
+        return
+    tokenizer = load_tokenizer(str(directory), "cpu")
     config = tokenizer.config
     info = {
-        "model": args.model,
+        "model": name,
         "summary": repr(tokenizer),
         "resolution": config.resolution,
         "grid_size": list(config.grid_size),
@@ -136,7 +184,10 @@ def cmd_info(args: argparse.Namespace) -> None:
         "special_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens},
         "parameters": sum(p.numel() for p in tokenizer.model.parameters()),
         "metrics": tokenizer.card_info.get("metrics", {}),
+        "can_decode": not config.encoder_only,
     }
+    if config.encoder_only:
+        info["note"] = "encoder only: its source ships no decoder weights, so decode and reconstruct are refused"
     print(json.dumps(info, indent=2))
 
 
@@ -156,8 +207,10 @@ def cmd_convert(args: argparse.Namespace) -> None:
 def add_commands(sub: Any) -> None:
     """encode, decode, reconstruct, info: the tokenizer itself."""
     p = sub.add_parser("encode", help="images -> token ids (.npy or .json; JSON on stdout by default)")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--output", help="ids.npy or ids.json")
+    p.add_argument("images", nargs="+", help="image files or folders (every image under them)")
+    p.add_argument("--output", help="ids.npy (rows by file in ids.files.json) or ids.json")
+    p.add_argument("--skip-bad", action="store_true", help="skip files that cannot be used (undecodable, too small, over "
+                   "the pixel budget) and count them, instead of stopping")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--native-size", action="store_true", help="encode at native size (sides multiple of the downsampling factor)")
     p.add_argument("--max-pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
@@ -169,13 +222,16 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("decode", help="token ids (.npy/.json) -> PNG image(s)")
     p.add_argument("ids")
-    p.add_argument("--output", required=True, help="out.png (a batch writes out_0000.png, ...)")
+    p.add_argument("--output", required=True, help="out.png, .jpg, .webp (a batch writes out_0000.png, ... and "
+                   "out.files.json, the ids row of each)")
     add_common_options(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("reconstruct", help="encode and decode images, writing reconstructions and a comparison grid")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--output-dir", required=True)
+    p.add_argument("images", nargs="+", help="image files or folders (every image under them)")
+    p.add_argument("--output-dir", required=True, help="reconstructions, comparison.png, and reconstructions.json "
+                   "(the input and PSNR of each)")
+    p.add_argument("--skip-bad", action="store_true", help="skip files that cannot be used and count them, instead of stopping")
     p.add_argument("--batch-size", type=positive_int, default=64)
     add_common_options(p)
     p.set_defaults(func=cmd_reconstruct)

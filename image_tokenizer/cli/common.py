@@ -99,9 +99,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def add_common_options(p: argparse.ArgumentParser) -> None:
+def class_label(text: str) -> int | str:
+    """argparse type: a class index (a number) or a class name (anything else)."""
+    return int(text) if text.isdigit() else text
+
+
+def add_common_options(p: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:
     """--model, --device and --no-progress, shared by every command that loads a model."""
-    p.add_argument("--model", help=f"bundled name, directory or Hub repo id (default {DEFAULT_MODEL})")
+    p.add_argument("--model", help=f"bundled name, directory or Hub repo id (default {default_model})")
     p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
@@ -109,7 +114,8 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """The prior's sampling keywords, shared by generate and complete."""
     p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one the prior names)")
-    p.add_argument("--class", dest="class_label", type=non_negative_int, help="class index (see `info`); default none/null")
+    p.add_argument("--class", dest="class_label", type=class_label, metavar="NAME|INDEX",
+                   help="class name or index (see `info PRIOR`; a number is an index); default none/null")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--temperature", type=float, help="default: the prior's (its generation_config.json)")
     p.add_argument("--top-k", type=positive_int, help="default: the prior's")

@@ -64,7 +64,7 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
         source=args.data, model=args.model or DEFAULT_MODEL,
     )
     rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
-    skipped = f", skipped {report['skipped']} unreadable (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
+    skipped = f", skipped {report['skipped']} bad image(s) (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
     pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
     print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}")
 
@@ -137,7 +137,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--num-workers", type=non_negative_int, default=None,
                    help="decode in this many DataLoader workers and encode large batches here (default on a GPU: up to 8)")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
-    p.add_argument("--skip-bad", action="store_true", help="skip undecodable images and list them in skipped_rows.json")
+    p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be used (undecodable, too small, over the pixel budget) and list them in "
+                   "skipped_rows.json")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the finished output folder as a Hub dataset repo")
     p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")

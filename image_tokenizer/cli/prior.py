@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_path, atomic_write_text
 from .common import (
+    DEFAULT_PRIOR,
     add_common_options,
     add_sampling_options,
     blank_below,
@@ -34,7 +36,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         image_grid(images, columns=min(args.columns, len(images)), scale=args.scale).save(tmp, format="PNG")
     if args.ids_output:
         atomic_write_text(Path(args.ids_output), json.dumps(ids.tolist()) + "\n")
-    label = "" if args.class_label is None else f" of class {args.class_label} ({prior.layout.class_names[args.class_label]})"
+    index = None if args.class_label is None else int(prior.layout.check_class_labels(args.class_label)[0])
+    label = "" if index is None else f" of class {index} ({prior.layout.class_names[index]})"
     print(f"wrote {len(images)} generated images{label} ({ids.shape[1]}x{ids.shape[2]} tokens each) to {output}")
 
 
@@ -62,6 +65,28 @@ def cmd_complete(args: argparse.Namespace) -> None:
     print(f"wrote {output}: per row, the reconstruction, its top {rows} token rows, then {args.samples} completions")
 
 
+def prior_info(prior: Any, name: str) -> dict[str, Any]:
+    """What `info` says of a prior: its token layout, classes, sampling defaults and tokenizer."""
+    layout = prior.layout
+    return {
+        "model": name,
+        "kind": "image prior",
+        "summary": repr(prior),
+        "architecture": type(prior.model).__name__,
+        "parameters": sum(p.numel() for p in prior.model.parameters()),
+        "tokenizer": layout.tokenizer,
+        "layout": {"codebook_size": layout.codebook_size, "grid_size": list(layout.grid_size),
+                   "boi_token_id": layout.boi_token_id, "eoi_token_id": layout.eoi_token_id,
+                   "pad_token_id": layout.pad_token_id, "vocab_size": layout.vocab_size,
+                   "sequence_length": layout.sequence_length},
+        "classes": {str(i): name for i, name in enumerate(layout.class_names)},
+        "class_label_column": layout.class_label_column,
+        "null_class_token_id": layout.null_class_token_id if layout.conditional else None,
+        "sampling_defaults": dataclasses.asdict(prior.sampling_defaults),
+        "metrics": prior.card_info.get("metrics", {}),
+    }
+
+
 def add_commands(sub: Any) -> None:
     """generate and complete: sampling from a prior."""
     p = sub.add_parser("generate", help="sample images from a prior into a PNG grid")
@@ -72,7 +97,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--columns", type=positive_int, default=8)
     add_sampling_options(p)
-    add_common_options(p)
+    add_common_options(p, DEFAULT_PRIOR)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("complete", help="finish images from their top token rows with a prior")
@@ -81,5 +106,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--samples", type=positive_int, default=4, help="completions per image")
     p.add_argument("--output", default="completions.png")
     add_sampling_options(p)
-    add_common_options(p)
+    add_common_options(p, DEFAULT_PRIOR)
     p.set_defaults(func=cmd_complete)

@@ -6,6 +6,7 @@ DataError that names the file or row, so callers can skip-and-count it or stop.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,7 @@ from ..image_processing import load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
+FILE_NAME = "file_name"  # every row read from a folder: the image's path relative to the folder
 
 
 class ImageSource:
@@ -75,11 +75,11 @@ def split_source(source: ImageSource, fraction: float, seed: int) -> tuple[Image
 
 
 class FolderSource(ImageSource):
-    def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig):
+    """The images of one split of a folder (split_files); a folder without split folders is read whole."""
+
+    def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig, split: str = "train"):
         self.root = Path(root)
-        self.files = image_files(self.root)
-        if not self.files:
-            raise DataError(f"{self.root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        self.files = split_files(self.root, split, whole_without_splits=True)
         self.resolution, self.preprocessing = resolution, preprocessing
 
     def __len__(self) -> int:
@@ -152,7 +152,7 @@ def open_source(
     dataset = load_dataset_spec(spec, split)
     if dataset is not None:
         return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"))
-    return FolderSource(Path(spec), resolution, preprocessing)
+    return FolderSource(Path(spec), resolution, preprocessing, split)
 
 
 def image_files(root: str | Path) -> list[Path]:
@@ -160,47 +160,54 @@ def image_files(root: str | Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def image_folder_dataset(root: str | Path) -> Any:
-    """An image folder as a `datasets.Dataset` with the imagefolder layout: an `image` column (paths, decoded
-    lazily), the columns of a metadata.jsonl joined on `file_name`, or else a `label` ClassLabel when the
-    images sit in two or more class subfolders.
-
-    Same columns as `load_dataset("imagefolder", data_dir=root)`, built directly: that loader resolves
-    its file patterns with dozens of recursive globs, about 2 ms per image, longer than tokenizing it."""
-    import json
-
-    import datasets
+def folder_splits(root: str | Path) -> dict[str, list[Path]]:
+    """The image files of each split of a folder, as `datasets`' imagefolder splits it: `train/`, `test/`,
+    `validation/` (and their synonyms) folders, or one `train` split when there are none."""
+    from datasets.data_files import DataFilesDict, EmptyDatasetError, get_data_patterns
 
     root = Path(root)
-    files = image_files(root)
-    if not files:
+    try:
+        files = DataFilesDict.from_patterns(get_data_patterns(str(root)), base_path=str(root))
+    except EmptyDatasetError:
+        files = {}
+    base = root.resolve()
+    splits = {str(name): sorted(root / os.path.relpath(f, base) for f in found if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+              for name, found in files.items()}
+    splits = {name: found for name, found in splits.items() if found}
+    if not splits:
         raise DataError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    columns: dict[str, list] = {"image": [str(p) for p in files]}
-    metadata = root / "metadata.jsonl"
-    if metadata.is_file():
-        rows: dict[str, dict] = {}
-        for number, line in enumerate(metadata.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                    rows[str(record.pop("file_name"))] = record
-                except (json.JSONDecodeError, KeyError, AttributeError):
-                    raise DataError(f"{metadata} line {number}: not a JSON object with a file_name") from None
-        keys = [p.relative_to(root).as_posix() for p in files]
-        missing = [key for key in keys if key not in rows]
-        if missing:
-            raise DataError(f"{metadata}: no entry for {len(missing)} image(s), e.g. {missing[0]}")
-        names = list(dict.fromkeys(name for key in keys for name in rows[key]))
-        for name in names:
-            columns[name] = [rows[key].get(name) for key in keys]
-        return datasets.Dataset.from_dict(columns).cast_column("image", datasets.Image())
-    parents = [p.parent.relative_to(root).as_posix() for p in files]
-    classes = sorted(set(parents))
-    features = {"image": datasets.Image()}
-    if len(classes) > 1:
-        columns["label"] = [classes.index(parent) for parent in parents]
-        features["label"] = datasets.ClassLabel(names=classes)
-    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+    return splits
+
+
+def split_files(root: str | Path, split: str, whole_without_splits: bool = False) -> list[Path]:
+    """The image files of one split; a split the folder lacks is an error naming those it has. With
+    whole_without_splits, a folder that has no split folders is one set of images, whatever the split."""
+    splits = folder_splits(root)
+    if whole_without_splits and list(splits) == ["train"]:
+        return splits["train"]
+    if split not in splits:
+        raise DataError(f"{root}: no split {split!r}; its splits are {sorted(splits)} (split folders such as train/ and test/)")
+    return splits[split]
+
+
+def image_folder_dataset(root: str | Path, split: str = "train") -> Any:
+    """An image folder read by `datasets`' own imagefolder loader: split folders, a `label` ClassLabel named by
+    the leaf folders (when there are two or more), and metadata.jsonl/.csv columns; plus a `file_name` column
+    (the path relative to root) on every row, so a token row always leads back to its file."""
+    import datasets
+
+    root = Path(root).resolve()
+    expected = split_files(root, split)  # also the error for a folder without images or without that split
+    try:
+        dataset = datasets.load_dataset("imagefolder", data_dir=str(root), split=split)
+    except Exception as error:  # noqa: BLE001  (a malformed metadata file, ...: one readable line)
+        raise DataError(f"{root}: cannot read as an image folder ({error})") from None
+    paths = [Path(cell["path"]) for cell in dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+    missing = sorted(set(expected) - set(paths))
+    if missing:  # imagefolder drops an image its metadata does not list; we say so instead
+        raise DataError(f"{root}: the metadata file has no entry for {len(missing)} image(s), e.g. "
+                        f"{missing[0].relative_to(root).as_posix()}")
+    return dataset.add_column(FILE_NAME, [path.relative_to(root).as_posix() for path in paths])
 
 
 def load_dataset_spec(spec: str, split: str = "train", streaming: bool = False) -> Any:

@@ -11,11 +11,16 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import tokenizer_fingerprint
-from ..errors import InvalidRequestError, PretokenizeError
+from ..errors import ImageTokenizerError, InvalidRequestError, PretokenizeError
 from ..fileio import atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .rows import (
@@ -63,13 +68,19 @@ def pretokenize(
     (default 64), or per DataLoader batch (default four of the device's micro-batches).
     With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet",
     pretokenize_info.json with `source` and `model`, skipped_rows.json, a dataset card), and push_to_hub=REPO
-    uploads that folder (refused before any work when offline)."""
+    uploads that folder (refused before any work when offline). An IterableDataset is written to output_dir as
+    parquet shards by `pretokenize_streaming` (resumable; format, num_proc and num_workers do not apply) and
+    the rows are read back from them."""
     if push_to_hub is not None and output_dir is None:
         raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
     check_can_push(push_to_hub)
     if isinstance(dataset, str):
         source = source or dataset
         dataset = load_image_dataset(dataset, resolution=tokenizer.config.resolution)
+    if not hasattr(dataset, "_fingerprint"):  # an IterableDataset: nothing to map in memory, so shards as it streams
+        tokens, report = _tokenize_stream(dataset, tokenizer, image_column, batch_size, device, flip, skip_bad, output_dir,
+                                          overwrite, push_to_hub, source)
+        return (tokens, report) if return_report else tokens
     tokens, report = _tokenize_dataset(dataset, tokenizer, image_column, batch_size, num_proc, device, flip, skip_bad,
                                        load_from_cache_file, num_workers)
     if output_dir is not None:
@@ -78,6 +89,26 @@ def pretokenize(
         if push_to_hub is not None:
             push_dataset_folder(output_dir, push_to_hub)
     return (tokens, report) if return_report else tokens
+
+
+def _tokenize_stream(
+    stream: Any, tokenizer: Any, image_column: str, batch_size: int | None, device: str | None, flip: bool,
+    skip_bad: bool, output_dir: str | None, overwrite: bool, push_to_hub: str | None, source: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """An IterableDataset through the streaming writer into output_dir; the rows read back, and the report."""
+    import datasets
+
+    from .streaming import pretokenize_streaming
+
+    if output_dir is None:
+        raise InvalidRequestError("an IterableDataset is written as parquet shards while it streams; pass output_dir=")
+    summary = pretokenize_streaming(stream, tokenizer, output_dir, image_column=image_column, batch_size=batch_size or 64,
+                                    flip=flip, skip_bad=skip_bad, source=source or "", overwrite=overwrite, device=device,
+                                    push_to_hub=push_to_hub)
+    tokens = datasets.load_dataset(str(output_dir), split="train")
+    errors = summary.get("errors_in_this_run", [])
+    return tokens, {"rows_in": summary["rows_in"], "rows_out": len(tokens),
+                    "skipped": summary.get("skipped_in_this_run", 0), "errors": errors}
 
 
 def _tokenize_dataset(
@@ -106,14 +137,62 @@ def _tokenize_dataset(
     fingerprint = hashlib.sha256(
         "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
     ).hexdigest()[:32]
-    mapped = dataset.map(
-        function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
-        num_proc=num_proc, remove_columns=dataset.column_names, features=token_features(dataset.features, image_column, flip, dtype),
-        new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
-    )
+    try:
+        with interrupt_in_this_process_only():
+            mapped = dataset.map(
+                function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
+                num_proc=num_proc, remove_columns=dataset.column_names,
+                features=token_features(dataset.features, image_column, flip, dtype),
+                new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
+            )
+    except ImageTokenizerError as error:  # raised again here: our one line, without a worker process's traceback
+        raise type(error)(str(error)) from None
     result, bad = without_bad_rows(mapped)
     report = {"rows_in": len(dataset), "rows_out": len(result), "skipped": len(bad) // (2 if flip else 1), "errors": bad}
     return result, report
+
+
+@contextmanager
+def interrupt_in_this_process_only() -> Iterator[None]:
+    """Ctrl-C reaches every process of the terminal's group; during the map, only this one stops (with
+    KeyboardInterrupt, so the CLI says one line and exits 130). The map's worker processes are forked with this
+    handler and ignore it: they print no tracebacks, and the pool ends them as the map unwinds."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # signal handlers belong to the main thread; an ignored Ctrl-C stays ignored
+        return
+    parent, interrupted = os.getpid(), []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if os.getpid() == parent:
+            interrupted.append(signum)
+            _quiet_pool_cleanup()
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    except BaseException:
+        if not interrupted:
+            raise
+        raise KeyboardInterrupt from None  # not the TimeoutError that datasets' pool cleanup puts in its place
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_pool_cleanup() -> None:
+    """After an interrupt, datasets' pool generator (`iflatmap_unordered`) is closed whenever it is collected, and
+    its cleanup raises a TimeoutError for the unfinished jobs, which Python would print as 'Exception ignored'.
+    Only that report is dropped; every other one goes to the hook in place."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_pool_cleanup", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if getattr(unraisable.object, "__name__", "") != "iflatmap_unordered":
+            previous(unraisable)
+
+    hook.quiet_pool_cleanup = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:

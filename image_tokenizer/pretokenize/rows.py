@@ -9,14 +9,15 @@ image cannot be read carries its error in a temporary column until it is dropped
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import PretokenizeError
-from ..image_processing import decode_cell
+from ..errors import ImageTokenizerError, PretokenizeError
+from ..image_processing import decode_cell, prepare_image
 
 ERROR_COLUMN = "__pretokenize_error"
 SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
@@ -36,16 +37,73 @@ def ids_dtype(codebook_size: int) -> str:
     return "uint32"
 
 
-def decode_error(index: int, error: Exception) -> str:
+def cell_file(cell: Any) -> str:
+    """The file an image cell came from ('' for bytes without a path), so a message can name it."""
+    if isinstance(cell, dict):
+        return str(cell.get("path") or "")
+    return str(cell) if isinstance(cell, (str, os.PathLike)) else ""
+
+
+def row_name(index: int, cell: Any) -> str:
+    """`row 17 (photos/tiny.png)`: the dataset row, and its file when it has one."""
+    name = cell_file(cell)
+    return f"row {index} ({name})" if name else f"row {index}"
+
+
+def decode_error(index: int, error: Exception, cell: Any = None) -> str:
     """Why row `index` has no image, as the report lists it."""
-    return f"row {index}: cannot decode image ({type(error).__name__}: {error})"
+    return f"{row_name(index, cell)}: cannot decode image ({type(error).__name__}: {error})"
 
 
 def keep_or_stop(message: str, skip_bad: bool) -> str:
-    """An undecodable row is kept in the report with skip_bad, else it stops the run."""
+    """A row whose image cannot be used is kept in the report with skip_bad, else it stops the run."""
     if not skip_bad:
         raise PretokenizeError(message + "; pass skip_bad=True (--skip-bad) to skip such rows") from None
     return message
+
+
+@dataclass
+class PreparedRows:
+    """The model's uint8 pixels [n, 3, H, W] of the rows of a batch that could be used (and their mirrors), and
+    why each other row could not (position in the batch -> message naming the dataset row and the file)."""
+
+    indices: list[int] = field(default_factory=list)  # the dataset row at each position of the batch
+    positions: list[int] = field(default_factory=list)
+    pixels: torch.Tensor | None = None
+    mirrored: torch.Tensor | None = None
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def pin_memory(self) -> PreparedRows:
+        """Called by the DataLoader (pin_memory=True on a GPU): page-locked pixels copy to the device asynchronously."""
+        self.pixels = None if self.pixels is None else self.pixels.pin_memory()
+        self.mirrored = None if self.mirrored is None else self.mirrored.pin_memory()
+        return self
+
+
+def prepare_cells(cells: list, indices: list[int], config: Any, flip: bool) -> PreparedRows:
+    """Decode and prepare every image of a batch on its own, so one image's failure (undecodable, too small,
+    over the pixel budget, a mode that has no RGB) is that row's error, never the batch's. Needs only the
+    config, so DataLoader workers run it too."""
+    prepared, pixels, mirrored = PreparedRows(indices=list(indices)), [], []
+    for position, (index, cell) in enumerate(zip(indices, cells)):
+        try:
+            image = decode_cell(cell)
+        except Exception as error:  # noqa: BLE001  (PIL raises many types for bad bytes)
+            prepared.errors[position] = decode_error(index, error, cell)
+            continue
+        try:
+            image_pixels = prepare_image(image, config, index)
+            mirror = prepare_image(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), config, index) if flip else None
+        except ImageTokenizerError as error:
+            prepared.errors[position] = f"{row_name(index, cell)}: {error}"
+            continue
+        prepared.positions.append(position)
+        pixels.append(image_pixels)
+        mirrored.append(mirror)
+    if pixels:
+        prepared.pixels = torch.stack(pixels)
+        prepared.mirrored = torch.stack(mirrored) if flip else None
+    return prepared
 
 
 class Tokenize:
@@ -66,19 +124,13 @@ class Tokenize:
             device = f"cuda:{rank % torch.cuda.device_count()}"
         if device is not None and str(self.tokenizer.device) != device:
             self.tokenizer.to(device)
-        images, good, errors = [], [], {}
-        for row, (index, cell) in enumerate(zip(indices, batch[self.image_column])):
-            try:
-                images.append(decode_cell(cell))
-                good.append(row)
-            except Exception as error:  # noqa: BLE001  (PIL raises many types for bad bytes)
-                errors[row] = keep_or_stop(decode_error(index, error), self.skip_bad)
+        prepared = prepare_cells(batch[self.image_column], indices, self.tokenizer.config, self.flip)
+        errors = {position: keep_or_stop(message, self.skip_bad) for position, message in prepared.errors.items()}
         grids, flipped = {}, {}
-        if images:
-            grids = dict(zip(good, [g.numpy() for g in self.tokenizer.encode(images)]))  # stacked, or a list for mixed sizes
+        if prepared.positions:
+            grids = dict(zip(prepared.positions, self.tokenizer.encode(prepared.pixels).numpy()))
             if self.flip:
-                mirrored = self.tokenizer.encode([im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in images])
-                flipped = dict(zip(good, [g.numpy() for g in mirrored]))
+                flipped = dict(zip(prepared.positions, self.tokenizer.encode(prepared.mirrored).numpy()))
         return assemble_rows(batch, indices, self.image_column, grids, flipped if self.flip else None, errors, self.dtype)
 
 

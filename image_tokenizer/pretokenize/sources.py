@@ -12,9 +12,9 @@ def load_image_dataset(
     spec: str, split: str = "train", num: int = 1000, seed: int = 0, streaming: bool = False, resolution: int = 64
 ) -> Any:
     """`shapes` (the generator: `num` images from `seed`), `emoji` (the `split` of data/emoji.py's source,
-    rendered at `resolution`), an image folder (metadata.jsonl columns come along), a dataset saved with
-    save_to_disk, or `hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE; streamed with streaming=True, the
-    others are read as they are)."""
+    rendered at `resolution`), an image folder (its `split` folder, read as `datasets`' imagefolder reads it,
+    with a `file_name` column), a dataset saved with save_to_disk, or `hf:NAME` (load_dataset, honouring
+    HF_HUB_OFFLINE; streamed with streaming=True, the others are read as they are)."""
     from ..data.sources import image_folder_dataset, load_dataset_spec
 
     if spec == "shapes":
@@ -27,7 +27,7 @@ def load_image_dataset(
 
             return emoji_dataset(split, resolution)
         dataset = load_dataset_spec(spec, split, streaming=streaming)
-        return dataset if dataset is not None else image_folder_dataset(spec)
+        return dataset if dataset is not None else image_folder_dataset(spec, split)
     except DataError as error:
         raise PretokenizeError(str(error)) from None
 

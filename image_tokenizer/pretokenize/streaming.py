@@ -15,7 +15,7 @@ from ..errors import ImageTokenizerError, PretokenizeError
 from ..fileio import atomic_path, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
-from .rows import ERROR_COLUMN, INFO_NAME, STATE_NAME, Tokenize, ids_dtype, undecoded_images
+from .rows import ERROR_COLUMN, INFO_NAME, NODE_RANK, STATE_NAME, Tokenize, ids_dtype, token_features, undecoded_images
 from .sources import load_image_dataset, rank_device
 
 
@@ -98,6 +98,7 @@ def _write_node_shards(
 
     image_column, shard_size = identity["image_column"], identity["shard_size"]
     dataset = undecoded_images(dataset, image_column)
+    features = shard_features(getattr(dataset, "features", None), image_column, identity["flip"], ids_dtype(tokenizer.vocab_size))
     consumed = folder.rows_consumed()
     rows = iter(node_part(dataset, folder.node).skip(consumed))
     function = Tokenize(tokenizer, image_column, identity["flip"], identity["skip_bad"], None, ids_dtype(tokenizer.vocab_size))
@@ -117,7 +118,8 @@ def _write_node_shards(
             bar.update(len(part))
         keep = [i for i, message in enumerate(columns[ERROR_COLUMN]) if not message]
         errors.extend(m for m in columns[ERROR_COLUMN] if m)
-        write_shard(folder, shard_index, {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}, len(chunk))
+        table = {k: [v[i] for i in keep] for k, v in columns.items() if k != ERROR_COLUMN}
+        write_shard(folder, shard_index, table, len(chunk), features)
         shard_index += 1
         offset += len(chunk)
     bar.close()
@@ -130,11 +132,33 @@ def _write_node_shards(
     return summary
 
 
-def write_shard(folder: NodeFolder, index: int, table: dict[str, list], rows_in: int) -> None:
-    """One complete shard: its input-row count first, then the parquet file under a temporary name and a rename."""
+def shard_features(source: Any, image_column: str, flip: bool, dtype: str) -> dict[str, Any] | None:
+    """The features of the token columns and of the source's other columns (a ClassLabel keeps its names), or
+    None when the source does not declare its features (a stream without them: inferred from the rows)."""
+    import datasets
+
+    if not source:
+        return None
+    features = dict(token_features(source, image_column, flip, dtype))
+    features.pop(ERROR_COLUMN)
+    return {**features, NODE_RANK: datasets.Value("int64")}
+
+
+def write_shard(folder: NodeFolder, index: int, table: dict[str, list], rows_in: int,
+                features: dict[str, Any] | None = None) -> None:
+    """One complete shard: its input-row count first, then the parquet file under a temporary name and a rename.
+    Columns take `features` where it names them all (shard_features), so class names survive the stream."""
     import datasets
 
     folder.counts.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder.counts / f"{folder.shard_path(index).stem}.json", json.dumps({"rows_in": rows_in}) + "\n")
-    with atomic_path(folder.shard_path(index)) as tmp:
-        datasets.Dataset.from_dict(table).to_parquet(str(tmp))
+    known = features is not None and all(key in features for key in table)
+    schema = datasets.Features({key: features[key] for key in table}) if known else None
+    bars_were_off = datasets.utils.are_progress_bars_disabled()
+    datasets.utils.disable_progress_bars()  # a "Creating parquet" bar per shard would drown the run's own bar
+    try:
+        with atomic_path(folder.shard_path(index)) as tmp:
+            datasets.Dataset.from_dict(table, features=schema).to_parquet(str(tmp))
+    finally:
+        if not bars_were_off:
+            datasets.utils.enable_progress_bars()

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import codebook_sha256
-from ..errors import CheckpointError, ConfigError, InvalidRequestError
+from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text, read_json_object
 from ..inputs import as_ids
 
@@ -100,14 +100,28 @@ class TokenLayout:
         return list(range(self.codebook_size, self.vocab_size))
 
     def check_class_labels(self, labels: Any) -> torch.Tensor | None:
-        """None or class indices 0..C-1 -> LongTensor; a clear error for anything else."""
+        """None, class names, or class indices 0..C-1 (one, or a list mixing both: ["people", 3]) -> LongTensor;
+        a clear error for anything else."""
         if labels is None:
             return None
         if not self.conditional:
             raise InvalidRequestError("class labels given, but this prior is unconditional (trained without classes)")
-        names = ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
+        if isinstance(labels, str) or (isinstance(labels, (list, tuple)) and any(isinstance(v, str) for v in labels)):
+            labels = [self.class_index(v) for v in ([labels] if isinstance(labels, str) else labels)]
         return as_ids(labels, self.num_classes, lambda bad: (
-            f"class label {bad.value} out of range; this prior has classes 0..{bad.limit - 1} ({names})")).reshape(-1)
+            f"class label {bad.value} out of range; this prior has classes 0..{bad.limit - 1} ({self.describe_classes()})")).reshape(-1)
+
+    def class_index(self, label: Any) -> Any:
+        """A class name -> its index; anything else is returned for as_ids to check."""
+        if not isinstance(label, str):
+            return label
+        if label not in self.class_names:
+            raise InvalidIdsError(f"no class named {label!r}; this prior's classes are {self.describe_classes()}")
+        return self.class_names.index(label)
+
+    def describe_classes(self) -> str:
+        """'0=cats, 1=people': each class index with its name."""
+        return ", ".join(f"{i}={name}" for i, name in enumerate(self.class_names))
 
     def prefix(self, class_labels: torch.Tensor | None, batch: int) -> torch.Tensor:
         """The prompt [B, prefix_length]: `<boi>`, or a class token (null class where labels is None) and `<boi>`."""

@@ -142,6 +142,7 @@ class ImagePrior(HubMixin):
 
     def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:
         """Write the transformers checkpoint, the layout and a model card; every file lands atomically."""
+        from ..hub import bundled_models
         from ..model_card import render_prior_card
 
         self.model.generation_config = self.generation_config()
@@ -150,7 +151,9 @@ class ImagePrior(HubMixin):
             for name in ("model.safetensors", "generation_config.json", "config.json"):  # config.json last
                 os.replace(Path(tmp) / name, directory / name)
         self.layout.save(directory)
-        atomic_write_text(directory / "README.md", render_prior_card(self, model_name, self.card_info))
+        # The card's snippet loads a bundled name or a Hub repo id as named, any other prior from this folder.
+        load_name = model_name if "/" in model_name or model_name in bundled_models() else str(directory)
+        atomic_write_text(directory / "README.md", render_prior_card(self, model_name, self.card_info, load_name))
         return [directory / name for name in PRIOR_FILES]
 
     def generation_config(self) -> Any:
