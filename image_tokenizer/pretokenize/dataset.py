@@ -175,6 +175,9 @@ def interrupt_in_this_process_only() -> Iterator[None]:
         if not interrupted:
             raise
         raise KeyboardInterrupt from None  # not the TimeoutError that datasets' pool cleanup puts in its place
+    else:
+        if interrupted:  # the interrupt landed where datasets' pool code swallowed it and the map ran on
+            raise KeyboardInterrupt
     finally:
         signal.signal(signal.SIGINT, previous)
 
