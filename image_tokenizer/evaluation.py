@@ -89,6 +89,18 @@ class EvalSet:
     labels: dict[str, list[str]] = field(default_factory=dict)
 
 
+def source_labels(source: Any, rows: Sequence[int]) -> dict[str, list[str]]:
+    """The BREAKDOWN_COLUMNS labels of these rows of a dataset source (an emoji's style and group); {} for a
+    source without them (shapes, folders)."""
+    dataset = getattr(source, "dataset", None)
+    labels: dict[str, list[str]] = {}
+    for name in BREAKDOWN_COLUMNS:
+        if dataset is not None and name in dataset.column_names:
+            column = dataset[name]  # read once, not once per row
+            labels[name] = [str(column[i]) for i in rows]
+    return labels
+
+
 def load_eval_set(
     spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str = "test",
     image_column: str = "image", strict: bool = False,
@@ -99,7 +111,7 @@ def load_eval_set(
     from pathlib import Path
 
     from .data.shapes import generate_arrays
-    from .data.sources import DataError, DatasetSource, FolderSource, open_source
+    from .data.sources import DataError, FolderSource, open_source
 
     if spec == "shapes":
         if resolution != 64:
@@ -123,10 +135,7 @@ def load_eval_set(
             skipped += 1
     if not images:
         raise DataError(f"no readable images in {source.describe()}")
-    labels = {}
-    if isinstance(source, DatasetSource):
-        labels = {name: [str(source.dataset[name][i]) for i in kept] for name in BREAKDOWN_COLUMNS
-                  if name in source.dataset.column_names}
+    labels = source_labels(source, kept)
     masks = None
     if isinstance(source, FolderSource) and (Path(spec) / "metadata.jsonl").is_file():
         holes = {}

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
-from image_tokenizer.evaluation import BREAKDOWN_COLUMNS, evaluate_tokenizer, flat_metrics
+from image_tokenizer.evaluation import evaluate_tokenizer, flat_metrics, source_labels
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import postprocess
 from image_tokenizer.modeling import VQModel
@@ -379,21 +379,13 @@ def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple
             source = split_source(full, config.eval_fraction, config.seed)[1]
         count = min(config.eval_images, len(source))
         images = np.stack([source.load(i) for i in range(count)])
-        return images, None, f"{count} images, {source.describe()}", source_labels(source, count)
+        return images, None, f"{count} images, {source.describe()}", source_labels(source, range(count))
     if config.data != "shapes":
         return None, None, "none: pass eval_data or eval_fraction to measure a model trained on your own images", {}
     images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
     if images.shape[1] != tok_config.resolution:
         return None, None, f"none: shapes are 64x64, this model works at {tok_config.resolution}", {}
     return images, holes, f"{config.eval_images} shapes images, seed {config.eval_seed}", {}
-
-
-def source_labels(source: Any, count: int) -> dict[str, list[str]]:
-    """The first `count` rows' labels that metrics are broken down by (an emoji's style and group), if any."""
-    dataset = getattr(source, "dataset", None)
-    if dataset is None:
-        return {}
-    return {name: [str(v) for v in dataset[name][:count]] for name in BREAKDOWN_COLUMNS if name in dataset.column_names}
 
 
 def evaluated_card(
