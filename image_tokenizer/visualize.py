@@ -26,11 +26,20 @@ def side_by_side(originals: Sequence[Image.Image], reconstructions: Sequence[Ima
     """Pairs (input | reconstruction), one pair per row, with a caption strip on top."""
     pairs = [image for pair in zip(originals, reconstructions) for image in pair]
     grid = image_grid(pairs, columns=2, scale=scale)
-    caption = Image.new("RGB", (grid.width, 16), (48, 48, 48))
-    draw = ImageDraw.Draw(caption)
-    draw.text((4, 2), "input", fill=(230, 230, 230))
-    draw.text((grid.width // 2 + 4, 2), "reconstruction", fill=(230, 230, 230))
-    out = Image.new("RGB", (grid.width, grid.height + caption.height))
-    out.paste(caption, (0, 0))
-    out.paste(grid, (0, caption.height))
+    return _captioned(grid, [(4, "input"), (grid.width // 2 + 4, "reconstruction")])
+
+
+def inputs_over_reconstructions(originals: Sequence[Image.Image], reconstructions: Sequence[Image.Image], scale: int = 2) -> Image.Image:
+    """Inputs in the top row, their reconstructions in the row below, with a caption strip on top."""
+    grid = image_grid([*originals, *reconstructions], columns=len(originals), scale=scale)
+    return _captioned(grid, [(4, "top: input    bottom: reconstruction")])
+
+
+def _captioned(grid: Image.Image, captions: Sequence[tuple[int, str]]) -> Image.Image:
+    """The grid below a 16-pixel strip with each caption at its x position."""
+    out = Image.new("RGB", (grid.width, grid.height + 16), (48, 48, 48))
+    draw = ImageDraw.Draw(out)
+    for x, text in captions:
+        draw.text((x, 2), text, fill=(230, 230, 230))
+    out.paste(grid, (0, 16))
     return out

@@ -6,6 +6,7 @@ import torch
 
 from image_tokenizer import CheckpointError, InvalidImageError
 from image_tokenizer.data.shapes import generate
+from image_tokenizer.feature_classifier import LabelClassifier, LabelClassifierConfig
 from image_tokenizer.shapes_classifier import ShapesClassifier, ShapesClassifierConfig, frechet_distance
 
 
@@ -46,3 +47,23 @@ def test_bundled_classifier_counts_held_out_shapes():
     predicted = model.predict_counts(np.stack([s.image for s in samples]))
     truth = np.array([s.type_counts for s in samples])
     assert (predicted == truth).mean() > 0.8  # per-type counts; chance (always 0) is about 0.6
+
+
+def test_a_label_classifier_names_one_class_per_image_saves_strictly_and_refuses_unknown_labels(tmp_path):
+    torch.manual_seed(0)
+    config = LabelClassifierConfig(channels=(8,), feature_dim=6, class_names=("Flags", "Food & Drink", "Symbols"), label_column="group")
+    model = LabelClassifier(config).eval()
+    images = np.stack([s.image for s in generate(4, seed=2)])
+    assert model(images).shape == (4, 3) and model.embed(images).shape == (4, 6)
+    assert set(model.predict(images)) <= {0, 1, 2}
+    np.testing.assert_array_equal(model.label_ids(["Symbols", "Flags"]), [2, 0])
+    with pytest.raises(ValueError, match=r"\['Animals'\] are not among this classifier's classes"):
+        model.label_ids(["Flags", "Animals"])
+    model.save_pretrained(tmp_path / "clf", {"heldout_group_accuracy": 0.5})
+    loaded = LabelClassifier.from_pretrained(tmp_path / "clf")
+    assert loaded.config == config and loaded.card_info == {"heldout_group_accuracy": 0.5}
+    np.testing.assert_array_equal(loaded.embed(images), model.embed(images))
+    with pytest.raises(CheckpointError, match="not a shapes classifier"):
+        ShapesClassifier.from_pretrained(tmp_path / "clf")  # each loader checks the format field
+    with pytest.raises(ValueError, match="at least two class_names"):
+        LabelClassifierConfig(class_names=("Flags",))

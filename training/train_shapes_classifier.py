@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from image_tokenizer.data.shapes import HELDOUT_SEED, ShapeSample, generate
 from image_tokenizer.shapes_classifier import ShapesClassifier
+from training.fit_classifier import fit
 
 CLASSIFIER_SEED = 3
 
@@ -43,33 +42,11 @@ def accuracy(model: ShapesClassifier, images: np.ndarray, counts: np.ndarray) ->
 
 
 def train(num: int, epochs: int, batch_size: int, lr: float, seed: int, workers: int) -> tuple[ShapesClassifier, dict]:
-    torch.manual_seed(seed)
     images, counts = arrays(num, CLASSIFIER_SEED, workers)
     held_images, held_counts = arrays(1000, HELDOUT_SEED, workers)
-    model = ShapesClassifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * (num // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc="shapes classifier")
-    for _ in range(epochs):
-        order = torch.randperm(num, generator=generator).numpy()
-        for index in range(0, num - batch_size + 1, batch_size):
-            rows = order[index : index + batch_size]
-            batch = torch.from_numpy(images[rows])
-            if torch.rand(1, generator=generator).item() < 0.5:  # counts do not change under a mirror
-                batch = batch.flip(2)
-            logits = model(batch)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(counts[rows]).reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    model.eval()
+    model = fit(ShapesClassifier(), images, counts, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, desc="shapes classifier")
     metrics = {**accuracy(model, held_images, held_counts), "train_images": num, "epochs": epochs,
                "train_seconds": round(time.perf_counter() - start, 1)}
     return model, metrics

@@ -17,6 +17,7 @@ from ..tokenizer import MAX_NATIVE_PIXELS
 
 DEFAULT_MODEL = "shapes-64"
 DEFAULT_PRIOR = "shapes-64-prior"
+EMOJI_MODEL = "emoji-64-small"  # the demo's real-image row
 
 
 def load_tokenizer(name: str | None, device: str):
