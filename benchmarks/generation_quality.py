@@ -135,7 +135,7 @@ def report_lines(args: argparse.Namespace, results: dict) -> list[str]:
         "",
         f"Command: `{results['command']}`  ",
         machine_line(results["machine"]) + "  ",
-        (f"Fréchet distance in the {results['classifier']} classifier's {results['feature_dim']}-d feature space to "
+        (f"Fréchet distance in the {results['feature_dim']}-d feature space of `{results['classifier']}` to "
          f"{results['reference']}. Sampling: {results['sampling']['described']}."),
         "",
         "| image set | Fréchet distance |",
