@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
+from image_tokenizer.data.emoji import CREDITS
 from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set
 from image_tokenizer.fileio import atomic_write_text
 from image_tokenizer.hub import PRETRAINED_DIR
@@ -56,19 +57,29 @@ def main() -> None:
 
 
 def update_card(model: str, metrics: dict, split: str, name: str) -> None:
-    """Record the emoji figures in a bundled model's card, and say plainly that it is a shapes model."""
+    """Record the emoji figures in a bundled model's card, and say what the model is for: emoji (with the data's
+    credits and licences) for a model trained on them, and plainly not real images for a shapes model."""
     directory = PRETRAINED_DIR / model
     tokenizer = ImageTokenizer.from_pretrained(directory)
     figures = {f"emoji_{split}_psnr_db": round(metrics["psnr_db"], 2), f"emoji_{split}_ssim": round(metrics["ssim"], 3),
                f"emoji_{split}_codebook_usage": round(metrics["codebook_usage"], 3)}
     figures.update({f"emoji_{split}_psnr_db_{style}": round(m["psnr_db"], 2) for style, m in metrics["by_style"].items()})
     tokenizer.card_info.setdefault("metrics", {}).update(figures)
-    tokenizer.card_info["intended_use"] = (
-        f"Trained on procedurally drawn shapes only, to show and test the library: not for real images. On "
-        f"{metrics['num_images']} held-out emoji (Noto and Twemoji) it scores {metrics['psnr_db']:.1f} dB PSNR, SSIM "
-        f"{metrics['ssim']:.2f} (benchmarks/results/{name}.md). For real images, convert a published tokenizer "
-        "(`image-tokenizer convert`) or train on your own folder (training/README.md)."
-    )
+    scores = (f"On {metrics['num_images']} held-out emoji (Noto and Twemoji) it scores {metrics['psnr_db']:.1f} dB PSNR, "
+              f"SSIM {metrics['ssim']:.2f} (benchmarks/results/{name}.md).")
+    if tokenizer.card_info.get("training", {}).get("data") == "emoji":
+        tokenizer.card_info["intended_use"] = (
+            f"Trained on the emoji train split (`--data emoji`) at {tokenizer.config.resolution}x{tokenizer.config.resolution} "
+            f"on 2 CPU cores: a small tokenizer for emoji and similar flat colour art. {scores} Not for photographs. "
+            f"Training data: {CREDITS}. The Twemoji graphics are licensed CC-BY 4.0, so credit them when you use "
+            "this model's outputs; the Noto images are Apache-2.0."
+        )
+    else:
+        tokenizer.card_info["intended_use"] = (
+            f"Trained on procedurally drawn shapes only, to show and test the library: not for real images. {scores} "
+            "For real images, convert a published tokenizer (`image-tokenizer convert`) or train on your own folder "
+            "(training/README.md)."
+        )
     atomic_write_text(directory / CARD_NAME, render_tokenizer_card(tokenizer, model, tokenizer.card_info))
 
 
