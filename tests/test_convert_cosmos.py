@@ -43,7 +43,7 @@ def test_wavelet_patching_is_invertible_and_halves_each_side_per_step():
     assert patched.shape == (2, 48, 8, 12)
     torch.testing.assert_close(wavelet_unpatch(patched, 4), x, atol=1e-5, rtol=0)
     constant = wavelet_patch(torch.ones(1, 1, 4, 4), 2)  # a flat image has only a low-pass band: 2 * (1/sqrt(2))^2
-    assert torch.allclose(constant[0, 0], torch.ones(2, 2)) and constant[0, 1:].abs().max() == 0
+    assert torch.allclose(constant[0, 0], torch.ones(2, 2)) and constant[0, 1:].abs().max() < 1e-6  # zero up to float rounding
 
 
 def test_architecture_recovered_from_tensor_shapes_reproduces_the_publishers_latent_and_reconstruction():
