@@ -1,4 +1,4 @@
-"""What the bundled tokenizers do to real photographs, which they were not trained on (they are for shapes).
+"""What the bundled tokenizers do to real photographs, which they were not trained on (shapes and emoji models).
 
     pip download --no-deps --only-binary=:all: -d wheels scikit-image matplotlib
     python benchmarks/real_photos.py --from-wheel wheels/scikit_image-*.whl --from-wheel wheels/matplotlib-*.whl
@@ -35,7 +35,7 @@ PHOTOS = [
     "skimage/data/motorcycle_left.png", "skimage/data/retina.jpg", "skimage/data/rocket.jpg",
     "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
 ]
-MODELS = ["shapes-64", "shapes-64-small"]
+MODELS = ["shapes-64", "shapes-64-small", "emoji-64-small"]
 
 
 def extract_photos(wheels: list[str], folder: Path) -> list[str]:
@@ -83,7 +83,7 @@ def main() -> None:
         "models": per_model,
     }
     lines = [
-        "# The bundled tokenizers on real photographs (out of their domain: they were trained on shapes)",
+        "# The bundled tokenizers on real photographs (out of their domain: they were trained on shapes or emoji)",
         "",
         f"Command: `{results['command']}`",
         "",
