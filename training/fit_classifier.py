@@ -13,8 +13,8 @@ from image_tokenizer.feature_classifier import FeatureClassifier
 
 def fit(model: FeatureClassifier, images: np.ndarray, targets: np.ndarray, *, epochs: int, batch_size: int, lr: float,
         seed: int, desc: str) -> FeatureClassifier:
-    """Cross-entropy on every logit group: targets [N] (one label) or [N, T] (one class per type)."""
-    torch.manual_seed(seed)
+    """Cross-entropy on every logit group: targets [N] (one label) or [N, T] (one class per type). `seed` fixes the
+    batch order and the mirroring; the caller seeds the model's initialisation."""
     num = len(images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (num // batch_size)
