@@ -1,8 +1,17 @@
 """Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, offline."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported anywhere
+# Each test session gets its own Hugging Face home and datasets cache (set before either library is imported): a
+# cache shared with another run, or with the user's, can hand back rows prepared by someone else (issue 37).
+_SESSION_HOME = tempfile.mkdtemp(prefix="image-tokenizer-tests-hf-")
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = _SESSION_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_HOME, "datasets")
 
 import numpy as np
 import pytest
@@ -10,6 +19,7 @@ import torch
 
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from tests.helpers import tiny_config
+from tests.hostile import HostileWorker
 
 
 @pytest.fixture
@@ -27,3 +37,19 @@ def tokenizer(config) -> ImageTokenizer:
 def images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8) for _ in range(11)]
+
+
+@pytest.fixture(scope="session")
+def _hostile_worker_holder():
+    holder: list[HostileWorker] = []
+    yield holder
+    for worker in holder:
+        worker.close()
+
+
+@pytest.fixture
+def hostile(_hostile_worker_holder) -> HostileWorker:
+    """The session's memory-capped worker for calls on hostile files (a new one if the last call killed it)."""
+    if not _hostile_worker_holder or not _hostile_worker_holder[-1].alive():
+        _hostile_worker_holder.append(HostileWorker())
+    return _hostile_worker_holder[-1]
