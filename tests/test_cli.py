@@ -173,3 +173,22 @@ def test_no_progress_silences_datasets_bars_too(tmp_path, model_dir):
     assert main(["shapes", "--num", "2", "--output-dir", str(tmp_path / "s"), "--no-progress"]) == 0
     assert not datasets.is_progress_bar_enabled()
     datasets.enable_progress_bars()
+
+
+def test_an_unexpected_exception_is_reported_as_our_bug_in_one_line_with_its_traceback_in_a_file(
+    tmp_path, model_dir, capsys, monkeypatch
+):
+    """A failure that is not the user's (here a RuntimeError from deep inside) exits 1 with one line naming a file
+    that holds the traceback, instead of dumping it or blaming the input."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside went wrong")
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(ImageTokenizer, "from_pretrained", classmethod(lambda cls, *a, **k: broken()))
+    assert main(["info", str(model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bug in image-tokenizer" in err and "RuntimeError" in err
+    reports = list(tmp_path.glob("image-tokenizer-crash-*.txt"))
+    assert len(reports) == 1 and str(reports[0]) in err
+    text = reports[0].read_text()
+    assert "something inside went wrong" in text and "Traceback" in text and "'info'" in text

@@ -1,6 +1,7 @@
 """`image-tokenizer` command line: the parser and `main`; each command group lives in its own module.
 
-User mistakes end in one line on stderr and exit status 2, never a traceback; Ctrl-C in one line and 130.
+User mistakes end in one line on stderr and exit status 2, never a traceback; Ctrl-C in one line and 130. Anything
+else is our bug: one line saying so, with the path of a file holding the traceback, and exit status 1.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 
 from .. import __version__
@@ -56,5 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("image-tokenizer: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 (not the user's mistake: report it as our bug, in one line)
+        report = write_traceback(argv)
+        print(f"image-tokenizer {args.command}: internal error ({type(error).__name__}), a bug in image-tokenizer; "
+              f"the traceback is in {report}; please report it with that file", file=sys.stderr)
+        return 1
     return 0
+
+
+def write_traceback(argv: Sequence[str] | None) -> str:
+    """Write the command line and the current exception's traceback to a new file in the temp folder; its path."""
+    handle, path = tempfile.mkstemp(prefix="image-tokenizer-crash-", suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8") as report:
+        report.write(f"image-tokenizer {__version__}\ncommand: {list(sys.argv[1:] if argv is None else argv)}\n\n")
+        report.write(traceback.format_exc())
+    return path
 
