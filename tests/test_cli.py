@@ -25,11 +25,12 @@ def image_files(tmp_path, images):
     return paths
 
 
-def test_encode_to_npy_and_json(tmp_path, model_dir, image_files, tokenizer, images):
+def test_encode_to_npy_and_json(tmp_path, model_dir, image_files, tokenizer, images, capsys):
     out = tmp_path / "ids.npy"
     assert main(["encode", *image_files, "--model", str(model_dir), "--output", str(out), "--no-progress"]) == 0
     ids = np.load(out)
     assert ids.shape == (3, 8, 8) and ids.dtype == np.uint16
+    assert f"rows of {out} by file: {tmp_path / 'ids.files.json'}" in capsys.readouterr().err
     np.testing.assert_array_equal(ids, tokenizer.encode(images[:3]).numpy())
     out_json = tmp_path / "ids.json"
     assert main(["encode", image_files[0], "--model", str(model_dir), "--output", str(out_json)]) == 0

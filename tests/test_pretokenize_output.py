@@ -81,6 +81,45 @@ def test_cli_push_to_hub_is_refused_offline_in_one_line(tmp_path, tokenizer, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_push_to_an_unreachable_hub_is_refused_before_any_work(tmp_path, tokenizer, shapes, capsys, monkeypatch):
+    """Online but with no Hub to reach (here a closed local port): the push is checked first, not after the encoding."""
+    from huggingface_hub import constants
+
+    from image_tokenizer.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(HubError, match="unreachable"):
+        pretokenize(shapes, tokenizer, output_dir=str(tmp_path / "a"), push_to_hub="me/tokens")
+    with pytest.raises(HubError, match="unreachable"):
+        pretokenize_streaming(shapes, tokenizer, str(tmp_path / "b"), push_to_hub="me/tokens", progress=False)
+    tokenizer.save_pretrained(tmp_path / "model")
+    argv = ["pretokenize", "--model", str(tmp_path / "model"), "--data", "shapes", "--num", "2", "--output",
+            str(tmp_path / "c"), "--push-to-hub", "me/tokens", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot push to 'me/tokens': the Hub is unreachable" in err
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_push_without_the_right_to_write_is_refused_before_any_work(tmp_path, tokenizer, shapes, monkeypatch):
+    from types import SimpleNamespace
+
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    forbidden = SimpleNamespace(status_code=403, headers={})  # what the Hub answers a token that may not write
+
+    def refuse(self, repo_id, **kwargs):
+        raise HfHubHTTPError("403 Forbidden", response=forbidden)
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    with pytest.raises(HubError, match="may not write"):
+        pretokenize(shapes, tokenizer, output_dir=str(tmp_path / "a"), push_to_hub="someone-else/tokens")
+    assert not (tmp_path / "a").exists()
+
+
 def test_push_to_hub_uploads_the_finished_folder(tmp_path, tokenizer, shapes, monkeypatch):
     from types import SimpleNamespace
 

@@ -92,4 +92,5 @@ def write_manifest(path: Path, rows: list[dict[str, Any]], skipped: dict[str, st
     record: dict[str, Any] = {"outputs": rows}
     if skipped:
         record["skipped"] = [{"path": p, "error": e} for p, e in skipped.items()]
-    return atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return path

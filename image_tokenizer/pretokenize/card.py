@@ -31,12 +31,19 @@ def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: str
     return atomic_write_text(Path(folder) / CARD_NAME, str(DatasetCard(text)))
 
 
-def check_can_push(repo_id: str | None) -> None:
-    """Refuse a push before any work when it cannot happen (offline), rather than after hours of encoding."""
-    from huggingface_hub import constants
+def check_can_push(repo_id: str | None, token: str | bool | None = None) -> None:
+    """Refuse a push before any work when it cannot happen (offline, Hub unreachable, no right to write the repo),
+    rather than after hours of encoding. Creates the dataset repo when it does not exist yet, as the push would."""
+    from huggingface_hub import HfApi, constants
 
-    if repo_id is not None and constants.HF_HUB_OFFLINE:
+    from ..hub import hub_errors
+
+    if repo_id is None:
+        return
+    if constants.HF_HUB_OFFLINE:
         raise HubError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE=1 is set; unset it to reach the Hub, or drop the push")
+    with hub_errors(repo_id):
+        HfApi(token=token).create_repo(repo_id, repo_type="dataset", exist_ok=True)
 
 
 def push_dataset_folder(folder: str | Path, repo_id: str, token: str | bool | None = None, private: bool | None = None) -> Any:
