@@ -108,7 +108,7 @@ def test_push_without_the_right_to_write_is_refused_before_any_work(tmp_path, to
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    forbidden = SimpleNamespace(status_code=403, headers={})  # what the Hub answers a token that may not write
+    forbidden = SimpleNamespace(status_code=403, headers={}, request=None)  # what the Hub answers a token that may not write
 
     def refuse(self, repo_id, **kwargs):
         raise HfHubHTTPError("403 Forbidden", response=forbidden)
