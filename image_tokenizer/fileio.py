@@ -52,12 +52,14 @@ def atomic_folder(target: str | Path, keep_other_files: bool = False, last: str 
     one rename each (`last` moved last: the file that marks the folder complete). A rename replaces a symlink of
     the same name, never the file it points to."""
     target = Path(os.path.abspath(target))
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    merge = keep_other_files and target.is_dir()
+    place = target.resolve() if merge else target  # beside the real folder: a rename never crosses file systems
+    tmp = place.with_name(f".{place.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        if keep_other_files and target.is_dir():
+        if merge:
             for name in sorted((p.name for p in tmp.iterdir()), key=lambda name: name == last):
                 os.replace(tmp / name, target / name)
         else:
