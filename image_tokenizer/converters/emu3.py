@@ -16,8 +16,17 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
-from .common import (Converted, at_resolution, folder_config, read_json, read_transformers_vq, rename_keys, require,
-                     source_file, take_codebook)
+from .common import (
+    Converted,
+    at_resolution,
+    folder_config,
+    read_json,
+    read_transformers_vq,
+    rename_keys,
+    require,
+    source_file,
+    take_codebook,
+)
 
 NAME = "emu3"
 MODEL_TYPES = ("emu3_vqgan", "emu3")
