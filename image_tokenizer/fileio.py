@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(target: str | Path, keep_other_files: bool = False, last: str | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `target` to write into; on success its files take `target`'s place,
+    on failure it is removed and `target` is left as it was. A missing `target` appears in one rename; an existing
+    one is replaced whole, or with keep_other_files keeps its other files and has only the names written replaced,
+    one rename each (`last` moved last: the file that marks the folder complete). A rename replaces a symlink of
+    the same name, never the file it points to."""
+    target = Path(os.path.abspath(target))
+    merge = keep_other_files and target.is_dir()
+    place = target.resolve() if merge else target  # beside the real folder: a rename never crosses file systems
+    tmp = place.with_name(f".{place.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if merge:
+            for name in sorted((p.name for p in tmp.iterdir()), key=lambda name: name == last):
+                os.replace(tmp / name, target / name)
+        else:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

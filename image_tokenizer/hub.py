@@ -21,6 +21,7 @@ from huggingface_hub.errors import (
 )
 
 from .errors import CheckpointError, HubError
+from .safe_paths import files_inside
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -42,7 +43,15 @@ def resolve_pretrained(
     local_files_only: bool = False,
 ) -> Path:
     """Return a local directory for a saved model folder, a bundled name, another local directory, or a Hub repo
-    id (in that order: a folder you saved under a bundled model's name is yours, not the bundled one)."""
+    id (in that order: a folder you saved under a bundled model's name is yours, not the bundled one). Each file
+    of `allow_patterns` that it holds must lie inside it, symlinks resolved (safe_paths.inside)."""
+    directory = _locate_pretrained(name_or_path, allow_patterns=allow_patterns, revision=revision, cache_dir=cache_dir,
+                                   token=token, local_files_only=local_files_only)
+    files_inside(directory, [p for p in allow_patterns if not any(c in p for c in "*?[")], error=CheckpointError)
+    return directory
+
+
+def _locate_pretrained(name_or_path: str | os.PathLike, *, allow_patterns: list[str], **hub_kwargs: Any) -> Path:
     name = str(name_or_path)
     local = Path(name).expanduser()
     if local.is_dir() and (local / "config.json").is_file():
@@ -56,10 +65,7 @@ def resolve_pretrained(
     return download_snapshot(
         name,
         allow_patterns=allow_patterns,
-        revision=revision,
-        cache_dir=cache_dir,
-        token=token,
-        local_files_only=local_files_only,
+        **hub_kwargs,
         not_found_hint=f"is not a bundled model ({', '.join(bundled_models()) or 'none installed'}), an existing directory,",
     )
 
@@ -167,6 +173,7 @@ class HubMixin:
 
     hub_files: tuple[str, ...] = ()
     hub_commit_message = "Upload model"
+    other_kind_files: tuple[str, ...] = ()  # files that mark a folder as holding the other kind of saved model
 
     @classmethod
     def from_pretrained(
@@ -188,8 +195,17 @@ class HubMixin:
         self, save_directory: str | os.PathLike, model_name: str | None = None, push_to_hub: bool = False,
         repo_id: str | None = None, **push_kwargs: Any,
     ) -> list[Path]:
-        """Write every file (atomically) into save_directory; with push_to_hub, also upload them as one commit."""
+        """Write every file (atomically) into save_directory; with push_to_hub, also upload them as one commit.
+
+        Only the files of `hub_files` are replaced, each by a rename, so a symlink of that name is replaced by the
+        file and what it pointed to is left as it was; every other file stays. A folder holding the other kind of
+        model (a prior's for a tokenizer, and the reverse) is refused: its files of the same names are its own."""
         directory = Path(save_directory)
+        held = [name for name in self.other_kind_files if (directory / name).exists()]
+        if held:
+            clash = sorted(set(self.hub_files) & {"config.json", "model.safetensors", "README.md"})
+            raise CheckpointError(f"{directory} holds another kind of saved model ({held[0]}); saving a "
+                                  f"{type(self).__name__} there would replace its {', '.join(clash)}: choose another folder")
         directory.mkdir(parents=True, exist_ok=True)
         written = self._save_pretrained(directory, model_name or repo_id or directory.name)
         if push_to_hub:

@@ -13,7 +13,7 @@ import torch
 from transformers import BatchEncoding
 
 from . import text_vocab
-from .checkpoint import SAVED_FILES, read_checkpoint, write_checkpoint
+from .checkpoint import PRIOR_LAYOUT_NAME, SAVED_FILES, read_checkpoint, write_checkpoint
 from .config import ImageTokenizerConfig
 from .devices import check_device, model_dtype
 from .errors import CheckpointError, InvalidIdsError, InvalidImageError, InvalidRequestError
@@ -45,6 +45,7 @@ class ImageTokenizer(HubMixin):
 
     hub_files = tuple(SAVED_FILES)
     hub_commit_message = "Upload image tokenizer"
+    other_kind_files = (PRIOR_LAYOUT_NAME,)
 
     def __init__(
         self,

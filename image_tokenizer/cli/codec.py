@@ -192,16 +192,42 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    """A published checkpoint (taming, LlamaGen, diffusers, Chameleon, Janus, Open-MAGVIT2, IBQ) -> a saved ImageTokenizer."""
-    from ..converters import convert
+    """A published checkpoint (taming, LlamaGen, diffusers, Chameleon, Janus, Open-MAGVIT2, IBQ) -> a saved
+    ImageTokenizer, written into a temporary folder beside --output and renamed into place (check_convert_output)."""
+    from ..config import CONFIG_NAME
+    from ..converters import convert_resolved, resolve_source
+    from ..fileio import atomic_folder
 
-    tokenizer = convert(args.src, format=args.format, resolution=args.resolution, revision=args.revision)
     output = Path(args.output)
-    tokenizer.save_pretrained(output, model_name=output.name)
+    source = resolve_source(args.src, revision=args.revision)
+    check_convert_output(source, output, args.overwrite)
+    tokenizer = convert_resolved(source, args.src, args.format, args.resolution)
+    with atomic_folder(output, keep_other_files=True, last=CONFIG_NAME) as folder:
+        tokenizer.save_pretrained(folder, model_name=output.name)
     h, w = tokenizer.grid_size
     print(f"converted {args.src} ({tokenizer.card_info['conversion']['format']}) -> {output}: {tokenizer.vocab_size} codes, "
           f"{h}x{w} tokens per {tokenizer.config.resolution}x{tokenizer.config.resolution} image"
           f"{', encoder only' if tokenizer.config.encoder_only else ''}", file=sys.stderr)
+
+
+def check_convert_output(source: Path, output: Path, overwrite: bool) -> None:
+    """Never clobber: the output may not be the source, lie inside it or hold it (resolved paths; a Hub repo's whole
+    cache folder counts as the source), even with --overwrite; an existing non-empty output needs --overwrite, which
+    replaces only the converted tokenizer's own files there and keeps every other file."""
+    from ..checkpoint import SAVED_FILES
+    from ..safe_paths import link_root, overlap
+
+    if overlap(source, output) or overlap(link_root(source.resolve()), output):
+        raise CLIError(f"--output {output} overlaps the source {source}; converting would overwrite what it reads, "
+                       "so write somewhere else (--overwrite does not change this)")
+    if (output.exists() or output.is_symlink()) and not output.is_dir():
+        raise CLIError(f"--output {output} exists and is not a folder; name a new or existing folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise CLIError(f"--output {output} already holds files; pass --overwrite to replace the converted tokenizer's "
+                       f"own files there ({', '.join(SAVED_FILES)}; other files are kept), or name a new folder")
+    blocking = [name for name in SAVED_FILES if (output / name).is_dir() and not (output / name).is_symlink()]
+    if blocking:
+        raise CLIError(f"--output {output}: {blocking[0]} is a folder, where the converted tokenizer writes a file")
 
 
 def add_commands(sub: Any) -> None:
@@ -251,4 +277,6 @@ def add_convert_command(sub: Any) -> None:
                                                             "open-magvit2", "ibq", "emu3", "cosmos"])
     p.add_argument("--resolution", type=positive_int, help="preprocessing resolution where the source does not fix one (LlamaGen, Emu3, Cosmos)")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder, replacing only "
+                   "the converted tokenizer's own files there (never the source's)")
     p.set_defaults(func=cmd_convert)

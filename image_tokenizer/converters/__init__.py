@@ -20,7 +20,7 @@ from ..fileio import check_state_dict
 from ..hub import download_snapshot
 from ..modeling import VQModel
 from ..tokenizer import ImageTokenizer
-from .common import Converted
+from .common import Converted, source_file
 from .detect import FORMATS, detect_format
 
 HUB_FILES = ["*.json", "*.yaml", "*.safetensors", "*.ckpt", "*.pt", "*.pth", "*.bin", "encoder.jit", "decoder.jit",
@@ -42,6 +42,11 @@ def convert(
     resolution overrides the preprocessing resolution where the source does not fix one (LlamaGen: 256 by
     default; its text-to-image tokenizers were used at 384 or 512)."""
     path = resolve_source(src, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    return convert_resolved(path, str(src), format, resolution)
+
+
+def convert_resolved(path: Path, src: str, format: str = "auto", resolution: int | None = None) -> ImageTokenizer:
+    """convert() of a source already found on disk by resolve_source; `src` is how the user named it (the card's)."""
     if format == "auto":
         format = detect_format(path)
     if format not in FORMATS:
@@ -98,6 +103,7 @@ def _source_license(path: Path) -> str | None:
     card = (path if path.is_dir() else path.parent) / "README.md"
     if not card.is_file():
         return None
+    source_file(path, card)
     try:
         from huggingface_hub import ModelCard
 
@@ -107,4 +113,4 @@ def _source_license(path: Path) -> str | None:
     return f"{license_name} (from the source's model card)" if license_name else None
 
 
-__all__ = ["FORMATS", "build_tokenizer", "convert", "detect_format", "resolve_source"]
+__all__ = ["FORMATS", "build_tokenizer", "convert", "convert_resolved", "detect_format", "resolve_source"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from .common import Converted, at_resolution, read_json, read_transformers_vq, rename_keys, require, take_codebook
+from .common import Converted, at_resolution, folder_config, read_transformers_vq, rename_keys, require, take_codebook
 
 NAME = "chameleon"
 MODEL_TYPES = ("chameleon_vqgan", "chameleon")
@@ -20,7 +20,7 @@ RESCALE = 0.0078  # Chameleon's rescale_factor; with mean = std = 1: x * 0.0078 
 
 
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file() and read_json(path / "config.json").get("model_type") in MODEL_TYPES
+    return folder_config(path).get("model_type") in MODEL_TYPES
 
 
 def load(path: Path, resolution: int | None = None) -> Converted:

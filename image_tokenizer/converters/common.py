@@ -21,6 +21,7 @@ import torch
 
 from ..config import ImageTokenizerConfig
 from ..errors import ConversionError
+from ..safe_paths import inside
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -195,11 +196,27 @@ def attention_at_lowest_level(resolution: int, levels: int) -> tuple[int, ...]:
     return (resolution // 2 ** (levels - 1),)
 
 
+def source_file(source: Path, file: Path, what: str | None = None) -> Path:
+    """`file`, refused unless it lies inside the source's folder (the source itself, or a checkpoint file's own
+    folder) with symlinks resolved (safe_paths.inside); the file the user named is theirs to name."""
+    if file == source:
+        return file
+    return inside(source if source.is_dir() else source.parent, file, what)
+
+
+def folder_config(path: Path) -> dict[str, Any]:
+    """A folder source's config.json (checked to lie inside it), or {} for a file or a folder without one."""
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return {}
+    return read_json(source_file(path, config))
+
+
 def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
     """The VQ part of a transformers save_pretrained folder: its config and weights, without a 'model.vqmodel.' prefix.
 
     model_types = (the VQ model's own model_type, the full multimodal model's), e.g. ("janus_vqgan", "janus")."""
-    config_path = path / "config.json"
+    config_path = source_file(path, path / "config.json")
     config = read_json(config_path)
     vq_type, full_type = model_types
     if config.get("model_type") == vq_type:
@@ -220,12 +237,22 @@ def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict
 
 
 def _weight_files(path: Path, prefix: str) -> list[Path]:
-    """The files that hold a transformers folder's weights (only the shards with `prefix` keys when sharded)."""
+    """The files that hold a transformers folder's weights (only the shards with `prefix` keys when sharded); an
+    index entry that names a file outside the folder (absolute, `../`, or a symlink out) is refused."""
     index = path / "model.safetensors.index.json"
     if index.is_file():
+        index = source_file(path, index)
         weight_map = require(read_json(index), "weight_map", index, dict)
-        return [path / name for name in sorted({f for k, f in weight_map.items() if k.startswith(prefix)})]
+        files: dict[str, Path] = {}
+        for key, name in sorted(weight_map.items()):
+            if not key.startswith(prefix):
+                continue
+            if not isinstance(name, str) or not name:
+                raise ConversionError(f"{index}: weight_map entry {key!r} must name a file, got {name!r}")
+            if name not in files:
+                files[name] = source_file(path, path / name, f"{index}: weight_map entry {key!r} -> {name!r}")
+        return [files[name] for name in sorted(files)]
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (path / name).is_file():
-            return [path / name]
+            return [source_file(path, path / name)]
     raise ConversionError(f"{path}: no model.safetensors (or pytorch_model.bin) beside config.json")

@@ -20,7 +20,7 @@ import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
-from .common import Converted
+from .common import Converted, source_file
 from .torchscript import ScriptedTree, read_torchscript
 
 NAME = "cosmos"
@@ -40,8 +40,8 @@ def detect(path: Path) -> bool:
 def load(path: Path, resolution: int | None = None) -> Converted:
     if not detect(path):
         raise ConversionError(f"{path}: a Cosmos tokenizer is a folder with {ENCODER_FILE} and {DECODER_FILE}")
-    encoder = read_part(path / ENCODER_FILE, ENCODER_PARTS, "encoder_jit()")
-    decoder = read_part(path / DECODER_FILE, DECODER_PARTS, "decoder_jit()")
+    encoder = read_part(source_file(path, path / ENCODER_FILE), ENCODER_PARTS, "encoder_jit()")
+    decoder = read_part(source_file(path, path / DECODER_FILE), DECODER_PARTS, "decoder_jit()")
     levels = fsq_levels(encoder, decoder, path)
     config = ImageTokenizerConfig(
         architecture="cosmos", resolution=resolution or RESOLUTION, **shape(encoder.tensors, path / ENCODER_FILE),

@@ -16,10 +16,12 @@ from .common import (
     Converted,
     at_resolution,
     ch_and_mult,
+    folder_config,
     load_weights_file,
     read_json,
     rename_keys,
     require,
+    source_file,
     take_codebook,
 )
 
@@ -32,8 +34,7 @@ PLAIN_BLOCKS = {"down": ("DownEncoderBlock2D", "AttnDownEncoderBlock2D"), "up": 
 
 
 def detect(path: Path) -> bool:
-    config = path / "config.json"
-    return path.is_dir() and config.is_file() and read_json(config).get("_class_name") == "VQModel"
+    return folder_config(path).get("_class_name") == "VQModel"
 
 
 def config_from_json(where: Path) -> ImageTokenizerConfig:
@@ -110,11 +111,12 @@ def _rules(levels: int) -> list:
 
 
 def load(path: Path, resolution: int | None = None) -> Converted:
-    where = path / "config.json"
+    where = source_file(path, path / "config.json")
     config = config_from_json(where)
     weights_file = next((path / name for name in WEIGHT_FILES if (path / name).is_file()), None)
     if weights_file is None:
         raise ConversionError(f"{path}: no {' or '.join(WEIGHT_FILES)} beside config.json")
+    source_file(path, weights_file)
     weights = rename_keys(load_weights_file(weights_file), _rules(len(config.ch_mult)), weights_file)
     for key, tensor in weights.items():  # diffusers' linear attention projections -> our 1x1 convolutions
         if re.search(r"\.(q|k|v|proj_out)\.weight$", key) and tensor.ndim == 2:

@@ -16,7 +16,17 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
-from .common import Converted, at_resolution, read_json, read_transformers_vq, rename_keys, require, take_codebook
+from .common import (
+    Converted,
+    at_resolution,
+    folder_config,
+    read_json,
+    read_transformers_vq,
+    rename_keys,
+    require,
+    source_file,
+    take_codebook,
+)
 
 NAME = "emu3"
 MODEL_TYPES = ("emu3_vqgan", "emu3")
@@ -28,7 +38,7 @@ RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box"}  
 
 
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file() and read_json(path / "config.json").get("model_type") in MODEL_TYPES
+    return folder_config(path).get("model_type") in MODEL_TYPES
 
 
 def load(path: Path, resolution: int | None = None) -> Converted:
@@ -97,7 +107,7 @@ def check_widths(vq: dict, config: ImageTokenizerConfig, where: Path) -> None:
 def read_preprocessing(path: Path) -> PreprocessingConfig:
     """Mean, std and resampling from preprocessor_config.json (Emu3ImageProcessor's defaults where absent)."""
     file = path / "preprocessor_config.json"
-    processor = read_json(file) if file.is_file() else {}
+    processor = read_json(source_file(path, file)) if file.is_file() else {}
     if processor.get("do_rescale", True) is False or processor.get("do_normalize", True) is False:
         raise ConversionError(f"{file}: do_rescale and do_normalize must be true (Emu3 sees normalised pixels)")
     scale = processor.get("rescale_factor", 1 / 255)

@@ -15,7 +15,7 @@ from .common import (
     Converted,
     at_resolution,
     attention_at_lowest_level,
-    read_json,
+    folder_config,
     read_transformers_vq,
     rename_keys,
     require,
@@ -29,7 +29,7 @@ LICENSE = "DeepSeek Model License (Janus / Janus-Pro weights); check the source 
 
 
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file() and read_json(path / "config.json").get("model_type") in MODEL_TYPES
+    return folder_config(path).get("model_type") in MODEL_TYPES
 
 
 def load(path: Path, resolution: int | None = None) -> Converted:

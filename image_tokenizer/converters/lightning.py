@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import ConversionError
-from .common import load_pickled_checkpoint, read_yaml
+from .common import load_pickled_checkpoint, read_yaml, source_file
 
 TRAINING_ONLY = {"loss.": "discriminator and LPIPS", "model_ema.": "EMA copies"}
 EMA_PREFIX = "model_ema."
@@ -50,13 +50,19 @@ def notice(message: str) -> None:
 
 
 def find_files(path: Path) -> tuple[Path, Path | None] | None:
-    """(checkpoint, yaml or None) for a `.ckpt` (with a yaml beside it, if any) or a folder holding one."""
+    """(checkpoint, yaml or None) for a `.ckpt` (with a yaml beside it, if any) or a folder holding one; both must
+    lie inside the source's folder (a symlink out of it is refused)."""
     if path.is_file():
-        return (path, _yaml_for(path, path.parent)) if path.suffix == ".ckpt" else None
-    checkpoints = sorted(path.glob("*.ckpt")) + sorted(path.glob("checkpoints/*.ckpt"))
-    if not checkpoints:
-        return None
-    return checkpoints[0], _yaml_for(checkpoints[0], path) or _yaml_for(checkpoints[0], path / "configs")
+        if path.suffix != ".ckpt":
+            return None
+        checkpoint, yaml_path = path, _yaml_for(path, path.parent)
+    else:
+        checkpoints = sorted(path.glob("*.ckpt")) + sorted(path.glob("checkpoints/*.ckpt"))
+        if not checkpoints:
+            return None
+        checkpoint = source_file(path, checkpoints[0])
+        yaml_path = _yaml_for(checkpoint, path) or _yaml_for(checkpoint, path / "configs")
+    return checkpoint, None if yaml_path is None else source_file(path, yaml_path)
 
 
 def _yaml_for(checkpoint: Path, folder: Path) -> Path | None:

@@ -25,6 +25,7 @@ from .common import (
     load_weights_file,
     read_json,
     rename_keys,
+    source_file,
     take_codebook,
 )
 
@@ -37,13 +38,16 @@ DEFAULT_RESOLUTION = 256  # class-conditional LlamaGen; its text-to-image models
 
 
 def _files(path: Path) -> tuple[Path, Path | None] | None:
+    """(weights, config.json or None) of a checkpoint file or a folder; both must lie inside the source's folder."""
     if path.is_file():
+        if path.suffix not in (".pt", ".pth", ".bin", ".safetensors"):
+            return None
         config = path.parent / "config.json"
-        return (path, config if config.is_file() else None) if path.suffix in (".pt", ".pth", ".bin", ".safetensors") else None
+        return path, source_file(path, config) if config.is_file() else None
     for name in ("model.safetensors", "pytorch_model.bin", *sorted(p.name for p in path.glob("*.pt"))):
         if (path / name).is_file():
             config = path / "config.json"
-            return path / name, config if config.is_file() else None
+            return source_file(path, path / name), source_file(path, config) if config.is_file() else None
     return None
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
+from ..safe_paths import inside
 from .common import Converted, at_resolution, load_pickled_checkpoint, read_yaml, rename_keys, require, take_codebook
 
 NAME = "taming"
@@ -18,20 +19,26 @@ LICENSE = "MIT (taming-transformers code and released VQGAN weights, CompVis)"
 
 
 def find_files(path: Path) -> tuple[Path, Path] | None:
-    """(checkpoint, config.yaml) for a taming log folder, a folder holding both, or a .ckpt with a YAML beside it."""
+    """(checkpoint, config.yaml) for a taming log folder, a folder holding both, or a .ckpt with a YAML beside it
+    (or in the log folder's configs/, for a .ckpt in its checkpoints/)."""
     if path.is_file():
         if path.suffix != ".ckpt":
             return None
-        candidates = [path.parent / "config.yaml", path.parent / "model.yaml"]
-        candidates += sorted(path.parent.glob("*.yaml")) + sorted((path.parent.parent / "configs").glob("*project.yaml"))
-        configs = [c for c in candidates if c.is_file()]
-        return (path, configs[0]) if configs else None
+        beside = [path.parent / "config.yaml", path.parent / "model.yaml", *sorted(path.parent.glob("*.yaml"))]
+        in_log = sorted((path.parent.parent / "configs").glob("*project.yaml"))
+        config = _first_file(beside, path.parent) or _first_file(in_log, path.parent.parent)
+        return (path, config) if config else None
     checkpoints = [path / "checkpoints" / "last.ckpt"] + sorted(path.glob("*.ckpt")) + sorted(path.glob("checkpoints/*.ckpt"))
     configs = sorted((path / "configs").glob("*project.yaml")) + [path / "config.yaml", path / "model.yaml"]
     configs += sorted(path.glob("*.yaml"))
-    checkpoint = next((c for c in checkpoints if c.is_file()), None)
-    config = next((c for c in configs if c.is_file()), None)
+    checkpoint, config = _first_file(checkpoints, path), _first_file(configs, path)
     return (checkpoint, config) if checkpoint and config else None
+
+
+def _first_file(candidates: list[Path], root: Path) -> Path | None:
+    """The first candidate that is a file, refused if it lies outside `root` (a symlink out of the folder)."""
+    found = next((c for c in candidates if c.is_file()), None)
+    return None if found is None else inside(root, found)
 
 
 def detect(path: Path) -> bool:

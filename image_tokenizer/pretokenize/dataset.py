@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 
 from ..checkpoint import tokenizer_fingerprint
 from ..errors import ImageTokenizerError, InvalidRequestError, PretokenizeError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_folder, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .rows import (
     INFO_NAME,
@@ -226,20 +225,12 @@ def write_token_dataset(
         same = existing.is_file() and json.loads(existing.read_text()).get("fingerprint") == info["fingerprint"]
         if not same and not overwrite:
             raise PretokenizeError(f"{target} already holds a different dataset; pass --overwrite to replace it")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(target) as tmp:
         if fmt == "arrow":
             tokens.save_to_disk(str(tmp))
         else:
-            tmp.mkdir(parents=True)
             tokens.to_parquet(str(tmp / DATA_FILES["parquet"]))
         write_dataset_card(tmp, info, DATA_FILES[fmt])
         atomic_write_text(tmp / INFO_NAME, json.dumps(info, indent=2) + "\n")
         if report is not None:
             atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

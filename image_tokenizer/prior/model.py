@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 import torch
 
+from ..checkpoint import CODEBOOK_NAME, VOCAB_NAME
 from ..devices import check_device, model_dtype
 from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text
@@ -66,6 +67,7 @@ class ImagePrior(HubMixin):
 
     hub_files = tuple(PRIOR_FILES)
     hub_commit_message = "Upload image prior"
+    other_kind_files = (VOCAB_NAME, CODEBOOK_NAME)  # a saved tokenizer's
 
     def __init__(self, model: Any, layout: TokenLayout, tokenizer: Any = None, card_info: dict | None = None):
         if model.config.vocab_size < layout.vocab_size:
