@@ -66,7 +66,10 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
     rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
     skipped = f", skipped {report['skipped']} bad image(s) (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
     pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
-    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}")
+    loader = (f"datasets.load_from_disk('{args.output}')" if args.format == "arrow"
+              else f"datasets.load_dataset('{args.output}', split='train')")
+    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}; "
+          f"load with {loader}")
 
 
 def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any) -> None:
@@ -82,10 +85,12 @@ def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any
         overwrite=args.overwrite, progress=args.progress, node=node, device=args.device, push_to_hub=args.push_to_hub,
     )
     where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
-    print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data")
+    loader = f"load with datasets.load_dataset('{args.output}', split='train')"
+    done = f"; {loader}" if node.num_nodes == 1 else ""
+    print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data{done}")
     if node.num_nodes > 1:
         complete = (Path(args.output) / INFO_NAME).is_file()
-        print("all nodes done: the output is complete" if complete else
+        print(f"all nodes done: the output is complete; {loader}" if complete else
               "other nodes are still running; the last one to finish merges (or run image-tokenizer pretokenize-merge)")
 
 

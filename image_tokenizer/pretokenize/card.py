@@ -1,5 +1,10 @@
 """A pre-tokenization output as a dataset in its own right: the card that points `load_dataset` at the token
-files (and away from the bookkeeping beside them), and the upload of the finished folder to the Hub."""
+files (and away from the bookkeeping beside them), and the upload of the finished folder to the Hub.
+
+`datasets` keys its cache of a local folder by the folder's name and the text of the card's `data_files` alone
+(not the folder's path, nor the files' times), so parquet token files are named by their content
+(`token_file_name`) and the card lists them: another run, in a folder of the same name or after a rewrite, names
+other files and is never served the rows `datasets` prepared for an earlier one."""
 
 from __future__ import annotations
 
@@ -10,23 +15,33 @@ from ..errors import HubError
 from ..fileio import atomic_write_text
 
 CARD_NAME = "README.md"
-SHARD_FILES = "data/*.parquet"  # a streaming output's token files; the JSON bookkeeping lies outside them
+ARROW_FILES = "data-*.arrow"  # save_to_disk's files: load_from_disk reads the folder, load_dataset only a Hub copy
 NOT_UPLOADED = [".lock", "**/.lock", ".*.tmp", "**/.*.tmp"]  # locks and half-written files stay local
 
 
-def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: str = SHARD_FILES) -> Path:
-    """README.md whose YAML `configs` name the token files, so `datasets.load_dataset(folder, split="train")`
-    reads the rows and nothing else (without it, the loader picks up the JSON bookkeeping)."""
+def token_file_name(stem: str, sha256: str) -> str:
+    """`shard-00000` and the file's sha256 -> `shard-00000-<its first 16 hex digits>.parquet`: identical rows get
+    identical names (and share `datasets`' cache), any other rows get other names."""
+    return f"{stem}-{sha256[:16]}.parquet"
+
+
+def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: str | list[str]) -> Path:
+    """README.md whose YAML `configs` name the token files (paths relative to the folder), so
+    `datasets.load_dataset(folder, split="train")` reads this run's rows and nothing else (without it, the loader
+    picks up the JSON bookkeeping). An arrow output (ARROW_FILES) loads locally with `load_from_disk`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     data = DatasetCardData(configs=[{"config_name": "default", "data_files": [{"split": "train", "path": data_files}]}])
     source = f" of `{info['source']}`" if info.get("source") else ""
     model = f" by the image tokenizer `{info['model']}`" if info.get("model") else ""
+    loader = "`datasets.load_dataset(PATH_OR_REPO, split=\"train\")`"
+    if data_files == ARROW_FILES:
+        loader = "`datasets.load_from_disk(PATH)`, or `datasets.load_dataset(REPO, split=\"train\")` once on the Hub"
     text = (
         f"---\n{data.to_yaml()}\n---\n\n# Pre-tokenized images\n\nToken ids{source}{model}, written by image-tokenizer's "
         "`pretokenize`. Each row holds `input_ids` (row-major codebook ids), `grid_h`, `grid_w`, `source_index` "
-        "(the input row) and the source's other columns. Load it with "
-        "`datasets.load_dataset(PATH_OR_REPO, split=\"train\")`; `pretokenize_info.json` records how it was made.\n"
+        f"(the input row) and the source's other columns. Load it with {loader}; `pretokenize_info.json` records "
+        "how it was made.\n"
     )
     return atomic_write_text(Path(folder) / CARD_NAME, str(DatasetCard(text)))
 

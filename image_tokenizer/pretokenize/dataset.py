@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import tokenizer_fingerprint
+from ..checkpoint import file_sha256, tokenizer_fingerprint
 from ..errors import ImageTokenizerError, InvalidRequestError, PretokenizeError
 from ..fileio import atomic_folder, atomic_write_text
-from .card import check_can_push, push_dataset_folder, write_dataset_card
+from .card import ARROW_FILES, check_can_push, push_dataset_folder, token_file_name, write_dataset_card
 from .rows import (
     INFO_NAME,
     REPORT_NAME,
@@ -34,7 +34,7 @@ from .rows import (
 )
 from .sources import load_image_dataset
 
-DATA_FILES = {"arrow": "data-*.arrow", "parquet": "data.parquet"}  # what save_to_disk / to_parquet write
+FORMATS = ("arrow", "parquet")  # save_to_disk (read with load_from_disk) or one parquet file (load_dataset)
 
 
 def pretokenize(
@@ -216,9 +216,10 @@ def write_token_dataset(
     tokens: Any, output: str, fmt: str, info: dict[str, Any], overwrite: bool, report: dict[str, Any] | None
 ) -> None:
     """Write atomically: into a temporary sibling folder, then one rename. An output folder that already
-    holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op."""
+    holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op. The parquet
+    file is named by its content (card.token_file_name), so `load_dataset` never serves an earlier run's rows."""
     target = Path(output)
-    if fmt not in DATA_FILES:
+    if fmt not in FORMATS:
         raise PretokenizeError(f"format must be 'arrow' or 'parquet', got {fmt!r}")
     if target.exists() and any(target.iterdir()):
         existing = target / INFO_NAME
@@ -228,9 +229,12 @@ def write_token_dataset(
     with atomic_folder(target) as tmp:
         if fmt == "arrow":
             tokens.save_to_disk(str(tmp))
+            data_files = ARROW_FILES
         else:
-            tokens.to_parquet(str(tmp / DATA_FILES["parquet"]))
-        write_dataset_card(tmp, info, DATA_FILES[fmt])
+            tokens.to_parquet(str(tmp / "data.parquet"))
+            data_files = token_file_name("data", file_sha256(tmp / "data.parquet"))
+            (tmp / "data.parquet").rename(tmp / data_files)  # inside the temporary folder: nobody sees it yet
+        write_dataset_card(tmp, info, data_files)
         atomic_write_text(tmp / INFO_NAME, json.dumps(info, indent=2) + "\n")
         if report is not None:
             atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2) + "\n")

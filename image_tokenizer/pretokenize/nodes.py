@@ -6,11 +6,12 @@ on its own after a kill. When every node has finished, `merge_nodes` (or the las
 all parts are complete and consistent and marks the folder as one dataset:
 `datasets.load_dataset(output, split="train")` then yields every input row exactly once.
 
-Layout, one node: `data/shard-00000.parquet`, `shard_rows/`, `pretokenize_state.json`, and when complete
-a dataset card `README.md` (its YAML points the loader at data/*.parquet only) and `pretokenize_info.json`
-(written last: the output is complete). Several nodes: `sharding.json` (the node
-count, fixed by the first worker), `data/node-00001-of-00004-shard-00000.parquet`, and each node's
-bookkeeping under `nodes/node-00001-of-00004/`; the merge writes the card and `pretokenize_info.json`.
+Layout, one node: `data/shard-00000-<sha256>.parquet` (each shard named by its content, card.token_file_name),
+`shard_rows/`, `pretokenize_state.json`, and when complete a dataset card `README.md` (its YAML lists the shard
+files, and nothing else, for the loader) and `pretokenize_info.json` (written last: the output is complete).
+Several nodes: `sharding.json` (the node count, fixed by the first worker),
+`data/node-00001-of-00004-shard-00000-<sha256>.parquet`, and each node's bookkeeping under
+`nodes/node-00001-of-00004/`; the merge writes the card and `pretokenize_info.json`.
 Row order is node-major (file names sort that way), then input order within a node; every row carries
 `source_index` (and `node_rank` with several nodes) to re-sort or to find the input row it came from.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..errors import StreamingError
 from ..fileio import atomic_write_text
-from .card import write_dataset_card
+from .card import token_file_name, write_dataset_card
 from .rows import INFO_NAME, NODE_RANK, SHARDING_NAME, SOURCE_INDEX
 
 
@@ -112,8 +113,12 @@ class NodeFolder:
     def shards(self) -> list[Path]:
         return sorted(self.data.glob(f"{self.shard_prefix}*.parquet"))
 
-    def shard_path(self, index: int) -> Path:
-        return self.data / f"{self.shard_prefix}{index:05d}.parquet"
+    def shard_path(self, index: int, sha256: str) -> Path:
+        return self.data / token_file_name(f"{self.shard_prefix}{index:05d}", sha256)
+
+    def shard_files(self) -> list[str]:
+        """This node's shards as the card's `data_files` name them (relative to the output folder)."""
+        return [f"{self.data.name}/{p.name}" for p in self.shards()]
 
     def rows_consumed(self) -> int:
         return sum(json.loads((self.counts / f"{p.stem}.json").read_text())["rows_in"] for p in self.shards())
@@ -178,7 +183,7 @@ def merge_nodes(output_dir: str | os.PathLike) -> dict[str, Any]:
             return json.loads((out / INFO_NAME).read_text())  # a one-node run is complete by itself
         raise StreamingError(f"{out} holds no node-sharded pre-tokenization ({SHARDING_NAME} not found)")
     num_nodes = json.loads(sharding.read_text())["num_nodes"]
-    summaries = []
+    summaries, files = [], []
     for rank in range(num_nodes):
         folder = NodeFolder(out, NodeSpec(num_nodes, rank))
         info = folder.home / INFO_NAME
@@ -189,13 +194,17 @@ def merge_nodes(output_dir: str | os.PathLike) -> dict[str, Any]:
         if len(folder.shards()) != summary["shards"]:
             raise StreamingError(f"node {rank}: {summary['shards']} shards recorded but {len(folder.shards())} found in {folder.data}")
         summaries.append(summary)
-    settings = [{k: v for k, v in s.items() if k in ("source", "tokenizer_sha256", "image_column", "flip", "skip_bad")} for s in summaries]
+        files.extend(folder.shard_files())
+    keys = ("source", "input_fingerprint", "tokenizer_sha256", "image_column", "flip", "skip_bad")
+    settings = [{k: v for k, v in s.items() if k in keys} for s in summaries]
     differing = [rank for rank, s in enumerate(settings) if s != settings[0]]
     if differing:
-        raise StreamingError(f"nodes {differing} ran with other settings than node 0 (source, tokenizer, column or flip)")
+        raise StreamingError(
+            f"nodes {differing} ran with other settings than node 0 (source, input, tokenizer, column or flip)"
+        )
     merged = {**settings[0], "num_nodes": num_nodes, "shards": sum(s["shards"] for s in summaries),
               "rows_in": sum(s["rows_in"] for s in summaries), "rows_in_per_node": [s["rows_in"] for s in summaries],
               "order": "node-major (file names sort so), then input order; re-sort by source_index"}
-    write_dataset_card(out, merged)
+    write_dataset_card(out, merged, files)
     atomic_write_text(out / INFO_NAME, json.dumps(merged, indent=2) + "\n")
     return merged

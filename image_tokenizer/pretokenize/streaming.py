@@ -1,18 +1,21 @@
 """The streaming driver: an IterableDataset (or a Dataset) -> resumable parquet shards of token rows.
 
-Each shard is written under a temporary name and renamed when complete, so a partial shard is never visible;
+Each shard is written under a temporary name and renamed when complete, so a partial shard is never visible, and
+its name carries its content's sha256 (the card lists the shards, so `load_dataset` never serves stale rows);
 a rerun skips the complete shards' rows and goes on. With a NodeSpec, this worker takes only its part of the
 input and the last node to finish merges (nodes.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from typing import Any
 
 from ..checkpoint import tokenizer_fingerprint
 from ..errors import ImageTokenizerError, PretokenizeError
-from ..fileio import atomic_path, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
 from .rows import ERROR_COLUMN, INFO_NAME, NODE_RANK, STATE_NAME, Tokenize, ids_dtype, token_features, undecoded_images
@@ -42,8 +45,9 @@ def pretokenize_streaming(
     pretokenize_info.json.
 
     Run it again after an interruption and it skips the complete shards' rows and goes on; a folder holding
-    shards of another source or tokenizer is refused unless overwrite. With `node` (nodes.NodeSpec), this
-    worker takes only its part of the input. device "cuda" under torchrun is this process's LOCAL_RANK GPU.
+    shards of another source (its spec, or a Dataset's fingerprint) or tokenizer is refused unless overwrite.
+    With `node` (nodes.NodeSpec), this worker takes only its part of the input. device "cuda" under torchrun is
+    this process's LOCAL_RANK GPU.
     Once complete, `datasets.load_dataset(output_dir, split="train")` reads the rows, and push_to_hub=REPO
     uploads the folder as a Hub dataset (refused before any work when offline)."""
     check_can_push(push_to_hub)
@@ -56,7 +60,8 @@ def pretokenize_streaming(
     if shard_size < 1 or batch_size < 1:
         raise PretokenizeError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     folder = NodeFolder(output_dir, node)
-    identity = {"source": source, "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
+    identity = {"source": source, "input_fingerprint": getattr(dataset, "_fingerprint", None),  # a Dataset's content
+                "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
                 "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad}
     check_sharding(folder.out, node)
     with exclusive(folder):
@@ -127,7 +132,7 @@ def _write_node_shards(
                "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
                "errors_in_this_run": errors}
     if folder.node.num_nodes == 1:  # a node-sharded output gets its card from the merge
-        write_dataset_card(folder.out, summary)
+        write_dataset_card(folder.out, summary, folder.shard_files())
     atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -146,19 +151,23 @@ def shard_features(source: Any, image_column: str, flip: bool, dtype: str) -> di
 
 def write_shard(folder: NodeFolder, index: int, table: dict[str, list], rows_in: int,
                 features: dict[str, Any] | None = None) -> None:
-    """One complete shard: its input-row count first, then the parquet file under a temporary name and a rename.
-    Columns take `features` where it names them all (shard_features), so class names survive the stream."""
+    """One complete shard, named by its content: the parquet bytes are made in memory, then its input-row count is
+    written, then the file (atomically). Columns take `features` where it names them all (shard_features), so
+    class names survive the stream."""
     import datasets
 
-    folder.counts.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder.counts / f"{folder.shard_path(index).stem}.json", json.dumps({"rows_in": rows_in}) + "\n")
     known = features is not None and all(key in features for key in table)
     schema = datasets.Features({key: features[key] for key in table}) if known else None
     bars_were_off = datasets.utils.are_progress_bars_disabled()
     datasets.utils.disable_progress_bars()  # a "Creating parquet" bar per shard would drown the run's own bar
     try:
-        with atomic_path(folder.shard_path(index)) as tmp:
-            datasets.Dataset.from_dict(table, features=schema).to_parquet(str(tmp))
+        buffer = io.BytesIO()
+        datasets.Dataset.from_dict(table, features=schema).to_parquet(buffer)
     finally:
         if not bars_were_off:
             datasets.utils.enable_progress_bars()
+    data = buffer.getvalue()
+    path = folder.shard_path(index, hashlib.sha256(data).hexdigest())
+    folder.counts.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder.counts / f"{path.stem}.json", json.dumps({"rows_in": rows_in}) + "\n")
+    atomic_write_bytes(path, data)
