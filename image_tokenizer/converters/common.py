@@ -21,6 +21,7 @@ import torch
 
 from ..config import ImageTokenizerConfig
 from ..errors import ConversionError
+from .tensor_budget import check_checkpoint_zip, check_loaded_tensors
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -52,21 +53,36 @@ class Converted:
 
 
 def load_pickled_checkpoint(path: Path) -> Any:
-    """torch.load(weights_only=True) with our allowlist; an unsafe or unreadable file is a ConversionError."""
+    """torch.load(weights_only=True) with our allowlist; an unsafe, unreadable or over-budget file is a
+    ConversionError. A zip checkpoint's entries are checked before torch.load reads them, and every tensor it
+    returns after (tensor_budget.py): both before anything is inflated or materialised."""
+    path = Path(path)
+    check_checkpoint_zip(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         offending = _unsafe_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))
         if not offending:
-            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[-1]})") from None
+            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({_one_line(error, last=True)})") from None
         raise ConversionError(
-            f"{path}: refusing to unpickle {', '.join(offending)}: "
+            f"{path}: refusing to unpickle {', '.join(offending[:5])}: "
             "image-tokenizer reads pickled checkpoints only with torch.load(weights_only=True), which never runs "
             "code from the file; re-save the weights as safetensors if you trust its source"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+    # TypeError: the weights-only unpickler applying malformed state to an allowlisted object (a __setstate__
+    # that is not callable, attribute names that are not strings)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
+                              f"{_one_line(error)})") from None
+    check_loaded_tensors(path, loaded)
+    return loaded
+
+
+def _one_line(error: BaseException, last: bool = False) -> str:
+    """One line of an error's message, cut short (torch's weights-only refusals give the reason on their last)."""
+    lines = str(error).strip().splitlines() or [""]
+    return (lines[-1] if last else lines[0])[:300]
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -80,6 +96,7 @@ def _unsafe_globals(path: Path) -> list[str]:
 
 def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (only those under `prefix`, with it removed), or of a pickled state dict."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 
