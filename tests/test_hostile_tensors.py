@@ -71,7 +71,8 @@ def write_zip(path: Path, entries: list[Entry]) -> Path:
         name, offset = entry.name.encode(), len(local)
         fields = struct.pack("<HHHHHIII", 20, 0, entry.method, 0, 0x21, entry.crc, len(entry.raw), entry.size)
         local += b"PK\x03\x04" + fields + struct.pack("<HH", len(name), 0) + name + entry.raw
-        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0, offset) + name
+        directory_fields = struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0, offset)
+        central += b"PK\x01\x02" + struct.pack("<H", 20) + fields + directory_fields + name
     end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, len(entries), len(entries), len(central), len(local), 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(local + central + end))
@@ -309,6 +310,7 @@ def test_tensors_that_share_a_storage_without_overlapping_are_read(tmp_path):
     assert torch.equal(tensors["b"], values[6:12].view(2, 3).t()) and tensors["scalar"].item() == 11
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script and torch.jit.save, for this check
 def test_a_real_torchscript_export_reads_as_torch_jit_load_sees_it(tmp_path):
     module = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3)))
     torch.jit.save(module, str(tmp_path / "m.jit"))
@@ -335,10 +337,12 @@ def test_a_float8_codebook_is_refused_by_its_dtype(hostile, tmp_path):
     assert_refused(convert(hostile, folder), "ImageTokenizerError", "float8_e4m3fn", "codebook")
 
 
-def _torch_save_zip(path: Path, data_pkl: bytes | Entry, storages: dict[str, bytes | Entry] = {}, extra=()) -> Path:
+def _torch_save_zip(path: Path, data_pkl: bytes | Entry, storages: dict[str, bytes | Entry] | None = None,
+                    extra: tuple[Entry, ...] = ()) -> Path:
+    """A checkpoint in torch.save's zip layout (archive/data.pkl, archive/data/KEY), written entry by entry."""
     entries = [data_pkl if isinstance(data_pkl, Entry) else stored("archive/data.pkl", data_pkl),
                stored("archive/byteorder", b"little"), stored("archive/version", b"3\n")]
-    entries += [s if isinstance(s, Entry) else stored(f"archive/data/{key}", s) for key, s in storages.items()]
+    entries += [s if isinstance(s, Entry) else stored(f"archive/data/{key}", s) for key, s in (storages or {}).items()]
     return write_zip(path, entries + list(extra))
 
 
@@ -376,7 +380,7 @@ def test_a_checkpoint_data_pkl_bomb_is_refused_before_torch_load_reads_it(hostil
 
 def test_duplicate_checkpoint_entries_are_refused(hostile, tmp_path):
     data = pickled({"w": View(Storage("0", 1), (1,), (1,))})
-    path = _torch_save_zip(tmp_path / "vq.pt", data, {"0": FOUR_BYTES}, [stored("archive/data/0", bytes(4))])
+    path = _torch_save_zip(tmp_path / "vq.pt", data, {"0": FOUR_BYTES}, (stored("archive/data/0", bytes(4)),))
     outcome = hostile.call("image_tokenizer.converters.common:load_pickled_checkpoint", str(path))
     assert_refused(outcome, "ConversionError", "vq.pt", "archive/data/0", "twice")
 
@@ -385,6 +389,16 @@ def test_a_stride_0_view_in_a_plain_state_dict_is_refused(hostile, tmp_path):
     torch.save({"model": {"w": torch.ones(1).expand(GIB_OF_FLOATS)}}, tmp_path / "pytorch_model.bin")
     outcome = hostile.call("image_tokenizer.converters.common:load_weights_file", str(tmp_path / "pytorch_model.bin"))
     assert_refused(outcome, "ConversionError", "pytorch_model.bin", "model.w")
+
+
+@pytest.mark.parametrize("state, words", [
+    ({"encoder.w": torch.ones(1).expand(GIB_OF_FLOATS)}, ("state_dict.encoder.w", "repeats elements")),
+    ({"encoder.w": torch.ones(2), 3: torch.ones(2)}, ("tensors by name", "'state_dict'")),
+], ids=["stride-0", "non-string-key"])
+def test_a_lightning_state_dict_is_checked_before_use(hostile, tmp_path, state, words):
+    torch.save({"state_dict": state, "global_step": 1}, tmp_path / "last.ckpt")
+    outcome = hostile.call("image_tokenizer.converters.lightning:lightning_state_dict", str(tmp_path / "last.ckpt"))
+    assert_refused(outcome, "ConversionError", "last.ckpt", *words)
 
 
 def test_shared_storages_and_strided_views_in_a_checkpoint_load(tmp_path):
@@ -410,7 +424,7 @@ def test_shared_storages_and_strided_views_in_a_checkpoint_load(tmp_path):
 ], ids=["contiguous", "transposed", "block", "stride-0", "overlap", "beyond", "size-1-stride-0", "empty", "negative"])
 def test_check_view(size, stride, offset, numel, fine):
     if fine:
-        assert check_view(Path("f"), "k", size, stride, offset, numel) == (0 if 0 in size else int(torch.Size(size).numel()))
+        assert check_view(Path("f"), "k", size, stride, offset, numel) == torch.Size(size).numel()
     else:
         with pytest.raises(ConversionError, match="f: tensor 'k'"):
             check_view(Path("f"), "k", size, stride, offset, numel)

@@ -64,9 +64,10 @@ def load_pickled_checkpoint(path: Path) -> Any:
     except pickle.UnpicklingError as error:
         offending = _unsafe_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))
         if not offending:
-            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({_one_line(error, last=True)})") from None
+            reason = _one_line(error, last=True)
+            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
         raise ConversionError(
-            f"{path}: refusing to unpickle {', '.join(offending[:5])}: "
+            f"{path}: refusing to unpickle {', '.join(name[:100] for name in offending[:5])}: "
             "image-tokenizer reads pickled checkpoints only with torch.load(weights_only=True), which never runs "
             "code from the file; re-save the weights as safetensors if you trust its source"
         ) from None
@@ -107,8 +108,9 @@ def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as error:
             raise ConversionError(f"{path} is not a readable safetensors file: {error}") from None
     state = load_pickled_checkpoint(path)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(f"{path}: expected a state dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ConversionError(f"{path}: expected a state dict (tensors by name)")
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 

@@ -41,13 +41,14 @@ def _brief(values: Sequence[Any]) -> str:
     return f"[{shown}{', ...' if len(values) > 8 else ''}]"
 
 
-def check_view(where: Path, key: Any, size: Sequence[int], stride: Sequence[int], offset: int, storage_numel: int) -> int:
+def check_view(where: Path, key: Any, size: Sequence[int], stride: Sequence[int], offset: int,
+               storage_numel: int) -> int:
     """The number of elements of a view of a storage of `storage_numel` elements. A view that reaches beyond its
     storage, or whose elements overlap (a stride of 0 on a dimension longer than 1, rows sharing values), is a
     ConversionError naming the file and the tensor; tensors that share a storage without overlapping (tied
     weights, slices, transposes) are fine."""
     numbers = [*size, *stride, offset, storage_numel]
-    if len(size) != len(stride) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+    if len(size) != len(stride) or not all(type(n) is int and n >= 0 for n in numbers):
         raise ConversionError(f"{where}: tensor {quoted(key)} has an invalid layout (shape {_brief(size)}, stride "
                               f"{_brief(stride)}, offset {quoted(offset, 40)})")
     numel = math.prod(size)
@@ -57,14 +58,14 @@ def check_view(where: Path, key: Any, size: Sequence[int], stride: Sequence[int]
     for length, step in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda dim: dim[1]):
         if step <= reach:
             raise ConversionError(
-                f"{where}: tensor {quoted(key)} (shape {_brief(size)}, stride {_brief(stride)}) repeats elements of its "
-                f"storage, which no saved weight does: its {numel:,} elements would be expanded from "
-                f"{storage_numel:,} stored values; refusing the file")
+                f"{where}: tensor {quoted(key)} (shape {_brief(size)}, stride {_brief(stride)}) repeats elements of "
+                f"its storage, which no saved weight does: its {numel:,} elements would be expanded from a storage of "
+                f"{storage_numel:,}; refusing the file")
         reach += (length - 1) * step
     if offset + reach >= storage_numel:
         raise ConversionError(
-            f"{where}: tensor {quoted(key)} (shape {_brief(size)}, stride {_brief(stride)}, offset {offset:,}) reaches "
-            f"element {offset + reach:,} of a storage of {storage_numel:,}; the file is damaged or forged")
+            f"{where}: tensor {quoted(key)} (shape {_brief(size)}, stride {_brief(stride)}, offset {offset:,}) "
+            f"reaches element {offset + reach:,} of a storage of {storage_numel:,}; the file is damaged or forged")
     return numel
 
 
@@ -89,16 +90,17 @@ def check_zip_entries(where: Path, archive: zipfile.ZipFile) -> None:
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise ConversionError(f"{where}: the zip entry {name} uses compression method {info.compress_type}, which "
                                   "PyTorch never writes (it stores entries uncompressed)")
-        if info.compress_size > disk or (info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size):
+        stored_size_differs = info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+        if info.compress_size > disk or stored_size_differs:
             raise ConversionError(f"{where}: the zip entry {name} declares more bytes than the file holds; the file is "
                                   "truncated or forged")
         if info.file_size > max(SMALL_ENTRY, MAX_COMPRESSION_RATIO * info.compress_size):
             raise ConversionError(
-                f"{where}: the zip entry {name} would inflate {info.compress_size:,} bytes to {info.file_size:,} (a zip "
-                f"bomb; PyTorch stores entries uncompressed); refusing to read it")
+                f"{where}: the zip entry {name} would inflate {info.compress_size:,} bytes to {info.file_size:,} "
+                "(a zip bomb; PyTorch stores entries uncompressed); refusing to read it")
         if info.filename.endswith("data.pkl") and info.file_size > MAX_PICKLE_BYTES:
-            raise ConversionError(f"{where}: {name} declares {info.file_size:,} bytes, over the {MAX_PICKLE_BYTES:,} a "
-                                  "description of tensors needs; refusing to read it")
+            raise ConversionError(f"{where}: {name} declares {info.file_size:,} bytes, over the {MAX_PICKLE_BYTES:,} "
+                                  "a description of tensors needs; refusing to read it")
         total += info.file_size
     if total > MAX_TENSOR_BYTES:
         raise ConversionError(f"{where}: its zip entries declare {total:,} bytes in all, over the {MAX_TENSOR_BYTES:,} "
@@ -114,7 +116,8 @@ def check_checkpoint_zip(path: Path) -> None:
                 return
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile, ValueError) as error:
-        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
+                              f"{str(error)[:200]})") from None
     with archive:
         check_zip_entries(path, archive)
 
@@ -123,17 +126,17 @@ def read_entry(where: Path, archive: zipfile.ZipFile, name: str, nbytes: int) ->
     """The first `nbytes` bytes of a zip entry as a uint8 tensor, read in chunks (memory is touched as bytes arrive);
     an entry that ends early or is corrupt is a ConversionError."""
     buffer = torch.empty(nbytes, dtype=torch.uint8)
-    view, done = memoryview(buffer.numpy()), 0
+    view, done, count = memoryview(buffer.numpy()), 0, -1
     try:
         with archive.open(name) as entry:
-            while done < nbytes:
+            while done < nbytes and count:
                 count = entry.readinto(view[done:done + READ_CHUNK])
-                if not count:
-                    raise ConversionError(f"{where}: the zip entry {quoted(name)} ends after {done:,} of {nbytes:,} bytes")
                 done += count
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError, RuntimeError) as error:
         raise ConversionError(f"{where}: the zip entry {quoted(name)} cannot be read ({type(error).__name__}: "
                               f"{str(error)[:200]})") from None
+    if done < nbytes:
+        raise ConversionError(f"{where}: the zip entry {quoted(name)} ends after {done:,} of {nbytes:,} bytes")
     return buffer
 
 
@@ -146,7 +149,7 @@ def read_small_entry(where: Path, archive: zipfile.ZipFile, name: str, limit: in
         raise ConversionError(f"{where}: the zip entry {quoted(name)} cannot be read ({type(error).__name__}: "
                               f"{str(error)[:200]})") from None
     if len(data) > limit:
-        raise ConversionError(f"{where}: the zip entry {quoted(name)} holds more than {limit:,} bytes; refusing to read it")
+        raise ConversionError(f"{where}: the zip entry {quoted(name)} holds more than {limit:,} bytes; refusing it")
     return data
 
 
@@ -168,7 +171,7 @@ def check_loaded_tensors(where: Path, loaded: Any) -> None:
         seen.add(id(value))
         if isinstance(value, dict):
             pending.extend((_child(key, k), v) for k, v in value.items())
-        elif isinstance(value, (list, tuple)):
+        elif isinstance(value, (list, tuple, set, frozenset)):
             pending.extend((_child(key, i), v) for i, v in enumerate(value))
         elif hasattr(value, "__dict__") and not isinstance(value, type):  # argparse.Namespace and the like
             pending.extend((_child(key, k), v) for k, v in vars(value).items())

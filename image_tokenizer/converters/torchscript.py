@@ -40,7 +40,8 @@ STORAGE_DTYPES = {
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
 MAX_MODULE_DEPTH = 100  # published models nest modules a handful of levels deep
-MAX_MODULE_PATHS = 100_000  # module paths in all (a module may be shared; each path counts)
+MAX_NAMES = 100_000  # module paths and tensor names in all, far above any published model's
+MAX_NAME_LENGTH = 1000  # characters of a dotted name (encoder.down.0.block.1.conv1.weight)
 NOT_READ = ("code/", "constants.pkl", "traced_inputs.pkl")  # what the archive runs or feeds its code, never read
 
 
@@ -127,16 +128,19 @@ def _check_byteorder(path: Path, archive: zipfile.ZipFile, prefix: str) -> None:
 
 def _walk(path: Path, module: ScriptedModule, prefix: str, above: tuple[int, ...], layouts: dict[str, _Layout],
           classes: dict[str, str]) -> None:
-    """Record the tensor layouts and class names under `module`, refusing cycles, deep nesting and odd names."""
+    """Record the tensor layouts and class names under `module`, refusing cycles, deep nesting, odd or long names,
+    and more names than MAX_NAMES (a module shared by many parents counts once per path)."""
     where = quoted(prefix.rstrip(".") or "the root module")
     if len(above) > MAX_MODULE_DEPTH:
         raise ConversionError(f"{path}: modules nested deeper than {MAX_MODULE_DEPTH} levels (at {where})")
-    if len(classes) >= MAX_MODULE_PATHS:
-        raise ConversionError(f"{path}: more than {MAX_MODULE_PATHS:,} module paths; refusing the archive")
     classes[prefix.rstrip(".")] = type(module).class_name  # the class's, which no pickled state can replace
     for name, value in vars(module).items():
         if not isinstance(name, str):
-            raise ConversionError(f"{path}: module {where} has attribute name {quoted(name, 60)}, which is not a string")
+            raise ConversionError(f"{path}: module {where} has attribute name {quoted(name, 60)}, which is not a "
+                                  "string")
+        if len(prefix) + len(name) > MAX_NAME_LENGTH or len(classes) + len(layouts) >= MAX_NAMES:
+            raise ConversionError(f"{path}: module {where} holds names over {MAX_NAME_LENGTH} characters or more "
+                                  f"than {MAX_NAMES:,} modules and tensors in all; refusing the archive")
         if isinstance(value, _Layout):
             layouts[prefix + name] = value
         elif isinstance(value, ScriptedModule):
@@ -145,7 +149,8 @@ def _walk(path: Path, module: ScriptedModule, prefix: str, above: tuple[int, ...
             _walk(path, value, f"{prefix}{name}.", (*above, id(module)), layouts, classes)
 
 
-def _materialise(path: Path, archive: zipfile.ZipFile, prefix: str, layouts: dict[str, _Layout]) -> dict[str, torch.Tensor]:
+def _materialise(path: Path, archive: zipfile.ZipFile, prefix: str,
+                 layouts: dict[str, _Layout]) -> dict[str, torch.Tensor]:
     """The tensors, once every layout fits its storage and the budgets: each storage is read only as far as its
     tensors reach, and each tensor is a view of it."""
     values, needed = 0, {}
@@ -154,7 +159,8 @@ def _materialise(path: Path, archive: zipfile.ZipFile, prefix: str, layouts: dic
         end = storage_end(layout.size, layout.stride, layout.offset)
         needed[layout.storage] = max(needed.get(layout.storage, 0), end)
     if values > MAX_PARAMETERS:
-        raise ConversionError(f"{path}: its tensors declare {values:,} values in all, over the limit of {MAX_PARAMETERS:,}")
+        raise ConversionError(f"{path}: its tensors declare {values:,} values in all, over the limit of "
+                              f"{MAX_PARAMETERS:,}")
     to_read = sum(count * storage.dtype.itemsize for storage, count in needed.items())
     if to_read > MAX_TENSOR_BYTES:
         raise ConversionError(f"{path}: its tensors span {to_read:,} bytes of storage, over {MAX_TENSOR_BYTES:,}")
@@ -165,7 +171,8 @@ def _materialise(path: Path, archive: zipfile.ZipFile, prefix: str, layouts: dic
         try:
             size = archive.getinfo(entry).file_size
         except KeyError:
-            raise ConversionError(f"{path}: data.pkl names the storage {quoted(entry)}, which the archive lacks") from None
+            raise ConversionError(f"{path}: data.pkl names the storage {quoted(entry)}, which the archive "
+                                  "lacks") from None
         if size != declared:
             raise ConversionError(f"{path}: the storage {quoted(entry)} holds {size:,} bytes where data.pkl declares "
                                   f"{declared:,}")
@@ -193,7 +200,7 @@ class _ArchiveUnpickler(pickle.Unpickler):
             return _rebuild_tensor
         if module == "torch" and name in STORAGE_DTYPES:
             return STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"refusing the global {quoted(module, 100)}.{quoted(name, 100)}, which is not plain data")
+        raise pickle.UnpicklingError(f"refusing the global {module[:100]}.{name[:100]}, which is not plain data")
 
     def persistent_load(self, pid: Any) -> _Storage:
         """('storage', dtype, key, location, numel) -> the storage's record (one per key)."""
