@@ -8,6 +8,7 @@ element float32 view is 1 GiB); calls run in the memory-capped worker of tests/h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import pickle
 import shutil
@@ -17,6 +18,7 @@ import types
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -33,7 +35,6 @@ from image_tokenizer.modeling import VQModel
 from tests.hostile import PEAK_LIMIT
 
 GIB_OF_FLOATS = 2**28  # float32 elements in 1 GiB
-GOLDEN_COSMOS = Path(__file__).parent / "golden" / "cosmos"
 
 
 # ----- a zip written field by field, so that an entry may declare any method, size and CRC -----
@@ -65,7 +66,8 @@ def deflated_bomb(name: str, head: bytes, zero_mib: int, tail: bytes) -> Entry:
     return Entry(name, first + block * zero_mib + last, len(head) + zero_mib * 2**20 + len(tail), crc, method=8)
 
 
-def write_zip(path: Path, entries: list[Entry]) -> Path:
+def write_zip(path: Path, entries: Sequence[Entry]) -> Path:
+    """A zip holding `entries` as given (names may repeat, sizes and CRCs are taken as declared)."""
     local, central = bytearray(), bytearray()
     for entry in entries:
         name, offset = entry.name.encode(), len(local)
@@ -125,7 +127,8 @@ def pickled(root: object) -> bytes:
     return out.getvalue()
 
 
-def torchscript_folder(folder: Path, root: object, storages: dict[str, bytes | Entry], extra: list[Entry] = ()) -> Path:
+def torchscript_folder(folder: Path, root: object, storages: dict[str, bytes | Entry],
+                       extra: Sequence[Entry] = ()) -> Path:
     """A Cosmos-looking folder whose encoder.jit (and decoder.jit, a copy) is an archive of `root`."""
     entries = [stored("archive/data.pkl", pickled(root)), stored("archive/constants.pkl", pickle.dumps((), protocol=2))]
     entries += [s if isinstance(s, Entry) else stored(f"archive/data/{key}", s) for key, s in storages.items()]
@@ -154,18 +157,13 @@ def taming_folder(folder: Path, codebook: torch.Tensor, n_embed: int) -> Path:
     (folder / "configs").mkdir(parents=True)
     (folder / "checkpoints").mkdir()
     (folder / "configs" / "x-project.yaml").write_text(TAMING_YAML.format(n_embed=n_embed))
-    small = taming.config_from_yaml(_small_yaml(folder))
+    config = taming.config_from_yaml(folder / "configs" / "x-project.yaml")
+    small = dataclasses.replace(config, quantizer=dataclasses.replace(config.quantizer, codebook_size=64))
     torch.manual_seed(0)
-    state = dict(VQModel(small).weights_state_dict())
+    state = dict(VQModel(small).weights_state_dict())  # the encoder and decoder do not depend on n_embed
     state["quantize.embedding.weight"] = codebook
     torch.save({"state_dict": state, "hparams": argparse.Namespace(lr=1e-4)}, folder / "checkpoints" / "last.ckpt")
     return folder
-
-
-def _small_yaml(folder: Path) -> Path:
-    path = folder / "small.yaml.txt"
-    path.write_text(TAMING_YAML.format(n_embed=64))
-    return path
 
 
 def assert_refused(outcome, error_type: str = "ConversionError", *words: str) -> None:
@@ -338,7 +336,7 @@ def test_a_float8_codebook_is_refused_by_its_dtype(hostile, tmp_path):
 
 
 def _torch_save_zip(path: Path, data_pkl: bytes | Entry, storages: dict[str, bytes | Entry] | None = None,
-                    extra: tuple[Entry, ...] = ()) -> Path:
+                    extra: Sequence[Entry] = ()) -> Path:
     """A checkpoint in torch.save's zip layout (archive/data.pkl, archive/data/KEY), written entry by entry."""
     entries = [data_pkl if isinstance(data_pkl, Entry) else stored("archive/data.pkl", data_pkl),
                stored("archive/byteorder", b"little"), stored("archive/version", b"3\n")]
