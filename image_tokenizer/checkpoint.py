@@ -126,11 +126,16 @@ def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
         )
 
 
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
-    """Saved weights are floating point and finite (a tampered or broken file must not load silently)."""
+    """Saved weights are float16, bfloat16, float32 or float64, and finite (a tampered or broken file must not load
+    silently). Callers compare shapes first: this reads every value."""
     for key, tensor in weights.items():
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point")
+        if tensor.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(f"{where}: tensor {key!r} has dtype {tensor.dtype}; weights must be floating point "
+                                  "(float16, bfloat16, float32 or float64)")
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
     if weights and not any(bool(tensor.any()) for tensor in weights.values()):

@@ -70,10 +70,7 @@ def resolve_source(src: str | os.PathLike, **hub_kwargs) -> Path:
 def build_tokenizer(converted: Converted, source: str, format: str, path: Path, command: str) -> ImageTokenizer:
     """Load converted weights strictly into our model and record where they came from in the model card."""
     check_model_size(converted.config, converted.weights_file)
-    model = VQModel(converted.config)
-    check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
     codebook = converted.codebook  # None for kinds that imply their codes (lfq, fsq)
-    check_weight_values(converted.weights_file, {**converted.weights, **({"codebook": codebook} if codebook is not None else {})})
     expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
     if (codebook is None) != (converted.config.quantizer.kind != "vq") or (
         codebook is not None and tuple(codebook.shape) != expected_codebook
@@ -83,6 +80,10 @@ def build_tokenizer(converted: Converted, source: str, format: str, path: Path, 
             f"{converted.weights_file}: {found}, but the config describes {converted.config.quantizer.kind} with "
             f"{expected_codebook[0]} codes of dimension {expected_codebook[1]}"
         )
+    model = VQModel(converted.config)
+    check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
+    # values last: every shape is the model's by now, so reading them costs no more than the model itself
+    check_weight_values(converted.weights_file, {**converted.weights, **({"codebook": codebook} if codebook is not None else {})})
     weights = {k: v.float() for k, v in converted.weights.items()}
     model.load_weights(weights, None if codebook is None else codebook.float())
     card_info = {"conversion": {

@@ -22,6 +22,7 @@ import torch
 from ..config import ImageTokenizerConfig
 from ..errors import ConversionError
 from ..safe_paths import inside
+from .tensor_budget import check_checkpoint_zip, check_loaded_tensors
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -53,21 +54,37 @@ class Converted:
 
 
 def load_pickled_checkpoint(path: Path) -> Any:
-    """torch.load(weights_only=True) with our allowlist; an unsafe or unreadable file is a ConversionError."""
+    """torch.load(weights_only=True) with our allowlist; an unsafe, unreadable or over-budget file is a
+    ConversionError. A zip checkpoint's entries are checked before torch.load reads them, and every tensor it
+    returns after (tensor_budget.py): both before anything is inflated or materialised."""
+    path = Path(path)
+    check_checkpoint_zip(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         offending = _unsafe_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))
         if not offending:
-            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[-1]})") from None
+            reason = _one_line(error, last=True)
+            raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
         raise ConversionError(
-            f"{path}: refusing to unpickle {', '.join(offending)}: "
+            f"{path}: refusing to unpickle {', '.join(name[:100] for name in offending[:5])}: "
             "image-tokenizer reads pickled checkpoints only with torch.load(weights_only=True), which never runs "
             "code from the file; re-save the weights as safetensors if you trust its source"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+    # TypeError: the weights-only unpickler applying malformed state to an allowlisted object (a __setstate__
+    # that is not callable, attribute names that are not strings)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
+                              f"{_one_line(error)})") from None
+    check_loaded_tensors(path, loaded)
+    return loaded
+
+
+def _one_line(error: BaseException, last: bool = False) -> str:
+    """One line of an error's message, cut short (torch's weights-only refusals give the reason on their last)."""
+    lines = str(error).strip().splitlines() or [""]
+    return (lines[-1] if last else lines[0])[:300]
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -81,6 +98,7 @@ def _unsafe_globals(path: Path) -> list[str]:
 
 def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (only those under `prefix`, with it removed), or of a pickled state dict."""
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 
@@ -91,9 +109,14 @@ def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as error:
             raise ConversionError(f"{path} is not a readable safetensors file: {error}") from None
     state = load_pickled_checkpoint(path)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(f"{path}: expected a state dict of tensors")
+    if not is_state_dict(state):
+        raise ConversionError(f"{path}: expected a state dict (tensors by name)")
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def is_state_dict(value: Any) -> bool:
+    """True for a dict of tensors keyed by strings, what every format's weights must be before keys are renamed."""
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -128,6 +151,8 @@ def rename_keys(weights: dict[str, torch.Tensor], rules: Iterable[Rule], where: 
     compiled = [(re.compile(pattern), target) for pattern, target in rules]
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
+        if not isinstance(key, str):
+            raise ConversionError(f"{where}: a weight is keyed by {type(key).__name__} {str(key)[:100]!r}, not by a name")
         for pattern, target in compiled:
             match = pattern.fullmatch(key)
             if match is None:

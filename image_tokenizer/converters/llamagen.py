@@ -21,6 +21,7 @@ from .common import (
     Converted,
     at_resolution,
     attention_at_lowest_level,
+    is_state_dict,
     load_pickled_checkpoint,
     load_weights_file,
     read_json,
@@ -60,8 +61,8 @@ def _state_dict(weights_file: Path) -> dict[str, torch.Tensor]:
             raise ConversionError(f"{weights_file}: expected a dict holding one of {STATE_KEYS}")
         key = next((k for k in STATE_KEYS if k in checkpoint), None)
         state = checkpoint[key] if key else checkpoint
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ConversionError(f"{weights_file}: no state dict of tensors under {STATE_KEYS}")
+        if not is_state_dict(state):
+            raise ConversionError(f"{weights_file}: no state dict (tensors by name) under {STATE_KEYS}")
     for prefix in PREFIXES:
         if f"{prefix}quantize.embedding.weight" in state:
             return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
