@@ -16,7 +16,7 @@ import torch
 
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
 from .errors import CheckpointError
-from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors
+from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors, tensor_shapes
 from .model_card import CARD_NAME
 from .modeling import VQModel
 from .vocab import MAX_LISTED_TOKENS, VOCAB_NAME, ImageVocab
@@ -38,14 +38,16 @@ def read_checkpoint(directory: Path) -> tuple[ImageTokenizerConfig, ImageVocab, 
     for name in (WEIGHTS_NAME, CODEBOOK_NAME):
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
+    expected = check_model_size(config, directory / CONFIG_NAME).weights_state_dict()
     vocab, vocab_data = ImageVocab.load(directory)
+    # Shapes from the safetensors header first: a config that declares a large model beside small weights is
+    # refused before the model is allocated (the header's shapes are what the file really holds).
+    check_state_dict(directory / WEIGHTS_NAME, tensor_shapes(directory / WEIGHTS_NAME), expected)
     codebook = load_codebook(directory, config, vocab, vocab_data)
-    check_model_size(config, directory / CONFIG_NAME)
-    model = VQModel(config)
     weights = load_tensors(directory / WEIGHTS_NAME)
-    check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
     check_weight_values(directory / WEIGHTS_NAME, weights)
     verify_files(directory)  # last: what passed every check above may still have been changed since saving
+    model = VQModel(config)
     model.load_weights(weights, codebook)
     return config, vocab, model
 
@@ -114,16 +116,21 @@ def verify_files(directory: Path) -> None:
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above any published VQ tokenizer (LlamaGen VQ-16: 72 M)
 
 
-def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
-    """Count the parameters a config implies without allocating them (meta device); refuse absurd sizes."""
+def check_model_size(config: ImageTokenizerConfig, where: Path) -> VQModel:
+    """Build the model a config implies on the meta device (no memory) and refuse absurd sizes, counting buffers
+    too (with use_ema the codebook and its EMA sums are buffers, not parameters). Returns that meta model, whose
+    state dict gives the shapes to check a weights file against before the real model is allocated."""
     with torch.device("meta"):
-        count = sum(p.numel() for p in VQModel(config).parameters())
+        model = VQModel(config)
+    count = sum(t.numel() for t in model.parameters()) + sum(t.numel() for t in model.buffers())
     if count > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{where}: this config implies {count:,} parameters ({count * 4 / 2**30:.1f} GiB in fp32), over the limit of "
-            f"{MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}, "
-            f"codebook_size={config.quantizer.codebook_size}"
+            f"{where}: this config implies {count:,} parameters and buffers ({count * 4 / 2**30:.1f} GiB in fp32), over "
+            f"the limit of {MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, "
+            f"z_channels={config.z_channels}, codebook_size={config.quantizer.codebook_size}, "
+            f"codebook_dim={config.quantizer.codebook_dim}, use_ema={config.quantizer.use_ema}"
         )
+    return model
 
 
 def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
