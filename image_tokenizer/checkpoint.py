@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, shorten
 from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors, tensor_shapes
 from .model_card import CARD_NAME
 from .modeling import VQModel
@@ -105,7 +105,7 @@ def verify_files(directory: Path) -> None:
         raise CheckpointError(f"{directory / CONFIG_NAME}: field {FILES_SHA256!r} must be an object")
     for name, expected in recorded.items():
         if name not in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME):
-            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {name!r}")
+            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {shorten(name)}")
         if (directory / name).is_file() and file_sha256(directory / name) != expected:
             raise CheckpointError(
                 f"{directory / name}: its sha256 differs from the one {CONFIG_NAME} recorded when it was saved; "
@@ -153,15 +153,15 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
             f"{directory / VOCAB_NAME} says codebook_size {vocab.codebook_size} but {CONFIG_NAME} says {k}"
         )
     if tuple(vocab.grid_size) != config.grid_size:
-        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {list(vocab.grid_size)} disagrees with {CONFIG_NAME}")
+        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {shorten(list(vocab.grid_size))} disagrees with {CONFIG_NAME}")
     if vocab_data.get("codebook_dim", d) != d:
         raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
+            f"{directory / VOCAB_NAME} says codebook_dim {shorten(vocab_data.get('codebook_dim'))} but {CONFIG_NAME} says {d}"
         )
     expected_norm = config.quantizer.normalization
     if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
         raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
+            f"{directory / VOCAB_NAME} says codebook_normalization {shorten(vocab_data.get('codebook_normalization'))} "
             f"but {CONFIG_NAME} implies {expected_norm!r}"
         )
     tensors = load_tensors(directory / CODEBOOK_NAME)
@@ -170,7 +170,7 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
         return None
     if set(tensors) != {CODEBOOK_TENSOR}:
         raise CheckpointError(
-            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
+            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {shorten(sorted(tensors))}"
         )
     codebook = tensors[CODEBOOK_TENSOR]
     if tuple(codebook.shape) != (k, d):
