@@ -334,7 +334,7 @@ def test_diffusers_widths_of_a_billion_are_refused_with_our_error(hostile, tmp_p
     save_file({"quantize.embedding.weight": torch.randn(8, 4)}, str(source / "diffusion_pytorch_model.safetensors"))
     outcome, seconds = timed(hostile, "image_tokenizer.converters:convert", str(source))
     assert_refused(outcome, seconds, "ConversionError")
-    assert "channel width" in outcome.message
+    assert "config.json" in outcome.message and "channel width" in outcome.message
 
 
 def test_a_large_resolution_never_makes_preprocessing_allocate_past_the_pixel_budget(hostile, tmp_path):

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError, shorten
+from ..errors import ConfigError, ConversionError, shorten
 from .common import (
     Converted,
     at_resolution,
@@ -63,24 +63,27 @@ def config_from_json(where: Path) -> ImageTokenizerConfig:
     if attention_down != attention_up:
         raise ConversionError(f"{where}: attention at different levels in down_block_types and up_block_types")
     latent = require(data, "latent_channels", where, int)
-    return ImageTokenizerConfig(
-        resolution=side,
-        in_channels=require(data, "in_channels", where, int),
-        out_channels=require(data, "out_channels", where, int),
-        ch=ch,
-        ch_mult=mult,
-        num_res_blocks=require(data, "layers_per_block", where, int),
-        attn_resolutions=tuple(sorted(attention_down)),
-        z_channels=latent,
-        norm_groups=data.get("norm_num_groups", 32),
-        use_mid_attention=bool(data.get("mid_block_add_attention", True)),
-        quantizer=QuantizerConfig(
-            codebook_size=require(data, "num_vq_embeddings", where, int),
-            codebook_dim=data.get("vq_embed_dim") or latent,
-            l2_normalize=False,
-        ),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
-    )
+    try:  # sizes no model has (widths of 10^9, ...) are our ConfigError: name this file
+        return ImageTokenizerConfig(
+            resolution=side,
+            in_channels=require(data, "in_channels", where, int),
+            out_channels=require(data, "out_channels", where, int),
+            ch=ch,
+            ch_mult=mult,
+            num_res_blocks=require(data, "layers_per_block", where, int),
+            attn_resolutions=tuple(sorted(attention_down)),
+            z_channels=latent,
+            norm_groups=data.get("norm_num_groups", 32),
+            use_mid_attention=bool(data.get("mid_block_add_attention", True)),
+            quantizer=QuantizerConfig(
+                codebook_size=require(data, "num_vq_embeddings", where, int),
+                codebook_dim=data.get("vq_embed_dim") or latent,
+                l2_normalize=False,
+            ),
+            preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
+        )
+    except ConfigError as error:
+        raise ConversionError(f"{where}: {error}") from None
 
 
 def _rules(levels: int) -> list:
