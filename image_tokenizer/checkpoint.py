@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, FILES_SHA256, ImageTokenizerConfig
-from .errors import CheckpointError
-from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors
+from .errors import CheckpointError, shorten
+from .fileio import check_state_dict, load_tensors, read_json_object, save_tensors, tensor_shapes
 from .model_card import CARD_NAME
 from .modeling import VQModel
 from .vocab import MAX_LISTED_TOKENS, VOCAB_NAME, ImageVocab
@@ -38,14 +38,16 @@ def read_checkpoint(directory: Path) -> tuple[ImageTokenizerConfig, ImageVocab, 
     for name in (WEIGHTS_NAME, CODEBOOK_NAME):
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory}: {name} not found; a saved tokenizer needs {', '.join(SAVED_FILES[:4])}")
+    expected = check_model_size(config, directory / CONFIG_NAME).weights_state_dict()
     vocab, vocab_data = ImageVocab.load(directory)
+    # Shapes from the safetensors header first: a config that declares a large model beside small weights is
+    # refused before the model is allocated (the header's shapes are what the file really holds).
+    check_state_dict(directory / WEIGHTS_NAME, tensor_shapes(directory / WEIGHTS_NAME), expected)
     codebook = load_codebook(directory, config, vocab, vocab_data)
-    check_model_size(config, directory / CONFIG_NAME)
-    model = VQModel(config)
     weights = load_tensors(directory / WEIGHTS_NAME)
-    check_state_dict(directory / WEIGHTS_NAME, weights, model.weights_state_dict())
     check_weight_values(directory / WEIGHTS_NAME, weights)
     verify_files(directory)  # last: what passed every check above may still have been changed since saving
+    model = VQModel(config)
     model.load_weights(weights, codebook)
     return config, vocab, model
 
@@ -103,7 +105,7 @@ def verify_files(directory: Path) -> None:
         raise CheckpointError(f"{directory / CONFIG_NAME}: field {FILES_SHA256!r} must be an object")
     for name, expected in recorded.items():
         if name not in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME):
-            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {name!r}")
+            raise CheckpointError(f"{directory / CONFIG_NAME}: {FILES_SHA256} names an unknown file {shorten(name)}")
         if (directory / name).is_file() and file_sha256(directory / name) != expected:
             raise CheckpointError(
                 f"{directory / name}: its sha256 differs from the one {CONFIG_NAME} recorded when it was saved; "
@@ -114,16 +116,21 @@ def verify_files(directory: Path) -> None:
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of fp32 weights: far above any published VQ tokenizer (LlamaGen VQ-16: 72 M)
 
 
-def check_model_size(config: ImageTokenizerConfig, where: Path) -> None:
-    """Count the parameters a config implies without allocating them (meta device); refuse absurd sizes."""
+def check_model_size(config: ImageTokenizerConfig, where: Path) -> VQModel:
+    """Build the model a config implies on the meta device (no memory) and refuse absurd sizes, counting buffers
+    too (with use_ema the codebook and its EMA sums are buffers, not parameters). Returns that meta model, whose
+    state dict gives the shapes to check a weights file against before the real model is allocated."""
     with torch.device("meta"):
-        count = sum(p.numel() for p in VQModel(config).parameters())
+        model = VQModel(config)
+    count = sum(t.numel() for t in model.parameters()) + sum(t.numel() for t in model.buffers())
     if count > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{where}: this config implies {count:,} parameters ({count * 4 / 2**30:.1f} GiB in fp32), over the limit of "
-            f"{MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}, "
-            f"codebook_size={config.quantizer.codebook_size}"
+            f"{where}: this config implies {count:,} parameters and buffers ({count * 4 / 2**30:.1f} GiB in fp32), over "
+            f"the limit of {MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, "
+            f"z_channels={config.z_channels}, codebook_size={config.quantizer.codebook_size}, "
+            f"codebook_dim={config.quantizer.codebook_dim}, use_ema={config.quantizer.use_ema}"
         )
+    return model
 
 
 WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -151,15 +158,15 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
             f"{directory / VOCAB_NAME} says codebook_size {vocab.codebook_size} but {CONFIG_NAME} says {k}"
         )
     if tuple(vocab.grid_size) != config.grid_size:
-        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {list(vocab.grid_size)} disagrees with {CONFIG_NAME}")
+        raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {shorten(list(vocab.grid_size))} disagrees with {CONFIG_NAME}")
     if vocab_data.get("codebook_dim", d) != d:
         raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_dim {vocab_data.get('codebook_dim')} but {CONFIG_NAME} says {d}"
+            f"{directory / VOCAB_NAME} says codebook_dim {shorten(vocab_data.get('codebook_dim'))} but {CONFIG_NAME} says {d}"
         )
     expected_norm = config.quantizer.normalization
     if vocab_data.get("codebook_normalization", expected_norm) != expected_norm:
         raise CheckpointError(
-            f"{directory / VOCAB_NAME} says codebook_normalization {vocab_data.get('codebook_normalization')!r} "
+            f"{directory / VOCAB_NAME} says codebook_normalization {shorten(vocab_data.get('codebook_normalization'))} "
             f"but {CONFIG_NAME} implies {expected_norm!r}"
         )
     tensors = load_tensors(directory / CODEBOOK_NAME)
@@ -168,7 +175,7 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
         return None
     if set(tensors) != {CODEBOOK_TENSOR}:
         raise CheckpointError(
-            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {sorted(tensors)}"
+            f"{directory / CODEBOOK_NAME} must hold exactly one tensor named {CODEBOOK_TENSOR!r}, found {shorten(sorted(tensors))}"
         )
     codebook = tensors[CODEBOOK_TENSOR]
     if tuple(codebook.shape) != (k, d):

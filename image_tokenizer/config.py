@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
 from .quantizer_config import QuantizerConfig
 
@@ -23,6 +23,11 @@ RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 # depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent); Emu3's image
 # path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching).
 ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos")
+# Upper bounds, far above any published tokenizer (at most 5 levels, widths of 1024, 4 blocks a level).
+MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.config.MAX_RESOLUTION = ...)
+MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
+MAX_LEVELS = 16  # len(ch_mult): 2^15 halvings already exceed MAX_RESOLUTION
+MAX_RES_BLOCKS = 64  # num_res_blocks per level, and Emu3's temporal_downsample_factor
 
 
 @dataclass
@@ -43,9 +48,9 @@ class PreprocessingConfig:
 
     def validate(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
-            raise ConfigError(f"preprocessing.resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+            raise ConfigError(f"preprocessing.resize_mode must be one of {RESIZE_MODES}, got {shorten(self.resize_mode)}")
         if self.resample not in RESAMPLE_FILTERS:
-            raise ConfigError(f"preprocessing.resample must be one of {RESAMPLE_FILTERS}, got {self.resample!r}")
+            raise ConfigError(f"preprocessing.resample must be one of {RESAMPLE_FILTERS}, got {shorten(self.resample)}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ConfigError("preprocessing.image_mean and image_std need three values (R, G, B)")
         if any(s <= 0 for s in self.image_std):
@@ -143,23 +148,24 @@ class ImageTokenizerConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {shorten(value)}")
         if self.in_channels != 3 or self.out_channels != 3:
             raise ConfigError("in_channels and out_channels must be 3: image-tokenizer works on RGB images")
         if not self.ch_mult or any(m < 1 for m in self.ch_mult):
-            raise ConfigError(f"ch_mult must be a non-empty list of positive integers, got {list(self.ch_mult)}")
+            raise ConfigError(f"ch_mult must be a non-empty list of positive integers, got {shorten(list(self.ch_mult))}")
+        self._validate_bounds()
         self._validate_architecture()
         if self.resolution % self.downsample_factor:
             raise ConfigError(
                 f"resolution {self.resolution} is not divisible by the downsampling factor "
-                f"{self.downsample_factor} (patch_size * 2 ** downsampling levels with ch_mult={list(self.ch_mult)})"
+                f"{self.downsample_factor} (patch_size * 2 ** downsampling levels with ch_mult={shorten(list(self.ch_mult))})"
             )
         if self.decoder_ch_mult is not None and (
             len(self.decoder_ch_mult) != len(self.ch_mult) or any(m < 1 for m in self.decoder_ch_mult)
         ):
             raise ConfigError(
-                f"decoder_ch_mult {list(self.decoder_ch_mult)} must hold {len(self.ch_mult)} positive integers, "
-                f"one per level of ch_mult {list(self.ch_mult)}"
+                f"decoder_ch_mult {shorten(list(self.decoder_ch_mult))} must hold {len(self.ch_mult)} positive integers, "
+                f"one per level of ch_mult {shorten(list(self.ch_mult))}"
             )
         for width in {self.ch * m for m in self.ch_mult} | set(self.decoder_widths):
             if width % self.norm_groups:
@@ -187,6 +193,25 @@ class ImageTokenizerConfig:
         self.quantizer.validate()
         self.preprocessing.validate()
 
+    def _validate_bounds(self) -> None:
+        """Upper bounds, so that a config from a file can't ask for sizes that overflow a count or allocate
+        gigabytes before anything else is checked (issue 37). MAX_RESOLUTION can be raised on purpose."""
+        if self.resolution > MAX_RESOLUTION:
+            raise ConfigError(
+                f"resolution {self.resolution:,} is over the limit of {MAX_RESOLUTION:,} pixels a side; raise "
+                "image_tokenizer.config.MAX_RESOLUTION first if this model really works at that size"
+            )
+        if len(self.ch_mult) > MAX_LEVELS:
+            raise ConfigError(f"ch_mult has {len(self.ch_mult):,} levels, over the limit of {MAX_LEVELS}")
+        limits = {"num_res_blocks": MAX_RES_BLOCKS, "temporal_downsample_factor": MAX_RES_BLOCKS,
+                  "z_channels": MAX_CHANNELS, "attention_heads": MAX_CHANNELS, "norm_groups": MAX_CHANNELS}
+        for name, limit in limits.items():
+            if getattr(self, name) > limit:
+                raise ConfigError(f"{name} {getattr(self, name):,} is over the limit of {limit:,}")
+        widest = max(self.ch * m for m in (*self.ch_mult, *(self.decoder_ch_mult or ())))
+        if widest > MAX_CHANNELS:
+            raise ConfigError(f"channel width {widest:,} (ch={self.ch:,} * ch_mult) is over the limit of {MAX_CHANNELS:,}")
+
     def _validate_magvit2(self) -> None:
         """Open-MAGVIT2's encoder and decoder have no attention, no dropout and no 1x1 convs around the quantizer."""
         if self.attn_resolutions or self.use_mid_attention:
@@ -200,7 +225,7 @@ class ImageTokenizerConfig:
 
     def _validate_architecture(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got {shorten(self.architecture)}")
         if self.patch_size & (self.patch_size - 1):
             raise ConfigError(f"patch_size must be a power of two (Haar wavelet steps), got {self.patch_size}")
         if self.downsample_levels is not None and not 0 <= self.downsample_levels <= len(self.ch_mult):
@@ -227,12 +252,12 @@ class ImageTokenizerConfig:
         data.pop(FILES_SHA256, None)
         model_type = data.pop("model_type", MODEL_TYPE)  # folders saved before it was written have none
         if model_type != MODEL_TYPE:
-            raise ConfigError(f"model_type is {model_type!r}, not {MODEL_TYPE!r}: not an image-tokenizer folder")
+            raise ConfigError(f"model_type is {shorten(model_type)}, not {MODEL_TYPE!r}: not an image-tokenizer folder")
         for key in [k for k in data if k in _TRANSFORMERS_KEYS]:
             data.pop(key)  # written when transformers' AutoConfig saved this config
         config = _from_dict(cls, data, "config")
-        if grid is not None and tuple(grid) != config.grid_size:
-            raise ConfigError(f"config grid_size {list(grid)} disagrees with the architecture's {list(config.grid_size)}")
+        if grid is not None and (not isinstance(grid, list) or tuple(grid) != config.grid_size):
+            raise ConfigError(f"config grid_size {shorten(grid)} disagrees with the architecture's {list(config.grid_size)}")
         return config
 
     def save(self, directory: str | Path, files_sha256: dict[str, str] | None = None) -> Path:
@@ -263,7 +288,7 @@ _TRANSFORMERS_KEYS = {"transformers_version", "architectures", "dtype", "torch_d
 def _from_dict(cls: type, data: Any, where: str) -> Any:
     """Build a dataclass from a dict, refusing unknown keys and wrongly typed values, naming the field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a JSON object, got {data!r}")
+        raise ConfigError(f"{where} must be a JSON object, got {shorten(data)}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -288,11 +313,11 @@ def _check_type(value: Any, hint: Any, field_name: str) -> None:
         args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, (dict, hint)):
-            raise ConfigError(f"field {field_name} must be a JSON object, got {value!r}")
+            raise ConfigError(f"field {field_name} must be a JSON object, got {shorten(value)}")
         return
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"field {field_name} must be a list, got {value!r}")
+            raise ConfigError(f"field {field_name} must be a list, got {shorten(value)}")
         item = args[0]
         for element in value:
             _check_type(element, item, f"{field_name}[]")
@@ -305,4 +330,4 @@ def _check_type(value: Any, hint: Any, field_name: str) -> None:
     )
     if wrong:
         kind = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[hint]
-        raise ConfigError(f"field {field_name} must be {kind}, got {value!r}")
+        raise ConfigError(f"field {field_name} must be {kind}, got {shorten(value)}")

@@ -1,4 +1,12 @@
-"""Exceptions raised for user mistakes: bad images, bad ids, bad configs, bad checkpoints."""
+"""Exceptions raised for user mistakes: bad images, bad ids, bad configs, bad checkpoints; and `shorten`, how a
+value read from a file may appear in their messages (and in cards)."""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+SHOWN_CHARACTERS = 200  # the most of a file's value that a message or card repeats
 
 
 class ImageTokenizerError(ValueError):
@@ -56,3 +64,27 @@ class PretokenizeError(ImageTokenizerError):
 
 class StreamingError(ImageTokenizerError):
     """A streaming or node-sharded pre-tokenization that cannot go on as asked."""
+
+
+def shorten(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """A value from a file as a message or card may show it: its repr (strings quoted, newlines escaped, so one
+    line), at most `limit` characters. Built by reprlib, which never renders more of a large or deeply nested
+    value than it shows, so a hostile value costs no more than its preview."""
+    text = _PREVIEW.repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+class _Preview(reprlib.Repr):
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist, self.maxtuple = 3, 6, 8, 8
+        self.maxset = self.maxfrozenset = self.maxdeque = self.maxarray = 8
+        self.maxstring = self.maxother = self.maxlong = SHOWN_CHARACTERS
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # repr of a huge int is refused (int_max_str_digits) and costs quadratic time
+            return f"<an integer of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+
+_PREVIEW = _Preview()

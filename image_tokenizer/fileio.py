@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
+from .textfiles import read_json
 
 
 def _current_umask() -> int:
@@ -98,30 +98,41 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
 
 
+def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, from its header alone: what the file holds, before reading it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from None
+
+
 def read_json_object(path: str | Path, what: str) -> dict:
     """Read a JSON object from a saved model's file, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} not found: a saved {what} directory needs {path.name}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON: {error}") from None
+    data = read_json(path, CheckpointError)  # bounded: size, nesting, integer length
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object")
     return data
 
 
 def check_state_dict(
-    path: str | Path, loaded: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+    path: str | Path, loaded: Mapping[str, torch.Tensor | tuple[int, ...]], expected: dict[str, torch.Tensor]
 ) -> None:
-    """Strict key/shape comparison with an error naming the file and the offending keys."""
+    """Strict key/shape comparison with an error naming the file and the offending keys. `loaded` holds tensors
+    or, read from a header before any tensor is (tensor_shapes), their shapes."""
     missing = sorted(set(expected) - set(loaded))
     unexpected = sorted(set(loaded) - set(expected))
+    shape = lambda value: tuple(getattr(value, "shape", value))
     mis_shaped = [
-        f"{k}: file {tuple(loaded[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{k}: file {shape(loaded[k])} vs model {shape(expected[k])}"
         for k in sorted(set(loaded) & set(expected))
-        if loaded[k].shape != expected[k].shape
+        if shape(loaded[k]) != shape(expected[k])
     ]
     problems = []
     if missing:

@@ -224,11 +224,14 @@ def resize_plan(
             f"{resolution}x{resolution}"
         )
     if mode == "resize":
+        _check_resized_size(width, height, (resolution, resolution), index)
         return (resolution, resolution), (0, 0, resolution, resolution)
     size = None
     if mode == "resize_center_crop":
         scale = resolution / min(width, height)
-        size = width, height = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+        size = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+        _check_resized_size(width, height, size, index)
+        width, height = size
     elif width < resolution or height < resolution:  # center_crop only
         raise InvalidImageError(
             f"image {index} is {width}x{height}, smaller than the {resolution}x{resolution} crop of this tokenizer "
@@ -236,6 +239,16 @@ def resize_plan(
         )
     left, top = (width - resolution) // 2, (height - resolution) // 2
     return size, (left, top, left + resolution, top + resolution)
+
+
+def _check_resized_size(width: int, height: int, size: tuple[int, int], index: int) -> None:
+    """Resizing allocates no more pixels than decoding may (MAX_IMAGE_PIXELS): a config's resolution, or a very
+    long thin image, must not turn a small image into gigabytes."""
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(
+            f"image {index} ({width}x{height}) would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels "
+            f"for this tokenizer's resolution, over the pixel budget of {MAX_IMAGE_PIXELS:,}"
+        )
 
 
 def resize_and_crop(image: Image.Image, resolution: int, config: PreprocessingConfig, index: int = 0) -> Image.Image:

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+from .errors import CheckpointError
+from .textfiles import parse_yaml
 
 CARD_NAME = "README.md"
 CARD_INFO_KEY = "image_tokenizer"  # front-matter key holding {"metrics": {...}, "training": {...}}
+MAX_FRONT_MATTER_BYTES = 64 * 2**10  # our cards' front matter is about 3 kB; a card's prose after it is never read
 
 
 def template_text(name: str) -> str:
@@ -66,15 +71,29 @@ def describe_quantizer(q: Any) -> str:
 
 
 def load_card_info(directory: str | Path) -> dict[str, Any]:
-    """The metrics/training record stored in a saved model's README front matter ({} when there is none)."""
-    path = Path(directory) / CARD_NAME
-    if not path.is_file():
+    """The metrics/training record stored in a saved model's README front matter ({} when there is none, or when
+    it cannot be read safely: a hand-edited or foreign README must never stop a model from loading)."""
+    info = read_front_matter(Path(directory) / CARD_NAME).get(CARD_INFO_KEY, {})
+    return info if isinstance(info, dict) else {}
+
+
+def read_front_matter(path: Path) -> dict[str, Any]:
+    """A README.md card's YAML front matter ({} when it has none we can read safely). Only the first
+    MAX_FRONT_MATTER_BYTES are read, through textfiles' alias-free loader rather than ModelCard.load, whose
+    yaml.safe_load expands aliases: a card of a few hundred bytes could cost minutes and gigabytes."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(MAX_FRONT_MATTER_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    match = REGEX_YAML_BLOCK.search(head)  # huggingface_hub's own rule for where front matter starts and ends
+    if match is None:
         return {}
     try:
-        info = ModelCard.load(path).data.to_dict().get(CARD_INFO_KEY, {})
-    except Exception:  # noqa: BLE001  (a hand-edited or foreign README must never stop a model from loading)
+        data = parse_yaml(match.group(2), path, CheckpointError)
+    except CheckpointError:
         return {}
-    return info if isinstance(info, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
 def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any], load_name: str | None = None) -> str:

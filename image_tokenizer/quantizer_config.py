@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import ConfigError, shorten
 
 CODEBOOK_INITS = ("normal", "uniform")
 GRADIENT_ESTIMATORS = ("ste", "rotation")
@@ -13,6 +13,7 @@ QUANTIZER_KINDS = ("vq", "fsq", "lfq")
 DISTANCES = ("cosine", "l2", "dot")
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
+MAX_CODEBOOK_DIM = 2**16  # published codebooks use 4 to 256 dimensions; the bound keeps sizes countable
 
 
 @dataclass
@@ -56,7 +57,7 @@ class QuantizerConfig:
                 self.distance = "l2" if self.l2_normalize is False else "cosine"
             elif self.l2_normalize is not None and self.l2_normalize != (self.distance == "cosine"):
                 raise ConfigError(
-                    f"quantizer.l2_normalize={self.l2_normalize} contradicts quantizer.distance={self.distance!r}; "
+                    f"quantizer.l2_normalize={self.l2_normalize} contradicts quantizer.distance={shorten(self.distance)}; "
                     "give only distance (l2_normalize is its old name: true = 'cosine', false = 'l2')"
                 )
             self.l2_normalize = self.distance == "cosine"
@@ -85,7 +86,7 @@ class QuantizerConfig:
 
     def validate(self) -> None:
         if self.kind not in QUANTIZER_KINDS:
-            raise ConfigError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {shorten(self.kind)}")
         if self.kind == "vq":
             self._validate_vq()
         elif self.kind == "fsq":
@@ -95,11 +96,13 @@ class QuantizerConfig:
         for name in ("codebook_size", "codebook_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"quantizer.{name} must be an integer, got {value!r}")
+                raise ConfigError(f"quantizer.{name} must be an integer, got {shorten(value)}")
             if value < 1:
                 raise ConfigError(f"quantizer.{name} must be at least 1, got {value}")
         if self.codebook_size > 2**31 - 1:
             raise ConfigError(f"quantizer.codebook_size {self.codebook_size} does not fit in int32")
+        if self.codebook_dim > MAX_CODEBOOK_DIM:
+            raise ConfigError(f"quantizer.codebook_dim {self.codebook_dim} is over the limit of {MAX_CODEBOOK_DIM:,}")
         if self.beta < 0:
             raise ConfigError(f"quantizer.beta must be >= 0, got {self.beta}")
         for name in ("ema_decay", "usage_decay"):
@@ -109,15 +112,15 @@ class QuantizerConfig:
         if self.dead_code_threshold < 0:
             raise ConfigError(f"quantizer.dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
         if self.codebook_init not in CODEBOOK_INITS:
-            raise ConfigError(f"quantizer.codebook_init must be one of {CODEBOOK_INITS}, got {self.codebook_init!r}")
+            raise ConfigError(f"quantizer.codebook_init must be one of {CODEBOOK_INITS}, got {shorten(self.codebook_init)}")
         if self.gradient not in GRADIENT_ESTIMATORS:
-            raise ConfigError(f"quantizer.gradient must be one of {GRADIENT_ESTIMATORS}, got {self.gradient!r}")
+            raise ConfigError(f"quantizer.gradient must be one of {GRADIENT_ESTIMATORS}, got {shorten(self.gradient)}")
         if self.distance_chunk_elements < 1:
             raise ConfigError("quantizer.distance_chunk_elements must be positive")
 
     def _validate_vq(self) -> None:
         if self.distance not in DISTANCES:
-            raise ConfigError(f"quantizer.distance must be one of {DISTANCES}, got {self.distance!r}")
+            raise ConfigError(f"quantizer.distance must be one of {DISTANCES}, got {shorten(self.distance)}")
         for name in ("levels", "bits"):
             if getattr(self, name) is not None:
                 raise ConfigError(f"quantizer.{name} applies to kind 'fsq' or 'lfq', not 'vq'; set quantizer.kind")
@@ -125,7 +128,7 @@ class QuantizerConfig:
     def _validate_implicit(self, definition: str) -> None:
         """What fsq and lfq share: no vq-only options, and codebook_size/dim (when given) equal to the implied ones."""
         if self.distance is not None or self.l2_normalize:
-            raise ConfigError(f"quantizer.distance and l2_normalize apply to kind 'vq' only, not {self.kind!r}")
+            raise ConfigError(f"quantizer.distance and l2_normalize apply to kind 'vq' only, not {shorten(self.kind)}")
         if self.use_ema:
             raise ConfigError(f"quantizer.use_ema applies to kind 'vq' only: a {self.kind} codebook is not learned")
         size, dim = self._implied_shape()
@@ -137,22 +140,22 @@ class QuantizerConfig:
 
     def _validate_fsq(self) -> None:
         if not self.levels or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.levels):
-            raise ConfigError(f"quantizer.levels must be a non-empty list of integers for kind 'fsq', got {self.levels!r}")
+            raise ConfigError(f"quantizer.levels must be a non-empty list of integers for kind 'fsq', got {shorten(self.levels)}")
         if min(self.levels) < 2:
-            raise ConfigError(f"quantizer.levels must all be at least 2, got {list(self.levels)}")
-        if math.prod(self.levels) > 2**MAX_IMPLICIT_BITS:
-            raise ConfigError(f"quantizer.levels {list(self.levels)} imply {math.prod(self.levels):,} codes, over "
-                              f"the limit of 2^{MAX_IMPLICIT_BITS} = {2**MAX_IMPLICIT_BITS:,}")
+            raise ConfigError(f"quantizer.levels must all be at least 2, got {shorten(list(self.levels))}")
+        if len(self.levels) > MAX_IMPLICIT_BITS or math.prod(self.levels) > 2**MAX_IMPLICIT_BITS:
+            raise ConfigError(f"quantizer.levels {shorten(list(self.levels))} imply more codes than the limit of "
+                              f"2^{MAX_IMPLICIT_BITS} = {2**MAX_IMPLICIT_BITS:,}")
         if self.bits is not None:
             raise ConfigError("quantizer.bits applies to kind 'lfq', not 'fsq'; remove it")
-        self._validate_implicit(f"levels {list(self.levels)}")
+        self._validate_implicit(f"levels {shorten(list(self.levels))}")
 
     def _validate_lfq(self) -> None:
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or not 1 <= self.bits <= MAX_IMPLICIT_BITS:
             raise ConfigError(f"quantizer.bits must be an integer from 1 to {MAX_IMPLICIT_BITS} for kind 'lfq', "
-                              f"got {self.bits!r}")
+                              f"got {shorten(self.bits)}")
         if self.bit_order not in BIT_ORDERS:
-            raise ConfigError(f"quantizer.bit_order must be one of {BIT_ORDERS}, got {self.bit_order!r}")
+            raise ConfigError(f"quantizer.bit_order must be one of {BIT_ORDERS}, got {shorten(self.bit_order)}")
         if self.levels is not None:
             raise ConfigError("quantizer.levels applies to kind 'fsq', not 'lfq'; remove it")
         for name in ("entropy_loss_weight", "sample_entropy_weight", "batch_entropy_weight"):

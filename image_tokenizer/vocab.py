@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, InvalidIdsError
+from .errors import CheckpointError, InvalidIdsError, shorten
 from .fileio import atomic_write_text, read_json_object
 
 VOCAB_NAME = "vocab.json"
@@ -28,6 +29,28 @@ BOI, EOI, PAD = "<boi>", "<eoi>", "<pad>"
 
 
 _JSON_NAMES = {int: "integer", dict: "object", list: "array", str: "string"}
+# token_format: literal text around one field for the id, decimal ({}, {:d}, {:05d}) or hex ({:x}, {:04X}), so that a
+# token parses back to its id in O(1) and no format can make a token string of unbounded size.
+_TOKEN_FORMAT = re.compile(r"(?P<prefix>[^{}]*)\{0?(?::(?:0(?P<width>[1-9][0-9]?))?(?P<kind>[dxX]?))?\}(?P<suffix>[^{}]*)")
+MAX_ID_DIGITS = 16  # a field's width, and the digits of a parsed id (2^31 has 10 decimal digits)
+MAX_AFFIX_CHARS = 64  # the literal text before and after the field
+_DIGITS = {10: "0123456789", 16: "0123456789abcdefABCDEF"}
+
+
+def parse_token_format(token_format: Any) -> tuple[str, str, int]:
+    """(prefix, suffix, base) of a documented token_format, else CheckpointError naming the documented forms."""
+    if not isinstance(token_format, str):
+        raise CheckpointError(f"token_format must be a string such as {DEFAULT_TOKEN_FORMAT!r}, got {shorten(token_format)}")
+    match = _TOKEN_FORMAT.fullmatch(token_format)
+    if match is None or len(match["prefix"]) > MAX_AFFIX_CHARS or len(match["suffix"]) > MAX_AFFIX_CHARS or (
+        match["width"] and int(match["width"]) > MAX_ID_DIGITS
+    ):
+        raise CheckpointError(
+            f"token_format {shorten(token_format)} must hold exactly one positional field for the id, such as "
+            f"{DEFAULT_TOKEN_FORMAT!r}: up to {MAX_AFFIX_CHARS} characters of text (no braces) on either side of one "
+            f"'{{}}', '{{:d}}', '{{:0Nd}}', '{{:x}}' or '{{:0Nx}}' field, N at most {MAX_ID_DIGITS}"
+        )
+    return match["prefix"], match["suffix"], 16 if match["kind"] in ("x", "X") else 10
 
 
 @dataclass
@@ -42,31 +65,21 @@ class ImageVocab:
         self.grid_size = tuple(self.grid_size)
         self.class_tokens = tuple(self.class_tokens)
         self.special_tokens = tuple(self.special_tokens)
-        if not isinstance(self.token_format, str):
-            raise CheckpointError(f"token_format must be a string such as {DEFAULT_TOKEN_FORMAT!r}, got {self.token_format!r}")
-        try:
-            distinct = self.token_format.format(0) != self.token_format.format(1)
-        except (IndexError, KeyError, ValueError) as error:
-            raise CheckpointError(
-                f"token_format {self.token_format!r} must hold exactly one positional field for the id, such as "
-                f"{DEFAULT_TOKEN_FORMAT!r} ({type(error).__name__}: {error})"
-            ) from None
-        if not distinct:
-            raise CheckpointError(f"token_format {self.token_format!r} must contain a '{{}}' field for the id")
+        self._prefix, self._suffix, self._base = parse_token_format(self.token_format)
         for token in self.special_tokens + self.class_tokens:
             if self._image_id(token) is not None:
-                raise CheckpointError(f"special or class token {token!r} collides with an image token")
+                raise CheckpointError(f"special or class token {shorten(token)} collides with an image token")
 
     def _image_id(self, token: str) -> int | None:
         """The id of an image token string, parsed in O(1) (None when it is not one): `<img_00042>` -> 42."""
-        prefix, _, rest = self.token_format.partition("{")
-        suffix = rest.partition("}")[2]
-        if not (token.startswith(prefix) and token.endswith(suffix) and len(token) > len(prefix) + len(suffix)):
+        prefix, suffix = self._prefix, self._suffix
+        if not (token.startswith(prefix) and token.endswith(suffix)):
             return None
         digits = token[len(prefix) : len(token) - len(suffix)]
-        if not digits.isdigit():
+        allowed = _DIGITS[self._base]
+        if not 0 < len(digits) <= MAX_ID_DIGITS or len(token) < len(prefix) + len(suffix) or digits.strip(allowed):
             return None
-        index = int(digits)
+        index = int(digits, self._base)
         return index if index < self.codebook_size and self.token_format.format(index) == token else None
 
     @cached_property
@@ -75,11 +88,6 @@ class ImageVocab:
         if len(table) != len(self.special_tokens) + len(self.class_tokens):
             raise CheckpointError("vocabulary has duplicate special or class token strings")
         return table
-
-    @cached_property
-    def _full_table(self) -> dict[str, int]:
-        """Every token -> id, built once, only for token formats that `_image_id` cannot parse (say, hex)."""
-        return self.get_vocab()
 
     def __len__(self) -> int:
         return self.codebook_size + len(self.special_tokens) + len(self.class_tokens)
@@ -114,7 +122,7 @@ class ImageVocab:
                 raise TypeError
             index = operator.index(index)
         except TypeError:
-            raise InvalidIdsError(f"token ids must be integers, got {index!r} of type {type(index).__name__}") from None
+            raise InvalidIdsError(f"token ids must be integers, got {shorten(index)} of type {type(index).__name__}") from None
         if not 0 <= index < len(self):
             raise InvalidIdsError(f"token id {index} is out of range: this vocabulary has ids 0..{len(self) - 1}")
         if index < self.codebook_size:
@@ -123,17 +131,16 @@ class ImageVocab:
 
     def token_to_id(self, token: str) -> int:
         if not isinstance(token, str):
-            raise InvalidIdsError(f"tokens must be strings such as {self.token_format.format(0)!r}, got {token!r}")
+            raise InvalidIdsError(f"tokens must be strings such as {self.token_format.format(0)!r}, got {shorten(token)}")
         index = self._image_id(token)
         if index is not None:
             return index
-        try:
-            return self._special_to_id.get(token) if token in self._special_to_id else self._full_table[token]
-        except KeyError:
-            example = self.token_format.format(0)
-            raise InvalidIdsError(
-                f"unknown token {token!r}: image tokens look like {example!r}, specials are {list(self.special_tokens)}"
-            ) from None
+        if token in self._special_to_id:
+            return self._special_to_id[token]
+        example = self.token_format.format(0)
+        raise InvalidIdsError(
+            f"unknown token {shorten(token)}: image tokens look like {example!r}, specials are {shorten(list(self.special_tokens))}"
+        )
 
     def convert_ids_to_tokens(self, ids: int | Iterable[int]) -> str | list[str]:
         if not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) == 0:
@@ -188,7 +195,7 @@ class ImageVocab:
         for name, kind in (("codebook_size", int), ("special_tokens", dict), ("class_tokens", dict), ("grid_size", list)):
             value = data.get(name, {} if name == "class_tokens" else None)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise CheckpointError(f"{path}: field {name!r} must be a JSON {_JSON_NAMES[kind]}, got {value!r}")
+                raise CheckpointError(f"{path}: field {name!r} must be a JSON {_JSON_NAMES[kind]}, got {shorten(value)}")
         for name in ("special_tokens", "class_tokens"):
             table = data.get(name, {})
             if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in table.items()):
@@ -210,11 +217,14 @@ class ImageVocab:
         if {**special, **classes} != expected_specials:
             raise CheckpointError(f"{path}: special/class token ids must follow the codebook contiguously from {size}")
         listed = data.get("vocab")
-        if listed is not None and listed != vocab.get_vocab():
+        # The table's length first: only a table as long as the vocabulary is compared with the one built from
+        # codebook_size (a 10^7 codebook_size beside an empty table must not build 10^7 token strings first).
+        if listed is not None and (not isinstance(listed, dict) or len(listed) != len(vocab) or listed != vocab.get_vocab()):
+            entries = f"{len(listed):,} entries" if isinstance(listed, dict) else f"not an object: {shorten(listed)}"
             raise CheckpointError(
-                f"{path}: the 'vocab' table ({len(listed)} entries) disagrees with codebook_size={size} "
+                f"{path}: the 'vocab' table ({entries}) disagrees with codebook_size={size:,} "
                 f"and token_format={vocab.token_format!r}"
             )
         if data.get("vocab_size", len(vocab)) != len(vocab):
-            raise CheckpointError(f"{path}: vocab_size {data['vocab_size']} disagrees with the {len(vocab)} tokens listed")
+            raise CheckpointError(f"{path}: vocab_size {shorten(data['vocab_size'])} disagrees with the {len(vocab)} tokens listed")
         return vocab, data

@@ -15,9 +15,10 @@ import shlex
 from pathlib import Path
 
 from ..checkpoint import check_model_size, check_weight_values
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError, shorten
 from ..fileio import check_state_dict
 from ..hub import download_snapshot
+from ..model_card import CARD_NAME, read_front_matter
 from ..modeling import VQModel
 from ..tokenizer import ImageTokenizer
 from .common import Converted, source_file
@@ -51,7 +52,10 @@ def convert_resolved(path: Path, src: str, format: str = "auto", resolution: int
         format = detect_format(path)
     if format not in FORMATS:
         raise ConversionError(f"unknown format {format!r}; known: auto, {', '.join(FORMATS)}")
-    converted = FORMATS[format].load(path, resolution=resolution)
+    try:
+        converted = FORMATS[format].load(path, resolution=resolution)
+    except ConfigError as error:  # the source's settings make an impossible config: name the source
+        raise ConversionError(f"{path}: {error}") from None
     command = ["image-tokenizer", "convert", str(src), "--format", format]
     if resolution:
         command += ["--resolution", str(resolution)]
@@ -68,8 +72,9 @@ def resolve_source(src: str | os.PathLike, **hub_kwargs) -> Path:
 
 
 def build_tokenizer(converted: Converted, source: str, format: str, path: Path, command: str) -> ImageTokenizer:
-    """Load converted weights strictly into our model and record where they came from in the model card."""
-    check_model_size(converted.config, converted.weights_file)
+    """Load converted weights strictly into our model and record where they came from in the model card. Every
+    size and shape is checked against the model on the meta device before anything is allocated or read."""
+    meta_model = check_model_size(converted.config, converted.weights_file)
     codebook = converted.codebook  # None for kinds that imply their codes (lfq, fsq)
     expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
     if (codebook is None) != (converted.config.quantizer.kind != "vq") or (
@@ -80,11 +85,11 @@ def build_tokenizer(converted: Converted, source: str, format: str, path: Path, 
             f"{converted.weights_file}: {found}, but the config describes {converted.config.quantizer.kind} with "
             f"{expected_codebook[0]} codes of dimension {expected_codebook[1]}"
         )
-    model = VQModel(converted.config)
-    check_state_dict(converted.weights_file, converted.weights, model.weights_state_dict())
+    check_state_dict(converted.weights_file, converted.weights, meta_model.weights_state_dict())
     # values last: every shape is the model's by now, so reading them costs no more than the model itself
     check_weight_values(converted.weights_file, {**converted.weights, **({"codebook": codebook} if codebook is not None else {})})
     weights = {k: v.float() for k, v in converted.weights.items()}
+    model = VQModel(converted.config)
     model.load_weights(weights, None if codebook is None else codebook.float())
     card_info = {"conversion": {
         "source": source,
@@ -100,18 +105,15 @@ def build_tokenizer(converted: Converted, source: str, format: str, path: Path, 
 
 
 def _source_license(path: Path) -> str | None:
-    """The `license` in the source folder's model card front matter, when it has one."""
-    card = (path if path.is_dir() else path.parent) / "README.md"
+    """The `license` in the source folder's model card front matter, when it has one (shortened: it is a value
+    from someone else's file, and it goes into our card)."""
+    card = (path if path.is_dir() else path.parent) / CARD_NAME
     if not card.is_file():
         return None
-    source_file(path, card)
-    try:
-        from huggingface_hub import ModelCard
-
-        license_name = ModelCard.load(card).data.to_dict().get("license")
-    except Exception:  # noqa: BLE001 (a README without valid front matter says nothing about the license)
+    license_name = read_front_matter(source_file(path, card)).get("license")
+    if not isinstance(license_name, str) or not license_name:
         return None
-    return f"{license_name} (from the source's model card)" if license_name else None
+    return f"{shorten(license_name)} (from the source's model card)"
 
 
 __all__ = ["FORMATS", "build_tokenizer", "convert", "convert_resolved", "detect_format", "resolve_source"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pickle
 import re
 from collections.abc import Callable, Iterable
@@ -19,8 +18,9 @@ from typing import Any
 
 import torch
 
+from .. import textfiles
 from ..config import ImageTokenizerConfig
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from ..safe_paths import inside
 from .tensor_budget import check_checkpoint_zip, check_loaded_tensors
 
@@ -120,22 +120,16 @@ def is_state_dict(value: Any) -> bool:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConversionError(f"{path}: not a readable JSON file ({error})") from None
+    """A JSON object from a source's file (bounded in size, nesting and integer length: textfiles.read_json)."""
+    data = textfiles.read_json(path, ConversionError)
     if not isinstance(data, dict):
         raise ConversionError(f"{path}: expected a JSON object")
     return data
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConversionError(f"{path}: not a readable YAML file ({error})") from None
+    """A YAML mapping from a source's file, without aliases (textfiles.BoundedLoader: no "billion laughs")."""
+    data = textfiles.read_yaml(path, ConversionError)
     if not isinstance(data, dict):
         raise ConversionError(f"{path}: expected a YAML mapping")
     return data
@@ -161,7 +155,7 @@ def rename_keys(weights: dict[str, torch.Tensor], rules: Iterable[Rule], where: 
                 renamed[match.expand(target) if isinstance(target, str) else target(match)] = tensor
             break
         else:
-            raise ConversionError(f"{where}: unexpected key {key!r}, which no part of this format's layout explains")
+            raise ConversionError(f"{where}: unexpected key {shorten(key)}, which no part of this format's layout explains")
     return renamed
 
 
@@ -179,9 +173,9 @@ def require(data: dict[str, Any], key: str, where: Path, kind: type | tuple[type
         raise ConversionError(f"{where}: field {key!r} is missing")
     value = data[key]
     if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {value!r}")
+        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {shorten(value)}")
     if not isinstance(value, kind):
-        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {value!r}")
+        raise ConversionError(f"{where}: field {key!r} must be {_kind_name(kind)}, got {shorten(value)}")
     return value
 
 
@@ -201,9 +195,11 @@ def reversed_level(total_levels: int) -> Callable[[re.Match], str]:
 
 def ch_and_mult(widths: list[int], where: Path, field_name: str) -> tuple[int, tuple[int, ...]]:
     """Absolute channel widths per level -> (ch, ch_mult); widths must be whole multiples of the first."""
+    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
+        raise ConversionError(f"{where}: {field_name} must be a non-empty list of integers, got {shorten(widths)}")
     ch = widths[0]
     if ch < 1 or any(w % ch for w in widths):
-        raise ConversionError(f"{where}: {field_name} {widths} are not whole multiples of the first width {ch}")
+        raise ConversionError(f"{where}: {field_name} {shorten(widths)} are not whole multiples of the first width {ch}")
     return ch, tuple(w // ch for w in widths)
 
 
@@ -250,7 +246,7 @@ def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict
         vq_config = require(config, "vq_config", config_path, dict)
         prefix = "model.vqmodel."
     else:
-        raise ConversionError(f"{config_path}: model_type {config.get('model_type')!r} is neither {vq_type!r} nor {full_type!r}")
+        raise ConversionError(f"{config_path}: model_type {shorten(config.get('model_type'))} is neither {vq_type!r} nor {full_type!r}")
     if vq_config.get("double_latent", False):
         raise ConversionError(f"{config_path}: double_latent is true, which a VQ model never uses")
     weights, weights_file = {}, config_path

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from .common import Converted, source_file
 from .torchscript import ScriptedTree, read_torchscript
 
@@ -86,7 +86,7 @@ def fsq_levels(encoder: ScriptedTree, decoder: ScriptedTree, path: Path) -> tupl
         found.append(tuple(int(v) for v in tree.tensors[f"{key}._levels"].tolist()))
         unknown = sorted(k for k in tree.tensors if k.startswith(f"{key}.") and k.rsplit(".", 1)[-1] not in FSQ_BUFFERS)
         if unknown:
-            raise ConversionError(f"{path / file}: unexpected key {unknown[0]!r}, which no part of Cosmos's FSQ explains")
+            raise ConversionError(f"{path / file}: unexpected key {shorten(unknown[0])}, which no part of Cosmos's FSQ explains")
     if found[0] != found[1]:
         raise ConversionError(f"{path}: {ENCODER_FILE} has FSQ levels {list(found[0])} but {DECODER_FILE} "
                               f"{list(found[1])}: the two files are not a pair")

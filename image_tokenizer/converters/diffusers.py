@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
+from ..errors import ConfigError, ConversionError, shorten
 from .common import (
     Converted,
     at_resolution,
@@ -41,45 +41,50 @@ def config_from_json(where: Path) -> ImageTokenizerConfig:
     data = read_json(where)
     if data.get("norm_type", "group") != "group":
         raise ConversionError(
-            f"{where}: norm_type {data['norm_type']!r} (MoVQ's spatially conditioned decoder norm) is not supported; "
+            f"{where}: norm_type {shorten(data['norm_type'])} (MoVQ's spatially conditioned decoder norm) is not supported; "
             "only norm_type 'group'"
         )
     if data.get("act_fn", "silu") != "silu":
-        raise ConversionError(f"{where}: act_fn {data['act_fn']!r} is not supported; only 'silu'")
+        raise ConversionError(f"{where}: act_fn {shorten(data['act_fn'])} is not supported; only 'silu'")
     down = require(data, "down_block_types", where, (list, tuple))
     up = require(data, "up_block_types", where, (list, tuple))
     for kind, blocks in (("down", down), ("up", up)):
         unknown = [b for b in blocks if b not in PLAIN_BLOCKS[kind]]
         if unknown:
-            raise ConversionError(f"{where}: {kind}_block_types {unknown} are not supported; known: {PLAIN_BLOCKS[kind]}")
+            raise ConversionError(f"{where}: {kind}_block_types {shorten(unknown)} are not supported; known: {PLAIN_BLOCKS[kind]}")
     ch, mult = ch_and_mult(list(require(data, "block_out_channels", where, (list, tuple))), where, "block_out_channels")
     if len(down) != len(mult) or len(up) != len(mult):
         raise ConversionError(f"{where}: {len(down)} down and {len(up)} up blocks for {len(mult)} block_out_channels")
     size = data.get("sample_size", 32)
-    side = size[0] if isinstance(size, (list, tuple)) else size
+    side = size[0] if isinstance(size, (list, tuple)) and size else size
+    if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+        raise ConversionError(f"{where}: sample_size must be a positive integer, got {shorten(size)}")
     attention_down = {side // 2**i for i, b in enumerate(down) if b.startswith("Attn")}
     attention_up = {side // 2 ** (len(up) - 1 - i) for i, b in enumerate(up) if b.startswith("Attn")}
     if attention_down != attention_up:
         raise ConversionError(f"{where}: attention at different levels in down_block_types and up_block_types")
     latent = require(data, "latent_channels", where, int)
-    return ImageTokenizerConfig(
-        resolution=side,
-        in_channels=require(data, "in_channels", where, int),
-        out_channels=require(data, "out_channels", where, int),
-        ch=ch,
-        ch_mult=mult,
-        num_res_blocks=require(data, "layers_per_block", where, int),
-        attn_resolutions=tuple(sorted(attention_down)),
-        z_channels=latent,
-        norm_groups=data.get("norm_num_groups", 32),
-        use_mid_attention=bool(data.get("mid_block_add_attention", True)),
-        quantizer=QuantizerConfig(
-            codebook_size=require(data, "num_vq_embeddings", where, int),
-            codebook_dim=data.get("vq_embed_dim") or latent,
-            l2_normalize=False,
-        ),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
-    )
+    try:  # sizes no model has (widths of 10^9, ...) are our ConfigError: name this file
+        return ImageTokenizerConfig(
+            resolution=side,
+            in_channels=require(data, "in_channels", where, int),
+            out_channels=require(data, "out_channels", where, int),
+            ch=ch,
+            ch_mult=mult,
+            num_res_blocks=require(data, "layers_per_block", where, int),
+            attn_resolutions=tuple(sorted(attention_down)),
+            z_channels=latent,
+            norm_groups=data.get("norm_num_groups", 32),
+            use_mid_attention=bool(data.get("mid_block_add_attention", True)),
+            quantizer=QuantizerConfig(
+                codebook_size=require(data, "num_vq_embeddings", where, int),
+                codebook_dim=data.get("vq_embed_dim") or latent,
+                l2_normalize=False,
+            ),
+            preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
+        )
+    except ConfigError as error:
+        raise ConversionError(f"{where}: {error}") from None
 
 
 def _rules(levels: int) -> list:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from .common import Converted, at_resolution, rename_keys, require, take_codebook
 from .lightning import class_path_or_none, data_resolution, encoder_shapes, find_files, model_section, read_release
 
@@ -39,14 +39,14 @@ def yaml_args(yaml_path: Path) -> dict[str, Any]:
     """The fields of the yaml that define the model, refusing the variants whose ids mean something else."""
     class_path, args = model_section(yaml_path)
     if not _is_ibq(class_path):
-        raise ConversionError(f"{yaml_path}: model.class_path {class_path!r} is not IBQ (...models.ibqgan.IBQ)")
+        raise ConversionError(f"{yaml_path}: model.class_path {shorten(class_path)} is not IBQ (...models.ibqgan.IBQ)")
     if args.get("remap"):
         raise ConversionError(f"{yaml_path}: model.init_args.remap is set: remapped ids index a subset of the "
                               "codebook, which is not supported")
     dd = require(args, "ddconfig", yaml_path, dict)
     for key, expected in (("in_channels", 3), ("out_ch", 3), ("double_z", False)):
         if dd.get(key, expected) != expected:
-            raise ConversionError(f"{yaml_path}: ddconfig.{key} is {dd[key]!r}, expected {expected!r}")
+            raise ConversionError(f"{yaml_path}: ddconfig.{key} is {shorten(dd[key])}, expected {expected!r}")
     return {
         "ch": require(dd, "ch", yaml_path, int), "ch_mult": list(require(dd, "ch_mult", yaml_path, list)),
         "num_res_blocks": require(dd, "num_res_blocks", yaml_path, int),

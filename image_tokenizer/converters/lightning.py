@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from .common import is_state_dict, load_pickled_checkpoint, read_yaml, source_file
 
 TRAINING_ONLY = {"loss.": "discriminator and LPIPS", "model_ema.": "EMA copies"}
@@ -134,7 +134,7 @@ def inference_weights(state: dict[str, torch.Tensor], parts: tuple[str, ...], us
     if use_ema:
         missing = [k for k in own if k.replace(".", "") not in ema]
         if missing:
-            raise ConversionError(f"{where}: use_ema is set but the EMA copy of {missing[0]!r} "
+            raise ConversionError(f"{where}: use_ema is set but the EMA copy of {shorten(missing[0])} "
                                   f"({EMA_PREFIX}{missing[0].replace('.', '')}) is missing")
         skipped[f"the raw training weights ({len(own)})"] = len(own)
         own = {k: ema[k.replace(".", "")] for k in own}
@@ -153,8 +153,8 @@ def check_against_weights(yaml_path: Path, given: dict[str, Any], inferred: dict
     """Each model field the yaml states must be what the weights' shapes say; the first that is not is named."""
     for field, key in YAML_KEYS.items():
         if field in given and field in inferred and given[field] != inferred[field]:
-            raise ConversionError(f"{yaml_path}: model.init_args.{key} is {given[field]!r} but the weights in "
-                                  f"{weights_file.name} have {inferred[field]!r}")
+            raise ConversionError(f"{yaml_path}: model.init_args.{key} is {shorten(given[field])} but the weights in "
+                                  f"{weights_file.name} have {shorten(inferred[field])}")
 
 
 def encoder_shapes(state: dict[str, torch.Tensor], where: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from .common import (
     Converted,
     at_resolution,
@@ -110,11 +110,11 @@ def _checked_args(state: dict[str, torch.Tensor], weights_file: Path, config_fil
     for field in ("codebook_size", "codebook_embed_dim", "encoder_ch_mult", "decoder_ch_mult", "z_channels"):
         if field in given and given[field] != args[field]:
             raise ConversionError(
-                f"{config_file}: {field} is {given[field]!r} but the weights in {weights_file.name} have {args[field]!r}"
+                f"{config_file}: {field} is {shorten(given[field])} but the weights in {weights_file.name} have {shorten(args[field])}"
             )
     l2 = given.get("codebook_l2_norm", True)
     if not isinstance(l2, bool):
-        raise ConversionError(f"{config_file}: codebook_l2_norm must be true or false, got {l2!r}")
+        raise ConversionError(f"{config_file}: codebook_l2_norm must be true or false, got {shorten(l2)}")
     return {**args, "codebook_l2_norm": l2}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError
+from ..errors import ConversionError, shorten
 from ..safe_paths import inside
 from .common import Converted, at_resolution, load_pickled_checkpoint, read_yaml, rename_keys, require, take_codebook
 
@@ -52,13 +52,13 @@ def config_from_yaml(path: Path) -> ImageTokenizerConfig:
         raise ConversionError(f"{path}: no 'model' section; a taming config.yaml has model.target and model.params")
     target = model.get("target", "")
     if "Gumbel" in str(target):
-        raise ConversionError(f"{path}: model.target {target!r} is taming's Gumbel-softmax VQGAN, which is not supported")
+        raise ConversionError(f"{path}: model.target {shorten(target)} is taming's Gumbel-softmax VQGAN, which is not supported")
     if target != SUPPORTED_TARGET:
-        raise ConversionError(f"{path}: model.target {target!r} is not supported; only {SUPPORTED_TARGET}")
+        raise ConversionError(f"{path}: model.target {shorten(target)} is not supported; only {SUPPORTED_TARGET}")
     params = require(model, "params", path, dict)
     if params.get("remap"):
         raise ConversionError(
-            f"{path}: model.params.remap is set ({params['remap']!r}): remapped ids index a subset of the codebook, "
+            f"{path}: model.params.remap is set ({shorten(params['remap'])}): remapped ids index a subset of the codebook, "
             "which is not supported"
         )
     dd = require(params, "ddconfig", path, dict)
