@@ -145,6 +145,9 @@ def test_installed_console_script_exists():
     ('[[1, 2], [3]]', "rectangular"),
     ('[["a", "b"]]', "ids must be integers"),
     ('"text"', "expected a JSON array"),
+    ("[" * 50_000 + "]" * 50_000, "nested deeper"),  # a hostile ids file: one line, not a RecursionError
+    ("[" + "9" * 5000 + "]", "5,000 digits"),
+    ("[1, 2", "not valid JSON"),
 ])
 def test_decode_of_malformed_json_is_one_line(tmp_path, model_dir, capsys, content, message):
     (tmp_path / "ids.json").write_text(content)

@@ -16,6 +16,7 @@ from ..errors import CLIError, InvalidIdsError
 from ..fileio import atomic_path, atomic_write_text
 from ..image_processing import MAX_IMAGE_PIXELS, postprocess
 from ..metrics import psnr
+from ..textfiles import read_json
 from ..tokenizer import MAX_NATIVE_PIXELS
 from .common import DEFAULT_MODEL, add_common_options, encode_in_batches, load_prior, load_tokenizer, positive_int
 from .files import manifest_path, output_names, read_images, write_manifest
@@ -53,6 +54,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
         print(f"wrote ids of {len(grids)} image(s) to {args.output}", file=sys.stderr)
 
 
+MAX_IDS_JSON_BYTES = 256 * 2**20  # about 200,000 grids of 16x16 ids; more belongs in a .npy file
+
+
 def _read_ids(path: str) -> list[np.ndarray]:
     source = Path(path)
     if not source.is_file():
@@ -64,10 +68,7 @@ def _read_ids(path: str) -> list[np.ndarray]:
             raise CLIError(f"{path}: not a readable .npy array ({error})") from None
         return [array] if array.ndim <= 2 else list(array)
     if source.suffix == ".json":
-        try:
-            data = json.loads(source.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CLIError(f"{path}: not valid JSON ({error})") from None
+        data = read_json(source, CLIError, max_bytes=MAX_IDS_JSON_BYTES)
         if isinstance(data, dict) and "images" in data:  # what `encode --output x.json` writes
             items = data["images"]
             if not isinstance(items, list) or not all(isinstance(i, dict) and "ids" in i for i in items):
@@ -126,9 +127,9 @@ def _id_sources(ids_path: str, count: int) -> list[dict[str, Any]]:
     source = Path(ids_path)
     record = source if source.suffix == ".json" else manifest_path(source)
     try:
-        data = json.loads(record.read_text()) if record.is_file() else {}
+        data = read_json(record, CLIError, max_bytes=MAX_IDS_JSON_BYTES) if record.is_file() else {}
         paths = [item.get("path") for item in (data.get("images") or data.get("outputs") or [])]
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    except (CLIError, AttributeError):  # a record we cannot read only loses the file names, never the images
         paths = []
     return [{"image": paths[i]} if i < len(paths) and paths[i] else {} for i in range(count)]
 
