@@ -323,3 +323,25 @@ def test_save_pretrained_refuses_a_folder_that_holds_the_other_kind_of_model(tmp
     with pytest.raises(CheckpointError, match="holds another kind of saved model"):
         tok.save_pretrained(tmp_path / "prior")
     assert contents(tmp_path / "tok") == tok_before and contents(tmp_path / "prior") == prior_before
+
+
+def test_a_prior_from_the_hub_may_not_name_a_local_folder_as_its_tokenizer(tmp_path):
+    """A downloaded prior's layout names a tokenizer path on this machine: refused before anything there is read;
+    the same prior in one's own folder, or with tokenizer= given, still works."""
+    from image_tokenizer import CheckpointError, ImageTokenizer
+    from image_tokenizer.prior import ImagePrior, TokenLayout
+    from tests.helpers import tiny_config
+    from tests.test_hub import fill_cache
+
+    torch.manual_seed(0)
+    tok = ImageTokenizer(tiny_config())
+    tok.save_pretrained(tmp_path / "private-tok")
+    layout = TokenLayout.for_tokenizer(tok, str(tmp_path / "private-tok"))
+    ImagePrior.from_layout(layout, tokenizer=tok, hidden_size=16, num_hidden_layers=1, num_attention_heads=1).save_pretrained(tmp_path / "prior")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "prior").iterdir()}
+    fill_cache(tmp_path / "cache", "someone/prior", files)
+    pulled = ImagePrior.from_pretrained("someone/prior", cache_dir=tmp_path / "cache")
+    with pytest.raises(CheckpointError, match="names the local path .* as its tokenizer"):
+        pulled.generate(1, seed=0)
+    assert ImagePrior.from_pretrained("someone/prior", cache_dir=tmp_path / "cache", tokenizer=tok).generate(1, seed=0)
+    assert ImagePrior.from_pretrained(tmp_path / "prior").tokenizer.vocab_size == tok.vocab_size

@@ -62,6 +62,22 @@ def build_causal_lm(layout: TokenLayout, architecture: str = "llama", **sizes: A
     return AutoModelForCausalLM.from_config(config)
 
 
+def check_tokenizer_source(name: str, prior_folder: Path | None) -> None:
+    """A prior downloaded from the Hub may name its tokenizer by bundled name or Hub repo id, never by a path on this
+    machine: its publisher cannot know the user's files, so such a name could only read one they did not choose."""
+    from ..hub import bundled_models
+    from ..safe_paths import link_root
+
+    if prior_folder is None or link_root(prior_folder.resolve()) == prior_folder.resolve() or name in bundled_models():
+        return  # a prior in one's own folder may name one's own tokenizer folder
+    if os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or Path(name).expanduser().exists():
+        raise CheckpointError(
+            f"{prior_folder / LAYOUT_NAME}: the prior, from the Hub, names the local path {name[:200]!r} as its "
+            "tokenizer; a downloaded prior may name only a bundled tokenizer or a Hub repo id. Pass tokenizer= "
+            "(--tokenizer) to choose it yourself"
+        )
+
+
 class ImagePrior(HubMixin):
     """A causal LM over image ids with its token layout; generates ids or, through the tokenizer, images."""
 
@@ -76,6 +92,7 @@ class ImagePrior(HubMixin):
             )
         self.model, self.layout, self.card_info = model.eval(), layout, dict(card_info or {})
         self._tokenizer = None
+        self.loaded_from: Path | None = None  # the folder _from_pretrained read, for where its tokenizer may come from
         if tokenizer is not None:
             self.tokenizer = tokenizer
 
@@ -97,6 +114,7 @@ class ImagePrior(HubMixin):
 
             if not self.layout.tokenizer:
                 raise CheckpointError("this prior names no tokenizer; pass tokenizer= to decode images")
+            check_tokenizer_source(self.layout.tokenizer, self.loaded_from)
             self.tokenizer = ImageTokenizer.from_pretrained(self.layout.tokenizer).to(self.device)
         return self._tokenizer
 
@@ -136,6 +154,7 @@ class ImagePrior(HubMixin):
         except (OSError, ValueError) as error:
             raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
         prior = cls(model, layout, tokenizer, load_card_info(directory))
+        prior.loaded_from = directory
         try:
             _ = prior.sampling_defaults  # checked here, so a bad file fails at load and names itself
         except InvalidRequestError as error:
