@@ -202,13 +202,14 @@ def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int 
 def planned_progress_callback(plan: StepPlan) -> Any:
     """The Trainer's progress bar with its total from the plan: under a time budget, the steps that fit (no total,
     and so no ETA, until the first estimate), so the bar's ETA is the budget's, not max_steps'."""
+    from tqdm.auto import tqdm
     from transformers.trainer_callback import ProgressCallback
 
     class PlannedProgress(ProgressCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            super().on_train_begin(args, state, control, **kwargs)
-            if self.training_bar is not None and not plan.fitted:
-                self.training_bar.total = None
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps if plan.fitted else None, dynamic_ncols=True)
+            self.current_step = 0
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.training_bar is not None and plan.fitted:
