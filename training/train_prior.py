@@ -427,7 +427,7 @@ def last_checkpoint(out: Path) -> str:
             return str(folder)
         except (OSError, ValueError):
             print(f"--resume: passing over {folder}, an incomplete checkpoint (no readable {TRAINER_STATE_NAME})")
-    raise TrainingError(f"--resume: no complete checkpoint-N folder in {out}")
+    raise TrainingError(f"--resume: no checkpoint (a complete checkpoint-N folder) in {out}")
 
 
 def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
