@@ -306,7 +306,7 @@ def test_a_bad_training_image_is_counted_once_and_named(tmp_path, capsys):
     assert [row["skipped_images"] for row in logged] == [1, 1]
     assert "skipped 1 unreadable training image(s): " in capsys.readouterr().out
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "state.json").read_text())
-    assert list(state["skipped_images"].values())[0].startswith(str(folder / "broken0.png"))
+    assert next(iter(state["skipped_images"].values())).startswith(str(folder / "broken0.png"))
     resumed = train(tiny(tmp_path, data=str(folder), steps=6, eval_images=0, kmeans_init=False, checkpoint_every=2),
                     resume=True)
     assert resumed["skipped_images"] == 1  # the same file, met again after the resume

@@ -52,12 +52,12 @@ from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
 class TrainConfig:
     output_dir: str = HfArg(default="runs/tokenizer", help="where checkpoints/, metrics.jsonl, samples/ and final/ go")
     model_name: str = HfArg(default="shapes-64", help="the saved tokenizer's name (its model card's title)")
-    model: dict[str, Any] = HfArg(default_factory=dict, help="ImageTokenizerConfig fields, as JSON or one at a time "
-                                  "(--model.ch 32)")
+    model: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "ImageTokenizerConfig fields, as JSON or one at a time (--model.ch 32)"})
     init_from: str | None = HfArg(default=None, help="start from a saved tokenizer's weights (fine-tuning, or more "
                                   "steps on a fresh schedule)")
-    loss: dict[str, Any] = HfArg(default_factory=dict, help="LossConfig fields, as JSON or one at a time "
-                                 "(--loss.gan_weight 0)")
+    loss: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "LossConfig fields, as JSON or one at a time (--loss.gan_weight 0)"})
     data: str = HfArg(default="shapes", help='"shapes", "emoji", an image folder, a saved dataset, or "hf:NAME"')
     data_split: str = HfArg(default="train", help="the split of data to train on")
     image_column: str = HfArg(default="image", help="the image column of a dataset")

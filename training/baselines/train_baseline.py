@@ -14,7 +14,7 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,8 @@ from training.data import StepBatches, open_source, to_model_input
 class BaselineConfig:
     kind: str = HfArg(default="vae", help='"ae" or "vae"')
     output_dir: str = HfArg(default="runs/seed-vae", help="where model.safetensors, metrics.jsonl and eval.json go")
-    model: dict[str, Any] = HfArg(default_factory=dict, help="encoder/decoder fields of ImageTokenizerConfig, as JSON "
-                                  "or one at a time (--model.ch 32)")
+    model: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "encoder/decoder fields of ImageTokenizerConfig, as JSON or one at a time (--model.ch 32)"})
     latent_channels: int = HfArg(default=8, help="values per latent cell (the tokenizer has one code id per cell)")
     kl_weight: float = HfArg(default=1e-3, help="the VAE's KL term weight")
     num_train_images: int = HfArg(default=20000, help="how many shapes training images to generate")
