@@ -23,8 +23,6 @@ import dataclasses
 import json
 import math
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
+from training.prior_progress import StepPlan, planned_progress_callback, run_start_callback, time_budget_callback
 
 
 @dataclass
@@ -156,79 +155,6 @@ def epoch_callback(collator: PriorCollator) -> Any:
             collator.epoch = int(state.epoch or 0)
 
     return EpochToCollator()
-
-
-class StepPlan:
-    """The step at which the cosine schedule ends; a time budget moves it during the run (TimeBudget), and
-    `fitted` says whether it has yet (until then the number of steps that fit is unknown)."""
-
-    def __init__(self, total_steps: int, warmup_steps: int):
-        self.total_steps, self.warmup_steps, self.fitted = total_steps, warmup_steps, False
-
-    def lr_factor(self, step: int) -> float:
-        """Linear warmup, then cosine to zero at total_steps (transformers' cosine schedule, with a movable end)."""
-        if step < self.warmup_steps:
-            return step / max(1, self.warmup_steps)
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-
-def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int = 3, every: int = 10,
-                         clock: Callable[[], float] = time.monotonic) -> Any:
-    """A TrainerCallback that ends the run where the wall-clock budget runs out, with the schedule ending there.
-
-    Every `every` steps it re-estimates the mean step time (evaluations and saves included, the first
-    `skip_steps` left out as warm-up) and sets the last step to what fits, never past max_steps."""
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.start, self.max_steps, self.after_skip = clock(), state.max_steps, None
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            now, step = clock(), state.global_step
-            if step == skip_steps:
-                self.after_skip = now
-            if self.after_skip is None or step <= skip_steps or step % every:
-                return
-            seconds_per_step = (now - self.after_skip) / (step - skip_steps)
-            fits = step + int((budget_seconds - (now - self.start)) / seconds_per_step)
-            plan.total_steps = state.max_steps = max(step + 1, min(self.max_steps, fits))
-            plan.fitted = True
-
-    return TimeBudget()
-
-
-def planned_progress_callback(plan: StepPlan) -> Any:
-    """The Trainer's progress bar with its total from the plan: under a time budget, the steps that fit (no total,
-    and so no ETA, until the first estimate), so the bar's ETA is the budget's, not max_steps'."""
-    from tqdm.auto import tqdm
-    from transformers.trainer_callback import ProgressCallback
-
-    class PlannedProgress(ProgressCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                self.training_bar = tqdm(total=state.max_steps if plan.fitted else None, dynamic_ncols=True)
-            self.current_step = 0
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.training_bar is not None and plan.fitted:
-                self.training_bar.total = state.max_steps
-            super().on_step_end(args, state, control, **kwargs)
-
-    return PlannedProgress()
-
-
-def run_start_callback(trainer: Any) -> Any:
-    """A TrainerCallback that records the step this train() call starts from (after a resume: the checkpoint's),
-    so the samples per second count only the steps run in the measured wall time."""
-    from transformers import TrainerCallback
-
-    class RunStart(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            trainer.first_step = state.global_step
-
-    return RunStart()
 
 
 def bits_per_token(loss_nats: float) -> float:
