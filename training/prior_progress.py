@@ -84,3 +84,15 @@ def run_start_callback(trainer: Any) -> Any:
             trainer.first_step = state.global_step
 
     return RunStart()
+
+
+def close_progress_bars(trainer: Any) -> None:
+    """Close the Trainer's progress bars, which a run stopped by an exception (Ctrl-C) leaves open, so that what is
+    printed next starts a line of its own and no bar is redrawn after it."""
+    from transformers.trainer_callback import ProgressCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for bar in (callback.training_bar, callback.prediction_bar):
+                if bar is not None:
+                    bar.close()

@@ -37,7 +37,13 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
-from training.prior_progress import StepPlan, planned_progress_callback, run_start_callback, time_budget_callback
+from training.prior_progress import (
+    StepPlan,
+    close_progress_bars,
+    planned_progress_callback,
+    run_start_callback,
+    time_budget_callback,
+)
 
 
 @dataclass
@@ -390,7 +396,11 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
             trainer.remove_callback(ProgressCallback)
             trainer.add_callback(planned_progress_callback(trainer.step_plan))
     checkpoint = last_checkpoint(out) if resume else None
-    run = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        run = trainer.train(resume_from_checkpoint=checkpoint)
+    except BaseException:  # Ctrl-C or an error: its line comes after the bar's, not inside it
+        close_progress_bars(trainer)
+        raise
     metrics = trainer.evaluate()
     if not trainer.is_world_process_zero():
         return {}

@@ -350,38 +350,40 @@ def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any
     step, tick, seen = start_step, time.perf_counter(), 0
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     parts.model_p.train()
-    for images, skipped_now in loader:
-        skipped.update((int(index), error) for index, error in skipped_now)
-        x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
-        g_loss, output, logs = train_step(parts, x, step, config, accelerator)
-        step += 1
-        seen += x.shape[0] * accelerator.num_processes
-        bar.update(1)
-        checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
-        if step % config.log_every == 0 or step == config.steps or checkpoint_now:
-            parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
-            logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
-            if output.quantizer.entropy_loss is not None:
-                logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
-            logs = {name: float(value) for name, value in logs.items()}
-            logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=len(skipped))
-        if step % config.log_every == 0 or step == config.steps:
-            logs["images_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
-            tick, seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
-            if accelerator.is_main_process:
-                loss = logs.pop("loss")
-                with open(out / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
-        if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
-            _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
-        if checkpoint_now:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints", step, parts.models, parts.optimizers, parts.schedulers,
-                                {"config": dataclasses.asdict(config), "skipped_images": skipped},
-                                keep=config.keep_checkpoints)
-    bar.close()
+    try:  # a closed bar ends its line, so an error or Ctrl-C prints on a line of its own
+        for images, skipped_now in loader:
+            skipped.update((int(index), error) for index, error in skipped_now)
+            x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
+            g_loss, output, logs = train_step(parts, x, step, config, accelerator)
+            step += 1
+            seen += x.shape[0] * accelerator.num_processes
+            bar.update(1)
+            checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
+            if step % config.log_every == 0 or step == config.steps or checkpoint_now:
+                parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
+                logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
+                if output.quantizer.entropy_loss is not None:
+                    logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
+                logs = {name: float(value) for name, value in logs.items()}
+                logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=len(skipped))
+            if step % config.log_every == 0 or step == config.steps:
+                logs["images_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
+                tick, seen = time.perf_counter(), 0
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
+                if accelerator.is_main_process:
+                    loss = logs.pop("loss")
+                    with open(out / "metrics.jsonl", "a") as handle:
+                        handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
+            if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
+                _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
+            if checkpoint_now:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(out / "checkpoints", step, parts.models, parts.optimizers, parts.schedulers,
+                                    {"config": dataclasses.asdict(config), "skipped_images": skipped},
+                                    keep=config.keep_checkpoints)
+    finally:
+        bar.close()
     return step
 
 
