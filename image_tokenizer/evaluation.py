@@ -81,12 +81,31 @@ BREAKDOWN_COLUMNS = ("style", "group")  # dataset columns that metrics are also 
 @dataclass
 class EvalSet:
     """A held-out set: images [N, H, W, 3], hole masks (shapes, or a folder whose metadata.jsonl lists
-    hole_pixels), how many unreadable items were skipped, and per-image labels to break metrics down by."""
+    hole_pixels), how many unreadable items were skipped (and why, one line each naming the file or row), and
+    per-image labels to break metrics down by."""
 
     images: np.ndarray
     hole_masks: np.ndarray | None = None
     skipped: int = 0
     labels: dict[str, list[str]] = field(default_factory=dict)
+    skipped_errors: list[str] = field(default_factory=list)
+
+
+def readable_images(source: Any, count: int, strict: bool = False) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """The readable ones of a source's first `count` items, their indices, and the error of each unreadable one
+    skipped (undecodable, truncated, over the pixel budget); with strict, the first such error is raised."""
+    from .data.sources import DataError
+
+    images, kept, errors = [], [], []
+    for index in range(count):
+        try:
+            images.append(source.load(index))
+            kept.append(index)
+        except DataError as error:
+            if strict:
+                raise
+            errors.append(str(error))
+    return images, kept, errors
 
 
 def source_labels(source: Any, rows: Sequence[int]) -> dict[str, list[str]]:
@@ -124,15 +143,7 @@ def load_eval_set(
         images, masks = generate_arrays(num, seed=seed)
         return EvalSet(images, masks)
     source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)
-    images, kept, skipped = [], [], 0
-    for index in range(min(num, len(source)) if num > 0 else len(source)):
-        try:
-            images.append(source.load(index))
-            kept.append(index)
-        except DataError:
-            if strict:
-                raise
-            skipped += 1
+    images, kept, errors = readable_images(source, min(num, len(source)) if num > 0 else len(source), strict)
     if not images:
         raise DataError(f"no readable images in {source.describe()}")
     labels = source_labels(source, kept)
@@ -149,4 +160,4 @@ def load_eval_set(
             for i, name in enumerate(names):
                 for y, x in holes[name]:
                     masks[i, y, x] = True
-    return EvalSet(np.stack(images), masks, skipped, labels)
+    return EvalSet(np.stack(images), masks, len(errors), labels, errors)

@@ -75,20 +75,21 @@ def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int 
         raise ImageLoadError(f"{name}: corrupt or truncated image ({error})") from None
 
 
-def decode_cell(cell: Any) -> Image.Image:
-    """An undecoded datasets Image cell ({'bytes', 'path'}), a PIL image, or a path -> PIL image."""
+def decode_cell(cell: Any, max_pixels: int | None = None) -> Image.Image:
+    """An undecoded datasets Image cell ({'bytes', 'path'}), a PIL image, or a path -> PIL image, within the pixel
+    budget max_pixels (None: the default)."""
     if cell is None:
         raise ValueError("image is missing (None)")
     if isinstance(cell, Image.Image):
         return cell
     if isinstance(cell, dict):
         if cell.get("bytes"):
-            return open_image(io.BytesIO(cell["bytes"]), cell.get("path") or "image bytes")
+            return open_image(io.BytesIO(cell["bytes"]), cell.get("path") or "image bytes", max_pixels)
         if cell.get("path"):
-            return load_image(cell["path"])
+            return load_image(cell["path"], max_pixels)
         raise ValueError("image cell has neither bytes nor path")
     if isinstance(cell, str):
-        return load_image(cell)
+        return load_image(cell, max_pixels)
     raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
 
 

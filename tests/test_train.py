@@ -1,5 +1,6 @@
 """Stage-1 training on CPU with a tiny config: resume equivalence, atomic checkpoints, guards, bad data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -293,3 +294,94 @@ def test_example_fsq_and_lfq_configs_parse(name, kind):
 
     config, _ = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "training" / "configs" / name)])
     assert ImageTokenizerConfig(**config.model).quantizer.kind == kind
+
+
+def test_a_bad_training_image_is_counted_once_and_named(tmp_path, capsys):
+    """4 steps of 8 draw 32 images from 13 files, so the broken one comes up in two or three batches: it is one
+    unreadable image, counted once, and the log names it."""
+    folder = _image_folder(tmp_path / "images")
+    summary = train(tiny(tmp_path, data=str(folder), steps=4, eval_images=0, kmeans_init=False, checkpoint_every=2))
+    assert summary["skipped_images"] == 1
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["skipped_images"] for row in logged] == [1, 1]
+    assert "skipped 1 unreadable training image(s): " in capsys.readouterr().out
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "state.json").read_text())
+    assert next(iter(state["skipped_images"].values())).startswith(str(folder / "broken0.png"))
+    resumed = train(tiny(tmp_path, data=str(folder), steps=6, eval_images=0, kmeans_init=False, checkpoint_every=2),
+                    resume=True)
+    assert resumed["skipped_images"] == 1  # the same file, met again after the resume
+
+
+def _held_out_folder(root, good=3):
+    """Readable held-out images and three that are not: truncated, not an image, a header declaring 10527x16000."""
+    from tests.test_bad_input import declared_png
+
+    _image_folder(root, count=good, corrupt=1)
+    (root / "notes.png").write_bytes(b"not an image at all")
+    (root / "huge.png").write_bytes(declared_png(10527, 16000))
+    return root
+
+
+def test_bad_held_out_images_are_skipped_counted_and_named_and_final_is_written(tmp_path, capsys):
+    train_folder = _image_folder(tmp_path / "images", count=8, corrupt=0)
+    held_out = _held_out_folder(tmp_path / "held_out")
+    summary = train(tiny(tmp_path, data=str(train_folder), eval_data=str(held_out), steps=1, kmeans_init=False))
+    card = ImageTokenizer.from_pretrained(tmp_path / "run" / "final").card_info
+    assert card["metrics"]["heldout_num_images"] == 3 and card["metrics"]["heldout_skipped_images"] == 3
+    assert summary["metrics"]["skipped_images"] == 3
+    assert card["training"]["held-out set"].endswith("; 3 unreadable skipped")
+    warning = next(line for line in capsys.readouterr().out.splitlines() if "held-out image(s)" in line)
+    assert warning.startswith("warning: skipped 3 unreadable held-out image(s): ")
+    for name, why in [("broken0.png", "truncated"), ("notes.png", "not an image"), ("huge.png", "declares 10527x16000")]:
+        assert name in warning and why in warning
+
+
+def test_strict_data_stops_at_a_bad_held_out_image_after_saving_final(tmp_path):
+    train_folder = _image_folder(tmp_path / "images", count=8, corrupt=0)
+    held_out = _held_out_folder(tmp_path / "held_out")
+    with pytest.raises(TrainingError, match=r"without held-out metrics: unreadable held-out image \(--strict-data\)"):
+        train(tiny(tmp_path, data=str(train_folder), eval_data=str(held_out), steps=1, kmeans_init=False, strict_data=True))
+    card = ImageTokenizer.from_pretrained(tmp_path / "run" / "final").card_info
+    assert card["metrics"] == {} and card["training"]["held-out set"].startswith("not evaluated: ")
+
+
+def test_max_pixels_bounds_training_and_held_out_images(tmp_path, capsys):
+    """A 80x80 image (6,400 pixels) is over a max_pixels of 5,000, in training data and held-out data alike."""
+    train_folder = _image_folder(tmp_path / "images", count=8, corrupt=0)
+    Image.new("RGB", (80, 80)).save(train_folder / "big.png")
+    held_out = _image_folder(tmp_path / "held_out", count=2, corrupt=0)
+    Image.new("RGB", (80, 80)).save(held_out / "big.png")
+    summary = train(tiny(tmp_path, data=str(train_folder), eval_data=str(held_out), steps=2, kmeans_init=False,
+                         max_pixels=5000))
+    assert summary["skipped_images"] == 1 and summary["metrics"]["skipped_images"] == 1
+    assert summary["metrics"]["num_images"] == 2
+    assert "declares 80x80 = 6,400 pixels, over the pixel budget of 5,000" in capsys.readouterr().out
+    assert train(tiny(tmp_path / "b", data=str(train_folder), eval_data=str(held_out), steps=2,
+                      kmeans_init=False))["skipped_images"] == 0  # the default budget reads them
+
+
+def test_ctrl_c_is_one_line_and_130_and_leaves_the_last_checkpoint_intact(tmp_path, monkeypatch, capsys):
+    from training.train_tokenizer import main
+
+    config = tiny(tmp_path, steps=6, checkpoint_every=3)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(config)))
+    real_save = checkpoint_module.save_tensors
+
+    def interrupted_save(path, tensors, metadata=None):
+        if path.parent.name.startswith(".step-0000006") and path.name == "optimizer_g.safetensors":
+            raise KeyboardInterrupt  # Ctrl-C halfway through writing the second checkpoint
+        return real_save(path, tensors, metadata)
+
+    monkeypatch.setattr(checkpoint_module, "save_tensors", interrupted_save)
+    assert main(["--config", str(config_file)]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"train_tokenizer: interrupted; the last checkpoint in {config.output_dir} "
+                                            "is intact, continue with --resume")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "latest").read_text().strip() == "step-0000003"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step-0000003"]  # nothing half-written
+    monkeypatch.setattr(checkpoint_module, "save_tensors", real_save)
+    assert main(["--config", str(config_file), "--resume"]) == 0
+    assert ImageTokenizer.from_pretrained(tmp_path / "run" / "final").card_info["training"]["steps"] == 6

@@ -134,16 +134,24 @@ def test_more_training_images_encode_only_the_new_ones(tmp_path, tok_dir, monkey
     assert fresh[:]["input_ids"] == large[:]["input_ids"]  # the same rows as encoding all 40 images at once
 
 
-def test_time_budget_ends_the_run_in_time(tmp_path, tok_dir):
+def test_time_budget_ends_the_run_in_time_and_progress_follows_the_budget(tmp_path, tok_dir, capsys):
+    import re
     import time
 
     config = tiny(tmp_path, tok_dir, max_steps=100_000, time_budget_minutes=0.1, lr_scheduler="cosine", warmup_steps=5,
-                  eval_steps=100_000, save_steps=100_000, sample_images=0)
+                  eval_steps=100_000, save_steps=100_000, sample_images=0, progress=True)
     start = time.monotonic()
     result = train(config)
     assert time.monotonic() - start < 60  # 100,000 steps would take hours
     training = ImagePrior.from_pretrained(result["final_dir"]).card_info["training"]
-    assert 3 < training["steps"] < 100_000 and training["time budget"] == "0.1 min (max_steps 100000)"
+    steps = training["steps"]
+    assert 3 < steps < 100_000 and training["time budget"] == "0.1 min (max_steps 100000)"
+    # The bar's total is the steps that fit the budget (none before the first estimate), never max_steps.
+    totals = {int(total) for total in re.findall(r"\d+/(\d+) \[", capsys.readouterr().err)}
+    assert 100_000 not in totals and steps in totals
+    # Samples per second over the wall time of the steps run, not of max_steps' samples.
+    metrics = result["train_metrics"]
+    assert metrics["train_samples_per_second"] == pytest.approx(steps * config.batch_size / metrics["train_runtime"], rel=1e-3)
     with pytest.raises(TrainingError, match="time_budget_minutes fits a cosine"):
         parse_config(["--time_budget_minutes", "5", "--lr_scheduler", "constant"])
     with pytest.raises(TrainingError, match="uninterrupted"):
@@ -249,3 +257,36 @@ def test_store_bfloat16_keeps_everything_but_the_weights_precision(tmp_path, tok
     assert loaded.model.dtype == torch.float32
     for name, weight in source.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], weight.to(torch.bfloat16).float()), name
+
+
+def test_ctrl_c_is_one_line_and_130_and_resume_passes_over_a_half_written_checkpoint(tmp_path, tok_dir, monkeypatch, capsys):
+    """The Trainer writes a checkpoint in place; Ctrl-C while it writes the second leaves checkpoint-6 without its
+    trainer_state.json, and --resume continues from checkpoint-3, which is intact."""
+    import dataclasses
+    import json
+
+    from transformers import Trainer
+
+    from training.train_prior import last_checkpoint, main
+
+    config = tiny(tmp_path, tok_dir, max_steps=9, sample_images=0)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(config)))
+    real_save = Trainer._save_rng_state
+
+    def interrupted(self, output_dir):
+        if output_dir.endswith("checkpoint-6"):
+            raise KeyboardInterrupt
+        return real_save(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", interrupted)
+    assert main(["--config", str(config_file)]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"train_prior: interrupted; the last checkpoint in {config.output_dir} "
+                                            "is intact, continue with --resume")
+    assert (tmp_path / "run" / "checkpoint-6").is_dir()  # half-written
+    assert last_checkpoint(tmp_path / "run").endswith("checkpoint-3")
+    monkeypatch.setattr(Trainer, "_save_rng_state", real_save)
+    assert main(["--config", str(config_file), "--resume"]) == 0
+    assert ImagePrior.from_pretrained(tmp_path / "run" / "final").card_info["training"]["steps"] == 9

@@ -1,8 +1,9 @@
 """Training data: shapes generator, image folder or `datasets` dataset, in a deterministic, resumable order.
 
 Batch `s` is a pure function of (seed, s): a resumed run sees exactly the batches it would have seen.
-Each process takes its own slice of the global batch. Unreadable images are skipped and counted (the next
-readable item stands in), or stop the run with --strict-data.
+Each process takes its own slice of the global batch. Unreadable images are skipped (the next readable item
+stands in) and reported with each batch, so the caller counts each file once however often it comes up, or they
+stop the run with --strict-data.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def global_batch_indices(step: int, batch_size: int, num_items: int, seed: int) 
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item k is this process's share of the batch for step start_step + k, as uint8 [b, H, W, 3]."""
+    """Item k is this process's share of the batch for step start_step + k, as uint8 [b, H, W, 3], with the
+    [source index, error] of each unreadable image skipped on the way."""
 
     def __init__(
         self, source: ImageSource, batch_size: int, seed: int, start_step: int, end_step: int,
@@ -45,24 +47,23 @@ class StepBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return max(0, self.end_step - self.start_step)
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, list[list]]:
         indices = global_batch_indices(self.start_step + k, self.batch_size, len(self.source), self.seed)
-        images, skipped = [], 0
+        images, skipped = [], []
         for index in indices[self.rank :: self.world_size]:
-            image, misses = self._load_readable(int(index))
-            images.append(image)
-            skipped += misses
+            images.append(self._load_readable(int(index), skipped))
         return torch.from_numpy(np.stack(images)), skipped
 
-    def _load_readable(self, index: int) -> tuple[np.ndarray, int]:
+    def _load_readable(self, index: int, skipped: list[list]) -> np.ndarray:
         for attempt in range(len(self.source)):
             candidate = (index + attempt) % len(self.source)
             try:
-                return self.source.load(candidate), attempt
+                return self.source.load(candidate)
             except ImageTokenizerError as error:
                 if self.strict:
                     raise DataError(f"unreadable training image (--strict-data): {error}") from None
                 warnings.warn(f"skipping unreadable training image: {error}", stacklevel=2)
+                skipped.append([candidate, str(error)])
         raise DataError(f"no readable image in {self.source.describe()}")
 
 

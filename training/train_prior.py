@@ -10,6 +10,11 @@ With label_column set, the prior is class-conditional: sequences start with a cl
 null class with probability p_uncond during training (classifier-free guidance). Held-out loss is reported
 in bits per token. Outputs: output_dir/checkpoint-N (Trainer), final/ (an ImagePrior with a model card),
 samples.png.
+
+Every config field is a flag (--help lists them with their defaults); flags override --config. The defaults run
+5,000 steps: set max_steps, or time_budget_minutes to fit the run (and its cosine) into a wall-clock time, which the
+progress bar's total and ETA then follow. Ctrl-C stops in one line with exit status 130; --resume continues from the
+newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ import dataclasses
 import json
 import math
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from transformers.hf_argparser import HfArg
 
 if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,49 +37,62 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
+from training.prior_progress import (
+    StepPlan,
+    close_progress_bars,
+    planned_progress_callback,
+    run_start_callback,
+    time_budget_callback,
+)
 
 
 @dataclass
 class PriorTrainConfig:
-    output_dir: str = "runs/prior"
-    model_name: str | None = None  # the card's title; None: the output folder's name
-    tokenizer: str = "shapes-64"
-    data: str = "shapes"  # "shapes", or a pre-tokenized dataset folder (arrow or parquet)
-    eval_data: str | None = None  # pre-tokenized held-out set; None: shapes seed eval_seed, or eval_fraction of data
-    eval_fraction: float = 0.05
-    num_train_images: int = 20000  # shapes only
-    train_seed: int = 0
-    eval_images: int = 1000  # shapes only
-    eval_seed: int = 1
-    flip_augment: bool = True  # shapes only: add left-right mirrored rows
-    init_from: str | None = None  # start from a saved prior's weights (fresh optimizer and schedule), e.g. on more data
-    label_column: str | None = "auto"  # "auto": num_shapes on the shapes data, unconditional on other data; None: unconditional
-    p_uncond: float = 0.1  # label dropout for classifier-free guidance
-    architecture: str = "llama"
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int | None = None
-    dropout: float = 0.0
-    max_steps: int = 5000
-    batch_size: int = 32  # per device
-    gradient_accumulation_steps: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    lr_scheduler: str = "cosine"
-    grad_clip: float = 1.0
-    bf16: bool | None = None  # None: on when a CUDA GPU with bf16 is present
-    eval_steps: int = 500
-    save_steps: int = 500
-    save_total_limit: int = 2
-    logging_steps: int = 50
-    seed: int = 0
-    num_proc: int | None = None  # pre-tokenization processes
-    tokenize_device: str | None = None  # shapes pre-tokenization device; None: "cuda" when a GPU is present
-    time_budget_minutes: float | None = None  # fit the training loop into this wall-clock time (cosine only)
-    sample_images: int = 16  # a grid of samples written at the end (0 = none)
-    progress: bool = True
+    output_dir: str = HfArg(default="runs/prior", help="where checkpoint-N/, final/ and samples.png go")
+    model_name: str | None = HfArg(default=None, help="the card's title; none: the output folder's name")
+    tokenizer: str = HfArg(default="shapes-64", help="the image tokenizer whose ids the prior models (name or folder)")
+    data: str = HfArg(default="shapes", help='"shapes", or a pre-tokenized dataset folder (arrow or parquet)')
+    eval_data: str | None = HfArg(default=None, help="a pre-tokenized held-out set; none: shapes seed eval_seed, or "
+                                  "eval_fraction of data")
+    eval_fraction: float = HfArg(default=0.05, help="without eval_data: hold out this share of data")
+    num_train_images: int = HfArg(default=20000, help="shapes only: how many training images to tokenize")
+    train_seed: int = HfArg(default=0, help="shapes only: the seed of the training images")
+    eval_images: int = HfArg(default=1000, help="shapes only: how many held-out images")
+    eval_seed: int = HfArg(default=1, help="shapes only: the seed of the held-out images")
+    flip_augment: bool = HfArg(default=True, help="shapes only: add left-right mirrored rows")
+    init_from: str | None = HfArg(default=None, help="start from a saved prior's weights (fresh optimizer and "
+                                  "schedule), e.g. on more data")
+    label_column: str | None = HfArg(default="auto", help='the class column; "auto": num_shapes on the shapes data, '
+                                     "unconditional on other data; none: unconditional")
+    p_uncond: float = HfArg(default=0.1, help="label dropout for classifier-free guidance")
+    architecture: str = HfArg(default="llama", help='"llama" or "gpt2"')
+    hidden_size: int = HfArg(default=256, help="the transformer's width")
+    num_hidden_layers: int = HfArg(default=4, help="transformer layers")
+    num_attention_heads: int = HfArg(default=4, help="attention heads (hidden_size must be a multiple)")
+    intermediate_size: int | None = HfArg(default=None, help="the MLP's width; none: the architecture's default")
+    dropout: float = HfArg(default=0.0, help="dropout in the transformer")
+    max_steps: int = HfArg(default=5000, help="optimizer steps (with time_budget_minutes: at most this many)")
+    batch_size: int = HfArg(default=32, help="sequences per step and device")
+    gradient_accumulation_steps: int = HfArg(default=1, help="batches per optimizer step")
+    lr: float = HfArg(default=1e-3, help="the peak learning rate (AdamW)")
+    weight_decay: float = HfArg(default=0.05, help="AdamW weight decay")
+    warmup_steps: int = HfArg(default=200, help="linear warm-up steps of the learning rate")
+    lr_scheduler: str = HfArg(default="cosine", help="a transformers scheduler type (cosine, constant, linear, ...)")
+    grad_clip: float = HfArg(default=1.0, help="gradient-norm clipping")
+    bf16: bool | None = HfArg(default=None, help="bf16 autocast (a CPU's too); none: on when a CUDA GPU with bf16 "
+                              "is present")
+    eval_steps: int = HfArg(default=500, help="steps between held-out evaluations")
+    save_steps: int = HfArg(default=500, help="steps between checkpoints")
+    save_total_limit: int = HfArg(default=2, help="how many of the newest checkpoints to keep")
+    logging_steps: int = HfArg(default=50, help="steps between logged losses")
+    seed: int = HfArg(default=0, help="model initialisation, data order and label dropout")
+    num_proc: int | None = HfArg(default=None, help="shapes only: pre-tokenization processes")
+    tokenize_device: str | None = HfArg(default=None, help='shapes pre-tokenization device; none: "cuda" when a GPU '
+                                        "is present")
+    time_budget_minutes: float | None = HfArg(default=None, help="fit the training loop into this wall-clock time: "
+                                              "the last step (and the cosine's end) move to where it runs out")
+    sample_images: int = HfArg(default=16, help="a grid of samples written at the end (0 = none)")
+    progress: bool = HfArg(default=True, help="show a progress bar")
 
     def validate(self) -> None:
         if not 0.0 <= self.p_uncond < 1.0:
@@ -146,45 +163,6 @@ def epoch_callback(collator: PriorCollator) -> Any:
     return EpochToCollator()
 
 
-class StepPlan:
-    """The step at which the cosine schedule ends; a time budget moves it during the run (TimeBudget)."""
-
-    def __init__(self, total_steps: int, warmup_steps: int):
-        self.total_steps, self.warmup_steps = total_steps, warmup_steps
-
-    def lr_factor(self, step: int) -> float:
-        """Linear warmup, then cosine to zero at total_steps (transformers' cosine schedule, with a movable end)."""
-        if step < self.warmup_steps:
-            return step / max(1, self.warmup_steps)
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-
-def time_budget_callback(plan: StepPlan, budget_seconds: float, skip_steps: int = 3, every: int = 10,
-                         clock: Callable[[], float] = time.monotonic) -> Any:
-    """A TrainerCallback that ends the run where the wall-clock budget runs out, with the schedule ending there.
-
-    Every `every` steps it re-estimates the mean step time (evaluations and saves included, the first
-    `skip_steps` left out as warm-up) and sets the last step to what fits, never past max_steps."""
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.start, self.max_steps, self.after_skip = clock(), state.max_steps, None
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            now, step = clock(), state.global_step
-            if step == skip_steps:
-                self.after_skip = now
-            if self.after_skip is None or step <= skip_steps or step % every:
-                return
-            seconds_per_step = (now - self.after_skip) / (step - skip_steps)
-            fits = step + int((budget_seconds - (now - self.start)) / seconds_per_step)
-            plan.total_steps = state.max_steps = max(step + 1, min(self.max_steps, fits))
-
-    return TimeBudget()
-
-
 def bits_per_token(loss_nats: float) -> float:
     return loss_nats / math.log(2)
 
@@ -195,10 +173,16 @@ def make_trainer_class() -> type:
     class PriorTrainer(Trainer):
         """The Trainer, reporting losses also in bits per token and never dropping labels at evaluation."""
 
+        first_step = 0  # the step this train() call started from (RunStart)
+
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             for key in ("loss", "eval_loss"):
                 if key in logs:
                     logs[key.replace("loss", "bits_per_token")] = round(bits_per_token(logs[key]), 5)
+            if logs.get("train_runtime"):  # the Trainer counts max_steps' samples; a time budget ends the run sooner
+                steps = self.state.global_step - self.first_step
+                samples = steps * self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+                logs["train_samples_per_second"] = round(samples / logs["train_runtime"], 3)
             super().log(logs, *args, **kwargs)
 
         step_plan: StepPlan | None = None  # set: the schedule's end may move (a time budget)
@@ -361,13 +345,21 @@ def build_prior(config: PriorTrainConfig, layout: TokenLayout, tokenizer: ImageT
 
 
 def last_checkpoint(out: Path) -> str:
-    """The newest checkpoint-N folder in `out`, for --resume."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint-N folder in `out`, for --resume. The Trainer writes a checkpoint in place and
+    its trainer_state.json last, so a run stopped while saving (Ctrl-C, a kill) leaves a folder without a readable
+    one: that folder is passed over and the one before it, intact, is resumed."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if checkpoint is None:
-        raise TrainingError(f"--resume: no checkpoint-N folder in {out}")
-    return checkpoint
+    found = sorted((int(p.name.rpartition("-")[2]), p) for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and p.name.rpartition("-")[2].isdigit()) if out.is_dir() else []
+    for _, folder in reversed(found):
+        try:
+            json.loads((folder / TRAINER_STATE_NAME).read_text())
+            return str(folder)
+        except (OSError, ValueError):
+            print(f"--resume: passing over {folder}, an incomplete checkpoint (no readable {TRAINER_STATE_NAME})")
+    raise TrainingError(f"--resume: no checkpoint (a complete checkpoint-N folder) in {out}")
 
 
 def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -394,16 +386,26 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         model=prior.model, args=args, train_dataset=train_data, eval_dataset=eval_data, data_collator=collator,
         callbacks=[epoch_callback(collator)],
     )
+    trainer.add_callback(run_start_callback(trainer))
     if config.time_budget_minutes:
         trainer.step_plan = StepPlan(config.max_steps, config.warmup_steps)
         trainer.add_callback(time_budget_callback(trainer.step_plan, 60 * config.time_budget_minutes))
+        if config.progress:  # after the budget, so that the bar shows the step plan of the same step
+            from transformers.trainer_callback import ProgressCallback
+
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(planned_progress_callback(trainer.step_plan))
     checkpoint = last_checkpoint(out) if resume else None
-    run = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        run = trainer.train(resume_from_checkpoint=checkpoint)
+    except BaseException:  # Ctrl-C or an error: its line comes after the bar's, not inside it
+        close_progress_bars(trainer)
+        raise
     metrics = trainer.evaluate()
     if not trainer.is_world_process_zero():
         return {}
     result = _finish(config, prior, trainer, metrics, len(train_data), len(eval_data), out)
-    return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss}
+    return {**result, "resumed_from": checkpoint, "train_loss": run.training_loss, "train_metrics": run.metrics}
 
 
 def load_initial_weights(prior: ImagePrior, name_or_path: str, tokenizer: ImageTokenizer) -> None:

@@ -4,9 +4,12 @@
     accelerate launch --num_processes 8 training/train_tokenizer.py --config ... --mixed_precision bf16
     python training/train_tokenizer.py --config ... --resume      # continue from the last checkpoint
 
-Every config field can be overridden as --field VALUE or --section.field VALUE (VALUE is parsed as JSON
-when it can be). Outputs in output_dir: checkpoints/, metrics.jsonl, samples/step-N.png and final/ (a
-saved ImageTokenizer with a model card holding its held-out metrics).
+Every config field is a flag (--help lists them with their defaults); flags override --config, and a dict field
+takes one key at a time (--model.ch 32). Outputs in output_dir: checkpoints/, metrics.jsonl, samples/step-N.png and
+final/ (a saved ImageTokenizer with a model card holding its held-out metrics). Unreadable images (truncated, not
+an image, over max_pixels) are skipped, counted once each and named, in training and held-out data alike, unless
+strict_data; final/ is written whenever the steps are done. Ctrl-C stops in one line with exit status 130; the
+last checkpoint is intact (written atomically), and --resume continues from it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
+from transformers.hf_argparser import HfArg
 
 if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,61 +36,72 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
-from image_tokenizer.evaluation import evaluate_tokenizer, flat_metrics, source_labels
+from image_tokenizer.evaluation import EvalSet, evaluate_tokenizer, flat_metrics, readable_images, source_labels
 from image_tokenizer.fileio import atomic_path, atomic_write_text
-from image_tokenizer.image_processing import postprocess
+from image_tokenizer.image_processing import MAX_IMAGE_PIXELS, postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
-from training.data import StepBatches, open_source, to_model_input
+from training.data import DataError, StepBatches, open_source, to_model_input
 from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/tokenizer"
-    model_name: str = "shapes-64"
-    model: dict[str, Any] = field(default_factory=dict)  # ImageTokenizerConfig fields
-    init_from: str | None = None  # start from a saved tokenizer's weights (fine-tuning, or more steps on a fresh schedule)
-    loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
-    data: str = "shapes"  # "shapes", "emoji", an image folder, a saved dataset, or "hf:NAME"
-    data_split: str = "train"
-    image_column: str = "image"
-    num_train_images: int = 20000  # shapes only
-    train_seed: int = 0
-    eval_images: int = 1000  # held-out images for the final evaluation (0 = skip): shapes, or at most this many of eval_data
-    eval_seed: int = 1
-    eval_data: str | None = None  # a held-out image folder / saved dataset / hf:NAME / "emoji" (else shapes, or eval_fraction)
-    eval_split: str | None = None  # the split of eval_data ("test" for emoji); None: data_split
-    eval_fraction: float = 0.0  # on your own data: hold out this share of it (seeded) for the final evaluation
-    strict_data: bool = False
-    steps: int = 10000
-    batch_size: int = 64  # global, split across processes
-    lr: float = 2e-4
-    disc_lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.9)
-    weight_decay: float = 0.0
-    warmup_steps: int = 200
-    lr_schedule: str = "cosine"  # "cosine" or "constant"
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    mixed_precision: str = "no"  # "no" or "bf16" (the quantizer stays fp32 either way)
-    seed: int = 0
-    kmeans_init: bool = True  # initialise a vq codebook by k-means on encoder outputs of the first batches (fsq, lfq: none)
-    kmeans_batches: int = 4
-    kmeans_iters: int = 10
-    disc_ch: int = 64
-    disc_layers: int = 2
-    log_every: int = 20
-    image_every: int = 500
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    num_workers: int = 0  # DataLoader workers preparing the next batches ahead of the step (0: in this process)
-    channels_last: bool = False  # model and images in channels_last (faster convolutions on GPUs)
-    compile: str = ""  # a torch.compile backend for the model ("inductor"; "" = off)
-    progress: bool = True
+    output_dir: str = HfArg(default="runs/tokenizer", help="where checkpoints/, metrics.jsonl, samples/ and final/ go")
+    model_name: str = HfArg(default="shapes-64", help="the saved tokenizer's name (its model card's title)")
+    model: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "ImageTokenizerConfig fields, as JSON or one at a time (--model.ch 32)"})
+    init_from: str | None = HfArg(default=None, help="start from a saved tokenizer's weights (fine-tuning, or more "
+                                  "steps on a fresh schedule)")
+    loss: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "LossConfig fields, as JSON or one at a time (--loss.gan_weight 0)"})
+    data: str = HfArg(default="shapes", help='"shapes", "emoji", an image folder, a saved dataset, or "hf:NAME"')
+    data_split: str = HfArg(default="train", help="the split of data to train on")
+    image_column: str = HfArg(default="image", help="the image column of a dataset")
+    num_train_images: int = HfArg(default=20000, help="shapes only: how many training images to generate")
+    train_seed: int = HfArg(default=0, help="shapes only: the seed of the training images")
+    eval_images: int = HfArg(default=1000, help="held-out images for the final evaluation (0 = skip): shapes, or "
+                             "at most this many of eval_data")
+    eval_seed: int = HfArg(default=1, help="shapes only: the seed of the held-out images")
+    eval_data: str | None = HfArg(default=None, help='a held-out image folder / saved dataset / hf:NAME / "emoji" '
+                                  "(else shapes, or eval_fraction)")
+    eval_split: str | None = HfArg(default=None, help='the split of eval_data ("test" for emoji); none: data_split')
+    eval_fraction: float = HfArg(default=0.0, help="on your own data: hold out this share of it (seeded) for the "
+                                 "final evaluation")
+    strict_data: bool = HfArg(default=False, help="stop at the first unreadable training or held-out image "
+                              "instead of skipping and counting it")
+    max_pixels: int = HfArg(default=MAX_IMAGE_PIXELS, help="largest image to decode, in pixels, training and "
+                            "held-out alike; a larger one is unreadable (skipped, or an error with strict_data)")
+    steps: int = HfArg(default=10000, help="optimizer steps")
+    batch_size: int = HfArg(default=64, help="images per step, across all processes")
+    lr: float = HfArg(default=2e-4, help="the generator's peak learning rate (AdamW)")
+    disc_lr: float = HfArg(default=2e-4, help="the critic's learning rate (constant)")
+    betas: tuple[float, float] = HfArg(default=(0.5, 0.9), help="AdamW's betas, for both optimizers")
+    weight_decay: float = HfArg(default=0.0, help="the generator's AdamW weight decay")
+    warmup_steps: int = HfArg(default=200, help="linear warm-up steps of the learning rate")
+    lr_schedule: str = HfArg(default="cosine", help='"cosine" or "constant" after the warm-up')
+    min_lr_ratio: float = HfArg(default=0.1, help="where the cosine ends, as a share of lr")
+    grad_clip: float = HfArg(default=1.0, help="gradient-norm clipping (0 = off)")
+    mixed_precision: str = HfArg(default="no", help='"no" or "bf16" (the quantizer stays fp32 either way)')
+    seed: int = HfArg(default=0, help="model initialisation and batch order")
+    kmeans_init: bool = HfArg(default=True, help="initialise a vq codebook by k-means on encoder outputs of the "
+                              "first batches (fsq, lfq: none)")
+    kmeans_batches: int = HfArg(default=4, help="batches of encoder outputs for the k-means")
+    kmeans_iters: int = HfArg(default=10, help="k-means iterations")
+    disc_ch: int = HfArg(default=64, help="the critic's base channels")
+    disc_layers: int = HfArg(default=2, help="the critic's downsampling layers")
+    log_every: int = HfArg(default=20, help="steps between metrics.jsonl rows (the only reads from the device)")
+    image_every: int = HfArg(default=500, help="steps between sample reconstructions in samples/ (0 = none)")
+    checkpoint_every: int = HfArg(default=500, help="steps between checkpoints (0 = none)")
+    keep_checkpoints: int = HfArg(default=2, help="how many of the newest checkpoints to keep")
+    num_workers: int = HfArg(default=0, help="DataLoader workers preparing the next batches ahead of the step "
+                             "(0: in this process)")
+    channels_last: bool = HfArg(default=False, help="model and images in channels_last (faster convolutions on GPUs)")
+    compile: str = HfArg(default="", help='a torch.compile backend for the model ("inductor"; "" = off)')
+    progress: bool = HfArg(default=True, help="show a progress bar")
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -277,11 +292,11 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     source = open_source(
         config.data, tok_config.resolution, tok_config.preprocessing, num_shapes=config.num_train_images,
         seed=config.train_seed, split=config.data_split, image_column=config.image_column,
-        num_workers=max(1, config.num_workers),
+        num_workers=max(1, config.num_workers), max_pixels=config.max_pixels,
     )
     if config.eval_fraction:
         source, _ = split_source(source, config.eval_fraction, config.seed)  # the held-out part never trains
-    start_step = resume_step(out, resume, parts, accelerator)
+    start_step, skipped = resume_step(out, resume, parts, accelerator)
     prepare_parts(parts, config, accelerator)
     batches, loader = make_loader(source, config, start_step, end_step, accelerator)
     if config.kmeans_init and start_step == 0 and not config.init_from and tok_config.quantizer.kind == "vq":
@@ -292,69 +307,84 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
         out.mkdir(parents=True, exist_ok=True)
         drop_log_rows_after(out / "metrics.jsonl", start_step)  # a killed run may have logged steps past its last checkpoint
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    step, skipped_total = run_steps(parts, loader, config, tok_config.preprocessing, start_step, end_step, accelerator)
-    if skipped_total:
-        accelerator.print(f"warning: skipped {skipped_total} unreadable training image(s)")
+    step = run_steps(parts, loader, config, tok_config.preprocessing, start_step, end_step, accelerator, skipped)
+    if accelerator.num_processes > 1:  # each process met the unreadable images of its own share of the batches
+        for part in gather_object([skipped]):
+            skipped.update(part)
+    if skipped:
+        accelerator.print(f"warning: skipped {len(skipped)} unreadable training image(s): {named(skipped.values())}")
     accelerator.wait_for_everyone()
     model = parts.models["model"]
-    summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": skipped_total}
+    summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": len(skipped)}
     if accelerator.is_main_process and step == config.steps:
         summary.update(_finish(config, tok_config, model, out, step))
     return summary
 
 
-def resume_step(out: Path, resume: bool, parts: Parts, accelerator: Accelerator) -> int:
-    """The step to start from: 0, or the latest checkpoint's (its models, optimizers and schedule restored)."""
+def resume_step(out: Path, resume: bool, parts: Parts, accelerator: Accelerator) -> tuple[int, dict[int, str]]:
+    """The step to start from and the unreadable training images met so far ({source index: error}): 0 and none,
+    or the latest checkpoint's (its models, optimizers and schedule restored)."""
     checkpoint = latest_checkpoint(out / "checkpoints") if resume else None
     if resume and checkpoint is None:
         accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from step 0")
     if checkpoint is None:
-        return 0
+        return 0, {}
     state = load_checkpoint(checkpoint, parts.models, parts.optimizers, parts.schedulers)
     accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
-    return state["step"]
+    return state["step"], {int(index): error for index, error in state.get("skipped_images", {}).items()}
+
+
+def named(errors: Any, limit: int = 5) -> str:
+    """The first `limit` errors (each names its file or row) in one line, and how many more."""
+    errors = list(errors)
+    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+    return "; ".join(errors[:limit]) + more
 
 
 def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any, start_step: int, end_step: int,
-              accelerator: Accelerator) -> tuple[int, int]:
-    """The training loop: steps, logs every log_every steps (the only device read-backs), samples, checkpoints."""
+              accelerator: Accelerator, skipped: dict[int, str]) -> int:
+    """The training loop: steps, logs every log_every steps (the only device read-backs), samples, checkpoints.
+    Each unreadable image goes into `skipped` ({source index: error}) once, however often the batches meet it."""
     out = Path(config.output_dir)
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=not (config.progress and accelerator.is_main_process))
-    step, skipped_total, tick, seen = start_step, 0, time.perf_counter(), 0
+    step, tick, seen = start_step, time.perf_counter(), 0
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     parts.model_p.train()
-    for images, skipped in loader:
-        skipped_total += skipped
-        x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
-        g_loss, output, logs = train_step(parts, x, step, config, accelerator)
-        step += 1
-        seen += x.shape[0] * accelerator.num_processes
-        bar.update(1)
-        checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
-        if step % config.log_every == 0 or step == config.steps or checkpoint_now:
-            parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
-            logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
-            if output.quantizer.entropy_loss is not None:
-                logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
-            logs = {name: float(value) for name, value in logs.items()}
-            logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=skipped_total)
-        if step % config.log_every == 0 or step == config.steps:
-            logs["images_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
-            tick, seen = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
-            if accelerator.is_main_process:
-                loss = logs.pop("loss")
-                with open(out / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
-        if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
-            _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
-        if checkpoint_now:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(out / "checkpoints", step, parts.models, parts.optimizers, parts.schedulers,
-                                {"config": dataclasses.asdict(config)}, keep=config.keep_checkpoints)
-    bar.close()
-    return step, skipped_total
+    try:  # a closed bar ends its line, so an error or Ctrl-C prints on a line of its own
+        for images, skipped_now in loader:
+            skipped.update((int(index), error) for index, error in skipped_now)
+            x = to_model_input(images.to(accelerator.device, non_blocking=True), preprocessing).contiguous(memory_format=memory_format)
+            g_loss, output, logs = train_step(parts, x, step, config, accelerator)
+            step += 1
+            seen += x.shape[0] * accelerator.num_processes
+            bar.update(1)
+            checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
+            if step % config.log_every == 0 or step == config.steps or checkpoint_now:
+                parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
+                logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
+                if output.quantizer.entropy_loss is not None:
+                    logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
+                logs = {name: float(value) for name, value in logs.items()}
+                logs.update(lr=parts.schedulers["g"].get_last_lr()[0], skipped_images=len(skipped))
+            if step % config.log_every == 0 or step == config.steps:
+                logs["images_per_s"] = seen / max(time.perf_counter() - tick, 1e-9)
+                tick, seen = time.perf_counter(), 0
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{logs['usage']:.2f}", ips=f"{logs['images_per_s']:.0f}")
+                if accelerator.is_main_process:
+                    loss = logs.pop("loss")
+                    with open(out / "metrics.jsonl", "a") as handle:
+                        handle.write(json.dumps({"step": step, "loss": loss, **logs}) + "\n")
+            if accelerator.is_main_process and config.image_every and (step % config.image_every == 0 or step == config.steps):
+                _write_samples(out / "samples" / f"step-{step:07d}.png", x[:8], output.reconstruction[:8], preprocessing)
+            if checkpoint_now:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(out / "checkpoints", step, parts.models, parts.optimizers, parts.schedulers,
+                                    {"config": dataclasses.asdict(config), "skipped_images": skipped},
+                                    keep=config.keep_checkpoints)
+    finally:
+        bar.close()
+    return step
 
 
 def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessing) -> None:
@@ -364,58 +394,72 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
 
 
-def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[Any, Any, str, dict[str, list[str]]]:
-    """(images [N, H, W, 3], hole masks or None, what they are, per-image labels to report metrics by) for the
-    final evaluation; (None, None, why, {}) if none."""
+def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[EvalSet | None, str]:
+    """The final evaluation's held-out set and what it is; (None, why) if there is none. Unreadable held-out images
+    (undecodable, truncated, over max_pixels) are skipped and named in the set, or raise DataError with strict_data."""
     if config.eval_images <= 0:
-        return None, None, "none (eval_images 0)", {}
+        return None, "none (eval_images 0)"
     if config.eval_data or config.eval_fraction:
-        if config.eval_data:
-            source = open_source(config.eval_data, tok_config.resolution, tok_config.preprocessing,
-                                 split=config.eval_split or config.data_split, image_column=config.image_column)
-        else:
-            full = open_source(config.data, tok_config.resolution, tok_config.preprocessing, split=config.data_split,
-                               image_column=config.image_column)
-            source = split_source(full, config.eval_fraction, config.seed)[1]
-        count = min(config.eval_images, len(source))
-        images = np.stack([source.load(i) for i in range(count)])
-        return images, None, f"{count} images, {source.describe()}", source_labels(source, range(count))
+        spec, split = (config.eval_data, config.eval_split or config.data_split) if config.eval_data else (config.data, config.data_split)
+        source = open_source(spec, tok_config.resolution, tok_config.preprocessing, split=split,
+                             image_column=config.image_column, max_pixels=config.max_pixels)
+        if not config.eval_data:
+            source = split_source(source, config.eval_fraction, config.seed)[1]
+        try:
+            images, kept, errors = readable_images(source, min(config.eval_images, len(source)), config.strict_data)
+        except DataError as error:
+            raise DataError(f"unreadable held-out image (--strict-data): {error}") from None
+        unreadable = f"; {len(errors)} unreadable skipped" if errors else ""
+        if not images:
+            return None, f"none: no readable image in {source.describe()}{unreadable}"
+        eval_set = EvalSet(np.stack(images), None, len(errors), source_labels(source, kept), errors)
+        return eval_set, f"{len(images)} images, {source.describe()}{unreadable}"
     if config.data != "shapes":
-        return None, None, "none: pass eval_data or eval_fraction to measure a model trained on your own images", {}
+        return None, "none: pass eval_data or eval_fraction to measure a model trained on your own images"
     images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
     if images.shape[1] != tok_config.resolution:
-        return None, None, f"none: shapes are 64x64, this model works at {tok_config.resolution}", {}
-    return images, holes, f"{config.eval_images} shapes images, seed {config.eval_seed}", {}
+        return None, f"none: shapes are 64x64, this model works at {tok_config.resolution}"
+    return EvalSet(images, holes), f"{config.eval_images} shapes images, seed {config.eval_seed}"
 
 
 def evaluated_card(
     tokenizer: ImageTokenizer, config: TrainConfig, steps: Any, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Evaluate on held-out shapes, record metrics and the training record in tokenizer.card_info; returns metrics."""
+    """Evaluate on the held-out set, record metrics and the training record in tokenizer.card_info; returns
+    metrics (with skipped_images when unreadable held-out images were skipped, each named in a warning)."""
     metrics: dict[str, Any] = {}
-    images, holes, described, labels = held_out_set(config, tokenizer.config)
-    if images is not None:
-        metrics = flat_metrics(evaluate_tokenizer(tokenizer, images, holes, labels=labels))
-    data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
-    tokenizer.card_info = {
-        "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
-        "training": {
-            "data": data,
-            "held-out set": described,
-            "steps": steps,
-            "batch size": config.batch_size,
-            **(extra or {}),
-        },
-    }
+    eval_set, described = held_out_set(config, tokenizer.config)
+    if eval_set is not None:
+        metrics = flat_metrics(evaluate_tokenizer(tokenizer, eval_set.images, eval_set.hole_masks, labels=eval_set.labels))
+        if eval_set.skipped:
+            metrics["skipped_images"] = eval_set.skipped
+            print(f"warning: skipped {eval_set.skipped} unreadable held-out image(s): {named(eval_set.skipped_errors)}")
+    tokenizer.card_info = training_card(config, steps, described, metrics, extra)
     return metrics
 
 
+def training_card(config: TrainConfig, steps: Any, described: str, metrics: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The card_info of a trained tokenizer: held-out metrics and the training record."""
+    data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
+    return {
+        "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
+        "training": {"data": data, "held-out set": described, "steps": steps, "batch size": config.batch_size, **(extra or {})},
+    }
+
+
 def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
-    """Evaluate on held-out shapes and save the tokenizer with a model card holding the metrics."""
+    """Evaluate on the held-out set and save the tokenizer with a model card holding the metrics. The tokenizer is
+    saved also when the evaluation cannot run (an unreadable held-out image under strict_data), before the error."""
     tokenizer = ImageTokenizer(tok_config, model.eval())
     command = "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()"
-    metrics = evaluated_card(tokenizer, config, step, {"command": command})
     final = out / "final"
+    try:
+        metrics = evaluated_card(tokenizer, config, step, {"command": command})
+    except DataError as error:
+        tokenizer.card_info = training_card(config, step, f"not evaluated: {error}", {}, {"command": command})
+        tokenizer.save_pretrained(final, model_name=config.model_name)
+        raise TrainingError(f"saved {final} without held-out metrics: {error}") from None
     tokenizer.save_pretrained(final, model_name=config.model_name)
     (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"saved {final}; held-out metrics: {json.dumps(metrics)}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import PreprocessingConfig
 from ..errors import DataError, ImageLoadError, ImageTokenizerError
-from ..image_processing import load_image, resize_and_crop, to_rgb
+from ..image_processing import decode_cell, load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -75,12 +75,14 @@ def split_source(source: ImageSource, fraction: float, seed: int) -> tuple[Image
 
 
 class FolderSource(ImageSource):
-    """The images of one split of a folder (split_files); a folder without split folders is read whole."""
+    """The images of one split of a folder (split_files); a folder without split folders is read whole. An image
+    over max_pixels (None: the default budget) is unreadable."""
 
-    def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig, split: str = "train"):
+    def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig, split: str = "train",
+                 max_pixels: int | None = None):
         self.root = Path(root)
         self.files = split_files(self.root, split, whole_without_splits=True)
-        self.resolution, self.preprocessing = resolution, preprocessing
+        self.resolution, self.preprocessing, self.max_pixels = resolution, preprocessing, max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -90,18 +92,25 @@ class FolderSource(ImageSource):
 
     def load(self, index: int) -> np.ndarray:
         try:
-            image = load_image(self.files[index])
+            image = load_image(self.files[index], self.max_pixels)
         except ImageLoadError as error:  # a DataError, so callers can skip-and-count it
             raise DataError(str(error)) from None
         return _prepare(image, self.resolution, self.preprocessing, str(self.files[index]))
 
 
 class DatasetSource(ImageSource):
-    def __init__(self, dataset: Any, image_column: str, resolution: int, preprocessing: PreprocessingConfig, name: str):
+    """The images of a `datasets` dataset, each decoded by decode_cell under the pixel budget max_pixels."""
+
+    def __init__(self, dataset: Any, image_column: str, resolution: int, preprocessing: PreprocessingConfig, name: str,
+                 max_pixels: int | None = None):
+        import datasets
+
         if image_column not in dataset.column_names:
             raise DataError(f"{name}: no column {image_column!r}; columns are {dataset.column_names}")
+        if isinstance(dataset.features.get(image_column), datasets.Image):  # bytes or paths: decoded here, guarded
+            dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
         self.dataset, self.column, self.name = dataset, image_column, name
-        self.resolution, self.preprocessing = resolution, preprocessing
+        self.resolution, self.preprocessing, self.max_pixels = resolution, preprocessing, max_pixels
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -111,8 +120,11 @@ class DatasetSource(ImageSource):
 
     def load(self, index: int) -> np.ndarray:
         try:
-            image = self.dataset[index][self.column]
-        except Exception as error:  # noqa: BLE001  (the Image feature raises PIL/OS errors for undecodable bytes)
+            cell = self.dataset[index][self.column]
+            image = None if cell is None else decode_cell(cell, self.max_pixels)
+        except ImageTokenizerError as error:
+            raise DataError(f"{self.name} row {index}: {error}") from None
+        except Exception as error:  # noqa: BLE001  (an odd cell type or bytes PIL cannot read: one line)
             raise DataError(f"{self.name} row {index}: cannot decode image ({error})") from None
         if image is None:
             raise DataError(f"{self.name} row {index}: image is missing")
@@ -137,13 +149,15 @@ def open_source(
     split: str = "train",
     image_column: str = "image",
     num_workers: int = 1,
+    max_pixels: int | None = None,
 ) -> ImageSource:
     """`shapes`, `emoji` (data/emoji.py, the `split` rendered at `resolution`), a folder of images, a dataset
-    saved with save_to_disk, or `hf:NAME` for load_dataset."""
+    saved with save_to_disk, or `hf:NAME` for load_dataset; an image over max_pixels is unreadable."""
     if spec == "emoji":
         from .emoji import emoji_dataset
 
-        return DatasetSource(emoji_dataset(split, resolution), "image", resolution, preprocessing, f"emoji {split}")
+        return DatasetSource(emoji_dataset(split, resolution), "image", resolution, preprocessing, f"emoji {split}",
+                             max_pixels)
     if spec == "shapes":
         images, _ = generate_arrays(num_shapes, seed=seed, num_workers=num_workers)
         if images.shape[1] != resolution:
@@ -151,8 +165,8 @@ def open_source(
         return ArraySource(images, f"shapes generator, seed {seed}, {num_shapes} images")
     dataset = load_dataset_spec(spec, split)
     if dataset is not None:
-        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"))
-    return FolderSource(Path(spec), resolution, preprocessing, split)
+        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"), max_pixels)
+    return FolderSource(Path(spec), resolution, preprocessing, split, max_pixels)
 
 
 def image_files(root: str | Path) -> list[Path]:

@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
+from transformers.hf_argparser import HfArg
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -40,22 +41,23 @@ from training.data import StepBatches, open_source, to_model_input
 
 @dataclass
 class BaselineConfig:
-    kind: str = "vae"  # "ae" or "vae"
-    output_dir: str = "runs/seed-vae"
-    model: dict[str, Any] = field(default_factory=dict)  # encoder/decoder fields of ImageTokenizerConfig
-    latent_channels: int = 8  # values per latent cell (the tokenizer has one code id per cell)
-    kl_weight: float = 1e-3
-    num_train_images: int = 20000
-    train_seed: int = 0
-    eval_images: int = 1000
-    eval_seed: int = 1
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 3e-4
-    grad_clip: float = 1.0
-    seed: int = 0
-    log_every: int = 50
-    progress: bool = True
+    kind: str = HfArg(default="vae", help='"ae" or "vae"')
+    output_dir: str = HfArg(default="runs/seed-vae", help="where model.safetensors, metrics.jsonl and eval.json go")
+    model: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "encoder/decoder fields of ImageTokenizerConfig, as JSON or one at a time (--model.ch 32)"})
+    latent_channels: int = HfArg(default=8, help="values per latent cell (the tokenizer has one code id per cell)")
+    kl_weight: float = HfArg(default=1e-3, help="the VAE's KL term weight")
+    num_train_images: int = HfArg(default=20000, help="how many shapes training images to generate")
+    train_seed: int = HfArg(default=0, help="the seed of the training images")
+    eval_images: int = HfArg(default=1000, help="held-out shapes images for the final evaluation (0 = skip)")
+    eval_seed: int = HfArg(default=1, help="the seed of the held-out images")
+    steps: int = HfArg(default=3000, help="optimizer steps")
+    batch_size: int = HfArg(default=16, help="images per step")
+    lr: float = HfArg(default=3e-4, help="AdamW learning rate")
+    grad_clip: float = HfArg(default=1.0, help="gradient-norm clipping (0 = off)")
+    seed: int = HfArg(default=0, help="model initialisation and batch order")
+    log_every: int = HfArg(default=50, help="steps between metrics.jsonl rows")
+    progress: bool = HfArg(default=True, help="show a progress bar")
 
     def validate(self) -> None:
         if self.kind not in ("ae", "vae"):
