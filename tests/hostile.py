@@ -68,6 +68,7 @@ class HostileWorker:
             code = self.process.wait()
             raise AssertionError(f"the worker died running {target}{tuple(args)} (exit {code}): memory or a crash")
         reply = json.loads(line)
+        _record(request, reply)
         return Outcome(
             error_type=reply["error_type"], message=reply["message"], result=reply["result"],
             peak_bytes=reply["peak_bytes"], stderr=reply["stderr"], traceback=reply["traceback"],
@@ -84,6 +85,29 @@ class HostileWorker:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+REPORT_VARIABLE = "IMAGE_TOKENIZER_HOSTILE_REPORT"  # benchmarks/hostile_files.py: a JSON-lines file of every call
+
+
+def _record(request: dict[str, Any], reply: dict[str, Any]) -> None:
+    """Append the call and what it did to the report file, when benchmarks/hostile_files.py asks for one."""
+    path = os.environ.get(REPORT_VARIABLE)
+    if not path:
+        return
+    entry = {
+        "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+        "target": request["target"], "args": [str(a)[-80:] for a in request["args"]],
+        "error_type": reply["error_type"], "result": reply["result"], "peak_bytes": reply["peak_bytes"],
+        "message": (reply["message"] or last_line(reply["stderr"]))[:300],  # the CLI's is its last stderr line
+    }
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _plain(value: Any) -> Any:
