@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, machine_line, write_results  # noqa: E402
+from _machine import machine_info, machine_line, write_results
 
 TEST_FILES = ["tests/test_hostile_files.py", "tests/test_hostile_paths.py", "tests/test_hostile_tensors.py",
               "tests/test_hostile_text.py"]
@@ -61,8 +61,8 @@ def main() -> None:
         f"Command: `{COMMAND}` ({', '.join(TEST_FILES)}; pytest: {summary}, {seconds:.0f} s)",
         machine_line(machine),
         "",
-        f"{len(calls)} calls in the memory-capped worker; the largest peak of any: **{peak / 2**20:.0f} MiB** "
-        "(the worker alone, with torch imported, holds about 260 MiB).",
+        (f"{len(calls)} calls in the memory-capped worker; the largest peak of any: **{peak / 2**20:.0f} MiB** "
+         "(the worker alone, with torch imported, holds about 260 MiB)."),
         "",
         *table(calls),
     ]

@@ -133,8 +133,8 @@ def _reset_peak() -> None:
 def _serve() -> None:
     """The worker's loop: one JSON request per line in, one JSON reply per line out."""
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
-    import image_tokenizer  # noqa: F401  (imported before the first measurement, so no call pays for it)
-    import image_tokenizer.cli  # noqa: F401
+    import image_tokenizer
+    import image_tokenizer.cli
     import image_tokenizer.converters  # noqa: F401
 
     replies = sys.stdout
