@@ -1,11 +1,14 @@
 """How tokenizers do on real images nobody here drew: the held-out emoji (both styles), per style and group.
 
     python benchmarks/emoji_eval.py [--models shapes-64 shapes-64-small] [--split test] [--name emoji_eval] [--update-cards]
+    python benchmarks/emoji_eval.py --data FOLDER_OF_PNGS --background white   # transparency: one colour for all models
     python benchmarks/emoji_eval.py --models runs/emoji/tokenizer/final --data .whl/emoji64/test --output-dir DIR
 
 The emoji source is image_tokenizer/data/emoji.py (Noto Color Emoji and Twemoji, split by emoji). Writes
 benchmarks/results/NAME.{json,md}: PSNR, SSIM and codebook usage of every model on the whole split, and PSNR per
-style and per Unicode group. With --update-cards, each bundled model's card records them (metrics
+style and per Unicode group. Transparent pixels (a folder of RGBA PNGs) are composited onto --background (default
+white) before every model and the score, so the models are scored on the same pixels; the emoji source itself is
+already RGB on white. With --update-cards, each bundled model's card records them (metrics
 `emoji_<split>_*`) and says what the model is for.
 """
 
@@ -21,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
+from image_tokenizer.cli.common import add_background_option
+from image_tokenizer.config import background_name
 from image_tokenizer.data.emoji import CREDITS
 from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set
 from image_tokenizer.fileio import atomic_write_text
@@ -37,19 +42,21 @@ def main() -> None:
     parser.add_argument("--output-dir", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--name", default="emoji_eval")
     parser.add_argument("--update-cards", action="store_true", help="record the figures in the bundled models' cards")
+    add_background_option(parser)
     args = parser.parse_args()
     rows, load = {}, []
     for model in args.models:
         tokenizer = ImageTokenizer.from_pretrained(model)
         config = tokenizer.config
-        held_out = load_eval_set(args.data, config.resolution, config.preprocessing, num=args.num, split=args.split)
+        held_out = load_eval_set(args.data, config.resolution, config.preprocessing, num=args.num, split=args.split,
+                                 background=args.background)
         start = time.perf_counter()
         rows[model] = evaluate_tokenizer(tokenizer, held_out.images, labels=held_out.labels)
         rows[model]["seconds"] = round(time.perf_counter() - start, 1)
         load.append(round(os.getloadavg()[0], 2))
     command = "python " + " ".join(sys.argv)
     results = {"command": command, "machine": machine_info(), "load_average_after_each": load, "split": args.split,
-               "models": rows}
+               "background": background_name(args.background), "models": rows}
     write_results(args.output_dir, args.name, results, table(rows, args.split, command, results))
     if args.update_cards:
         for model, metrics in rows.items():

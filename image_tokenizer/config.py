@@ -28,6 +28,9 @@ MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.c
 MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
 MAX_LEVELS = 16  # len(ch_mult): 2^15 halvings already exceed MAX_RESOLUTION
 MAX_RES_BLOCKS = 64  # num_res_blocks per level, and Emu3's temporal_downsample_factor
+# Transparent pixels are composited onto white by default, as browsers and the datasets viewer show PNGs.
+WHITE = (255, 255, 255)
+BACKGROUND_NAMES = {"white": WHITE, "black": (0, 0, 0)}
 
 
 @dataclass
@@ -38,7 +41,9 @@ class PreprocessingConfig:
     resample: str = "bicubic"
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    alpha_background: tuple[int, int, int] = (0, 0, 0)  # transparent pixels are composited onto this colour
+    # transparent pixels are composited onto this colour; saved configs always record it (models saved when the
+    # default was black keep black)
+    alpha_background: tuple[int, int, int] = WHITE
 
     def __post_init__(self) -> None:
         self.image_mean = tuple(self.image_mean)
@@ -57,6 +62,23 @@ class PreprocessingConfig:
             raise ConfigError(f"preprocessing.image_std must be positive, got {self.image_std}")
         if len(self.alpha_background) != 3 or any(not 0 <= c <= 255 for c in self.alpha_background):
             raise ConfigError(f"preprocessing.alpha_background must be three values in 0..255, got {self.alpha_background}")
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """'white', 'black' or 'R,G,B' (each 0..255) -> an RGB colour to composite transparent pixels onto."""
+    named = BACKGROUND_NAMES.get(text.strip().lower())
+    if named is not None:
+        return named
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        raise ConfigError(f"background must be white, black or R,G,B with each value in 0..255, got {shorten(text)}")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def background_name(colour: tuple[int, ...]) -> str:
+    """How a background colour is written back: its name, or R,G,B."""
+    names = {value: name for name, value in BACKGROUND_NAMES.items()}
+    return names.get(tuple(colour), ",".join(str(c) for c in colour))
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Evaluate a tokenizer on a held-out set: PSNR, SSIM, codebook usage and perplexity, hole recall, and the
-PSNR/SSIM of each label (an emoji's style and group) where the set has labels."""
+PSNR/SSIM of each label (an emoji's style and group) where the set has labels.
+
+Transparent pixels are composited onto one `background` (default white) before both the model and the score,
+whatever the model's own alpha_background, so two models are scored on the same pixels; how many images are
+then a single colour (blank: e.g. black line art on black) is reported, never dropped."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import WHITE
 from .inputs import as_uint8_images
 from .metrics import codebook_usage, hole_recall, psnr, ssim
 
@@ -22,10 +27,12 @@ def evaluate_tokenizer(
     batch_size: int = 64,
     progress: bool = False,
     labels: dict[str, Sequence[str]] | None = None,
+    background: Sequence[int] = WHITE,
 ) -> dict[str, Any]:
     """Reconstruct uint8 images [N, H, W, 3] (already at the tokenizer's resolution) and score them; with
-    labels (e.g. {"style": [...], "group": [...]}, one per image) also per label value, under "by_<name>"."""
-    images = as_uint8_images(images, "evaluate_tokenizer").numpy(force=True)
+    labels (e.g. {"style": [...], "group": [...]}, one per image) also per label value, under "by_<name>".
+    RGBA images [N, H, W, 4] are first composited onto `background`; "blank_images" counts single-colour ones."""
+    images = as_uint8_images(composite_rgba(images, background), "evaluate_tokenizer").numpy(force=True)
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.float64)
     reconstructions = []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluating", disable=not progress):
@@ -36,10 +43,30 @@ def evaluate_tokenizer(
     usage, perplexity = codebook_usage(counts)
     reconstructions = np.concatenate(reconstructions)
     results: dict[str, Any] = reconstruction_metrics(images, reconstructions, hole_masks)
-    results.update(codebook_usage=usage, perplexity=perplexity)
+    results.update(codebook_usage=usage, perplexity=perplexity, blank_images=count_blank(images))
     for name, values in (labels or {}).items():
         results[f"by_{name}"] = metrics_by_label(images, reconstructions, values)
     return results
+
+
+def composite_rgba(images: Any, background: Sequence[int] = WHITE) -> Any:
+    """uint8 RGBA arrays [N, H, W, 4] -> RGB [N, H, W, 3] composited onto background as to_rgb does it (PIL's
+    alpha_composite); anything else is returned as it is."""
+    from PIL import Image
+
+    from .image_processing import to_rgb
+
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 4 or images.dtype != np.uint8:
+        return images
+    return np.stack([np.asarray(to_rgb(Image.fromarray(image, "RGBA"), background)) for image in images])
+
+
+def count_blank(images: np.ndarray) -> int:
+    """How many uint8 images [N, H, W, C] are a single colour (after compositing: e.g. black line art on black)."""
+    images = np.asarray(images)
+    if not len(images):
+        return 0
+    return int((images == images[:, :1, :1]).all(axis=(1, 2, 3)).sum())
 
 
 def flat_metrics(metrics: dict[str, Any], digits: int = 4) -> dict[str, Any]:
@@ -122,10 +149,12 @@ def source_labels(source: Any, rows: Sequence[int]) -> dict[str, list[str]]:
 
 def load_eval_set(
     spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str = "test",
-    image_column: str = "image", strict: bool = False,
+    image_column: str = "image", strict: bool = False, background: Sequence[int] = WHITE,
 ) -> EvalSet:
     """The first `num` readable images of a held-out set (0 = all): `shapes` (the generator, seed 1), `emoji`,
-    an image folder, a saved dataset or hf:NAME."""
+    an image folder, a saved dataset or hf:NAME; transparent pixels composited onto `background` (not the
+    model's own alpha_background), so every model is given and scored on the same pixels."""
+    import dataclasses
     import json
     from pathlib import Path
 
@@ -142,6 +171,7 @@ def load_eval_set(
             raise DataError("--num must be at least 1 for the shapes set (it is generated, not read)")
         images, masks = generate_arrays(num, seed=seed)
         return EvalSet(images, masks)
+    preprocessing = dataclasses.replace(preprocessing, alpha_background=tuple(background))
     source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)
     images, kept, errors = readable_images(source, min(num, len(source)) if num > 0 else len(source), strict)
     if not images:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import ImageTokenizerConfig, PreprocessingConfig
+from .config import WHITE, ImageTokenizerConfig, PreprocessingConfig
 from .errors import ImageLoadError, InvalidImageError
 
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's warning level: larger images are refused by default
@@ -93,7 +93,7 @@ def decode_cell(cell: Any, max_pixels: int | None = None) -> Image.Image:
     raise ValueError(f"unsupported image cell of type {type(cell).__name__}")
 
 
-def to_rgb(image: Image.Image, background: Sequence[int] = (0, 0, 0)) -> Image.Image:
+def to_rgb(image: Image.Image, background: Sequence[int] = WHITE) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB: 16-bit grey is rescaled (not clipped), alpha is composited."""
     if image.mode == "RGB":
         return image
@@ -300,6 +300,16 @@ def prepare_image(
         image = resize_and_crop(image, config.resolution, config.preprocessing, index)
     rgb = to_rgb(image, config.preprocessing.alpha_background)
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def on_background(image: Image.Image, config: ImageTokenizerConfig, background: Sequence[int]) -> Image.Image:
+    """The image as the model takes it (config's resize policy, at its resolution) with alpha composited onto
+    `background` instead of the model's own alpha_background: what evaluation gives every model, so two models
+    are scored on the same pixels. Size errors are prepare_image's."""
+    if image.mode == "La":  # premultiplied alpha: PIL resizes and converts it only as LA
+        image = image.convert("LA")
+    check_image_size(*image.size, config)
+    return to_rgb(resize_and_crop(image, config.resolution, config.preprocessing), background)
 
 
 def normalize(pixels: torch.Tensor, config: PreprocessingConfig) -> torch.Tensor:

@@ -362,6 +362,30 @@ def test_llamagen_config_that_disagrees_with_the_weights_is_refused(tmp_path):
     assert not image_tokenizer.convert(folder).config.quantizer.l2_normalize
 
 
+def test_converted_tokenizers_see_transparency_as_their_publishers_do(tmp_path):
+    """Converted ids never follow our default for new tokenizers (white): taming, LlamaGen, diffusers and Janus
+    load images with PIL's convert("RGB"), which leaves a transparent (0, 0, 0, 0) pixel black; Chameleon's
+    image processor composites onto white."""
+    from PIL import Image
+
+    rgba = np.zeros((SIDE, SIDE, 4), np.uint8)  # transparent (0, 0, 0, 0), as PNG writers leave it
+    rgba[8:12, 4:28] = (30, 200, 90, 255)  # an opaque stroke
+    image = Image.fromarray(rgba, "RGBA")
+    dropped = np.asarray(image.convert("RGB"))  # what their loaders hand the model
+    white = np.asarray(Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB"))
+    janus = janus_reference()
+    janus.save_pretrained(tmp_path / "janus")
+    torch.save({"model": janus_to_llamagen(janus.state_dict(), 2)}, tmp_path / "vq_ds16_c2i.pt")
+    diffusers_reference().save_pretrained(tmp_path / "vq")
+    write_taming_log(tmp_path / "logs", diffusers_reference())
+    chameleon_reference().save_pretrained(tmp_path / "chameleon")
+    sources = {"janus": dropped, "vq_ds16_c2i.pt": dropped, "vq": dropped, "logs": dropped, "chameleon": white}
+    for name, theirs in sources.items():
+        tok = image_tokenizer.convert(tmp_path / name, resolution=SIDE)
+        assert tok.config.preprocessing.alpha_background == ((255,) * 3 if name == "chameleon" else (0, 0, 0)), name
+        assert torch.equal(tok.encode(image), tok.encode(theirs)), name
+
+
 def test_decoder_ch_mult_may_differ_from_the_encoders():
     """LlamaGen's ModelArgs allow a decoder wider than the encoder; our config says so with decoder_ch_mult."""
     from image_tokenizer import ImageTokenizerConfig

@@ -98,6 +98,7 @@ def test_an_archive_whose_pickle_names_code_is_refused_without_running_it(tmp_pa
 def test_cosmos_converts_with_the_ids_and_reconstructions_of_nvidias_code(tmp_path):
     tok = image_tokenizer.convert(GOLDEN, resolution=64)  # auto-detected: a folder with encoder.jit and decoder.jit
     assert tok.config.architecture == "cosmos" and tok.grid_size == (16, 16)
+    assert tok.config.preprocessing.alpha_background == (0, 0, 0)  # NVIDIA's read_image drops the alpha channel
     assert tok.config.quantizer.kind == "fsq" and tuple(tok.config.quantizer.levels) == (8, 5, 5, 5)
     reference = golden()
     ids = tok.encode(reference["pixels"].permute(0, 2, 3, 1).numpy())

@@ -63,6 +63,7 @@ def test_emu3_converts_with_the_ids_and_reconstructions_of_emu3vqvae(tmp_path):
     save(reference, tmp_path / "emu3")
     tok = image_tokenizer.convert(tmp_path / "emu3", resolution=SIDE)  # auto-detected from model_type emu3_vqgan
     assert tok.config.architecture == "emu3" and tok.grid_size == (SIDE // 2, SIDE // 2)
+    assert tok.config.preprocessing.alpha_background == (0, 0, 0)  # BAAI's processor: convert("RGB") drops alpha
     pixels = images()
     pixel_values, expected = reference_ids(reference, pixels)
     torch.testing.assert_close(torch.stack(tok.preprocess(list(pixels))[0]), pixel_values, atol=1e-6, rtol=0)

@@ -128,6 +128,7 @@ def test_open_magvit2_converts_with_identical_ids_and_reconstructions(tmp_path, 
     assert "loss.* (discriminator and LPIPS, 2)" in err and ("EMA weights" in err) == use_ema
     assert tok.card_info["conversion"]["format"] == "open-magvit2"
     assert tok.config.architecture == "magvit2" and tok.config.quantizer.kind == "lfq"
+    assert tok.config.preprocessing.alpha_background == (0, 0, 0)  # SEED-Voken's loaders: convert("RGB")
     assert tok.vocab_size == 2**18 and tok.grid_size == (8, 8)
     pixels = uint8_images(3)
     with torch.no_grad():
@@ -203,6 +204,7 @@ def test_ibq_converts_with_the_publishers_ids_and_reconstructions(tmp_path, use_
     tok = image_tokenizer.convert(tmp_path / "release")
     assert tok.card_info["conversion"]["format"] == "ibq"
     assert tok.config.architecture == "vqgan" and tok.config.quantizer.distance == "dot"
+    assert tok.config.preprocessing.alpha_background == (0, 0, 0)  # SEED-Voken's loaders: convert("RGB")
     data = golden()
     ours = tok.encode(list(data["pixels"].numpy()))
     assert_ids_equal_but_near_ties(ours, data["ids"], data["margin"])

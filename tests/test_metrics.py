@@ -70,7 +70,8 @@ def test_evaluate_tokenizer_reports_every_metric(tokenizer):
     masks = np.zeros((5, 16, 16), bool)
     masks[:, 3, 3] = True
     result = evaluate_tokenizer(tokenizer, images, masks, batch_size=2)
-    assert set(result) == {"num_images", "psnr_db", "ssim", "codebook_usage", "perplexity", "hole_recall"}
+    assert set(result) == {"num_images", "psnr_db", "ssim", "codebook_usage", "perplexity", "hole_recall", "blank_images"}
+    assert result["blank_images"] == 0  # noise is never a single colour
     ids = tokenizer.encode(images)
     assert result["codebook_usage"] == pytest.approx(ids.unique().numel() / tokenizer.vocab_size)
     recon = tokenizer.decode(ids, output_type="np")

@@ -12,13 +12,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import background_name
 from ..errors import CLIError, InvalidIdsError
 from ..fileio import atomic_path, atomic_write_text
-from ..image_processing import MAX_IMAGE_PIXELS, postprocess
+from ..image_processing import MAX_IMAGE_PIXELS, on_background
 from ..metrics import psnr
 from ..textfiles import read_json
 from ..tokenizer import MAX_NATIVE_PIXELS
-from .common import DEFAULT_MODEL, add_common_options, encode_in_batches, load_prior, load_tokenizer, positive_int
+from .common import (
+    DEFAULT_MODEL,
+    add_background_option,
+    add_common_options,
+    encode_in_batches,
+    load_prior,
+    load_tokenizer,
+    note_blank,
+    positive_int,
+)
 from .files import manifest_path, output_names, read_images, write_manifest
 
 
@@ -135,29 +145,33 @@ def _id_sources(ids_path: str, count: int) -> list[dict[str, Any]]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from ..evaluation import count_blank
     from ..visualize import side_by_side
 
     tokenizer = load_tokenizer(args.model, args.device)
     read = read_images(args.images, tokenizer.config, args.progress, args.skip_bad)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grids = encode_in_batches(tokenizer, read.images, args.batch_size, False, args.progress)
-    inputs, outputs, rows = [], [], []
-    for path, name, image, grid in zip(read.paths, output_names(read.paths), read.images, grids):
+    # One background for every model: the model is given, and scored against, these same pixels.
+    inputs = [on_background(image, tokenizer.config, args.background) for image in read.images]
+    grids = encode_in_batches(tokenizer, inputs, args.batch_size, False, args.progress)
+    outputs, rows = [], []
+    for path, name, reference, grid in zip(read.paths, output_names(read.paths), inputs, grids):
         reconstruction = tokenizer.decode(grid)
-        pixels, _ = tokenizer.preprocess(image)
-        reference = postprocess(pixels[0].unsqueeze(0), tokenizer.config.preprocessing, "pil")[0]
-        inputs.append(reference)
         outputs.append(reconstruction)
         target = out_dir / f"{name}_reconstruction.png"
         with atomic_path(target) as tmp:
             reconstruction.save(tmp, format="PNG")
-        rows.append({"output": target.name, "image": path, "psnr": round(float(psnr(np.asarray(reference), np.asarray(reconstruction))), 4)})
+        rows.append({"output": target.name, "image": path, "blank": bool(count_blank(np.asarray(reference)[None])),
+                     "psnr": round(float(psnr(np.asarray(reference), np.asarray(reconstruction))), 4)})
     with atomic_path(out_dir / "comparison.png") as tmp:
         side_by_side(inputs, outputs).save(tmp, format="PNG")
-    write_manifest(out_dir / "reconstructions.json", rows, read.skipped)
+    background, blank = background_name(args.background), sum(row["blank"] for row in rows)
+    write_manifest(out_dir / "reconstructions.json", rows, read.skipped, {"background": background, "blank_images": blank})
+    note_blank(blank, len(rows), background)
     mean = np.mean([row["psnr"] for row in rows])
-    print(f"reconstructed {len(rows)} image(s) into {out_dir}; mean PSNR {mean:.2f} dB (reconstructions.json: which file is which)")
+    print(f"reconstructed {len(rows)} image(s) on a {background} background into {out_dir}; mean PSNR {mean:.2f} dB; "
+          f"{blank} blank (a single colour) (reconstructions.json: which file is which)")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -260,6 +274,7 @@ def add_commands(sub: Any) -> None:
                    "(the input and PSNR of each)")
     p.add_argument("--skip-bad", action="store_true", help="skip files that cannot be used and count them, instead of stopping")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    add_background_option(p)
     add_common_options(p)
     p.set_defaults(func=cmd_reconstruct)
 

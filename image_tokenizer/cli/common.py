@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import WHITE, parse_background
 from ..devices import check_device
-from ..errors import CLIError, InvalidRequestError
+from ..errors import CLIError, ConfigError, InvalidRequestError
 from ..hub import bundled_models
 from ..image_processing import load_image
 from ..tokenizer import MAX_NATIVE_PIXELS
@@ -103,6 +105,29 @@ def non_negative_int(text: str) -> int:
 def class_label(text: str) -> int | str:
     """argparse type: a class index (a number) or a class name (anything else)."""
     return int(text) if text.isdigit() else text
+
+
+def background_colour(text: str) -> tuple[int, int, int]:
+    """argparse type: white, black or R,G,B, the colour transparent pixels are composited onto."""
+    try:
+        return parse_background(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_background_option(p: argparse.ArgumentParser) -> None:
+    """--background: one colour for transparency before both the model and the score, so models compare."""
+    p.add_argument("--background", type=background_colour, default=WHITE, metavar="white|black|R,G,B",
+                   help="composite transparent pixels onto this colour before the model and the score, whatever "
+                   "the model's own alpha_background, so every model is scored on the same pixels (default white, "
+                   "as browsers show PNGs)")
+
+
+def note_blank(blank: int, total: int, background: str) -> None:
+    """Say on stderr how many images are one colour after compositing (scored like any other, none dropped)."""
+    if blank:
+        print(f"note: {blank} of {total} image(s) are a single colour on the {background} background (e.g. line "
+              "art of that colour); they are scored like the others; try another --background", file=sys.stderr)
 
 
 def add_common_options(p: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:

@@ -9,9 +9,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import background_name
 from ..errors import CLIError
 from ..fileio import atomic_write_text
-from .common import DEFAULT_MODEL, add_common_options, load_tokenizer, non_negative_int, positive_int
+from .common import (
+    DEFAULT_MODEL,
+    add_background_option,
+    add_common_options,
+    load_tokenizer,
+    non_negative_int,
+    note_blank,
+    positive_int,
+)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -24,11 +33,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     held_out = load_eval_set(
         args.data, config.resolution, config.preprocessing, num=args.num, seed=args.seed, split=args.split,
         image_column=args.image_column, strict=args.strict_data,
+        background=args.background,
     )
     metrics = evaluate_tokenizer(tokenizer, held_out.images, held_out.hole_masks, batch_size=args.batch_size,
                                  progress=args.progress, labels=held_out.labels)
     metrics["skipped_images"] = held_out.skipped
     metrics["data"] = args.data if args.data != "shapes" else f"shapes, seed {args.seed}"
+    metrics["background"] = background_name(args.background)
+    note_blank(metrics["blank_images"], metrics["num_images"], metrics["background"])
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.output:
@@ -37,9 +49,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model_dir = Path(args.model or "")
         if not (model_dir / "config.json").is_file():
             raise CLIError("--update-card needs --model to be a local model directory")
-        numbers = flat_metrics({k: v for k, v in metrics.items() if k != "data"})
+        numbers = flat_metrics({k: v for k, v in metrics.items() if k not in ("data", "background")})
         tokenizer.card_info.setdefault("metrics", {}).update({f"heldout_{k}": v for k, v in numbers.items()})
-        tokenizer.card_info.setdefault("training", {})["held-out set"] = metrics["data"]
+        tokenizer.card_info.setdefault("training", {})["held-out set"] = f"{metrics['data']}, on {metrics['background']}"
         atomic_write_text(model_dir / CARD_NAME, render_tokenizer_card(tokenizer, model_dir.name, tokenizer.card_info))
         print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
 
@@ -126,6 +138,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
     p.add_argument("--output", help="write the metrics JSON here")
     p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
+    add_background_option(p)
     add_common_options(p)
     p.set_defaults(func=cmd_evaluate)
 

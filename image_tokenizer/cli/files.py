@@ -87,9 +87,10 @@ def manifest_path(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}.files.json")
 
 
-def write_manifest(path: Path, rows: list[dict[str, Any]], skipped: dict[str, str] | None = None) -> Path:
-    """Which input each output (or output row) came from, and the inputs skipped and why."""
-    record: dict[str, Any] = {"outputs": rows}
+def write_manifest(path: Path, rows: list[dict[str, Any]], skipped: dict[str, str] | None = None,
+                   summary: dict[str, Any] | None = None) -> Path:
+    """Which input each output (or output row) came from, the inputs skipped and why, and a summary of the run."""
+    record: dict[str, Any] = {**(summary or {}), "outputs": rows}
     if skipped:
         record["skipped"] = [{"path": p, "error": e} for p, e in skipped.items()]
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

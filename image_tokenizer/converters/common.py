@@ -25,6 +25,12 @@ from ..safe_paths import inside
 from .tensor_budget import check_checkpoint_zip, check_loaded_tensors
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+# What most publishers' own loaders do with transparency: PIL's .convert("RGB") (taming's ImagePaths, LlamaGen's and
+# SEED-Voken's datasets, Janus's load_pil_images, diffusers' load_image, Emu3's processor with the transformers of
+# its release; transformers 5 composites onto white) or slicing off the alpha channel (Cosmos's read_image) drops
+# alpha, which leaves a transparent (0, 0, 0, 0) pixel black. Converters pin it, so converted ids never follow our
+# default for new tokenizers (white). Chameleon's processor composites onto white, and its converter pins that.
+ALPHA_DROPPED = (0, 0, 0)
 
 
 class LightningCallbackStandIn:

@@ -20,7 +20,7 @@ import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
-from .common import Converted, source_file
+from .common import ALPHA_DROPPED, Converted, source_file
 from .torchscript import ScriptedTree, read_torchscript
 
 NAME = "cosmos"
@@ -46,7 +46,8 @@ def load(path: Path, resolution: int | None = None) -> Converted:
     config = ImageTokenizerConfig(
         architecture="cosmos", resolution=resolution or RESOLUTION, **shape(encoder.tensors, path / ENCODER_FILE),
         quantizer=QuantizerConfig(kind="fsq", levels=levels),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # x / 127.5 - 1
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic",  # x / 127.5 - 1
+                                          alpha_background=ALPHA_DROPPED),
     )
     config = place_attention(config, encoder.tensors, decoder.tensors, path)
     weights = {k: v for k, v in {**encoder.tensors, **decoder.tensors}.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConfigError, ConversionError, shorten
 from .common import (
+    ALPHA_DROPPED,
     Converted,
     at_resolution,
     ch_and_mult,
@@ -81,7 +82,8 @@ def config_from_json(where: Path) -> ImageTokenizerConfig:
                 codebook_dim=data.get("vq_embed_dim") or latent,
                 l2_normalize=False,
             ),
-            preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
+            preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic",  # [-1, 1]
+                                              alpha_background=ALPHA_DROPPED),
         )
     except ConfigError as error:
         raise ConversionError(f"{where}: {error}") from None

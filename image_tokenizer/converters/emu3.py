@@ -17,6 +17,7 @@ from pathlib import Path
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
 from .common import (
+    ALPHA_DROPPED,
     Converted,
     at_resolution,
     folder_config,
@@ -116,4 +117,5 @@ def read_preprocessing(path: Path) -> PreprocessingConfig:
     mean = tuple(processor.get("image_mean", CLIP_MEAN))
     std = tuple(processor.get("image_std", CLIP_STD))
     resample = RESAMPLE.get(processor.get("resample", 3), "bicubic")
-    return PreprocessingConfig(resize_mode="resize_center_crop", resample=resample, image_mean=mean, image_std=std)
+    return PreprocessingConfig(resize_mode="resize_center_crop", resample=resample, image_mean=mean, image_std=std,
+                               alpha_background=ALPHA_DROPPED)

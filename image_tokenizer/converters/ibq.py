@@ -17,7 +17,7 @@ import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
-from .common import Converted, at_resolution, rename_keys, require, take_codebook
+from .common import ALPHA_DROPPED, Converted, at_resolution, rename_keys, require, take_codebook
 from .lightning import class_path_or_none, data_resolution, encoder_shapes, find_files, model_section, read_release
 
 NAME = "ibq"
@@ -82,7 +82,8 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         z_channels=args["z_channels"], dropout=args["dropout"],
         quantizer=QuantizerConfig(codebook_size=args["n_embed"], codebook_dim=args["embed_dim"], kind="vq",
                                   distance="dot"),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bilinear"),  # [-1, 1]
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bilinear",  # [-1, 1]
+                                          alpha_background=ALPHA_DROPPED),
     )
     rules = [
         (r"quantize\.embedding\.weight", "quantizer.codebook"),

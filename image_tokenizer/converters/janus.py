@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from .common import (
+    ALPHA_DROPPED,
     Converted,
     at_resolution,
     attention_at_lowest_level,
@@ -52,7 +53,8 @@ def load(path: Path, resolution: int | None = None) -> Converted:
             codebook_dim=require(vq, "embed_dim", where, int),
             l2_normalize=True,
         ),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic",  # [-1, 1]
+                                          alpha_background=ALPHA_DROPPED),
     )
     rules = [
         (r"quantize\.embedding\.weight", "quantizer.codebook"),

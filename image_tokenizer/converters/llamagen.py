@@ -18,6 +18,7 @@ import torch
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
 from .common import (
+    ALPHA_DROPPED,
     Converted,
     at_resolution,
     attention_at_lowest_level,
@@ -142,7 +143,8 @@ def load(path: Path, resolution: int | None = None) -> Converted:
             codebook_size=args["codebook_size"], codebook_dim=args["codebook_embed_dim"],
             l2_normalize=args["codebook_l2_norm"],
         ),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1]
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic",  # [-1, 1]
+                                          alpha_background=ALPHA_DROPPED),
     )
     mid = {"0": "block_1", "1": "attn_1", "2": "block_2"}
     rules = [

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
-from .common import Converted, at_resolution, rename_keys, require
+from .common import ALPHA_DROPPED, Converted, at_resolution, rename_keys, require
 from .lightning import class_path_or_none, data_resolution, encoder_shapes, find_files, model_section, read_release
 
 NAME = "open-magvit2"
@@ -83,7 +83,8 @@ def load(path: Path, resolution: int | None = None) -> Converted:
         ch=args["ch"], ch_mult=tuple(args["ch_mult"]), num_res_blocks=args["num_res_blocks"],
         z_channels=args["z_channels"], use_mid_attention=False, use_quant_conv=False, use_post_quant_conv=False,
         quantizer=QuantizerConfig(kind="lfq", bits=bits, bit_order="lsb_first"),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bilinear"),  # [-1, 1]
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bilinear",  # [-1, 1]
+                                          alpha_background=ALPHA_DROPPED),
     )
     rules = [
         (r"quantize\.(mask|pre_mask|post_mask|zero|codebook)", None),  # LFQ's derived buffers, if an old version saved them

@@ -11,7 +11,16 @@ from pathlib import Path
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
 from ..safe_paths import inside
-from .common import Converted, at_resolution, load_pickled_checkpoint, read_yaml, rename_keys, require, take_codebook
+from .common import (
+    ALPHA_DROPPED,
+    Converted,
+    at_resolution,
+    load_pickled_checkpoint,
+    read_yaml,
+    rename_keys,
+    require,
+    take_codebook,
+)
 
 NAME = "taming"
 SUPPORTED_TARGET = "taming.models.vqgan.VQModel"
@@ -79,7 +88,8 @@ def config_from_yaml(path: Path) -> ImageTokenizerConfig:
             codebook_dim=require(params, "embed_dim", path, int),
             l2_normalize=False,
         ),
-        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic"),  # [-1, 1] input
+        preprocessing=PreprocessingConfig(resize_mode="resize_center_crop", resample="bicubic",  # [-1, 1] input
+                                          alpha_background=ALPHA_DROPPED),
     )
 
 
