@@ -143,8 +143,8 @@ def test_evaluate_reads_a_folder_without_split_folders_whole(tmp_path, model_dir
 
 
 def test_held_out_set_of_training_takes_the_test_split(tmp_path):
-    from training.train_tokenizer import TrainConfig, held_out_set
     from tests.helpers import tiny_config
+    from training.train_tokenizer import TrainConfig, held_out_set
 
     photos = split_folder(tmp_path / "photos")
     config = TrainConfig(data=str(photos), eval_data=str(photos), eval_images=100)

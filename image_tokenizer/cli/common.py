@@ -114,7 +114,7 @@ def add_common_options(p: argparse.ArgumentParser, default_model: str = DEFAULT_
 
 def add_pixel_budget(p: argparse.ArgumentParser, native: bool = False) -> None:
     """--max-pixels (every command that decodes images) and, with native, --max-native-pixels (native-size encoding)."""
-    p.add_argument("--max-pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
+    p.add_argument("--max-pixels", type=positive_int, default=None,  # None: image_processing's default budget
                    help=f"largest image to decode, in pixels (default {MAX_IMAGE_PIXELS:,}, PIL's bomb limit); "
                    "a larger one is refused as unreadable")
     if native:

@@ -23,6 +23,7 @@ from .splits import (  # noqa: F401  (folder_splits: re-exported)
     named_split,
     split_files,
 )
+
 FILE_NAME = "file_name"  # every row read from a folder: the image's path relative to the folder
 
 
