@@ -61,7 +61,8 @@ def pretokenize(
 ) -> Any:
     """Tokenize every image of a `datasets.Dataset`, of every split of a DatasetDict, or of a dataset spec (every
     split it has, or `split`; see load_image_splits); returns the token dataset: a Dataset for a Dataset or a
-    spec with one split, else a DatasetDict with the same splits (and a skip report if asked).
+    spec with one split, else a DatasetDict with the same splits (and a skip report if asked). A lone Dataset's
+    split is named `split`, else its own (`dataset.split`), else `train`.
 
     num_proc > 1 runs several CPU processes, each decoding and encoding its rows. num_workers (the default on
     a GPU: up to 8) decodes in that many DataLoader workers instead, and this process encodes large uint8
