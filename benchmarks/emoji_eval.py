@@ -36,7 +36,8 @@ from image_tokenizer.model_card import CARD_NAME, render_tokenizer_card
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["shapes-64", "shapes-64-small"])
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default=None, help="default: test, then validation (emoji: test); a saved split "
+                        "(benchmarks/emoji_data.py) is read whole")
     parser.add_argument("--data", default="emoji", help="'emoji', or the emoji split saved by benchmarks/emoji_data.py")
     parser.add_argument("--num", type=int, default=0, help="the first NUM images (0 = all)")
     parser.add_argument("--output-dir", default=str(Path(__file__).resolve().parent / "results"))

@@ -1,9 +1,12 @@
-"""Exceptions raised for user mistakes: bad images, bad ids, bad configs, bad checkpoints; and `shorten`, how a
-value read from a file may appear in their messages (and in cards)."""
+"""Exceptions raised for user mistakes: bad images, bad ids, bad configs, bad checkpoints; `shorten`, how a
+value read from a file may appear in their messages (and in cards); and `option`, how they name a setting."""
 
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 SHOWN_CHARACTERS = 200  # the most of a file's value that a message or card repeats
@@ -88,3 +91,23 @@ class _Preview(reprlib.Repr):
 
 
 _PREVIEW = _Preview()
+
+
+_ON_COMMAND_LINE: ContextVar[bool] = ContextVar("on_command_line", default=False)
+
+
+def option(name: str) -> str:
+    """How a message names the setting `name` (max_pixels): `--max-pixels` while a command line runs (the CLI and
+    the training scripts, `command_line_options`), `max_pixels=` from Python. Worker processes forked during the
+    run (DataLoader, `datasets.map`) inherit it."""
+    return f"--{name.replace('_', '-')}" if _ON_COMMAND_LINE.get() else f"{name}="
+
+
+@contextmanager
+def command_line_options() -> Iterator[None]:
+    """Messages raised inside name settings as command-line flags (`option`)."""
+    token = _ON_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_COMMAND_LINE.reset(token)

@@ -108,14 +108,15 @@ BREAKDOWN_COLUMNS = ("style", "group")  # dataset columns that metrics are also 
 @dataclass
 class EvalSet:
     """A held-out set: images [N, H, W, 3], hole masks (shapes, or a folder whose metadata.jsonl lists
-    hole_pixels), how many unreadable items were skipped (and why, one line each naming the file or row), and
-    per-image labels to break metrics down by."""
+    hole_pixels), how many unreadable items were skipped (and why, one line each naming the file or row),
+    per-image labels to break metrics down by, and the split it is (None: a source without splits, read whole)."""
 
     images: np.ndarray
     hole_masks: np.ndarray | None = None
     skipped: int = 0
     labels: dict[str, list[str]] = field(default_factory=dict)
     skipped_errors: list[str] = field(default_factory=list)
+    split: str | None = None
 
 
 def readable_images(source: Any, count: int, strict: bool = False) -> tuple[list[np.ndarray], list[int], list[str]]:
@@ -148,18 +149,23 @@ def source_labels(source: Any, rows: Sequence[int]) -> dict[str, list[str]]:
 
 
 def load_eval_set(
-    spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str = "test",
-    image_column: str = "image", strict: bool = False, background: Sequence[int] = WHITE,
+    spec: str, resolution: int, preprocessing: Any, num: int = 1000, seed: int = 1, split: str | None = None,
+    image_column: str = "image", strict: bool = False, *, max_pixels: int | None = None, min_side: int = 1,
+    background: Sequence[int] = WHITE,
 ) -> EvalSet:
     """The first `num` readable images of a held-out set (0 = all): `shapes` (the generator, seed 1), `emoji`,
-    an image folder, a saved dataset or hf:NAME; transparent pixels composited onto `background` (not the
-    model's own alpha_background), so every model is given and scored on the same pixels."""
+    an image folder, a saved dataset or hf:NAME. The split is `split`, else test, then validation
+    (data/splits.evaluation_split); a source without splits is read whole. An image over max_pixels, or with a
+    side under min_side (the tokenizer's token grid, which `encode` needs), is skipped and named (or raised,
+    with strict). Transparent pixels are composited onto `background` (not the model's own alpha_background),
+    so every model is given and scored on the same pixels."""
     import dataclasses
     import json
     from pathlib import Path
 
     from .data.shapes import generate_arrays
     from .data.sources import DataError, FolderSource, open_source
+    from .data.splits import UNDIVIDED, evaluation_split
 
     if spec == "shapes":
         if resolution != 64:
@@ -172,7 +178,9 @@ def load_eval_set(
         images, masks = generate_arrays(num, seed=seed)
         return EvalSet(images, masks)
     preprocessing = dataclasses.replace(preprocessing, alpha_background=tuple(background))
-    source = open_source(spec, resolution, preprocessing, split=split, image_column=image_column)
+    chosen = evaluation_split(spec, split)
+    source = open_source(spec, resolution, preprocessing, split=chosen, image_column=image_column,
+                         max_pixels=max_pixels, min_side=min_side)
     images, kept, errors = readable_images(source, min(num, len(source)) if num > 0 else len(source), strict)
     if not images:
         raise DataError(f"no readable images in {source.describe()}")
@@ -190,4 +198,5 @@ def load_eval_set(
             for i, name in enumerate(names):
                 for y, x in holes[name]:
                     masks[i, y, x] = True
-    return EvalSet(np.stack(images), masks, len(errors), labels, errors)
+    undivided = split is None and chosen == UNDIVIDED  # the default is test or validation wherever there are splits
+    return EvalSet(np.stack(images), masks, len(errors), labels, errors, None if undivided else chosen)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import WHITE, ImageTokenizerConfig, PreprocessingConfig
-from .errors import ImageLoadError, InvalidImageError
+from .errors import ImageLoadError, InvalidImageError, option
 
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's warning level: larger images are refused by default
 ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
@@ -61,7 +61,7 @@ def open_image(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int 
                 if width * height > budget:
                     raise ImageLoadError(
                         f"{name}: declares {width}x{height} = {width * height:,} pixels, over the pixel budget of "
-                        f"{budget:,} (raise it with max_pixels= or --max-pixels if the image is genuine)"
+                        f"{budget:,} (raise it with {option('max_pixels')} if the image is genuine)"
                     )
                 image.load()  # decode now: a truncated file fails here, not later inside the model
                 return ImageOps.exif_transpose(image)  # a new image (a plain copy when there is no orientation)
@@ -272,7 +272,7 @@ def check_image_size(
             raise InvalidImageError(
                 f"image {index} is {width}x{height} = {width * height:,} pixels, over the native-size budget of "
                 f"{max_native_pixels:,} (the model's activations grow with the image); resize it, or raise "
-                "max_native_pixels= (--max-native-pixels) if the memory is there"
+                f"{option('max_native_pixels')} if the memory is there"
             )
         if width % factor or height % factor or width < factor or height < factor:
             raise InvalidImageError(

@@ -88,4 +88,6 @@ def test_training_and_evaluation_read_one_split_of_a_split_folder(tmp_path):
     photo_tree(tmp_path / "plain", [f"{i}.png" for i in range(4)])
     assert len(open_source(str(tmp_path / "split"), 16, PreprocessingConfig(), split="test")) == 2
     assert len(open_source(str(tmp_path / "split"), 16, PreprocessingConfig(), split="train")) == 3
-    assert len(open_source(str(tmp_path / "plain"), 16, PreprocessingConfig(), split="test")) == 4  # one set of images
+    assert len(open_source(str(tmp_path / "plain"), 16, PreprocessingConfig(), split="train")) == 4  # one set of images
+    with pytest.raises(DataError, match="no split 'test': it has no split folders"):  # as pretokenize refuses it
+        open_source(str(tmp_path / "plain"), 16, PreprocessingConfig(), split="test")

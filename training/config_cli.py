@@ -164,13 +164,16 @@ def run_cli(program: str, parse: Callable[[list[str] | None], tuple[Any, bool]],
             argv: list[str] | None = None) -> int:
     """Parse, train, and end a training or config error in one line and exit status 2, Ctrl-C in one line and 130
     (checkpoints are written atomically, so the last one is intact)."""
+    from image_tokenizer.errors import command_line_options
+
     config = None
     try:
         config, resume = parse(argv)
-        if resume:
-            train(config, resume=True)
-        else:
-            train(config)
+        with command_line_options():  # messages name --max-pixels, not max_pixels=
+            if resume:
+                train(config, resume=True)
+            else:
+                train(config)
     except SystemExit as stop:  # --help
         return stop.code if isinstance(stop.code, int) else 0
     except (TrainingError, ValueError, OSError) as error:

@@ -204,17 +204,30 @@ def make_trainer_class() -> type:
     return PriorTrainer
 
 
-def load_token_dataset(path: str) -> Any:
-    """A pre-tokenized dataset: a save_to_disk folder, or a folder of parquet files (CLI or streaming output)."""
+def load_token_dataset(path: str, held_out: bool = False) -> Any:
+    """A pre-tokenized dataset: a save_to_disk folder, or a folder of parquet files (CLI or streaming output: the
+    splits its card lists). Of an output with several splits, `train` (data/splits.py decides), or with held_out
+    its test, then validation split; an output of one split is that split, whatever its name."""
     import datasets
 
+    from image_tokenizer.data.splits import held_out_split, named_split
+
     folder = Path(path)
-    if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
-        return datasets.load_from_disk(str(folder))
-    files = sorted(str(p) for p in folder.rglob("*.parquet"))
-    if not files:
-        raise TrainingError(f"{path}: neither a save_to_disk dataset nor a folder of parquet files")
-    return datasets.load_dataset("parquet", data_files=files, split="train")
+    if any((folder / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+        loaded = datasets.load_from_disk(str(folder))
+    elif (folder / "README.md").is_file() and (folder / "pretokenize_info.json").is_file():
+        loaded = datasets.load_dataset(str(folder))  # the card lists each split's files, and nothing else
+    else:
+        files = sorted(str(p) for p in folder.rglob("*.parquet"))
+        if not files:
+            raise TrainingError(f"{path}: neither a save_to_disk dataset nor a folder of parquet files")
+        return datasets.load_dataset("parquet", data_files=files, split="train")
+    if not isinstance(loaded, dict):
+        return loaded
+    splits = sorted(loaded)
+    if len(splits) == 1:
+        return loaded[splits[0]]
+    return loaded[held_out_split(splits, path, "eval_data") if held_out else named_split(path, "train", splits)]
 
 
 INIT_MODEL_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
@@ -264,7 +277,7 @@ def prepare_data(config: PriorTrainConfig, tokenizer: ImageTokenizer) -> tuple[A
         return shapes_tokens(config, tokenizer, "train"), shapes_tokens(config, tokenizer, "eval")
     train = load_token_dataset(config.data)
     if config.eval_data:
-        return train, load_token_dataset(config.eval_data)
+        return train, load_token_dataset(config.eval_data, held_out=True)
     split = train.train_test_split(test_size=config.eval_fraction, seed=config.seed)
     return split["train"], split["test"]
 

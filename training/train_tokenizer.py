@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
+from image_tokenizer.data.splits import evaluation_split
 from image_tokenizer.evaluation import EvalSet, evaluate_tokenizer, flat_metrics, readable_images, source_labels
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import MAX_IMAGE_PIXELS, postprocess
@@ -68,7 +69,8 @@ class TrainConfig:
     eval_seed: int = HfArg(default=1, help="shapes only: the seed of the held-out images")
     eval_data: str | None = HfArg(default=None, help='a held-out image folder / saved dataset / hf:NAME / "emoji" '
                                   "(else shapes, or eval_fraction)")
-    eval_split: str | None = HfArg(default=None, help='the split of eval_data ("test" for emoji); none: data_split')
+    eval_split: str | None = HfArg(default=None, help="the split of eval_data; none: test, then validation (a folder "
+                                   "without split folders: all of it), never its training images unless named")
     eval_fraction: float = HfArg(default=0.0, help="on your own data: hold out this share of it (seeded) for the "
                                  "final evaluation")
     strict_data: bool = HfArg(default=False, help="stop at the first unreadable training or held-out image "
@@ -289,6 +291,8 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     out = Path(config.output_dir)
     tok_config = ImageTokenizerConfig(**config.model)
     parts = build_parts(config, tok_config)
+    if config.eval_data and config.eval_images > 0:
+        held_out_split(config)
     source = open_source(
         config.data, tok_config.resolution, tok_config.preprocessing, num_shapes=config.num_train_images,
         seed=config.train_seed, split=config.data_split, image_column=config.image_column,
@@ -394,15 +398,22 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
 
 
+def held_out_split(config: TrainConfig) -> str:
+    """The split of eval_data the final evaluation scores: eval_split, else test, then validation (one place for
+    every command: data/splits.py); checked before training, so a missing split costs no steps."""
+    return evaluation_split(config.eval_data, config.eval_split, flag="eval_split")
+
+
 def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[EvalSet | None, str]:
     """The final evaluation's held-out set and what it is; (None, why) if there is none. Unreadable held-out images
     (undecodable, truncated, over max_pixels) are skipped and named in the set, or raise DataError with strict_data."""
     if config.eval_images <= 0:
         return None, "none (eval_images 0)"
     if config.eval_data or config.eval_fraction:
-        spec, split = (config.eval_data, config.eval_split or config.data_split) if config.eval_data else (config.data, config.data_split)
+        spec, split = (config.eval_data, held_out_split(config)) if config.eval_data else (config.data, config.data_split)
         source = open_source(spec, tok_config.resolution, tok_config.preprocessing, split=split,
-                             image_column=config.image_column, max_pixels=config.max_pixels)
+                             image_column=config.image_column, max_pixels=config.max_pixels,
+                             min_side=tok_config.grid_size[0])  # what encode refuses is not scored either
         if not config.eval_data:
             source = split_source(source, config.eval_fraction, config.seed)[1]
         try:

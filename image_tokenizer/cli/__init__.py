@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import ImageTokenizerError
+from ..errors import ImageTokenizerError, command_line_options
 from . import codec, data, demo, prior
 
 
@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         datasets.disable_progress_bars()  # --no-progress means every bar, datasets' included
     try:
-        args.func(args)
+        with command_line_options():  # messages name --flags, not Python keywords
+            args.func(args)
     except BrokenPipeError:  # `info | head`: the reader has gone; stop quietly, as a tool killed by SIGPIPE does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141

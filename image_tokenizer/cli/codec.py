@@ -15,14 +15,14 @@ from tqdm.auto import tqdm
 from ..config import background_name
 from ..errors import CLIError, InvalidIdsError
 from ..fileio import atomic_path, atomic_write_text
-from ..image_processing import MAX_IMAGE_PIXELS, on_background
+from ..image_processing import on_background
 from ..metrics import psnr
 from ..textfiles import read_json
-from ..tokenizer import MAX_NATIVE_PIXELS
 from .common import (
     DEFAULT_MODEL,
     add_background_option,
     add_common_options,
+    add_pixel_budget,
     encode_in_batches,
     load_prior,
     load_tokenizer,
@@ -149,7 +149,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from ..visualize import side_by_side
 
     tokenizer = load_tokenizer(args.model, args.device)
-    read = read_images(args.images, tokenizer.config, args.progress, args.skip_bad)
+    read = read_images(args.images, tokenizer.config, args.progress, args.skip_bad, args.max_pixels)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # One background for every model: the model is given, and scored against, these same pixels.
@@ -254,10 +254,7 @@ def add_commands(sub: Any) -> None:
                    "the pixel budget) and count them, instead of stopping")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--native-size", action="store_true", help="encode at native size (sides multiple of the downsampling factor)")
-    p.add_argument("--max-pixels", type=positive_int, default=MAX_IMAGE_PIXELS,
-                   help=f"largest image to decode, in pixels (default {MAX_IMAGE_PIXELS:,}, PIL's bomb limit)")
-    p.add_argument("--max-native-pixels", type=positive_int, default=MAX_NATIVE_PIXELS,
-                   help=f"largest image to encode with --native-size (default {MAX_NATIVE_PIXELS:,})")
+    add_pixel_budget(p, native=True)
     add_common_options(p)
     p.set_defaults(func=cmd_encode)
 
@@ -275,6 +272,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip files that cannot be used and count them, instead of stopping")
     p.add_argument("--batch-size", type=positive_int, default=64)
     add_background_option(p)
+    add_pixel_budget(p)
     add_common_options(p)
     p.set_defaults(func=cmd_reconstruct)
 

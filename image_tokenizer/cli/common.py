@@ -14,7 +14,7 @@ from ..config import WHITE, parse_background
 from ..devices import check_device
 from ..errors import CLIError, ConfigError, InvalidRequestError
 from ..hub import bundled_models
-from ..image_processing import load_image
+from ..image_processing import MAX_IMAGE_PIXELS, load_image
 from ..tokenizer import MAX_NATIVE_PIXELS
 
 DEFAULT_MODEL = "shapes-64"
@@ -135,6 +135,16 @@ def add_common_options(p: argparse.ArgumentParser, default_model: str = DEFAULT_
     p.add_argument("--model", help=f"bundled name, directory or Hub repo id (default {default_model})")
     p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def add_pixel_budget(p: argparse.ArgumentParser, native: bool = False) -> None:
+    """--max-pixels (every command that decodes images) and, with native, --max-native-pixels (native-size encoding)."""
+    p.add_argument("--max-pixels", type=positive_int, default=None,  # None: image_processing's default budget
+                   help=f"largest image to decode, in pixels (default {MAX_IMAGE_PIXELS:,}, PIL's bomb limit); "
+                   "a larger one is refused as unreadable")
+    if native:
+        p.add_argument("--max-native-pixels", type=positive_int, default=MAX_NATIVE_PIXELS,
+                       help=f"largest image to encode with --native-size (default {MAX_NATIVE_PIXELS:,})")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:

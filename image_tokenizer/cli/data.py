@@ -16,6 +16,7 @@ from .common import (
     DEFAULT_MODEL,
     add_background_option,
     add_common_options,
+    add_pixel_budget,
     load_tokenizer,
     non_negative_int,
     note_blank,
@@ -32,15 +33,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config = tokenizer.config
     held_out = load_eval_set(
         args.data, config.resolution, config.preprocessing, num=args.num, seed=args.seed, split=args.split,
-        image_column=args.image_column, strict=args.strict_data,
-        background=args.background,
+        image_column=args.image_column, strict=args.strict_data, max_pixels=args.max_pixels,
+        min_side=config.grid_size[0], background=args.background,
     )
+    if held_out.skipped:
+        more = f"; and {held_out.skipped - 3} more (see the JSON's \"skipped\")" if held_out.skipped > 3 else ""
+        print(f"skipped {held_out.skipped} image(s) that cannot be used: {'; '.join(held_out.skipped_errors[:3])}{more}",
+              file=sys.stderr)
     metrics = evaluate_tokenizer(tokenizer, held_out.images, held_out.hole_masks, batch_size=args.batch_size,
                                  progress=args.progress, labels=held_out.labels)
     metrics["skipped_images"] = held_out.skipped
+    metrics["skipped"] = held_out.skipped_errors
     metrics["data"] = args.data if args.data != "shapes" else f"shapes, seed {args.seed}"
     metrics["background"] = background_name(args.background)
     note_blank(metrics["blank_images"], metrics["num_images"], metrics["background"])
+    metrics["split"] = held_out.split
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.output:
@@ -49,45 +56,57 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         model_dir = Path(args.model or "")
         if not (model_dir / "config.json").is_file():
             raise CLIError("--update-card needs --model to be a local model directory")
-        numbers = flat_metrics({k: v for k, v in metrics.items() if k not in ("data", "background")})
+        numbers = flat_metrics({k: v for k, v in metrics.items() if k not in ("data", "background", "split", "skipped")})
         tokenizer.card_info.setdefault("metrics", {}).update({f"heldout_{k}": v for k, v in numbers.items()})
-        tokenizer.card_info.setdefault("training", {})["held-out set"] = f"{metrics['data']}, on {metrics['background']}"
+        split = f", split {metrics['split']}" if metrics["split"] else ""
+        tokenizer.card_info.setdefault("training", {})["held-out set"] = f"{metrics['data']}{split}, on {metrics['background']}"
         atomic_write_text(model_dir / CARD_NAME, render_tokenizer_card(tokenizer, model_dir.name, tokenizer.card_info))
         print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
 
 
 def cmd_pretokenize(args: argparse.Namespace) -> None:
-    """A dataset of images -> a dataset of token ids, written atomically (arrow or parquet), or streamed."""
-    from ..pretokenize import load_image_dataset, pretokenize
+    """A dataset of images -> a dataset of token ids (every split, or --split), written atomically (arrow or
+    parquet), or streamed (one split)."""
+    from ..pretokenize import load_image_splits, pretokenize
     from ..pretokenize.card import check_can_push
 
     check_can_push(args.push_to_hub)  # before loading anything
     tokenizer = load_tokenizer(args.model, "cpu")
-    dataset = load_image_dataset(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
-                                 resolution=tokenizer.config.resolution)
+    splits = load_image_splits(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
+                               resolution=tokenizer.config.resolution)
     if args.streaming:
-        _pretokenize_streaming(args, tokenizer, dataset)
+        _pretokenize_streaming(args, tokenizer, splits)
         return
     start = time.perf_counter()
     tokens, report = pretokenize(
-        dataset, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
+        splits, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
         device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True, num_workers=args.num_workers,
         output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
-        source=args.data, model=args.model or DEFAULT_MODEL,
+        source=args.data, model=args.model or DEFAULT_MODEL, max_pixels=args.max_pixels,
     )
     rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
     skipped = f", skipped {report['skipped']} bad image(s) (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
     pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
-    loader = (f"datasets.load_from_disk('{args.output}')" if args.format == "arrow"
-              else f"datasets.load_dataset('{args.output}', split='train')")
-    print(f"wrote {len(tokens)} rows to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}{pushed}; "
-          f"load with {loader}")
+    rows = ", ".join(f"{name} {len(part)}" for name, part in tokens.items())
+    print(f"wrote {report['rows_out']} rows ({rows}) to {args.output} ({args.format}) at {rate:.1f} images/s{skipped}"
+          f"{pushed}; load with {loader_hint(args.output, args.format, list(tokens))}")
 
 
-def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any) -> None:
-    """--streaming: this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
+def loader_hint(output: str, fmt: str, splits: list[str]) -> str:
+    """How to read an output back: load_from_disk (arrow), else load_dataset (every split, or the one)."""
+    if fmt == "arrow":
+        return f"datasets.load_from_disk('{output}')"
+    if len(splits) == 1:
+        return f"datasets.load_dataset('{output}', split='{splits[0]}')"
+    return f"datasets.load_dataset('{output}') (splits {', '.join(splits)})"
+
+
+def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, splits: Any) -> None:
+    """--streaming: one split, this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
     from ..pretokenize import INFO_NAME, node_spec, pretokenize_streaming
+    from ..pretokenize.sources import one_split
 
+    split, stream = one_split(splits, args.data)  # several splits: refused before any work, naming --split
     node = node_spec(args.num_nodes, args.node_rank)
     if node.num_nodes > 1:
         print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
@@ -95,9 +114,10 @@ def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, stream: Any
         stream, tokenizer, args.output, image_column=args.image_column, shard_size=args.shard_size,
         batch_size=args.batch_size or 64, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
         overwrite=args.overwrite, progress=args.progress, node=node, device=args.device, push_to_hub=args.push_to_hub,
+        split=split, max_pixels=args.max_pixels,
     )
     where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
-    loader = f"load with datasets.load_dataset('{args.output}', split='train')"
+    loader = f"load with {loader_hint(args.output, 'parquet', [split])}"
     done = f"; {loader}" if node.num_nodes == 1 else ""
     print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data{done}")
     if node.num_nodes > 1:
@@ -112,7 +132,7 @@ def cmd_pretokenize_merge(args: argparse.Namespace) -> None:
 
     merged = merge_nodes(args.output)
     print(f"{args.output}: {merged.get('num_nodes', 1)} node(s), {merged['shards']} shards, {merged['rows_in']} input rows; "
-          f"load with datasets.load_dataset('{args.output}', split='train')")
+          f"load with {loader_hint(args.output, 'parquet', [merged.get('split') or 'train'])}")
 
 
 def cmd_shapes(args: argparse.Namespace) -> None:
@@ -132,10 +152,13 @@ def add_commands(sub: Any) -> None:
                    help="'shapes' (held-out generator), 'emoji', an image folder, a saved dataset, or hf:NAME")
     p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
     p.add_argument("--seed", type=non_negative_int, default=1, help="shapes seed (held-out = 1)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", help="the split to score (default: test, then validation; a folder without split "
+                   "folders is read whole; never the training images unless named)")
     p.add_argument("--image-column", default="image")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--strict-data", action="store_true", help="stop on an unreadable image instead of skipping it")
+    p.add_argument("--strict-data", action="store_true", help="stop on an image that cannot be used (unreadable, "
+                   "over --max-pixels, too small for the token grid) instead of skipping and naming it")
+    add_pixel_budget(p)
     p.add_argument("--output", help="write the metrics JSON here")
     p.add_argument("--update-card", action="store_true", help="record the metrics in the model's README.md")
     add_background_option(p)
@@ -147,7 +170,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--output", required=True)
     p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
     p.add_argument("--image-column", default="image")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", help="the one split to write (default: every split, each a `datasets` split of the "
+                   "output, named as in the source: train/, test/, validation/ folders; --streaming needs one)")
     p.add_argument("--num", type=positive_int, default=1000, help="shapes: number of images")
     p.add_argument("--seed", type=non_negative_int, default=0, help="shapes: seed")
     p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default 64; on a GPU 4 micro-batches)")
@@ -157,6 +181,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--flip", action="store_true", help="add horizontally flipped copies, marked in a 'flipped' column")
     p.add_argument("--skip-bad", action="store_true", help="skip images that cannot be used (undecodable, too small, over the pixel budget) and list them in "
                    "skipped_rows.json")
+    add_pixel_budget(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the finished output folder as a Hub dataset repo")
     p.add_argument("--streaming", action="store_true", help="stream rows and write resumable parquet shards")

@@ -6,7 +6,6 @@ DataError that names the file or row, so callers can skip-and-count it or stop.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,15 @@ from ..config import PreprocessingConfig
 from ..errors import DataError, ImageLoadError, ImageTokenizerError
 from ..image_processing import decode_cell, load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
+from .splits import (  # noqa: F401  (folder_splits: re-exported)
+    IMAGE_SUFFIXES,
+    check_split,
+    folder_layout,
+    folder_splits,
+    named_split,
+    split_files,
+)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 FILE_NAME = "file_name"  # every row read from a folder: the image's path relative to the folder
 
 
@@ -75,26 +81,31 @@ def split_source(source: ImageSource, fraction: float, seed: int) -> tuple[Image
 
 
 class FolderSource(ImageSource):
-    """The images of one split of a folder (split_files); a folder without split folders is read whole. An image
-    over max_pixels (None: the default budget) is unreadable."""
+    """The images of one split of a folder (split_files; a folder without split folders is one split, `train`).
+    An image over max_pixels (None: the default budget), or with a side under min_side, is unreadable."""
 
     def __init__(self, root: str | Path, resolution: int, preprocessing: PreprocessingConfig, split: str = "train",
-                 max_pixels: int | None = None):
+                 max_pixels: int | None = None, min_side: int = 1):
         self.root = Path(root)
-        self.files = split_files(self.root, split, whole_without_splits=True)
+        files, divided = folder_layout(self.root)
+        self.files = files[named_split(str(self.root), split, sorted(files) if divided else None)]
+        self.split = split if divided else None  # None: the folder has no split folders and is read whole
         self.resolution, self.preprocessing, self.max_pixels = resolution, preprocessing, max_pixels
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.files)
 
     def describe(self) -> str:
-        return f"image folder {self.root} ({len(self.files)} files)"
+        split = f", split {self.split}" if self.split else ""
+        return f"image folder {self.root}{split} ({len(self.files)} files)"
 
     def load(self, index: int) -> np.ndarray:
         try:
             image = load_image(self.files[index], self.max_pixels)
         except ImageLoadError as error:  # a DataError, so callers can skip-and-count it
             raise DataError(str(error)) from None
+        check_side(image, self.min_side, str(self.files[index]))
         return _prepare(image, self.resolution, self.preprocessing, str(self.files[index]))
 
 
@@ -102,7 +113,7 @@ class DatasetSource(ImageSource):
     """The images of a `datasets` dataset, each decoded by decode_cell under the pixel budget max_pixels."""
 
     def __init__(self, dataset: Any, image_column: str, resolution: int, preprocessing: PreprocessingConfig, name: str,
-                 max_pixels: int | None = None):
+                 max_pixels: int | None = None, min_side: int = 1):
         import datasets
 
         if image_column not in dataset.column_names:
@@ -111,6 +122,7 @@ class DatasetSource(ImageSource):
             dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
         self.dataset, self.column, self.name = dataset, image_column, name
         self.resolution, self.preprocessing, self.max_pixels = resolution, preprocessing, max_pixels
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -128,7 +140,17 @@ class DatasetSource(ImageSource):
             raise DataError(f"{self.name} row {index}: cannot decode image ({error})") from None
         if image is None:
             raise DataError(f"{self.name} row {index}: image is missing")
+        check_side(image, self.min_side, f"{self.name} row {index}")
         return _prepare(image, self.resolution, self.preprocessing, f"{self.name} row {index}")
+
+
+def check_side(image: Any, min_side: int, where: str) -> None:
+    """An image with a side under min_side (the tokenizer's token grid) is refused, as `encode` refuses it,
+    rather than scaled up from a few pixels."""
+    width, height = image.size
+    if min(width, height) < min_side:
+        raise DataError(f"{where}: {width}x{height}, too small for the {min_side}x{min_side} token grid of this "
+                        f"tokenizer (each side needs at least {min_side} pixels)")
 
 
 def _prepare(image: Any, resolution: int, preprocessing: PreprocessingConfig, where: str) -> np.ndarray:
@@ -150,14 +172,16 @@ def open_source(
     image_column: str = "image",
     num_workers: int = 1,
     max_pixels: int | None = None,
+    min_side: int = 1,
 ) -> ImageSource:
     """`shapes`, `emoji` (data/emoji.py, the `split` rendered at `resolution`), a folder of images, a dataset
-    saved with save_to_disk, or `hf:NAME` for load_dataset; an image over max_pixels is unreadable."""
+    saved with save_to_disk, or `hf:NAME` for load_dataset; an image over max_pixels, or with a side under
+    min_side, is unreadable. The split must be one the spec has (data/splits.py)."""
     if spec == "emoji":
         from .emoji import emoji_dataset
 
-        return DatasetSource(emoji_dataset(split, resolution), "image", resolution, preprocessing, f"emoji {split}",
-                             max_pixels)
+        return DatasetSource(emoji_dataset(check_split(spec, split), resolution), "image", resolution, preprocessing,
+                             f"emoji {split}", max_pixels, min_side)
     if spec == "shapes":
         images, _ = generate_arrays(num_shapes, seed=seed, num_workers=num_workers)
         if images.shape[1] != resolution:
@@ -165,43 +189,13 @@ def open_source(
         return ArraySource(images, f"shapes generator, seed {seed}, {num_shapes} images")
     dataset = load_dataset_spec(spec, split)
     if dataset is not None:
-        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"), max_pixels)
-    return FolderSource(Path(spec), resolution, preprocessing, split, max_pixels)
+        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"), max_pixels, min_side)
+    return FolderSource(Path(spec), resolution, preprocessing, split, max_pixels, min_side)
 
 
 def image_files(root: str | Path) -> list[Path]:
     """Every image file under root, recursively, in sorted order."""
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def folder_splits(root: str | Path) -> dict[str, list[Path]]:
-    """The image files of each split of a folder, as `datasets`' imagefolder splits it: `train/`, `test/`,
-    `validation/` (and their synonyms) folders, or one `train` split when there are none."""
-    from datasets.data_files import DataFilesDict, EmptyDatasetError, get_data_patterns
-
-    root = Path(root)
-    try:
-        files = DataFilesDict.from_patterns(get_data_patterns(str(root)), base_path=str(root))
-    except EmptyDatasetError:
-        files = {}
-    base = root.resolve()
-    splits = {str(name): sorted(root / os.path.relpath(f, base) for f in found if Path(f).suffix.lower() in IMAGE_SUFFIXES)
-              for name, found in files.items()}
-    splits = {name: found for name, found in splits.items() if found}
-    if not splits:
-        raise DataError(f"{root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    return splits
-
-
-def split_files(root: str | Path, split: str, whole_without_splits: bool = False) -> list[Path]:
-    """The image files of one split; a split the folder lacks is an error naming those it has. With
-    whole_without_splits, a folder that has no split folders is one set of images, whatever the split."""
-    splits = folder_splits(root)
-    if whole_without_splits and list(splits) == ["train"]:
-        return splits["train"]
-    if split not in splits:
-        raise DataError(f"{root}: no split {split!r}; its splits are {sorted(splits)} (split folders such as train/ and test/)")
-    return splits[split]
 
 
 def image_folder_dataset(root: str | Path, split: str = "train") -> Any:
@@ -240,5 +234,8 @@ def load_dataset_spec(spec: str, split: str = "train", streaming: bool = False) 
         raise DataError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
         dataset = datasets.load_from_disk(str(path))
-        return dataset[split] if isinstance(dataset, datasets.DatasetDict) else dataset
+        if isinstance(dataset, datasets.DatasetDict):
+            return dataset[named_split(spec, split, sorted(dataset))]
+        named_split(spec, split, None)  # a single Dataset is one undivided set
+        return dataset
     return None

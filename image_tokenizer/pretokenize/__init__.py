@@ -11,7 +11,7 @@ from .card import push_dataset_folder, write_dataset_card
 from .dataset import pretokenize, token_info, write_token_dataset
 from .nodes import NodeFolder, NodeSpec, merge_nodes, node_spec
 from .rows import INFO_NAME, REPORT_NAME, SOURCE_INDEX, STATE_NAME, ids_dtype
-from .sources import load_image_dataset, rank_device
+from .sources import load_image_dataset, load_image_splits, rank_device
 from .streaming import pretokenize_streaming
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "StreamingError",
     "ids_dtype",
     "load_image_dataset",
+    "load_image_splits",
     "merge_nodes",
     "node_spec",
     "pretokenize",

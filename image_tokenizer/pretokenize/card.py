@@ -25,23 +25,27 @@ def token_file_name(stem: str, sha256: str) -> str:
     return f"{stem}-{sha256[:16]}.parquet"
 
 
-def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: str | list[str]) -> Path:
-    """README.md whose YAML `configs` name the token files (paths relative to the folder), so
-    `datasets.load_dataset(folder, split="train")` reads this run's rows and nothing else (without it, the loader
-    picks up the JSON bookkeeping). An arrow output (ARROW_FILES) loads locally with `load_from_disk`."""
+def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: dict[str, str | list[str]]) -> Path:
+    """README.md whose YAML `configs` name each split's token files ({split: paths relative to the folder}), so
+    `datasets.load_dataset(folder)` gives those splits with this run's rows and nothing else (without it, the
+    loader picks up the JSON bookkeeping). An arrow output (ARROW_FILES) loads locally with `load_from_disk`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    data = DatasetCardData(configs=[{"config_name": "default", "data_files": [{"split": "train", "path": data_files}]}])
+    files = [{"split": split, "path": paths} for split, paths in data_files.items()]
+    data = DatasetCardData(configs=[{"config_name": "default", "data_files": files}])
     source = f" of `{info['source']}`" if info.get("source") else ""
     model = f" by the image tokenizer `{info['model']}`" if info.get("model") else ""
-    loader = "`datasets.load_dataset(PATH_OR_REPO, split=\"train\")`"
-    if data_files == ARROW_FILES:
-        loader = "`datasets.load_from_disk(PATH)`, or `datasets.load_dataset(REPO, split=\"train\")` once on the Hub"
+    names = list(data_files)
+    one = f"split=\"{names[0]}\"" if len(names) == 1 else ""
+    loader = f"`datasets.load_dataset(PATH_OR_REPO{', ' + one if one else ''})`"
+    if all(str(paths).endswith(ARROW_FILES) for paths in data_files.values()):
+        loader = f"`datasets.load_from_disk(PATH)`, or {loader} once on the Hub"
+    splits = f"one split, `{names[0]}`" if len(names) == 1 else "the splits " + ", ".join(f"`{n}`" for n in names)
     text = (
         f"---\n{data.to_yaml()}\n---\n\n# Pre-tokenized images\n\nToken ids{source}{model}, written by image-tokenizer's "
-        "`pretokenize`. Each row holds `input_ids` (row-major codebook ids), `grid_h`, `grid_w`, `source_index` "
-        f"(the input row) and the source's other columns. Load it with {loader}; `pretokenize_info.json` records "
-        "how it was made.\n"
+        f"`pretokenize`, in {splits}. Each row holds `input_ids` (row-major codebook ids), `grid_h`, `grid_w`, "
+        "`source_index` (the input row of its split) and the source's other columns. Load it with "
+        f"{loader}; `pretokenize_info.json` records how it was made.\n"
     )
     return atomic_write_text(Path(folder) / CARD_NAME, str(DatasetCard(text)))
 

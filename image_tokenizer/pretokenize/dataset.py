@@ -32,7 +32,7 @@ from .rows import (
     undecoded_images,
     without_bad_rows,
 )
-from .sources import load_image_dataset
+from .sources import load_image_splits, one_split, split_name
 
 FORMATS = ("arrow", "parquet")  # save_to_disk (read with load_from_disk) or one parquet file (load_dataset)
 
@@ -56,43 +56,72 @@ def pretokenize(
     push_to_hub: str | None = None,
     source: str | None = None,
     model: str | None = None,
+    split: str | None = None,
+    max_pixels: int | None = None,
 ) -> Any:
-    """Tokenize every image of a `datasets.Dataset` (or a dataset spec, see load_image_dataset); returns the
-    token dataset (and a skip report if asked).
+    """Tokenize every image of a `datasets.Dataset`, of every split of a DatasetDict, or of a dataset spec (every
+    split it has, or `split`; see load_image_splits); returns the token dataset: a Dataset for a Dataset or a
+    spec with one split, else a DatasetDict with the same splits (and a skip report if asked). A lone Dataset's
+    split is named `split`, else its own (`dataset.split`), else `train`.
 
     num_proc > 1 runs several CPU processes, each decoding and encoding its rows. num_workers (the default on
     a GPU: up to 8) decodes in that many DataLoader workers instead, and this process encodes large uint8
-    batches on its device; the ids are the same. Undecodable or missing images stop the run with the row
-    named, unless skip_bad=True, which drops them and lists them in the report. batch_size: rows per map call
-    (default 64), or per DataLoader batch (default four of the device's micro-batches).
-    With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet",
-    pretokenize_info.json with `source` and `model`, skipped_rows.json, a dataset card), and push_to_hub=REPO
-    uploads that folder (refused before any work when offline). An IterableDataset is written to output_dir as
-    parquet shards by `pretokenize_streaming` (resumable; format, num_proc and num_workers do not apply) and
-    the rows are read back from them."""
+    batches on its device; the ids are the same. Undecodable or missing images, and images over max_pixels
+    (None: PIL's limit), stop the run with the row named, unless skip_bad=True, which drops them and lists them
+    in the report. batch_size: rows per map call (default 64), or per DataLoader batch (default four of the
+    device's micro-batches).
+    With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet", one
+    `datasets` split per split, named in the card and in pretokenize_info.json with `source` and `model`,
+    skipped_rows.json), and push_to_hub=REPO uploads that folder (refused before any work when offline). An
+    IterableDataset is written to output_dir as parquet shards by `pretokenize_streaming` (resumable, one split;
+    format, num_proc and num_workers do not apply) and the rows are read back from them."""
     if push_to_hub is not None and output_dir is None:
         raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
     check_can_push(push_to_hub)
-    if isinstance(dataset, str):
+    from_spec = isinstance(dataset, str)
+    if from_spec:
         source = source or dataset
-        dataset = load_image_dataset(dataset, resolution=tokenizer.config.resolution)
-    if not hasattr(dataset, "_fingerprint"):  # an IterableDataset: nothing to map in memory, so shards as it streams
-        tokens, report = _tokenize_stream(dataset, tokenizer, image_column, batch_size, device, flip, skip_bad, output_dir,
-                                          overwrite, push_to_hub, source)
+        dataset = load_image_splits(dataset, split, resolution=tokenizer.config.resolution)
+    splits = dict(dataset) if isinstance(dataset, dict) else {split or split_name(dataset): dataset}
+    if any(not hasattr(part, "_fingerprint") for part in splits.values()):  # streams: shards as they stream
+        name, stream = one_split(splits, source)
+        tokens, report = _tokenize_stream(stream, tokenizer, image_column, batch_size, device, flip, skip_bad, output_dir,
+                                          overwrite, push_to_hub, source, name, max_pixels)
         return (tokens, report) if return_report else tokens
-    tokens, report = _tokenize_dataset(dataset, tokenizer, image_column, batch_size, num_proc, device, flip, skip_bad,
-                                       load_from_cache_file, num_workers)
+    tokens, reports = {}, {}
+    for name, part in splits.items():
+        tokens[name], reports[name] = _tokenize_dataset(part, tokenizer, image_column, batch_size, num_proc, device, flip,
+                                                        skip_bad, load_from_cache_file, num_workers, max_pixels)
+    report = merged_report(reports)
     if output_dir is not None:
         info = token_info(tokens, tokenizer, source, model, flip)
         write_token_dataset(tokens, output_dir, format, info, overwrite, report if skip_bad else None)
         if push_to_hub is not None:
             push_dataset_folder(output_dir, push_to_hub)
-    return (tokens, report) if return_report else tokens
+    result = next(iter(tokens.values()))
+    if isinstance(dataset, dict) and not (from_spec and len(tokens) == 1):
+        import datasets
+
+        result = datasets.DatasetDict(tokens)
+    return (result, report) if return_report else result
+
+
+def merged_report(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One skip report for several splits: the totals, each error prefixed by its split when there are several,
+    and the counts of each split under `splits`."""
+    several = len(reports) > 1
+    counts = ("rows_in", "rows_out", "skipped")
+    merged: dict[str, Any] = {key: sum(report[key] for report in reports.values()) for key in counts}
+    merged["errors"] = [f"split {name}: {error}" if several else error
+                        for name, report in reports.items() for error in report["errors"]]
+    merged["splits"] = {name: {key: report[key] for key in counts} for name, report in reports.items()}
+    return merged
 
 
 def _tokenize_stream(
     stream: Any, tokenizer: Any, image_column: str, batch_size: int | None, device: str | None, flip: bool,
-    skip_bad: bool, output_dir: str | None, overwrite: bool, push_to_hub: str | None, source: str | None,
+    skip_bad: bool, output_dir: str | None, overwrite: bool, push_to_hub: str | None, source: str | None, split: str,
+    max_pixels: int | None,
 ) -> tuple[Any, dict[str, Any]]:
     """An IterableDataset through the streaming writer into output_dir; the rows read back, and the report."""
     import datasets
@@ -103,8 +132,8 @@ def _tokenize_stream(
         raise InvalidRequestError("an IterableDataset is written as parquet shards while it streams; pass output_dir=")
     summary = pretokenize_streaming(stream, tokenizer, output_dir, image_column=image_column, batch_size=batch_size or 64,
                                     flip=flip, skip_bad=skip_bad, source=source or "", overwrite=overwrite, device=device,
-                                    push_to_hub=push_to_hub)
-    tokens = datasets.load_dataset(str(output_dir), split="train")
+                                    push_to_hub=push_to_hub, split=split, max_pixels=max_pixels)
+    tokens = datasets.load_dataset(str(output_dir), split=split)
     errors = summary.get("errors_in_this_run", [])
     return tokens, {"rows_in": summary["rows_in"], "rows_out": len(tokens),
                     "skipped": summary.get("skipped_in_this_run", 0), "errors": errors}
@@ -112,7 +141,7 @@ def _tokenize_stream(
 
 def _tokenize_dataset(
     dataset: Any, tokenizer: Any, image_column: str, batch_size: int | None, num_proc: int | None, device: str | None,
-    flip: bool, skip_bad: bool, load_from_cache_file: bool, num_workers: int | None,
+    flip: bool, skip_bad: bool, load_from_cache_file: bool, num_workers: int | None, max_pixels: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The map itself (through DataLoader workers first when num_workers is set); returns rows and report."""
     if image_column not in dataset.column_names:
@@ -128,14 +157,14 @@ def _tokenize_dataset(
             tokenizer.to(device)
         side = tokenizer.config.resolution
         batch_size = batch_size or max(64, 4 * tokenizer.micro_batch_for(side, side))
-        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers, dtype)
+        ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers, dtype,
+                                            max_pixels)
         function: Any = AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
         num_proc, device = None, None
     else:
-        function = Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype)
-    fingerprint = hashlib.sha256(
-        "|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip), str(skip_bad), dtype]).encode()
-    ).hexdigest()[:32]
+        function = Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype, max_pixels)
+    fingerprint = hashlib.sha256("|".join([dataset._fingerprint, tokenizer_fingerprint(tokenizer), image_column, str(flip),
+                                           str(skip_bad), dtype, str(max_pixels)]).encode()).hexdigest()[:32]
     try:
         with interrupt_in_this_process_only():
             mapped = dataset.map(
@@ -198,26 +227,37 @@ def _quiet_pool_cleanup() -> None:
 
 
 def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
-    """What pretokenize_info.json records: where the rows came from, the tokenizer (name and weights hash),
-    and the map's fingerprint, which makes a rerun with the same inputs a no-op."""
+    """What pretokenize_info.json records: where the rows came from, the tokenizer (name and weights hash), the
+    rows of each split, and the map's fingerprint, which makes a rerun with the same inputs a no-op."""
+    splits = as_splits(tokens)
+    fingerprints = [part._fingerprint for part in splits.values()]
+    combined = "|".join(f"{name}:{part._fingerprint}" for name, part in splits.items())
     return {
         "source": source,
         "model": model,
-        "fingerprint": tokens._fingerprint,
+        "fingerprint": fingerprints[0] if len(splits) == 1 else hashlib.sha256(combined.encode()).hexdigest()[:32],
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        "rows": len(tokens),
+        "rows": sum(len(part) for part in splits.values()),
+        "splits": {name: len(part) for name, part in splits.items()},
         "flip": flip,
         "grid_size": list(tokenizer.grid_size),
         "vocab_size": tokenizer.vocab_size,
     }
 
 
+def as_splits(tokens: Any) -> dict[str, Any]:
+    """{split name: Dataset} of a DatasetDict, or of one Dataset (named by its split, else `train`)."""
+    return dict(tokens) if isinstance(tokens, dict) else {split_name(tokens): tokens}
+
+
 def write_token_dataset(
     tokens: Any, output: str, fmt: str, info: dict[str, Any], overwrite: bool, report: dict[str, Any] | None
 ) -> None:
-    """Write atomically: into a temporary sibling folder, then one rename. An output folder that already
-    holds another dataset is refused unless overwrite; the same inputs and tokenizer are a no-op. The parquet
-    file is named by its content (card.token_file_name), so `load_dataset` never serves an earlier run's rows."""
+    """Write a Dataset or a DatasetDict atomically: into a temporary sibling folder, then one rename. An output
+    folder that already holds another dataset is refused unless overwrite; the same inputs and tokenizer are a
+    no-op. One split is written as a Dataset (save_to_disk, or one parquet file), several as a DatasetDict (its
+    save_to_disk, or a parquet file each); the card lists each split's files. Parquet files are named by their
+    content (card.token_file_name), so `load_dataset` never serves an earlier run's rows."""
     target = Path(output)
     if fmt not in FORMATS:
         raise PretokenizeError(f"format must be 'arrow' or 'parquet', got {fmt!r}")
@@ -226,15 +266,28 @@ def write_token_dataset(
         same = existing.is_file() and json.loads(existing.read_text()).get("fingerprint") == info["fingerprint"]
         if not same and not overwrite:
             raise PretokenizeError(f"{target} already holds a different dataset; pass --overwrite to replace it")
+    splits = as_splits(tokens)
     with atomic_folder(target) as tmp:
-        if fmt == "arrow":
-            tokens.save_to_disk(str(tmp))
-            data_files = ARROW_FILES
+        if fmt == "arrow" and len(splits) == 1:
+            next(iter(splits.values())).save_to_disk(str(tmp))
+            data_files = dict.fromkeys(splits, ARROW_FILES)
+        elif fmt == "arrow":
+            import datasets
+
+            datasets.DatasetDict(splits).save_to_disk(str(tmp))
+            data_files = {name: f"{name}/{ARROW_FILES}" for name in splits}
         else:
-            tokens.to_parquet(str(tmp / "data.parquet"))
-            data_files = token_file_name("data", file_sha256(tmp / "data.parquet"))
-            (tmp / "data.parquet").rename(tmp / data_files)  # inside the temporary folder: nobody sees it yet
+            data_files = {name: _write_parquet(part, tmp, name) for name, part in splits.items()}
         write_dataset_card(tmp, info, data_files)
         atomic_write_text(tmp / INFO_NAME, json.dumps(info, indent=2) + "\n")
         if report is not None:
             atomic_write_text(tmp / REPORT_NAME, json.dumps(report, indent=2) + "\n")
+
+
+def _write_parquet(part: Any, folder: Path, split: str) -> str:
+    """One split as one parquet file in (a temporary) folder, named by its content; returns the name."""
+    written = folder / f"{split}.parquet"
+    part.to_parquet(str(written))
+    name = token_file_name(split, file_sha256(written))
+    written.rename(folder / name)  # inside the temporary folder: nobody sees it yet
+    return name

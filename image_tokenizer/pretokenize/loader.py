@@ -17,27 +17,29 @@ from .rows import PreparedRows, keep_or_stop, prepare_cells
 
 class DecodeRows:
     """The DataLoader's collate_fn: row indices -> PreparedRows (positions are the rows' places in the batch).
-    Holds the dataset and the config, not the model."""
+    Holds the dataset, the config and the pixel budget, not the model."""
 
-    def __init__(self, dataset: Any, image_column: str, config: ImageTokenizerConfig, flip: bool):
+    def __init__(self, dataset: Any, image_column: str, config: ImageTokenizerConfig, flip: bool,
+                 max_pixels: int | None = None):
         self.dataset, self.image_column, self.config, self.flip = dataset, image_column, config, flip
+        self.max_pixels = max_pixels
 
     def __call__(self, rows: list[int]) -> PreparedRows:
-        return prepare_cells(self.dataset[rows][self.image_column], rows, self.config, self.flip)
+        return prepare_cells(self.dataset[rows][self.image_column], rows, self.config, self.flip, self.max_pixels)
 
 
 def encode_rows(
     dataset: Any, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, batch_size: int, num_workers: int,
-    dtype: str,
+    dtype: str, max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
     """Every row's ids [N, h*w] in the output dtype (and its mirror's), and the rows whose image could not be
-    used (skip_bad) with why. Workers read only the image column."""
+    used (skip_bad; undecodable, over max_pixels, too small) with why. Workers read only the image column."""
     from datasets.utils import tqdm
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
         range(len(dataset)), batch_size=batch_size, num_workers=num_workers,
-        collate_fn=DecodeRows(dataset.select_columns([image_column]), image_column, tokenizer.config, flip),
+        collate_fn=DecodeRows(dataset.select_columns([image_column]), image_column, tokenizer.config, flip, max_pixels),
         pin_memory=tokenizer.device.type == "cuda", prefetch_factor=4 if num_workers else None,
     )
     h, w = tokenizer.grid_size

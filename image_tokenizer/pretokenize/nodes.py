@@ -3,8 +3,8 @@
 One worker (a node, a SLURM array task, a torchrun process) takes a disjoint part of the input with
 `datasets.distributed.split_dataset_by_node`, writes its own atomic shards under its own prefix, and resumes
 on its own after a kill. When every node has finished, `merge_nodes` (or the last node to finish) checks that
-all parts are complete and consistent and marks the folder as one dataset:
-`datasets.load_dataset(output, split="train")` then yields every input row exactly once.
+all parts are complete and consistent and marks the folder as one dataset of one split:
+`datasets.load_dataset(output, split=SPLIT)` then yields every input row exactly once.
 
 Layout, one node: `data/shard-00000-<sha256>.parquet` (each shard named by its content, card.token_file_name),
 `shard_rows/`, `pretokenize_state.json`, and when complete a dataset card `README.md` (its YAML lists the shard
@@ -195,16 +195,17 @@ def merge_nodes(output_dir: str | os.PathLike) -> dict[str, Any]:
             raise StreamingError(f"node {rank}: {summary['shards']} shards recorded but {len(folder.shards())} found in {folder.data}")
         summaries.append(summary)
         files.extend(folder.shard_files())
-    keys = ("source", "input_fingerprint", "tokenizer_sha256", "image_column", "flip", "skip_bad")
+    keys = ("source", "input_fingerprint", "tokenizer_sha256", "image_column", "flip", "skip_bad", "split", "max_pixels")
     settings = [{k: v for k, v in s.items() if k in keys} for s in summaries]
     differing = [rank for rank, s in enumerate(settings) if s != settings[0]]
     if differing:
         raise StreamingError(
-            f"nodes {differing} ran with other settings than node 0 (source, input, tokenizer, column or flip)"
+            f"nodes {differing} ran with other settings than node 0 (source, split, input, tokenizer, column, flip "
+            "or pixel budget)"
         )
     merged = {**settings[0], "num_nodes": num_nodes, "shards": sum(s["shards"] for s in summaries),
               "rows_in": sum(s["rows_in"] for s in summaries), "rows_in_per_node": [s["rows_in"] for s in summaries],
               "order": "node-major (file names sort so), then input order; re-sort by source_index"}
-    write_dataset_card(out, merged, files)
+    write_dataset_card(out, merged, {merged.get("split") or "train": files})
     atomic_write_text(out / INFO_NAME, json.dumps(merged, indent=2) + "\n")
     return merged

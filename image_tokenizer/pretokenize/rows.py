@@ -80,14 +80,14 @@ class PreparedRows:
         return self
 
 
-def prepare_cells(cells: list, indices: list[int], config: Any, flip: bool) -> PreparedRows:
+def prepare_cells(cells: list, indices: list[int], config: Any, flip: bool, max_pixels: int | None = None) -> PreparedRows:
     """Decode and prepare every image of a batch on its own, so one image's failure (undecodable, too small,
-    over the pixel budget, a mode that has no RGB) is that row's error, never the batch's. Needs only the
-    config, so DataLoader workers run it too."""
+    over the pixel budget max_pixels, a mode that has no RGB) is that row's error, never the batch's. Needs only
+    the config, so DataLoader workers run it too."""
     prepared, pixels, mirrored = PreparedRows(indices=list(indices)), [], []
     for position, (index, cell) in enumerate(zip(indices, cells)):
         try:
-            image = decode_cell(cell)
+            image = decode_cell(cell, max_pixels)
         except Exception as error:  # noqa: BLE001  (PIL raises many types for bad bytes)
             prepared.errors[position] = decode_error(index, error, cell)
             continue
@@ -109,9 +109,10 @@ def prepare_cells(cells: list, indices: list[int], config: Any, flip: bool) -> P
 class Tokenize:
     """The batched map function (a class, so datasets can pickle it into worker processes)."""
 
-    def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str):
+    def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str,
+                 max_pixels: int | None = None):
         self.tokenizer, self.image_column, self.flip, self.skip_bad = tokenizer, image_column, flip, skip_bad
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.max_pixels = device, dtype, max_pixels
         self.parent_pid = os.getpid()
 
     def __call__(self, batch: dict[str, list], indices: list[int], rank: int | None = None) -> dict[str, list]:
@@ -124,7 +125,7 @@ class Tokenize:
             device = f"cuda:{rank % torch.cuda.device_count()}"
         if device is not None and str(self.tokenizer.device) != device:
             self.tokenizer.to(device)
-        prepared = prepare_cells(batch[self.image_column], indices, self.tokenizer.config, self.flip)
+        prepared = prepare_cells(batch[self.image_column], indices, self.tokenizer.config, self.flip, self.max_pixels)
         errors = {position: keep_or_stop(message, self.skip_bad) for position, message in prepared.errors.items()}
         grids, flipped = {}, {}
         if prepared.positions:

@@ -19,7 +19,7 @@ from ..fileio import atomic_write_bytes, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
 from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
 from .rows import ERROR_COLUMN, INFO_NAME, NODE_RANK, STATE_NAME, Tokenize, ids_dtype, token_features, undecoded_images
-from .sources import load_image_dataset, rank_device
+from .sources import load_image_splits, one_split, rank_device
 
 
 def pretokenize_streaming(
@@ -36,24 +36,29 @@ def pretokenize_streaming(
     progress: bool = True,
     node: NodeSpec | None = None,
     *,
-    split: str = "train",
+    split: str | None = None,
     device: str | None = None,
     push_to_hub: str | None = None,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
-    """Tokenize an IterableDataset, a Dataset or a dataset spec (load_image_dataset; `hf:NAME` is streamed)
+    """Tokenize an IterableDataset, a Dataset or a dataset spec (load_image_splits; `hf:NAME` is streamed)
     into parquet shards of `shard_size` input rows under output_dir/data, and return the summary written to
-    pretokenize_info.json.
+    pretokenize_info.json. An output holds one split: `split` of a spec (refused when the spec has several and
+    none is named), else the dataset's own (`train` when it names none); an image over max_pixels (None: PIL's
+    limit) is a bad image.
 
     Run it again after an interruption and it skips the complete shards' rows and goes on; a folder holding
     shards of another source (its spec, or a Dataset's fingerprint) or tokenizer is refused unless overwrite.
     With `node` (nodes.NodeSpec), this worker takes only its part of the input. device "cuda" under torchrun is
     this process's LOCAL_RANK GPU.
-    Once complete, `datasets.load_dataset(output_dir, split="train")` reads the rows, and push_to_hub=REPO
+    Once complete, `datasets.load_dataset(output_dir, split=SPLIT)` reads the rows, and push_to_hub=REPO
     uploads the folder as a Hub dataset (refused before any work when offline)."""
     check_can_push(push_to_hub)
     if isinstance(dataset, str):
         source = source or dataset
-        dataset = load_image_dataset(dataset, split=split, streaming=True, resolution=tokenizer.config.resolution)
+        dataset = load_image_splits(dataset, split, streaming=True, resolution=tokenizer.config.resolution)
+    name, dataset = one_split(dataset, source)
+    split = split or name
     if device is not None:
         tokenizer.to(rank_device(device))
     node = node or NodeSpec()
@@ -62,7 +67,7 @@ def pretokenize_streaming(
     folder = NodeFolder(output_dir, node)
     identity = {"source": source, "input_fingerprint": getattr(dataset, "_fingerprint", None),  # a Dataset's content
                 "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
-                "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad}
+                "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad, "split": split, "max_pixels": max_pixels}
     check_sharding(folder.out, node)
     with exclusive(folder):
         summary = _resume_or_start(folder, identity, overwrite)
@@ -106,7 +111,8 @@ def _write_node_shards(
     features = shard_features(getattr(dataset, "features", None), image_column, identity["flip"], ids_dtype(tokenizer.vocab_size))
     consumed = folder.rows_consumed()
     rows = iter(node_part(dataset, folder.node).skip(consumed))
-    function = Tokenize(tokenizer, image_column, identity["flip"], identity["skip_bad"], None, ids_dtype(tokenizer.vocab_size))
+    function = Tokenize(tokenizer, image_column, identity["flip"], identity["skip_bad"], None, ids_dtype(tokenizer.vocab_size),
+                        identity["max_pixels"])
     errors: list[str] = []
     bar = tqdm(desc=f"pretokenize (streaming{', ' + folder.node.prefix if folder.node.prefix else ''})", unit="img",
                initial=consumed, disable=not progress)
@@ -132,7 +138,7 @@ def _write_node_shards(
                "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
                "errors_in_this_run": errors}
     if folder.node.num_nodes == 1:  # a node-sharded output gets its card from the merge
-        write_dataset_card(folder.out, summary, folder.shard_files())
+        write_dataset_card(folder.out, summary, {identity["split"]: folder.shard_files()})
     atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
 
