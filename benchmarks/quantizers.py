@@ -209,7 +209,7 @@ def main() -> None:
     # Read the earlier results only now, under a lock, so --only runs that overlap in time keep each other's rows.
     out.mkdir(parents=True, exist_ok=True)
     lock = os.open(out, os.O_RDONLY)
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the process exits
+    fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the process exits
     previous = out / "quantizers.json"
     kept, commands = [], []
     if args.only and previous.is_file():

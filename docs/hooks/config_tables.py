@@ -1,0 +1,81 @@
+"""MkDocs hook: a config dataclass's fields as a table, generated at build time so the docs cannot drift.
+
+A page line `<!-- config-fields module:Class -->` (or `<!-- config-fields module:Class prefix -->`) becomes a
+table of every field of that dataclass: its name (as a flag or key, with the prefix), its default, and its meaning,
+taken from the field's `metadata["help"]` (HfArg) or else the comment on the line that declares it. A dataclass
+that cannot be imported, or a field without either text, fails the build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import io
+import json
+import re
+import sys
+import tokenize
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = re.compile(r"^<!-- config-fields (\S+):(\S+)(?: (\S+))? -->$", re.MULTILINE)
+
+
+class ConfigTableError(RuntimeError):
+    """A marker names something that is not a documented dataclass."""
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The comment on each `name: type = value  # comment` line of the class body."""
+    source = inspect.getsource(cls)
+    comments: dict[str, str] = {}
+    names_by_line: dict[int, str] = {}
+    for number, line in enumerate(source.splitlines(), 1):
+        match = re.match(r"\s+(\w+)\s*:", line)
+        if match:
+            names_by_line[number] = match.group(1)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and token.start[0] in names_by_line:
+            comments[names_by_line[token.start[0]]] = token.string.lstrip("# ").strip()
+    return comments
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.default_factory is not dataclasses.MISSING:
+        value: Any = field.default_factory()
+    else:
+        value = field.default
+    if dataclasses.is_dataclass(value):
+        return f"`{type(value).__name__}()`"
+    if value is None:
+        return "`None`"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{json.dumps(value)}`" if isinstance(value, (str, list, dict)) else f"`{value!r}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def config_table(module: str, name: str, prefix: str = "") -> str:
+    """The markdown table of one dataclass's fields."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        raise ConfigTableError(f"{module}:{name} is not a dataclass")
+    comments = _field_comments(cls)
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for field in dataclasses.fields(cls):
+        meaning = field.metadata.get("help") or comments.get(field.name, "")
+        if not meaning:
+            raise ConfigTableError(f"{module}:{name}.{field.name} has no help text or comment to document it")
+        rows.append(f"| `{prefix}{field.name}` | {_default(field)} | {_cell(meaning)} |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    return MARKER.sub(lambda match: config_table(match.group(1), match.group(2), match.group(3) or ""), markdown)
