@@ -1,9 +1,10 @@
-"""MkDocs hook: a config dataclass's fields as a table, generated at build time so the docs cannot drift.
+"""MkDocs hook: config tables and command-line help, generated at build time so the docs cannot drift.
 
 A page line `<!-- config-fields module:Class -->` (or `<!-- config-fields module:Class prefix -->`) becomes a
 table of every field of that dataclass: its name (as a flag or key, with the prefix), its default, and its meaning,
 taken from the field's `metadata["help"]` (HfArg) or else the comment on the line that declares it. A dataclass
-that cannot be imported, or a field without either text, fails the build.
+that cannot be imported, or a field without either text, fails the build. A page line `<!-- cli-help -->`
+becomes the `--help` of every `image-tokenizer` command.
 """
 
 from __future__ import annotations
@@ -77,5 +78,27 @@ def config_table(module: str, name: str, prefix: str = "") -> str:
     return "\n".join(rows)
 
 
+CLI_MARKER = re.compile(r"^<!-- cli-help -->$", re.MULTILINE)
+
+
+def cli_help() -> str:
+    """`image-tokenizer COMMAND --help` of every command, as the installed parser prints it."""
+    import argparse
+    import os
+
+    os.environ["COLUMNS"] = "110"  # argparse wraps its help to this width
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from image_tokenizer.cli import build_parser
+
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    sections = []
+    for name, command in commands.choices.items():
+        sections.append(f"### {name}\n\n```text\n{command.format_help().rstrip()}\n```\n")
+    return "\n".join(sections)
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    return MARKER.sub(lambda match: config_table(match.group(1), match.group(2), match.group(3) or ""), markdown)
+    markdown = MARKER.sub(lambda match: config_table(match.group(1), match.group(2), match.group(3) or ""), markdown)
+    return CLI_MARKER.sub(lambda _match: cli_help(), markdown)
