@@ -20,7 +20,13 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
+import mkdocs.plugins
+from markdown import Extension
+from markdown.inlinepatterns import InlineProcessor
+
 ROOT = Path(__file__).resolve().parents[2]
+# Token names written bare in docstrings and pages (<boi>, <img_00005>, <class_c>) are text, not HTML tags.
+TOKEN_NAME = r"<(?:boi|eoi|pad|eol|null|img_[0-9a-z_]*|class_[0-9a-z_]*)>"
 MARKER = re.compile(r"^<!-- config-fields (\S+):(\S+)(?: (\S+))? -->$", re.MULTILINE)
 
 
@@ -102,3 +108,21 @@ def cli_help() -> str:
 def on_page_markdown(markdown: str, **_: Any) -> str:
     markdown = MARKER.sub(lambda match: config_table(match.group(1), match.group(2), match.group(3) or ""), markdown)
     return CLI_MARKER.sub(lambda _match: cli_help(), markdown)
+
+
+class _TokenNames(InlineProcessor):
+    def handleMatch(self, match: re.Match, data: str) -> tuple[str, int, int]:
+        return self.md.htmlStash.store(match.group(0).replace("<", "&lt;").replace(">", "&gt;")), match.start(0), match.end(0)
+
+
+class TokenNamesExtension(Extension):
+    """Shows `<boi>` and the other token names as text wherever Markdown would take them for HTML tags."""
+
+    def extendMarkdown(self, md: Any) -> None:
+        md.inlinePatterns.register(_TokenNames(TOKEN_NAME, md), "token_names", 95)  # before raw inline HTML (90)
+
+
+@mkdocs.plugins.event_priority(100)  # before mkdocstrings reads the Markdown extensions
+def on_config(config: Any) -> Any:
+    config.markdown_extensions.append(TokenNamesExtension())
+    return config
