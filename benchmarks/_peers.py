@@ -73,7 +73,7 @@ def janus_peer(folder: Path) -> Peer:
 
 
 def chameleon_peer(folder: Path) -> Peer:
-    """transformers' ChameleonVQVAE: encoder only, as the released weights (no decoder to time)."""
+    """transformers' ChameleonVQVAE: encoder only, as its published weights are (no decoder to time)."""
     from transformers import ChameleonVQVAE, ChameleonVQVAEConfig
 
     config = ChameleonVQVAEConfig(embed_dim=CODEBOOK_DIM, num_embeddings=CODEBOOK_SIZE, latent_channels=256,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a session with a GPU lease passes to the device tool: install the package there, then run the first pending
+# The command a contributor runs on a GPU machine: install the package there, then run the first pending
 # jobs of benchmarks/gpu_queue.json that fit in this call (benchmarks/gpu_queue.py run), each under its deadline.
 #   device run:  command "bash benchmarks/gpu_next.sh", carry [".whl"], timeout_s 600
 #                (.whl: the datasets wheels the device lacks; `bash benchmarks/gpu_wheels.sh` makes it)

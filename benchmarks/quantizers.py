@@ -3,7 +3,7 @@
     pip install vector-quantize-pytorch      # optional: row (b) is skipped without it
     python benchmarks/quantizers.py [--steps 500] [--batch-size 16] [--codebook-size 1024] [--seed 0]
 
-Rows: (a) the lecture's plain VQ (uniform +-1/K init, beta = 0.25, lookup in the full latent width, no
+Rows: (a) textbook plain VQ (uniform +-1/K init, beta = 0.25, lookup in the full latent width, no
 tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse settings its README recommends
 (low-dimensional cosine-similarity codebook, k-means init, EMA decay 0.8, dead-code expiry at 2);
 (c) ours: QuantizerConfig defaults, plus variants that toggle one option; (d) FSQ with levels [8, 5, 5, 5]
@@ -209,7 +209,7 @@ def main() -> None:
     # Read the earlier results only now, under a lock, so --only runs that overlap in time keep each other's rows.
     out.mkdir(parents=True, exist_ok=True)
     lock = os.open(out, os.O_RDONLY)
-    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the process exits
+    fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the process exits
     previous = out / "quantizers.json"
     kept, commands = [], []
     if args.only and previous.is_file():

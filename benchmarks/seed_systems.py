@@ -1,4 +1,4 @@
-"""The lecture's four systems side by side on shapes: Autoencoder, VAE, VQ-VAE, VQGAN.
+"""Four systems side by side on shapes: Autoencoder, VAE, VQ-VAE, VQGAN.
 
     python training/baselines/train_baseline.py --config training/configs/seed_ae.json
     python training/baselines/train_baseline.py --config training/configs/seed_vae.json

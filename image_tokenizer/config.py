@@ -86,27 +86,27 @@ class ImageTokenizerConfig:
     """Encoder/decoder architecture (taming-transformers vocabulary), quantizer and preprocessing of one tokenizer."""
 
     architecture: str = "vqgan"  # one of ARCHITECTURES; config.json files written before the field are "vqgan"
-    resolution: int = 64
-    in_channels: int = 3
-    out_channels: int = 3
-    ch: int = 64
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attn_resolutions: tuple[int, ...] = ()
-    z_channels: int = 64
-    dropout: float = 0.0
-    norm_groups: int = 32
+    resolution: int = 64  # side of the square image the model takes, in pixels
+    in_channels: int = 3  # image channels in (RGB; must be 3)
+    out_channels: int = 3  # image channels out (RGB; must be 3)
+    ch: int = 64  # base channel width of the encoder and decoder
+    ch_mult: tuple[int, ...] = (1, 2, 2)  # level widths as multiples of ch; all levels but the last halve
+    num_res_blocks: int = 2  # ResNet blocks per level
+    attn_resolutions: tuple[int, ...] = ()  # feature-map sides at which the levels add self-attention
+    z_channels: int = 64  # channels of the encoder output and decoder input
+    dropout: float = 0.0  # dropout inside the ResNet blocks
+    norm_groups: int = 32  # GroupNorm groups (every channel width must be a multiple)
     use_quant_conv: bool = True  # 1x1 conv z_channels -> codebook_dim before the quantizer
     use_post_quant_conv: bool = True  # 1x1 conv codebook_dim -> z_channels after it
-    use_mid_attention: bool = True
+    use_mid_attention: bool = True  # self-attention in the middle block of encoder and decoder
     decoder_ch_mult: tuple[int, ...] | None = None  # None: the encoder's ch_mult (LlamaGen may differ)
     encoder_only: bool = False  # no decoder (Chameleon's released VQ): encode works, decode is a clear error
     temporal_downsample_factor: int = 1  # emu3: frames an image is repeated into before the temporal convs
     attention_heads: int = 1  # emu3: heads of its attention blocks (the VQGAN attention has one)
     patch_size: int = 1  # cosmos: Haar wavelet patching of this factor before the encoder (1 = none)
     downsample_levels: int | None = None  # levels that halve the side; None: every level but the last
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
-    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the quantizer (QuantizerConfig fields)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)  # PreprocessingConfig fields
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantizer, QuantizerConfig):

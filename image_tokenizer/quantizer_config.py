@@ -26,11 +26,11 @@ class QuantizerConfig:
     beta: float = 0.25  # weight of the commitment term ||z - sg[e]||^2
     l2_normalize: bool | None = None  # the old name of distance "cosine" (true) / "l2" (false); kept for old files
     use_ema: bool = False  # update codes by exponential moving averages instead of the codebook loss
-    ema_decay: float = 0.99
-    ema_epsilon: float = 1e-5
+    ema_decay: float = 0.99  # use_ema: decay of the moving averages of code sums and counts
+    ema_epsilon: float = 1e-5  # use_ema: Laplace smoothing of the counts (no division by zero)
     dead_code_threshold: float = 1.0  # restart codes whose running usage count falls below this; 0 = off
     usage_decay: float = 0.99  # decay of the running usage count used for dead-code restarts
-    codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the lecture's U(-1/K, 1/K))
+    codebook_init: str = "normal"  # "normal" (N(0,1)) or "uniform" (the textbook U(-1/K, 1/K))
     gradient: str = "ste"  # "ste" (straight-through) or "rotation" (the rotation trick, Fifty et al. 2024)
     distance_chunk_elements: int = 2**25  # distance-matrix entries computed at once (memory bound)
     kind: str = "vq"  # "vq" (a learned codebook), "fsq" (finite scalar) or "lfq" (lookup-free, one bit per channel)

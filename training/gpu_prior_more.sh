@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train the bundled shapes-64 prior further on one GPU inside one device lease, and measure it as it would ship:
+# Train the bundled shapes-64 prior further on one GPU within MEASURE_END_S (560 s by default), and measure it
+# as it would ship:
 #   1. the training data (training/gpu_prior_data.sh), NUM_TRAIN images + mirrors, tokenized on the GPU;
 #   2. one run from the bundled prior's weights (--init_from: a fresh optimizer and warmup + cosine), alone on
 #      the GPU, its cosine fitted into the time left before TRAIN_END_S (--time_budget_minutes);

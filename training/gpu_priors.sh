@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two shapes-64 priors on one GPU inside one short device lease, and their measurements:
+# Two shapes-64 priors on one GPU within MEASURE_END_S (505 s by default), and their measurements:
 #   1. the training data once (training/gpu_prior_data.sh): NUM_TRAIN shapes images (+ mirrors) tokenized on the
 #      GPU, 20,000-image parts in parallel processes, in the cache train_prior.py reads;
 #   2. "small" (8 x 288, 11.8 M parameters: 23.6 MB in bfloat16, bundleable) and "large" (10 x 512, 44 M)

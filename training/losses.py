@@ -86,13 +86,13 @@ def adaptive_gan_weight(
 @dataclass
 class LossConfig:
     reconstruction: str = "l1"  # "l1" or "l2"
-    reconstruction_weight: float = 1.0
+    reconstruction_weight: float = 1.0  # weight of the reconstruction term
     gan: str = "hinge"  # "hinge" or "vanilla"
     gan_weight: float = 0.1  # multiplies the adaptive lambda (taming's disc_weight)
     disc_start: int = 2000  # step at which the discriminator starts training
     gan_start: int = 3000  # step at which its loss reaches the generator (>= disc_start)
-    adaptive_delta: float = 1e-4
-    adaptive_max: float = 1e4
+    adaptive_delta: float = 1e-4  # delta in the adaptive lambda's denominator (no division by zero)
+    adaptive_max: float = 1e4  # the adaptive lambda is clamped to [0, adaptive_max]
     perceptual_weight: float = 0.0  # only used with a perceptual hook
 
     def validate(self) -> None:

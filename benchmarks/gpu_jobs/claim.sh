@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Job b: the lecture's claim. Autoencoder, VAE, VQ-VAE and VQGAN (training/configs/seed_*.json) trained at a
+# Job b: does the discrete bottleneck keep the holes? Autoencoder, VAE, VQ-VAE and VQGAN (training/configs/seed_*.json) trained at a
 # budget where holes can appear (STEPS steps of batch BATCH, default 10,000 x 64: 16x the CPU table's images),
 # concurrently on the one GPU; then a prior over each VQ model's tokens (seed_*_prior.json); then all four scored
 # on the same 1,000 held-out images by benchmarks/seed_systems.py (PSNR, SSIM, hole recall, bits, s/step, the

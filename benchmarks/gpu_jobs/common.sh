@@ -2,7 +2,7 @@
 #   RESULTS  $OUT/repo/benchmarks/results, the repository's results folder as the device call returns it
 #   EXTRA    $OUT/extra/$JOB, what the CPU check needs but the repository does not keep (weights, logs)
 #   RUNS_ROOT  where run folders go: runs/ (ignored; kept on the device machine while it is warm, so a later
-#            call of the same lease goes on from there), or $OUT/runs under --smoke
+#            call on the same machine goes on from there), or $OUT/runs under --smoke
 #   left S   seconds until DEADLINE less S seconds kept for packing (at least 5)
 #   smoke    true under --smoke (toy size on the CPU)
 set -u

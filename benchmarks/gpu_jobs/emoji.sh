@@ -4,7 +4,7 @@
 # the Unicode group, classifier-free guidance) fitted into the time left, then both measured on the held-out
 # emoji. The data comes rendered in .whl/emoji64 (benchmarks/gpu_wheels.sh): the device has no emoji packages.
 # Each stage is skipped when its output exists, and the tokenizer resumes from its checkpoint (every 500 steps),
-# so consecutive calls of one lease go on where the last stopped (exit 75 until everything is done). The weights
+# so consecutive calls on one warm machine go on where the last stopped (exit 75 until everything is done). The weights
 # come back in 16 MB parts under extra/emoji/; bundle them only if the CPU re-measure beats emoji-64-small.
 source "$(dirname "$0")/common.sh"
 RUNS=$RUNS_ROOT/emoji

@@ -14,7 +14,7 @@ if smoke; then
   export TRAIN_END_S=$(( budget / 2 )) MEASURE_END_S=$budget
 else
   export NUM_TRAIN=${NUM_TRAIN:-200000}  # more data than the 120,000 images the bundled prior saw about 7 times
-  export TRAIN_END_S=$(( budget - 180 )) MEASURE_END_S=$budget  # 3 minutes to measure, as in the last lease
+  export TRAIN_END_S=$(( budget - 180 )) MEASURE_END_S=$budget  # 3 minutes to measure, as in the bundled prior's last GPU run
 fi
 OUT=$EXTRA RUNS=$RUNS_ROOT/gpu-prior-more DEVICE=$DEVICE PY=$PY bash training/gpu_prior_more.sh || exit 1
 mkdir -p "$RESULTS/gpu_prior_segment4"

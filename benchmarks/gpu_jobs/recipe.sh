@@ -2,7 +2,7 @@
 # Job d: training/configs/shapes64.json verified as ONE run (16,000 steps of batch 64, about 18 minutes on an
 # H100 at the measured 955 images/s): more than one call holds, so it runs in segments of one run. Each call
 # resumes from the last checkpoint (every 500 steps; bit-identical resume) in runs/recipe/, which stays on the
-# device machine only while it is warm: the segments must be consecutive calls of one lease. Exit 75 until the
+# device machine only while it is warm: the segments must be consecutive calls on one warm machine. Exit 75 until the
 # run is finished; then its evaluation and card land in benchmarks/results/recipe_one_run/ and its weights in
 # extra/recipe/ (16 MB parts), to compare with the bundled shapes-64 (four --init_from segments, 32.22 dB).
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,4 @@
-"""The lecture's continuous-latent baselines, built from our encoder and decoder blocks.
+"""The continuous-latent baselines of the four-systems comparison, built from our encoder and decoder blocks.
 
 Both map a 64x64 image to the same 16x16 latent grid as the tokenizer, with `latent_channels` values per
 cell instead of one code id: an Autoencoder (deterministic bottleneck) and a VAE (mu and log-variance, the

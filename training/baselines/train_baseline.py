@@ -1,4 +1,4 @@
-"""Train the lecture's continuous-latent baselines (Autoencoder or VAE) on shapes with accelerate.
+"""Train the continuous-latent baselines (Autoencoder or VAE) on shapes with accelerate.
 
     python training/baselines/train_baseline.py --config training/configs/seed_ae.json
     python training/baselines/train_baseline.py --config training/configs/seed_vae.json [--steps 100]
