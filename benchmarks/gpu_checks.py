@@ -198,6 +198,15 @@ def check_emoji(out: Path, smoke: bool) -> list[str]:
     return _same_psnr("emoji-64", here, next(iter(reported.values())))
 
 
+def check_prior_default_cost(out: Path, smoke: bool) -> list[str]:
+    """train_prior.py's default run on the GPU: steps were run, and every time is a positive, finite figure."""
+    figures = _results(out, "prior_default_cost_cuda")
+    problems = _rates("prior_default_cost_cuda", {k: figures[k] for k in ("steps", "s_per_step", "wall_s", "train_runtime_s")})
+    if not smoke and figures["settings"]["max_steps"] != 5000:
+        problems.append(f"prior_default_cost_cuda: max_steps {figures['settings']['max_steps']}, not the default 5,000")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "speed-encode-64": check_encode_64,
     "speed-encode-256": check_encode_256,
@@ -207,4 +216,5 @@ CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "prior-more": check_prior,
     "recipe": check_recipe,
     "emoji": check_emoji,
+    "prior-default-cost": check_prior_default_cost,
 }
