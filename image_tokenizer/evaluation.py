@@ -155,19 +155,19 @@ def load_eval_set(
 ) -> EvalSet:
     """The first `num` readable images of a held-out set (0 = all): `shapes` (the generator, seed 1), `emoji`,
     an image folder, a saved dataset or hf:NAME. The split is `split`, else test, then validation
-    (data/splits.evaluation_split); a source without splits is read whole. An image over max_pixels, or with a
+    (data/specs.evaluation_split); a source without splits is read whole. An image over max_pixels, or with a
     side under min_side (the tokenizer's token grid, which `encode` needs), is skipped and named (or raised,
     with strict). Transparent pixels are composited onto `background` (not the model's own alpha_background),
     so every model is given and scored on the same pixels."""
     import dataclasses
-    import json
-    from pathlib import Path
 
     from .data.shapes import generate_arrays
     from .data.sources import DataError, FolderSource, open_source
-    from .data.splits import UNDIVIDED, evaluation_split
+    from .data.specs import evaluation_split, parse_spec
+    from .data.splits import UNDIVIDED
 
-    if spec == "shapes":
+    parsed = parse_spec(spec)
+    if parsed.kind == "shapes":
         if resolution != 64:
             raise DataError(
                 f"the shapes evaluation set is 64x64 (with 64x64 hole masks), but this tokenizer works at "
@@ -178,25 +178,35 @@ def load_eval_set(
         images, masks = generate_arrays(num, seed=seed)
         return EvalSet(images, masks)
     preprocessing = dataclasses.replace(preprocessing, alpha_background=tuple(background))
-    chosen = evaluation_split(spec, split)
-    source = open_source(spec, resolution, preprocessing, split=chosen, image_column=image_column,
+    chosen = evaluation_split(parsed, split)
+    source = open_source(parsed, resolution, preprocessing, split=chosen, image_column=image_column,
                          max_pixels=max_pixels, min_side=min_side)
     images, kept, errors = readable_images(source, min(num, len(source)) if num > 0 else len(source), strict)
     if not images:
         raise DataError(f"no readable images in {source.describe()}")
-    labels = source_labels(source, kept)
-    masks = None
-    if isinstance(source, FolderSource) and (Path(spec) / "metadata.jsonl").is_file():
-        holes = {}
-        for line in (Path(spec) / "metadata.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            if "hole_pixels" in row:
-                holes[row["file_name"]] = row["hole_pixels"]
-        names = [source.files[i].relative_to(spec).as_posix() for i in kept]
-        if all(name in holes for name in names):
-            masks = np.zeros((len(names), resolution, resolution), dtype=bool)
-            for i, name in enumerate(names):
-                for y, x in holes[name]:
-                    masks[i, y, x] = True
+    masks = folder_hole_masks(source, kept, resolution) if isinstance(source, FolderSource) else None
     undivided = split is None and chosen == UNDIVIDED  # the default is test or validation wherever there are splits
-    return EvalSet(np.stack(images), masks, len(errors), labels, errors, None if undivided else chosen)
+    return EvalSet(np.stack(images), masks, len(errors), source_labels(source, kept), errors, None if undivided else chosen)
+
+
+def folder_hole_masks(source: Any, kept: Sequence[int], resolution: int) -> np.ndarray | None:
+    """Hole masks [N, res, res] of these files of a folder whose metadata.jsonl lists `hole_pixels` for every one
+    of them (a folder written by `image-tokenizer shapes`); None otherwise."""
+    import json
+
+    metadata = source.root / "metadata.jsonl"
+    if not metadata.is_file():
+        return None
+    holes = {}
+    for line in metadata.read_text().splitlines():
+        row = json.loads(line)
+        if "hole_pixels" in row:
+            holes[row["file_name"]] = row["hole_pixels"]
+    names = [source.files[i].relative_to(source.root).as_posix() for i in kept]
+    if not all(name in holes for name in names):
+        return None
+    masks = np.zeros((len(names), resolution, resolution), dtype=bool)
+    for i, name in enumerate(names):
+        for y, x in holes[name]:
+            masks[i, y, x] = True
+    return masks

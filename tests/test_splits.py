@@ -53,7 +53,7 @@ def card_splits(out) -> dict[str, object]:
 
 
 def test_the_one_place_knows_each_sources_splits(tmp_path):
-    from image_tokenizer.data.splits import dataset_splits, evaluation_split
+    from image_tokenizer.data.specs import dataset_splits, evaluation_split
 
     split_folder(tmp_path / "both")
     split_folder(tmp_path / "train_only", {"train": 2})

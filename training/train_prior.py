@@ -205,25 +205,17 @@ def make_trainer_class() -> type:
 
 
 def load_token_dataset(path: str, held_out: bool = False) -> Any:
-    """A pre-tokenized dataset: a save_to_disk folder, or a folder of parquet files (CLI or streaming output: the
-    splits its card lists). Of an output with several splits, `train` (data/splits.py decides), or with held_out
+    """A pre-tokenized dataset (data/specs.load_token_splits: a save_to_disk folder, a `pretokenize` output, or a
+    folder of parquet files). Of an output with several splits, `train` (data/splits.py decides), or with held_out
     its test, then validation split; an output of one split is that split, whatever its name."""
-    import datasets
-
+    from image_tokenizer.data.specs import load_token_splits
     from image_tokenizer.data.splits import held_out_split, named_split
+    from image_tokenizer.errors import DataError
 
-    folder = Path(path)
-    if any((folder / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
-        loaded = datasets.load_from_disk(str(folder))
-    elif (folder / "README.md").is_file() and (folder / "pretokenize_info.json").is_file():
-        loaded = datasets.load_dataset(str(folder))  # the card lists each split's files, and nothing else
-    else:
-        files = sorted(str(p) for p in folder.rglob("*.parquet"))
-        if not files:
-            raise TrainingError(f"{path}: neither a save_to_disk dataset nor a folder of parquet files")
-        return datasets.load_dataset("parquet", data_files=files, split="train")
-    if not isinstance(loaded, dict):
-        return loaded
+    try:
+        loaded = load_token_splits(path)
+    except DataError as error:
+        raise TrainingError(str(error)) from None
     splits = sorted(loaded)
     if len(splits) == 1:
         return loaded[splits[0]]

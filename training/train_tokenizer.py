@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
-from image_tokenizer.data.splits import evaluation_split
+from image_tokenizer.data.specs import evaluation_split
 from image_tokenizer.evaluation import EvalSet, evaluate_tokenizer, flat_metrics, readable_images, source_labels
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import MAX_IMAGE_PIXELS, postprocess
@@ -400,7 +400,7 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
 
 def held_out_split(config: TrainConfig) -> str:
     """The split of eval_data the final evaluation scores: eval_split, else test, then validation (one place for
-    every command: data/splits.py); checked before training, so a missing split costs no steps."""
+    every command: data/specs.py); checked before training, so a missing split costs no steps."""
     return evaluation_split(config.eval_data, config.eval_split, flag="eval_split")
 
 

@@ -1,4 +1,4 @@
-"""Where images come from: the shapes generator, the emoji source, an image folder, or a `datasets` dataset.
+"""Training's and evaluation's images: a dataset spec (data/specs.py) as an ImageSource, read item by item.
 
 Every source yields uint8 [H, W, 3] arrays at the tokenizer's resolution. An unreadable item raises a
 DataError that names the file or row, so callers can skip-and-count it or stop.
@@ -15,16 +15,8 @@ from ..config import PreprocessingConfig
 from ..errors import DataError, ImageLoadError, ImageTokenizerError
 from ..image_processing import decode_cell, load_image, resize_and_crop, to_rgb
 from .shapes import generate_arrays
-from .splits import (  # noqa: F401  (folder_splits: re-exported)
-    IMAGE_SUFFIXES,
-    check_split,
-    folder_layout,
-    folder_splits,
-    named_split,
-    split_files,
-)
-
-FILE_NAME = "file_name"  # every row read from a folder: the image's path relative to the folder
+from .specs import DatasetSpec, image_folder_dataset, load_split, parse_spec  # noqa: F401  (image_folder_dataset: re-exported)
+from .splits import IMAGE_SUFFIXES, folder_layout, named_split
 
 
 class ImageSource:
@@ -162,7 +154,7 @@ def _prepare(image: Any, resolution: int, preprocessing: PreprocessingConfig, wh
 
 
 def open_source(
-    spec: str,
+    spec: str | DatasetSpec,
     resolution: int,
     preprocessing: PreprocessingConfig,
     *,
@@ -174,68 +166,23 @@ def open_source(
     max_pixels: int | None = None,
     min_side: int = 1,
 ) -> ImageSource:
-    """`shapes`, `emoji` (data/emoji.py, the `split` rendered at `resolution`), a folder of images, a dataset
-    saved with save_to_disk, or `hf:NAME` for load_dataset; an image over max_pixels, or with a side under
+    """A dataset spec (data/specs.py) as an ImageSource: the shapes generator's arrays (`num_shapes` from `seed`,
+    made by `num_workers` processes), an image folder's files of `split`, or the rows of `split` of any other spec
+    (emoji rendered at `resolution`, a saved dataset, `hf:NAME`). An image over max_pixels, or with a side under
     min_side, is unreadable. The split must be one the spec has (data/splits.py)."""
-    if spec == "emoji":
-        from .emoji import emoji_dataset
-
-        return DatasetSource(emoji_dataset(check_split(spec, split), resolution), "image", resolution, preprocessing,
-                             f"emoji {split}", max_pixels, min_side)
-    if spec == "shapes":
+    parsed = parse_spec(spec)
+    if parsed.kind == "shapes":
         images, _ = generate_arrays(num_shapes, seed=seed, num_workers=num_workers)
         if images.shape[1] != resolution:
             raise DataError(f"shapes images are {images.shape[1]}px but the model's resolution is {resolution}")
         return ArraySource(images, f"shapes generator, seed {seed}, {num_shapes} images")
-    dataset = load_dataset_spec(spec, split)
-    if dataset is not None:
-        return DatasetSource(dataset, image_column, resolution, preprocessing, spec.removeprefix("hf:"), max_pixels, min_side)
-    return FolderSource(Path(spec), resolution, preprocessing, split, max_pixels, min_side)
+    if parsed.kind == "folder":  # the files themselves: no imagefolder pass over a folder that may be large
+        return FolderSource(Path(parsed.location), resolution, preprocessing, split, max_pixels, min_side)
+    dataset = load_split(parsed, split, resolution=resolution)
+    name = f"emoji {split}" if parsed.kind == "emoji" else parsed.name
+    return DatasetSource(dataset, image_column, resolution, preprocessing, name, max_pixels, min_side)
 
 
 def image_files(root: str | Path) -> list[Path]:
     """Every image file under root, recursively, in sorted order."""
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def image_folder_dataset(root: str | Path, split: str = "train") -> Any:
-    """An image folder read by `datasets`' own imagefolder loader: split folders, a `label` ClassLabel named by
-    the leaf folders (when there are two or more), and metadata.jsonl/.csv columns; plus a `file_name` column
-    (the path relative to root) on every row, so a token row always leads back to its file."""
-    import datasets
-
-    root = Path(root).resolve()
-    expected = split_files(root, split)  # also the error for a folder without images or without that split
-    try:
-        dataset = datasets.load_dataset("imagefolder", data_dir=str(root), split=split)
-    except Exception as error:  # noqa: BLE001  (a malformed metadata file, ...: one readable line)
-        raise DataError(f"{root}: cannot read as an image folder ({error})") from None
-    paths = [Path(cell["path"]) for cell in dataset.cast_column("image", datasets.Image(decode=False))["image"]]
-    missing = sorted(set(expected) - set(paths))
-    if missing:  # imagefolder drops an image its metadata does not list; we say so instead
-        raise DataError(f"{root}: the metadata file has no entry for {len(missing)} image(s), e.g. "
-                        f"{missing[0].relative_to(root).as_posix()}")
-    return dataset.add_column(FILE_NAME, [path.relative_to(root).as_posix() for path in paths])
-
-
-def load_dataset_spec(spec: str, split: str = "train", streaming: bool = False) -> Any:
-    """`hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE; an IterableDataset with streaming) or a folder
-    written by save_to_disk -> a Dataset; None for an ordinary folder; a DataError for anything else."""
-    import datasets
-
-    if spec.startswith("hf:"):
-        name = spec[3:]
-        try:
-            return datasets.load_dataset(name, split=split, streaming=streaming)
-        except Exception as error:  # noqa: BLE001  (offline, missing, or a bad split: one readable line)
-            raise DataError(f"cannot load dataset {name!r} split {split!r}: {error}") from None
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"{spec}: not 'shapes', 'hf:NAME', an image folder, or a saved dataset")
-    if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
-        dataset = datasets.load_from_disk(str(path))
-        if isinstance(dataset, datasets.DatasetDict):
-            return dataset[named_split(spec, split, sorted(dataset))]
-        named_split(spec, split, None)  # a single Dataset is one undivided set
-        return dataset
-    return None

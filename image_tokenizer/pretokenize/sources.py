@@ -1,6 +1,5 @@
-"""What a pre-tokenization reads and where it runs: a dataset spec -> its splits as datasets, and this process's device.
-
-Which splits a spec has, and which are taken, is decided in data/splits.py; this module only loads them."""
+"""What a pre-tokenization reads and where it runs: a dataset spec's splits (data/specs.py loads them, with this
+package's error), the split a dataset is, the one split of a streaming output, and this process's device."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import os
 import re
 from typing import Any
 
+from ..data.specs import load_splits
 from ..errors import DataError, PretokenizeError, option
 
 
@@ -15,22 +15,14 @@ def load_image_splits(
     spec: str, split: str | None = None, num: int = 1000, seed: int = 0, streaming: bool = False, resolution: int = 64
 ) -> Any:
     """Every split of a dataset spec (or the one named), as a `datasets.DatasetDict` keyed by split name (an
-    IterableDatasetDict for a streamed `hf:NAME`): `shapes` (the generator: `num` images from `seed`, one `train`
-    split), `emoji`, an image folder (its split folders, read as `datasets`' imagefolder reads them, with a
-    `file_name` column; a folder without split folders is one `train` split), a dataset saved with save_to_disk,
-    or `hf:NAME` (load_dataset, honouring HF_HUB_OFFLINE; streamed with streaming=True). A split the spec lacks
-    is an error naming those it has."""
-    import datasets
-
-    from ..data.splits import pretokenize_splits
-
+    IterableDatasetDict for a streamed `hf:NAME`): data/specs.load_splits, whose spec forms are `shapes` (`num`
+    images from `seed`, one `train` split), `emoji` (at `resolution`), an image folder (its split folders, with a
+    `file_name` column), a dataset saved with save_to_disk, or `hf:NAME` (streamed with streaming=True). A spec
+    or split it cannot read is a PretokenizeError naming those it has."""
     try:
-        names = pretokenize_splits(spec, split)
-        parts = {name: _load_split(spec, name, num, seed, streaming, resolution) for name in names}
+        return load_splits(spec, split, num=num, seed=seed, streaming=streaming, resolution=resolution)
     except DataError as error:
         raise PretokenizeError(str(error)) from None
-    streamed = any(isinstance(part, datasets.IterableDataset) for part in parts.values())
-    return (datasets.IterableDatasetDict if streamed else datasets.DatasetDict)(parts)
 
 
 def load_image_dataset(
@@ -38,21 +30,6 @@ def load_image_dataset(
 ) -> Any:
     """One split of a dataset spec (see load_image_splits) as a `datasets.Dataset` (or IterableDataset)."""
     return load_image_splits(spec, split, num, seed, streaming, resolution)[split]
-
-
-def _load_split(spec: str, split: str, num: int, seed: int, streaming: bool, resolution: int) -> Any:
-    from ..data.sources import image_folder_dataset, load_dataset_spec
-
-    if spec == "shapes":
-        from ..data.shapes import to_dataset
-
-        return to_dataset(num, seed=seed)
-    if spec == "emoji":
-        from ..data.emoji import emoji_dataset
-
-        return emoji_dataset(split, resolution)
-    dataset = load_dataset_spec(spec, split, streaming=streaming)
-    return dataset if dataset is not None else image_folder_dataset(spec, split)
 
 
 def split_name(dataset: Any) -> str:
