@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import background_name
 from ..errors import CLIError
@@ -22,6 +22,9 @@ from .common import (
     note_blank,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from ..pretokenize import PretokenizeOptions
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -64,26 +67,39 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"updated {model_dir / CARD_NAME}", file=sys.stderr)
 
 
+def pretokenize_options(args: argparse.Namespace) -> PretokenizeOptions:
+    """The command's flags as the one PretokenizeOptions of the run (the node split from the flags or the
+    environment: torchrun, SLURM, a Kubernetes indexed job)."""
+    from ..pretokenize import NodeSpec, PretokenizeOptions, node_spec
+
+    return PretokenizeOptions(
+        image_column=args.image_column, split=args.split, flip=args.flip, skip_bad=args.skip_bad,
+        max_pixels=args.max_pixels, batch_size=args.batch_size, num_proc=args.num_proc, num_workers=args.num_workers,
+        device=args.device, streaming=args.streaming, shard_size=args.shard_size,
+        node=node_spec(args.num_nodes, args.node_rank) if args.streaming else NodeSpec(), progress=args.progress,
+        output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
+        source=args.data, model=args.model or DEFAULT_MODEL,
+    )
+
+
 def cmd_pretokenize(args: argparse.Namespace) -> None:
     """A dataset of images -> a dataset of token ids (every split, or --split), written atomically (arrow or
-    parquet), or streamed (one split)."""
-    from ..pretokenize import load_image_splits, pretokenize
+    parquet), or streamed (one split; this worker's part with several nodes)."""
+    from ..pretokenize import load_image_splits, pretokenize, pretokenize_streaming
     from ..pretokenize.card import check_can_push
 
     check_can_push(args.push_to_hub)  # before loading anything
+    options = pretokenize_options(args)
     tokenizer = load_tokenizer(args.model, "cpu")
     splits = load_image_splits(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
                                resolution=tokenizer.config.resolution)
-    if args.streaming:
-        _pretokenize_streaming(args, tokenizer, splits)
+    if options.node.num_nodes > 1:
+        print(f"node {options.node.node_rank} of {options.node.num_nodes} (from {options.node.origin})", file=sys.stderr)
+    if options.streaming:  # the streaming path alone: its summary, without reading the rows back
+        _report_streaming(args, options, pretokenize_streaming(splits, tokenizer, options=options))
         return
     start = time.perf_counter()
-    tokens, report = pretokenize(
-        splits, tokenizer, image_column=args.image_column, batch_size=args.batch_size, num_proc=args.num_proc,
-        device=args.device, flip=args.flip, skip_bad=args.skip_bad, return_report=True, num_workers=args.num_workers,
-        output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
-        source=args.data, model=args.model or DEFAULT_MODEL, max_pixels=args.max_pixels,
-    )
+    tokens, report = pretokenize(splits, tokenizer, options, return_report=True)
     rate = report["rows_in"] / max(time.perf_counter() - start, 1e-9)
     skipped = f", skipped {report['skipped']} bad image(s) (see {args.output}/skipped_rows.json)" if report["skipped"] else ""
     pushed = f"; uploaded to {args.push_to_hub}" if args.push_to_hub else ""
@@ -101,23 +117,13 @@ def loader_hint(output: str, fmt: str, splits: list[str]) -> str:
     return f"datasets.load_dataset('{output}') (splits {', '.join(splits)})"
 
 
-def _pretokenize_streaming(args: argparse.Namespace, tokenizer: Any, splits: Any) -> None:
-    """--streaming: one split, this worker's part (one node by default, or --num-nodes/--node-rank, torchrun, SLURM)."""
-    from ..pretokenize import INFO_NAME, node_spec, pretokenize_streaming
-    from ..pretokenize.sources import one_split
+def _report_streaming(args: argparse.Namespace, options: PretokenizeOptions, summary: dict[str, Any]) -> None:
+    """What a --streaming worker wrote, and whether the output is complete (the last node to finish merges)."""
+    from ..pretokenize import INFO_NAME
 
-    split, stream = one_split(splits, args.data)  # several splits: refused before any work, naming --split
-    node = node_spec(args.num_nodes, args.node_rank)
-    if node.num_nodes > 1:
-        print(f"node {node.node_rank} of {node.num_nodes} (from {node.origin})", file=sys.stderr)
-    summary = pretokenize_streaming(
-        stream, tokenizer, args.output, image_column=args.image_column, shard_size=args.shard_size,
-        batch_size=args.batch_size or 64, flip=args.flip, skip_bad=args.skip_bad, source=args.data,
-        overwrite=args.overwrite, progress=args.progress, node=node, device=args.device, push_to_hub=args.push_to_hub,
-        split=split, max_pixels=args.max_pixels,
-    )
+    node = options.node
     where = f"node {node.node_rank} of {node.num_nodes}: " if node.num_nodes > 1 else ""
-    loader = f"load with {loader_hint(args.output, 'parquet', [split])}"
+    loader = f"load with {loader_hint(args.output, 'parquet', [summary['split']])}"
     done = f"; {loader}" if node.num_nodes == 1 else ""
     print(f"{where}wrote {summary['shards']} parquet shard(s) of {summary['rows_in']} input rows to {args.output}/data{done}")
     if node.num_nodes > 1:

@@ -1,8 +1,10 @@
 """Pre-tokenization: a dataset of images becomes a dataset of token ids.
 
-rows.py defines the output rows once; dataset.py is the map path (`pretokenize`), loader.py its DataLoader
-decoding, streaming.py the resumable shard writer (`pretokenize_streaming`), nodes.py the split across
-workers, sources.py the dataset specs, and card.py makes the output folder loadable as-is and uploads it.
+`pretokenize` (dataset.py) is the one entry point, its settings one PretokenizeOptions (options.py); behind it
+the map path (dataset.py), its DataLoader decoding (loader.py) and the resumable shard writer (streaming.py,
+also `pretokenize_streaming`). rows.py defines the output rows once, nodes.py the split across workers,
+sources.py what a run reads (a dataset spec through data/specs.py), and card.py makes the output folder
+loadable as-is and uploads it.
 """
 
 from ..checkpoint import tokenizer_fingerprint
@@ -10,6 +12,7 @@ from ..errors import PretokenizeError, StreamingError
 from .card import push_dataset_folder, write_dataset_card
 from .dataset import pretokenize, token_info, write_token_dataset
 from .nodes import NodeFolder, NodeSpec, merge_nodes, node_spec
+from .options import PretokenizeOptions
 from .rows import INFO_NAME, REPORT_NAME, SOURCE_INDEX, STATE_NAME, ids_dtype
 from .sources import load_image_dataset, load_image_splits, rank_device
 from .streaming import pretokenize_streaming
@@ -21,6 +24,7 @@ __all__ = [
     "STATE_NAME",
     "NodeFolder",
     "NodeSpec",
+    "PretokenizeOptions",
     "PretokenizeError",
     "StreamingError",
     "ids_dtype",

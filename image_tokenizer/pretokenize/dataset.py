@@ -1,6 +1,8 @@
-"""The map path: a `datasets.Dataset` of images -> a Dataset of token rows, and the output folder the CLI writes.
+"""`pretokenize`, the one entry point (PretokenizeOptions, options.py), which sends a dataset down one of three
+paths: the map path here, its DataLoader variant (loader.py) or the streaming path (streaming.py); and the
+output folder the CLI writes.
 
-A batched `Dataset.map` whose cache fingerprint includes a hash of the tokenizer's weights, so a different
+The map path is a batched `Dataset.map` whose cache fingerprint includes a hash of the tokenizer's weights, so a different
 tokenizer never reuses stale results. With num_workers (the default on a GPU), images are decoded in
 DataLoader workers first (loader.py) and the map only attaches the ids.
 """
@@ -16,12 +18,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import file_sha256, tokenizer_fingerprint
 from ..errors import ImageTokenizerError, InvalidRequestError, PretokenizeError
 from ..fileio import atomic_folder, atomic_write_text
 from .card import ARROW_FILES, check_can_push, push_dataset_folder, token_file_name, write_dataset_card
+from .options import FORMATS, PretokenizeOptions
 from .rows import (
     INFO_NAME,
     REPORT_NAME,
@@ -32,72 +35,49 @@ from .rows import (
     undecoded_images,
     without_bad_rows,
 )
-from .sources import load_image_splits, one_split, split_name
+from .sources import one_split, open_spec, split_name
 
-FORMATS = ("arrow", "parquet")  # save_to_disk (read with load_from_disk) or one parquet file (load_dataset)
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 
 def pretokenize(
-    dataset: Any,
-    tokenizer: Any,
-    image_column: str = "image",
-    batch_size: int | None = None,
-    num_proc: int | None = None,
-    device: str | None = None,
-    flip: bool = False,
-    skip_bad: bool = False,
-    return_report: bool = False,
-    load_from_cache_file: bool = True,
-    num_workers: int | None = None,
-    *,
-    output_dir: str | None = None,
-    format: str = "arrow",
-    overwrite: bool = False,
-    push_to_hub: str | None = None,
-    source: str | None = None,
-    model: str | None = None,
-    split: str | None = None,
-    max_pixels: int | None = None,
+    dataset: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions | None = None, *, return_report: bool = False,
+    **overrides: Any,
 ) -> Any:
     """Tokenize every image of a `datasets.Dataset`, of every split of a DatasetDict, or of a dataset spec (every
-    split it has, or `split`; see load_image_splits); returns the token dataset: a Dataset for a Dataset or a
-    spec with one split, else a DatasetDict with the same splits (and a skip report if asked). A lone Dataset's
-    split is named `split`, else its own (`dataset.split`), else `train`.
+    split it has, or `options.split`; see load_image_splits); returns the token dataset: a Dataset for a Dataset
+    or a spec with one split, else a DatasetDict with the same splits (and, with return_report, a report of the
+    rows in, out and skipped). A lone Dataset's split is named `split`, else its own (`dataset.split`), else `train`.
 
-    num_proc > 1 runs several CPU processes, each decoding and encoding its rows. num_workers (the default on
-    a GPU: up to 8) decodes in that many DataLoader workers instead, and this process encodes large uint8
-    batches on its device; the ids are the same. Undecodable or missing images, and images over max_pixels
-    (None: PIL's limit), stop the run with the row named, unless skip_bad=True, which drops them and lists them
-    in the report. batch_size: rows per map call (default 64), or per DataLoader batch (default four of the
-    device's micro-batches).
-    With output_dir, the result is also written there as the CLI writes it (format "arrow" or "parquet", one
-    `datasets` split per split, named in the card and in pretokenize_info.json with `source` and `model`,
-    skipped_rows.json), and push_to_hub=REPO uploads that folder (refused before any work when offline). An
-    IterableDataset is written to output_dir as parquet shards by `pretokenize_streaming` (resumable, one split;
-    format, num_proc and num_workers do not apply) and the rows are read back from them."""
-    if push_to_hub is not None and output_dir is None:
-        raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
-    check_can_push(push_to_hub)
+    Every setting is a field of `options` (PretokenizeOptions), or a keyword that overrides it:
+    `pretokenize(ds, tok, PretokenizeOptions(num_proc=2))` and `pretokenize(ds, tok, num_proc=2)` are the same.
+    The map path runs `num_proc` CPU processes, each decoding and encoding its rows; the DataLoader path (with
+    `num_workers`, the default on a GPU: up to 8) decodes in workers and encodes large uint8 batches on the device;
+    the ids are the same. The streaming path (`streaming=True`, or an IterableDataset) writes resumable parquet
+    shards to `output_dir` (pretokenize_streaming) and returns the rows read back from them (None while other
+    nodes of a node-sharded run are still writing). An image that cannot be used stops the run with its row
+    named, unless `skip_bad`, which drops it and lists it in the report. With `output_dir`, the result is also
+    written there as the CLI writes it (`format`, one `datasets` split per split, named in the card and in
+    pretokenize_info.json with `source`, `model` and the options), and `push_to_hub` uploads that folder (refused
+    before any work when offline)."""
+    options = PretokenizeOptions.build(options, overrides).validate()
+    check_can_push(options.push_to_hub)
     from_spec = isinstance(dataset, str)
-    if from_spec:
-        source = source or dataset
-        dataset = load_image_splits(dataset, split, resolution=tokenizer.config.resolution)
-    splits = dict(dataset) if isinstance(dataset, dict) else {split or split_name(dataset): dataset}
-    if any(not hasattr(part, "_fingerprint") for part in splits.values()):  # streams: shards as they stream
-        name, stream = one_split(splits, source)
-        tokens, report = _tokenize_stream(stream, tokenizer, image_column, batch_size, device, flip, skip_bad, output_dir,
-                                          overwrite, push_to_hub, source, name, max_pixels)
+    dataset, options = open_spec(dataset, options, tokenizer.config.resolution)
+    splits = dict(dataset) if isinstance(dataset, dict) else {options.split or split_name(dataset): dataset}
+    if options.streaming or any(not hasattr(part, "_fingerprint") for part in splits.values()):  # streams: shards
+        tokens, report = _tokenize_stream(splits, tokenizer, options)
         return (tokens, report) if return_report else tokens
     tokens, reports = {}, {}
     for name, part in splits.items():
-        tokens[name], reports[name] = _tokenize_dataset(part, tokenizer, image_column, batch_size, num_proc, device, flip,
-                                                        skip_bad, load_from_cache_file, num_workers, max_pixels)
+        tokens[name], reports[name] = _tokenize_dataset(part, tokenizer, options)
     report = merged_report(reports)
-    if output_dir is not None:
-        info = token_info(tokens, tokenizer, source, model, flip)
-        write_token_dataset(tokens, output_dir, format, info, overwrite, report if skip_bad else None)
-        if push_to_hub is not None:
-            push_dataset_folder(output_dir, push_to_hub)
+    if options.output_dir is not None:
+        info = token_info(tokens, tokenizer, options)
+        write_token_dataset(tokens, options.output_dir, options.format, info, options.overwrite, report if options.skip_bad else None)
+        if options.push_to_hub is not None:
+            push_dataset_folder(options.output_dir, options.push_to_hub)
     result = next(iter(tokens.values()))
     if isinstance(dataset, dict) and not (from_spec and len(tokens) == 1):
         import datasets
@@ -118,36 +98,31 @@ def merged_report(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _tokenize_stream(
-    stream: Any, tokenizer: Any, image_column: str, batch_size: int | None, device: str | None, flip: bool,
-    skip_bad: bool, output_dir: str | None, overwrite: bool, push_to_hub: str | None, source: str | None, split: str,
-    max_pixels: int | None,
-) -> tuple[Any, dict[str, Any]]:
-    """An IterableDataset through the streaming writer into output_dir; the rows read back, and the report."""
+def _tokenize_stream(splits: dict[str, Any], tokenizer: ImageTokenizer, options: PretokenizeOptions) -> tuple[Any, dict[str, Any]]:
+    """The streaming path into output_dir: the rows read back (None until every node is done), and the report."""
     import datasets
 
-    from .streaming import pretokenize_streaming
+    from .streaming import stream_split
 
-    if output_dir is None:
+    if options.output_dir is None:
         raise InvalidRequestError("an IterableDataset is written as parquet shards while it streams; pass output_dir=")
-    summary = pretokenize_streaming(stream, tokenizer, output_dir, image_column=image_column, batch_size=batch_size or 64,
-                                    flip=flip, skip_bad=skip_bad, source=source or "", overwrite=overwrite, device=device,
-                                    push_to_hub=push_to_hub, split=split, max_pixels=max_pixels)
-    tokens = datasets.load_dataset(str(output_dir), split=split)
+    name, stream = one_split(splits, options.source)
+    summary = stream_split(stream, tokenizer, options, name)
+    complete = (Path(options.output_dir) / INFO_NAME).is_file()
+    tokens = datasets.load_dataset(str(options.output_dir), split=name) if complete else None
     errors = summary.get("errors_in_this_run", [])
-    return tokens, {"rows_in": summary["rows_in"], "rows_out": len(tokens),
+    return tokens, {"rows_in": summary["rows_in"], "rows_out": None if tokens is None else len(tokens),
                     "skipped": summary.get("skipped_in_this_run", 0), "errors": errors}
 
 
-def _tokenize_dataset(
-    dataset: Any, tokenizer: Any, image_column: str, batch_size: int | None, num_proc: int | None, device: str | None,
-    flip: bool, skip_bad: bool, load_from_cache_file: bool, num_workers: int | None, max_pixels: int | None = None,
-) -> tuple[Any, dict[str, Any]]:
+def _tokenize_dataset(dataset: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions) -> tuple[Any, dict[str, Any]]:
     """The map itself (through DataLoader workers first when num_workers is set); returns rows and report."""
+    image_column, flip, skip_bad, max_pixels = options.image_column, options.flip, options.skip_bad, options.max_pixels
     if image_column not in dataset.column_names:
         raise PretokenizeError(f"no column {image_column!r}; the dataset has columns {dataset.column_names}")
     dataset = undecoded_images(dataset, image_column)
     dtype = ids_dtype(tokenizer.vocab_size)
+    device, num_proc, num_workers, batch_size = options.device, options.num_proc, options.num_workers, options.batch_size
     if num_workers is None and device is not None and device.startswith("cuda") and (num_proc or 1) == 1:
         num_workers = min(8, os.cpu_count() or 1)
     if num_workers is not None:
@@ -171,7 +146,7 @@ def _tokenize_dataset(
                 function, batched=True, batch_size=batch_size or 64, with_indices=True, with_rank=device == "cuda",
                 num_proc=num_proc, remove_columns=dataset.column_names,
                 features=token_features(dataset.features, image_column, flip, dtype),
-                new_fingerprint=fingerprint, load_from_cache_file=load_from_cache_file, desc="pretokenize",
+                new_fingerprint=fingerprint, load_from_cache_file=options.load_from_cache_file, desc="pretokenize",
             )
     except ImageTokenizerError as error:  # raised again here: our one line, without a worker process's traceback
         raise type(error)(str(error)) from None
@@ -226,22 +201,23 @@ def _quiet_pool_cleanup() -> None:
     sys.unraisablehook = hook
 
 
-def token_info(tokens: Any, tokenizer: Any, source: str | None, model: str | None, flip: bool) -> dict[str, Any]:
+def token_info(tokens: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions) -> dict[str, Any]:
     """What pretokenize_info.json records: where the rows came from, the tokenizer (name and weights hash), the
-    rows of each split, and the map's fingerprint, which makes a rerun with the same inputs a no-op."""
+    rows of each split, the map's fingerprint, which makes a rerun with the same inputs a no-op, and the options."""
     splits = as_splits(tokens)
     fingerprints = [part._fingerprint for part in splits.values()]
     combined = "|".join(f"{name}:{part._fingerprint}" for name, part in splits.items())
     return {
-        "source": source,
-        "model": model,
+        "source": options.source,
+        "model": options.model,
         "fingerprint": fingerprints[0] if len(splits) == 1 else hashlib.sha256(combined.encode()).hexdigest()[:32],
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
         "rows": sum(len(part) for part in splits.values()),
         "splits": {name: len(part) for name, part in splits.items()},
-        "flip": flip,
+        "flip": options.flip,
         "grid_size": list(tokenizer.grid_size),
         "vocab_size": tokenizer.vocab_size,
+        "options": options.to_json(),
     }
 
 

@@ -3,12 +3,16 @@ package's error), the split a dataset is, the one split of a streaming output, a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.specs import load_splits
 from ..errors import DataError, PretokenizeError, option
+
+if TYPE_CHECKING:
+    from .options import PretokenizeOptions
 
 
 def load_image_splits(
@@ -30,6 +34,15 @@ def load_image_dataset(
 ) -> Any:
     """One split of a dataset spec (see load_image_splits) as a `datasets.Dataset` (or IterableDataset)."""
     return load_image_splits(spec, split, num, seed, streaming, resolution)[split]
+
+
+def open_spec(dataset: Any, options: PretokenizeOptions, resolution: int) -> tuple[Any, PretokenizeOptions]:
+    """A dataset as given, or a spec string as its splits (options.split, or all; a Hub dataset streamed with
+    options.streaming; emoji at `resolution`) with the options naming the spec as their source."""
+    if not isinstance(dataset, str):
+        return dataset, options
+    options = dataclasses.replace(options, source=options.source or dataset)
+    return load_image_splits(dataset, options.split, streaming=options.streaming, resolution=resolution), options
 
 
 def split_name(dataset: Any) -> str:

@@ -11,41 +11,30 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint import tokenizer_fingerprint
 from ..errors import ImageTokenizerError, PretokenizeError
 from ..fileio import atomic_write_bytes, atomic_write_text
 from .card import check_can_push, push_dataset_folder, write_dataset_card
-from .nodes import NodeFolder, NodeSpec, check_sharding, exclusive, merge_nodes, node_part
+from .nodes import NodeFolder, check_sharding, exclusive, merge_nodes, node_part
+from .options import PretokenizeOptions
 from .rows import ERROR_COLUMN, INFO_NAME, NODE_RANK, STATE_NAME, Tokenize, ids_dtype, token_features, undecoded_images
-from .sources import load_image_splits, one_split, rank_device
+from .sources import one_split, open_spec, rank_device
+
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 
 def pretokenize_streaming(
-    dataset: Any,
-    tokenizer: Any,
-    output_dir: str,
-    image_column: str = "image",
-    shard_size: int = 10000,
-    batch_size: int = 64,
-    flip: bool = False,
-    skip_bad: bool = False,
-    source: str = "",
-    overwrite: bool = False,
-    progress: bool = True,
-    node: NodeSpec | None = None,
-    *,
-    split: str | None = None,
-    device: str | None = None,
-    push_to_hub: str | None = None,
-    max_pixels: int | None = None,
+    dataset: Any, tokenizer: ImageTokenizer, output_dir: str | None = None, options: PretokenizeOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Tokenize an IterableDataset, a Dataset or a dataset spec (load_image_splits; `hf:NAME` is streamed)
-    into parquet shards of `shard_size` input rows under output_dir/data, and return the summary written to
-    pretokenize_info.json. An output holds one split: `split` of a spec (refused when the spec has several and
-    none is named), else the dataset's own (`train` when it names none); an image over max_pixels (None: PIL's
-    limit) is a bad image.
+    """The streaming path on its own: tokenize an IterableDataset, a Dataset or a dataset spec (load_image_splits;
+    `hf:NAME` is streamed) into parquet shards of `shard_size` input rows under output_dir/data, and return the
+    summary written to pretokenize_info.json. Settings as for `pretokenize` (PretokenizeOptions, or keywords).
+    An output holds one split: `split` of a spec (refused when the spec has several and none is named), else the
+    dataset's own (`train` when it names none); an image over max_pixels (None: PIL's limit) is a bad image.
 
     Run it again after an interruption and it skips the complete shards' rows and goes on; a folder holding
     shards of another source (its spec, or a Dataset's fingerprint) or tokenizer is refused unless overwrite.
@@ -53,33 +42,39 @@ def pretokenize_streaming(
     this process's LOCAL_RANK GPU.
     Once complete, `datasets.load_dataset(output_dir, split=SPLIT)` reads the rows, and push_to_hub=REPO
     uploads the folder as a Hub dataset (refused before any work when offline)."""
-    check_can_push(push_to_hub)
-    if isinstance(dataset, str):
-        source = source or dataset
-        dataset = load_image_splits(dataset, split, streaming=True, resolution=tokenizer.config.resolution)
-    name, dataset = one_split(dataset, source)
-    split = split or name
-    if device is not None:
-        tokenizer.to(rank_device(device))
-    node = node or NodeSpec()
-    if shard_size < 1 or batch_size < 1:
-        raise PretokenizeError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
-    folder = NodeFolder(output_dir, node)
-    identity = {"source": source, "input_fingerprint": getattr(dataset, "_fingerprint", None),  # a Dataset's content
-                "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": image_column,
-                "shard_size": shard_size, "flip": flip, "skip_bad": skip_bad, "split": split, "max_pixels": max_pixels}
+    if output_dir is not None:
+        overrides["output_dir"] = output_dir
+    options = PretokenizeOptions.build(options, {**overrides, "streaming": True}).validate()
+    check_can_push(options.push_to_hub)
+    dataset, options = open_spec(dataset, options, tokenizer.config.resolution)
+    name, dataset = one_split(dataset, options.source)
+    return stream_split(dataset, tokenizer, options, name)
+
+
+def stream_split(dataset: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions, name: str) -> dict[str, Any]:
+    """The streaming path: this node's part of one split (named options.split, else `name`) into shards, resumed
+    where a previous run stopped; the last node to finish merges, and a complete output is uploaded if asked."""
+    split = options.split or name
+    if options.device is not None:
+        tokenizer.to(rank_device(options.device))
+    node = options.node
+    folder = NodeFolder(options.output_dir, node)
+    identity = {"source": options.source or "", "input_fingerprint": getattr(dataset, "_fingerprint", None),  # a Dataset's content
+                "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "image_column": options.image_column,
+                "shard_size": options.shard_size, "flip": options.flip, "skip_bad": options.skip_bad, "split": split,
+                "max_pixels": options.max_pixels}
     check_sharding(folder.out, node)
     with exclusive(folder):
-        summary = _resume_or_start(folder, identity, overwrite)
+        summary = _resume_or_start(folder, identity, options.overwrite)
         if summary is None:
-            summary = _write_node_shards(dataset, tokenizer, folder, identity, batch_size, progress)
+            summary = _write_node_shards(dataset, tokenizer, folder, identity, options)
     if node.num_nodes > 1:
         try:
             merge_nodes(folder.out)  # the last node to finish marks the whole output complete
         except ImageTokenizerError:
             pass  # other nodes are still running; `image-tokenizer pretokenize-merge` checks and merges later
-    if push_to_hub is not None and (folder.out / INFO_NAME).is_file():  # only a complete output goes up
-        push_dataset_folder(folder.out, push_to_hub)
+    if options.push_to_hub is not None and (folder.out / INFO_NAME).is_file():  # only a complete output goes up
+        push_dataset_folder(folder.out, options.push_to_hub)
     return summary
 
 
@@ -101,12 +96,12 @@ def _resume_or_start(folder: Any, identity: dict[str, Any], overwrite: bool) -> 
 
 
 def _write_node_shards(
-    dataset: Any, tokenizer: Any, folder: Any, identity: dict[str, Any], batch_size: int, progress: bool
+    dataset: Any, tokenizer: ImageTokenizer, folder: NodeFolder, identity: dict[str, Any], options: PretokenizeOptions
 ) -> dict[str, Any]:
     """Tokenize this node's rows after the complete shards, one shard at a time; then record the summary."""
     from tqdm.auto import tqdm
 
-    image_column, shard_size = identity["image_column"], identity["shard_size"]
+    image_column, shard_size, batch_size = identity["image_column"], identity["shard_size"], options.batch_size or 64
     dataset = undecoded_images(dataset, image_column)
     features = shard_features(getattr(dataset, "features", None), image_column, identity["flip"], ids_dtype(tokenizer.vocab_size))
     consumed = folder.rows_consumed()
@@ -115,7 +110,7 @@ def _write_node_shards(
                         identity["max_pixels"])
     errors: list[str] = []
     bar = tqdm(desc=f"pretokenize (streaming{', ' + folder.node.prefix if folder.node.prefix else ''})", unit="img",
-               initial=consumed, disable=not progress)
+               initial=consumed, disable=not options.progress)
     shard_index, offset = len(folder.shards()), consumed
     while chunk := [row for _, row in zip(range(shard_size), rows)]:
         if image_column not in chunk[0]:
@@ -136,7 +131,7 @@ def _write_node_shards(
     bar.close()
     summary = {**identity, "node_rank": folder.node.node_rank, "num_nodes": folder.node.num_nodes, "shards": shard_index,
                "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
-               "errors_in_this_run": errors}
+               "errors_in_this_run": errors, "options": options.to_json()}
     if folder.node.num_nodes == 1:  # a node-sharded output gets its card from the merge
         write_dataset_card(folder.out, summary, {identity["split"]: folder.shard_files()})
     atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
