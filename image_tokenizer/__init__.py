@@ -21,7 +21,7 @@ from .errors import (
     PretokenizeError,
     StreamingError,
 )
-from .prior import ImagePrior, TokenLayout
+from .prior import ImagePrior, PriorConfig, TokenLayout
 from .tokenizer import ImageTokenizer
 
 _register_auto_classes()
@@ -44,6 +44,7 @@ __all__ = [
     "NoDecoderError",
     "PreprocessingConfig",
     "PretokenizeError",
+    "PriorConfig",
     "QuantizerConfig",
     "StreamingError",
     "TokenLayout",

@@ -35,6 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
+from image_tokenizer.errors import ConfigError
+from image_tokenizer.prior import PriorConfig
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.prior_progress import (
@@ -94,15 +96,21 @@ class PriorTrainConfig:
     sample_images: int = HfArg(default=16, help="a grid of samples written at the end (0 = none)")
     progress: bool = HfArg(default=True, help="show a progress bar")
 
+    def prior_config(self) -> PriorConfig:
+        """The prior's architecture and sizes (PriorConfig) from this config's fields, checked."""
+        return PriorConfig(architecture=self.architecture, hidden_size=self.hidden_size,
+                           num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
+                           intermediate_size=self.intermediate_size, dropout=self.dropout).validate()
+
     def validate(self) -> None:
         if not 0.0 <= self.p_uncond < 1.0:
             raise TrainingError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.max_steps < 1 or self.batch_size < 1:
             raise TrainingError("max_steps and batch_size must be positive")
-        if self.architecture not in ("llama", "gpt2"):
-            raise TrainingError(f"architecture must be 'llama' or 'gpt2', got {self.architecture!r}")
-        if self.hidden_size % self.num_attention_heads:
-            raise TrainingError("hidden_size must be a multiple of num_attention_heads")
+        try:
+            self.prior_config()
+        except ConfigError as error:
+            raise TrainingError(str(error)) from None
         if self.time_budget_minutes is not None:
             if self.time_budget_minutes <= 0:
                 raise TrainingError(f"time_budget_minutes must be positive, got {self.time_budget_minutes}")
@@ -337,12 +345,8 @@ def checked_layout(config: PriorTrainConfig, tokenizer: ImageTokenizer, train_da
 
 
 def build_prior(config: PriorTrainConfig, layout: TokenLayout, tokenizer: ImageTokenizer) -> ImagePrior:
-    """A fresh causal LM of the config's sizes, or one holding --init_from's weights."""
-    sizes = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
-             "num_attention_heads": config.num_attention_heads, "dropout": config.dropout}
-    if config.intermediate_size:
-        sizes["intermediate_size"] = config.intermediate_size
-    prior = ImagePrior.from_layout(layout, config.architecture, tokenizer=tokenizer, **sizes)
+    """A fresh causal LM of the config's PriorConfig, or one holding --init_from's weights."""
+    prior = ImagePrior.from_layout(layout, config.prior_config(), tokenizer=tokenizer)
     if config.init_from:
         load_initial_weights(prior, config.init_from, tokenizer)
     prior.model.generation_config = prior.generation_config()
@@ -479,6 +483,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
             "label dropout (CFG)": config.p_uncond if prior.layout.conditional else "n/a",
             "parameters": params,
         },
+        "prior_config": config.prior_config().to_json(),  # the architecture and sizes, as PriorConfig.from_json reads them
     }
     final = out / "final"
     prior.save_pretrained(final, model_name=config.model_name or Path(config.output_dir).name)

@@ -1,8 +1,9 @@
-"""The image prior: a transformers causal LM over image token ids (model.py), the token layout that says what
-its ids mean (layout.py), and sampling as plain functions (sampling.py)."""
+"""The image prior: a transformers causal LM over image token ids (model.py) of a PriorConfig (config.py), the
+token layout that says what its ids mean (layout.py), and sampling as plain functions (sampling.py)."""
 
+from .config import PriorConfig, build_causal_lm
 from .layout import LAYOUT_FORMAT, LAYOUT_NAME, TokenLayout, codebook_sha256
-from .model import PRIOR_FILES, ImagePrior, build_causal_lm
+from .model import PRIOR_FILES, ImagePrior
 from .sampling import SamplingKwargs, SamplingOptions
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "LAYOUT_NAME",
     "PRIOR_FILES",
     "ImagePrior",
+    "PriorConfig",
     "SamplingKwargs",
     "SamplingOptions",
     "TokenLayout",

@@ -10,56 +10,24 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import torch
 
 from ..checkpoint import CODEBOOK_NAME, VOCAB_NAME
 from ..devices import check_device, model_dtype
-from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
+from ..errors import CheckpointError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text
 from ..hub import HubMixin
 from ..inputs import as_id_tensor, as_ids, holds_ids
+from .config import PriorConfig, build_causal_lm
 from .layout import LAYOUT_NAME, TokenLayout
 from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
 
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
+
 PRIOR_FILES = ["config.json", "model.safetensors", "generation_config.json", LAYOUT_NAME, "README.md"]
-
-
-def build_causal_lm(layout: TokenLayout, architecture: str = "llama", **sizes: Any) -> Any:
-    """A fresh transformers causal LM sized for the layout (Llama by default; GPT-2 as an option)."""
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
-
-    common = {
-        "vocab_size": layout.vocab_size,
-        "bos_token_id": layout.boi_token_id,
-        "eos_token_id": layout.eoi_token_id,
-        "pad_token_id": layout.pad_token_id,
-    }
-    hidden = sizes.get("hidden_size", 256)
-    layers = sizes.get("num_hidden_layers", 4)
-    heads = sizes.get("num_attention_heads", 4)
-    if architecture == "llama":
-        config = LlamaConfig(
-            hidden_size=hidden,
-            intermediate_size=sizes.get("intermediate_size", 4 * hidden),
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=sizes.get("num_key_value_heads", heads),
-            max_position_embeddings=sizes.get("max_position_embeddings", layout.sequence_length),
-            tie_word_embeddings=sizes.get("tie_word_embeddings", True),
-            attention_dropout=sizes.get("dropout", 0.0),
-            **common,
-        )
-    elif architecture == "gpt2":
-        dropout = sizes.get("dropout", 0.0)
-        config = GPT2Config(
-            n_embd=hidden, n_layer=layers, n_head=heads, n_positions=layout.sequence_length,
-            resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, **common,
-        )
-    else:
-        raise ConfigError(f"architecture must be 'llama' or 'gpt2', got {architecture!r}")
-    return AutoModelForCausalLM.from_config(config)
 
 
 def check_tokenizer_source(name: str, prior_folder: Path | None) -> None:
@@ -85,7 +53,8 @@ class ImagePrior(HubMixin):
     hub_commit_message = "Upload image prior"
     other_kind_files = (VOCAB_NAME, CODEBOOK_NAME)  # a saved tokenizer's
 
-    def __init__(self, model: Any, layout: TokenLayout, tokenizer: Any = None, card_info: dict | None = None):
+    def __init__(self, model: Any, layout: TokenLayout, tokenizer: ImageTokenizer | None = None,
+                 card_info: dict | None = None):
         if model.config.vocab_size < layout.vocab_size:
             raise CheckpointError(
                 f"the model's vocabulary ({model.config.vocab_size}) is smaller than the layout's ({layout.vocab_size})"
@@ -98,15 +67,18 @@ class ImagePrior(HubMixin):
 
     # ----- construction, save, load -----
     @classmethod
-    def from_layout(cls, layout: TokenLayout, architecture: str = "llama", tokenizer: Any = None, **sizes: Any) -> ImagePrior:
-        return cls(build_causal_lm(layout, architecture, **sizes), layout, tokenizer)
+    def from_layout(cls, layout: TokenLayout, config: PriorConfig | None = None, tokenizer: ImageTokenizer | None = None,
+                    **sizes: Any) -> ImagePrior:
+        """A fresh, untrained prior for the layout: a causal LM of `config` (PriorConfig), whose fields may also be
+        given as keywords (from_layout(layout, hidden_size=512))."""
+        return cls(build_causal_lm(layout, PriorConfig.build(config, sizes)), layout, tokenizer)
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> ImageTokenizer:
         """The image tokenizer that decodes this prior's ids (see load_tokenizer)."""
         return self.load_tokenizer()
 
-    def load_tokenizer(self) -> Any:
+    def load_tokenizer(self) -> ImageTokenizer:
         """The tokenizer given, or the one the layout names, loaded once onto the prior's device and matched
         against the layout (a different codebook is refused)."""
         if self._tokenizer is None:
@@ -119,7 +91,7 @@ class ImagePrior(HubMixin):
         return self._tokenizer
 
     @tokenizer.setter
-    def tokenizer(self, tokenizer: Any) -> None:
+    def tokenizer(self, tokenizer: ImageTokenizer) -> None:
         self.layout.check_tokenizer(tokenizer)
         self._tokenizer = tokenizer
 
@@ -135,7 +107,7 @@ class ImagePrior(HubMixin):
         return self
 
     @classmethod
-    def _from_pretrained(cls, directory: Path, tokenizer: Any = None, device: str | torch.device | None = None,
+    def _from_pretrained(cls, directory: Path, tokenizer: ImageTokenizer | None = None, device: str | torch.device | None = None,
                          dtype: torch.dtype | str | None = None) -> ImagePrior:
         """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only.
         They run in float32 whatever dtype they are stored in (a bundled prior may be stored in bfloat16 to halve
