@@ -13,8 +13,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from . import textfiles
 from .errors import CheckpointError
-from .textfiles import read_json
 
 
 def _current_umask() -> int:
@@ -111,14 +111,12 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def read_json_object(path: str | Path, what: str) -> dict:
-    """Read a JSON object from a saved model's file, with errors that name the file."""
+    """A JSON object from a saved `what` (tokenizer, prior, ...) folder's file: textfiles.read_json_object, with a
+    missing file named as the part of the folder it is."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} not found: a saved {what} directory needs {path.name}")
-    data = read_json(path, CheckpointError)  # bounded: size, nesting, integer length
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return data
+    return textfiles.read_json_object(path, CheckpointError)
 
 
 def check_state_dict(

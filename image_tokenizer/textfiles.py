@@ -51,6 +51,15 @@ def read_json(path: Path, error: ErrorClass, max_bytes: int = MAX_JSON_BYTES) ->
         raise error(f"{path}: not valid JSON ({problem})") from None
 
 
+def read_json_object(path: Path, error: ErrorClass, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """A JSON file that must hold an object (read_json's bounds), or `error` in one line: the one JSON reader of
+    configs, vocabularies and indexes, ours (fileio.read_json_object) and publishers' (converters) alike."""
+    data = read_json(path, error, max_bytes)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def parse_yaml(text: str, where: Path | str, error: ErrorClass) -> Any:
     """YAML text's value through BoundedLoader (a SafeLoader without aliases, nesting or integers past the bounds)."""
     try:

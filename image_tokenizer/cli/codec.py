@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import background_name
+from ..converters import FORMATS
 from ..errors import CLIError, InvalidIdsError
 from ..fileio import atomic_path, atomic_write_text
 from ..image_processing import on_background
@@ -283,12 +284,11 @@ def add_commands(sub: Any) -> None:
 
 def add_convert_command(sub: Any) -> None:
     """convert: published tokenizers in (listed after the prior's commands in the help)."""
-    p = sub.add_parser("convert", help="a published tokenizer (taming, LlamaGen, diffusers, Chameleon, Janus, "
-                       "Open-MAGVIT2, IBQ, Emu3, Cosmos) -> our format")
+    p = sub.add_parser("convert", help=f"a published tokenizer ({', '.join(FORMATS)}) -> our format")
     p.add_argument("src", help="a folder, a checkpoint file beside its config, or a Hub repo id (through the cache)")
     p.add_argument("--output", required=True, help="directory for the converted tokenizer")
-    p.add_argument("--format", default="auto", choices=["auto", "taming", "llamagen", "diffusers", "chameleon", "janus",
-                                                            "open-magvit2", "ibq", "emu3", "cosmos"])
+    p.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="the source's format (default: "
+                   "detected from its files)")
     p.add_argument("--resolution", type=positive_int, help="preprocessing resolution where the source does not fix one (LlamaGen, Emu3, Cosmos)")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder, replacing only "

@@ -22,6 +22,7 @@ from .. import textfiles
 from ..config import ImageTokenizerConfig
 from ..errors import ConversionError, shorten
 from ..safe_paths import inside
+from ..textfiles import read_json_object
 from .tensor_budget import check_checkpoint_zip, check_loaded_tensors
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -123,14 +124,6 @@ def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
 def is_state_dict(value: Any) -> bool:
     """True for a dict of tensors keyed by strings, what every format's weights must be before keys are renamed."""
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a source's file (bounded in size, nesting and integer length: textfiles.read_json)."""
-    data = textfiles.read_json(path, ConversionError)
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path}: expected a JSON object")
-    return data
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -236,7 +229,7 @@ def folder_config(path: Path) -> dict[str, Any]:
     config = path / "config.json"
     if not (path.is_dir() and config.is_file()):
         return {}
-    return read_json(source_file(path, config))
+    return read_json_object(source_file(path, config), ConversionError)
 
 
 def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
@@ -244,7 +237,7 @@ def read_transformers_vq(path: Path, model_types: tuple[str, str]) -> tuple[dict
 
     model_types = (the VQ model's own model_type, the full multimodal model's), e.g. ("janus_vqgan", "janus")."""
     config_path = source_file(path, path / "config.json")
-    config = read_json(config_path)
+    config = read_json_object(config_path, ConversionError)
     vq_type, full_type = model_types
     if config.get("model_type") == vq_type:
         vq_config, prefix = config, ""
@@ -269,7 +262,7 @@ def _weight_files(path: Path, prefix: str) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
         index = source_file(path, index)
-        weight_map = require(read_json(index), "weight_map", index, dict)
+        weight_map = require(read_json_object(index, ConversionError), "weight_map", index, dict)
         files: dict[str, Path] = {}
         for key, name in sorted(weight_map.items()):
             if not key.startswith(prefix):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConfigError, ConversionError, shorten
+from ..textfiles import read_json_object
 from .common import (
     ALPHA_DROPPED,
     Converted,
@@ -19,7 +20,6 @@ from .common import (
     ch_and_mult,
     folder_config,
     load_weights_file,
-    read_json,
     rename_keys,
     require,
     source_file,
@@ -39,7 +39,7 @@ def detect(path: Path) -> bool:
 
 
 def config_from_json(where: Path) -> ImageTokenizerConfig:
-    data = read_json(where)
+    data = read_json_object(where, ConversionError)
     if data.get("norm_type", "group") != "group":
         raise ConversionError(
             f"{where}: norm_type {shorten(data['norm_type'])} (MoVQ's spatially conditioned decoder norm) is not supported; "

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError
+from ..textfiles import read_json_object
 from .common import (
     ALPHA_DROPPED,
     Converted,
     at_resolution,
     folder_config,
-    read_json,
     read_transformers_vq,
     rename_keys,
     require,
@@ -108,7 +108,7 @@ def check_widths(vq: dict, config: ImageTokenizerConfig, where: Path) -> None:
 def read_preprocessing(path: Path) -> PreprocessingConfig:
     """Mean, std and resampling from preprocessor_config.json (Emu3ImageProcessor's defaults where absent)."""
     file = path / "preprocessor_config.json"
-    processor = read_json(source_file(path, file)) if file.is_file() else {}
+    processor = read_json_object(source_file(path, file), ConversionError) if file.is_file() else {}
     if processor.get("do_rescale", True) is False or processor.get("do_normalize", True) is False:
         raise ConversionError(f"{file}: do_rescale and do_normalize must be true (Emu3 sees normalised pixels)")
     scale = processor.get("rescale_factor", 1 / 255)

@@ -17,6 +17,7 @@ import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
+from ..textfiles import read_json_object
 from .common import (
     ALPHA_DROPPED,
     Converted,
@@ -25,7 +26,6 @@ from .common import (
     is_state_dict,
     load_pickled_checkpoint,
     load_weights_file,
-    read_json,
     rename_keys,
     source_file,
     take_codebook,
@@ -75,7 +75,7 @@ def detect(path: Path) -> bool:
     if files is None or files[0].suffix == ".safetensors" and files[1] is None:
         return False
     if files[1] is not None:
-        data = read_json(files[1])
+        data = read_json_object(files[1], ConversionError)
         return bool(MODEL_ARGS & set(data)) and "model_type" not in data and "_class_name" not in data
     return files[0].suffix in (".pt", ".pth")
 
@@ -107,7 +107,7 @@ def _checked_args(state: dict[str, torch.Tensor], weights_file: Path, config_fil
     args = model_args_from_shapes(state, weights_file)
     if config_file is None:
         return args
-    given = read_json(config_file)
+    given = read_json_object(config_file, ConversionError)
     for field in ("codebook_size", "codebook_embed_dim", "encoder_ch_mult", "decoder_ch_mult", "z_channels"):
         if field in given and given[field] != args[field]:
             raise ConversionError(
