@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +20,9 @@ from .fileio import check_state_dict, load_tensors, read_json_object, save_tenso
 from .model_card import CARD_NAME
 from .modeling import VQModel
 from .vocab import MAX_LISTED_TOKENS, VOCAB_NAME, ImageVocab
+
+if TYPE_CHECKING:
+    from .tokenizer import ImageTokenizer
 
 WEIGHTS_NAME = "model.safetensors"
 CODEBOOK_NAME = "codebook.safetensors"
@@ -70,7 +73,7 @@ def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQMod
     config.save(directory, files_sha256=hashes)
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
+def tokenizer_fingerprint(tokenizer: ImageTokenizer) -> str:
     """sha256 over the config and every weight tensor: equal only for identical tokenizers."""
     digest = hashlib.sha256(json.dumps(tokenizer.config.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(tokenizer.model.state_dict().items()):
@@ -79,7 +82,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def codebook_sha256(tokenizer: Any) -> str:
+def codebook_sha256(tokenizer: ImageTokenizer) -> str:
     """Fingerprint of a tokenizer's vocabulary: a prior is only meaningful with the codebook it was trained on.
     Computed on the CPU wherever the tokenizer runs, so a prior trained beside a GPU tokenizer loads on a CPU."""
     codes = tokenizer.model.quantizer.effective_codebook(device="cpu")

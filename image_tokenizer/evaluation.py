@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,9 +19,12 @@ from .config import WHITE
 from .inputs import as_uint8_images
 from .metrics import codebook_usage, hole_recall, psnr, ssim
 
+if TYPE_CHECKING:
+    from .tokenizer import ImageTokenizer
+
 
 def evaluate_tokenizer(
-    tokenizer: Any,
+    tokenizer: ImageTokenizer,
     images: np.ndarray,
     hole_masks: np.ndarray | None = None,
     batch_size: int = 64,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .errors import CheckpointError
 from .textfiles import parse_yaml
+
+if TYPE_CHECKING:
+    from .prior import ImagePrior
+    from .tokenizer import ImageTokenizer
 
 CARD_NAME = "README.md"
 CARD_INFO_KEY = "image_tokenizer"  # front-matter key holding {"metrics": {...}, "training": {...}}
@@ -22,7 +26,7 @@ def template_text(name: str) -> str:
     return resources.files("image_tokenizer.model_cards").joinpath(f"{name}.md").read_text(encoding="utf-8")
 
 
-def render_tokenizer_card(tokenizer: Any, model_name: str, card_info: dict[str, Any]) -> str:
+def render_tokenizer_card(tokenizer: ImageTokenizer, model_name: str, card_info: dict[str, Any]) -> str:
     """Model card of an ImageTokenizer: vocabulary, usage, measured metrics and training record."""
     config = tokenizer.config
     grid_h, grid_w = config.grid_size
@@ -96,7 +100,7 @@ def read_front_matter(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def render_prior_card(prior: Any, model_name: str, card_info: dict[str, Any], load_name: str | None = None) -> str:
+def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, Any], load_name: str | None = None) -> str:
     """Model card of an ImagePrior: token layout, usage, measured metrics and training record. load_name: what
     the usage snippet passes to from_pretrained (default model_name: a bundled name or a Hub repo id)."""
     layout = prior.layout

@@ -4,13 +4,16 @@ transformers text tokenizer, and convert image ids <-> text-vocab ids with vecto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import InvalidIdsError
 from .inputs import as_id_tensor, as_ids
+
+if TYPE_CHECKING:
+    from .tokenizer import ImageTokenizer
 
 EOL = "<eol>"
 
@@ -57,7 +60,7 @@ def _as_long_array(ids: Any) -> np.ndarray:
     return as_id_tensor(ids).numpy()
 
 
-def extend_text_tokenizer(image_tokenizer: Any, text_tokenizer: Any, add_eol: bool = False) -> ImageTextMapping:
+def extend_text_tokenizer(image_tokenizer: ImageTokenizer, text_tokenizer: Any, add_eol: bool = False) -> ImageTextMapping:
     """Add the image tokens (as special added tokens, never split or merged) and <boi>/<eoi>[/<eol>] to a
     transformers text tokenizer; returns the mapping. Resize the text model's embeddings to len(text_tokenizer)."""
     image_tokens = image_tokenizer.vocab.image_tokens()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,12 +18,16 @@ from ..hub import bundled_models
 from ..image_processing import MAX_IMAGE_PIXELS, load_image
 from ..tokenizer import MAX_NATIVE_PIXELS
 
+if TYPE_CHECKING:
+    from ..prior import ImagePrior
+    from ..tokenizer import ImageTokenizer
+
 DEFAULT_MODEL = "shapes-64"
 DEFAULT_PRIOR = "shapes-64-prior"
 EMOJI_MODEL = "emoji-64-small"  # the demo's real-image row
 
 
-def load_tokenizer(name: str | None, device: str):
+def load_tokenizer(name: str | None, device: str) -> ImageTokenizer:
     from ..tokenizer import ImageTokenizer
 
     if name is None:
@@ -32,7 +37,7 @@ def load_tokenizer(name: str | None, device: str):
     return ImageTokenizer.from_pretrained(name, device=device)
 
 
-def load_prior(name: str | None, tokenizer_name: str | None, device: str):
+def load_prior(name: str | None, tokenizer_name: str | None, device: str) -> ImagePrior:
     from ..prior import ImagePrior
 
     if name is None:
@@ -68,7 +73,7 @@ def encode_in_batches(
     return grids
 
 
-def blank_below(image, rows: int, tokenizer):
+def blank_below(image: Any, rows: int, tokenizer: ImageTokenizer) -> Any:
     """Black out the part of a decoded image below the kept token rows (what the prior did not see)."""
     array = np.asarray(image).copy()
     array[rows * (array.shape[0] // tokenizer.grid_size[0]) :] = 0

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from .common import (
     load_tokenizer,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -87,7 +90,7 @@ def _demo_emoji(out_dir: Path, args: argparse.Namespace) -> None:
           "(top: input, bottom: reconstruction)")
 
 
-def _demo_prior(tokenizer, samples: list, out_dir: Path, args: argparse.Namespace) -> None:
+def _demo_prior(tokenizer: ImageTokenizer, samples: list, out_dir: Path, args: argparse.Namespace) -> None:
     """Generation per class with guidance, and completion of half-images, with the bundled prior."""
     from ..prior import ImagePrior
     from ..visualize import image_grid

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_path, atomic_write_text
 from .common import (
@@ -19,6 +19,9 @@ from .common import (
     positive_int,
     sampling_kwargs,
 )
+
+if TYPE_CHECKING:
+    from ..prior import ImagePrior
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -65,7 +68,7 @@ def cmd_complete(args: argparse.Namespace) -> None:
     print(f"wrote {output}: per row, the reconstruction, its top {rows} token rows, then {args.samples} completions")
 
 
-def prior_info(prior: Any, name: str) -> dict[str, Any]:
+def prior_info(prior: ImagePrior, name: str) -> dict[str, Any]:
     """What `info` says of a prior: its token layout, classes, sampling defaults and tokenizer."""
     layout = prior.layout
     return {

@@ -7,12 +7,15 @@ same device. The ids land in one preallocated array; `pretokenize` then attaches
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import ImageTokenizerConfig
 from .rows import PreparedRows, keep_or_stop, prepare_cells
+
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 
 class DecodeRows:
@@ -29,7 +32,7 @@ class DecodeRows:
 
 
 def encode_rows(
-    dataset: Any, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, batch_size: int, num_workers: int,
+    dataset: Any, tokenizer: ImageTokenizer, image_column: str, flip: bool, skip_bad: bool, batch_size: int, num_workers: int,
     dtype: str, max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
     """Every row's ids [N, h*w] in the output dtype (and its mirror's), and the rows whose image could not be

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from PIL import Image
 
 from ..errors import ImageTokenizerError, PretokenizeError
 from ..image_processing import decode_cell, prepare_image
+
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 ERROR_COLUMN = "__pretokenize_error"
 SOURCE_INDEX = "source_index"  # the input row an output row came from: which file, for an image folder
@@ -109,7 +112,7 @@ def prepare_cells(cells: list, indices: list[int], config: Any, flip: bool, max_
 class Tokenize:
     """The batched map function (a class, so datasets can pickle it into worker processes)."""
 
-    def __init__(self, tokenizer: Any, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str,
+    def __init__(self, tokenizer: ImageTokenizer, image_column: str, flip: bool, skip_bad: bool, device: str | None, dtype: str,
                  max_pixels: int | None = None):
         self.tokenizer, self.image_column, self.flip, self.skip_bad = tokenizer, image_column, flip, skip_bad
         self.device, self.dtype, self.max_pixels = device, dtype, max_pixels

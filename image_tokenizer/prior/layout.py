@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,6 +19,9 @@ from ..checkpoint import codebook_sha256
 from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text, read_json_object
 from ..inputs import as_ids
+
+if TYPE_CHECKING:
+    from ..tokenizer import ImageTokenizer
 
 LAYOUT_NAME = "prior_layout.json"
 LAYOUT_FORMAT = "image-tokenizer-prior-layout"
@@ -46,7 +49,7 @@ class TokenLayout:
 
     @classmethod
     def for_tokenizer(
-        cls, tokenizer: Any, tokenizer_name: str, class_names: list[str] | None = None, class_label_column: str | None = None
+        cls, tokenizer: ImageTokenizer, tokenizer_name: str, class_names: list[str] | None = None, class_label_column: str | None = None
     ) -> TokenLayout:
         return cls(
             codebook_size=tokenizer.vocab_size,
@@ -134,7 +137,7 @@ class TokenLayout:
             classes = (class_labels.reshape(-1, 1) + self.first_class_token_id).long()
         return torch.cat([classes, boi], dim=1)
 
-    def check_tokenizer(self, tokenizer: Any) -> None:
+    def check_tokenizer(self, tokenizer: ImageTokenizer) -> None:
         """Refuse a tokenizer whose vocabulary differs from the one this prior was trained on."""
         problems = []
         if tokenizer.vocab_size != self.codebook_size:
