@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for `training`, when run from a checkout
 
 from image_tokenizer import ImagePrior, ImageTokenizer, ImageTokenizerError
-from image_tokenizer.pretokenize import load_image_dataset, pretokenize
+from image_tokenizer.pretokenize import PretokenizeOptions, load_image_dataset, pretokenize
 from image_tokenizer.visualize import image_grid
 from training.train_prior import PriorTrainConfig, train
 
@@ -33,7 +33,7 @@ def run(images: str, tokenizer: str, output: str, steps: int = 300, hidden_size:
     out = Path(output)
     tok = ImageTokenizer.from_pretrained(tokenizer)
     dataset = load_image_dataset(images)
-    tokens, report = pretokenize(dataset, tok, skip_bad=skip_bad, return_report=True)
+    tokens, report = pretokenize(dataset, tok, PretokenizeOptions(skip_bad=skip_bad), return_report=True)
     tokens.save_to_disk(str(out / "tokens"))
     label = "label" if "label" in tokens.column_names and len(set(tokens["label"])) > 1 else None
     config = PriorTrainConfig(

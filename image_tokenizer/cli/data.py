@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import background_name
+from ..data.specs import SPEC_HELP
 from ..errors import CLIError
 from ..fileio import atomic_write_text
 from .common import (
@@ -155,7 +156,7 @@ def add_commands(sub: Any) -> None:
     """evaluate, pretokenize, pretokenize-merge, shapes: datasets in and out."""
     p = sub.add_parser("evaluate", help="PSNR, SSIM, codebook usage/perplexity, hole recall on a held-out set")
     p.add_argument("--data", default="shapes",
-                   help="'shapes' (held-out generator), 'emoji', an image folder, a saved dataset, or hf:NAME")
+                   help=f"{SPEC_HELP} ('shapes': the held-out generator, seed --seed)")
     p.add_argument("--num", type=non_negative_int, default=1000, help="number of images (0 = all)")
     p.add_argument("--seed", type=non_negative_int, default=1, help="shapes seed (held-out = 1)")
     p.add_argument("--split", help="the split to score (default: test, then validation; a folder without split "
@@ -172,7 +173,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pretokenize", help="a dataset of images -> a dataset of token ids")
-    p.add_argument("--data", required=True, help="'shapes', 'emoji', an image folder, a saved dataset, or hf:NAME")
+    p.add_argument("--data", required=True, help=SPEC_HELP)
     p.add_argument("--output", required=True)
     p.add_argument("--format", choices=["arrow", "parquet"], default="arrow")
     p.add_argument("--image-column", default="image")

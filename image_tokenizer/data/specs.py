@@ -1,13 +1,16 @@
 """Dataset specs: the strings that `--data` (and every Python call that reads images by name) takes, parsed and
 opened here and nowhere else.
 
-| spec | kind | opens as (`load_splits`, `load_split`) | columns |
-| --- | --- | --- | --- |
-| `shapes` | shapes | the generator: `num` images from `seed`, one undivided set | `image` and the shapes metadata (`num_shapes`, `type_counts`, `hole_pixels`, ...) |
-| `emoji` | emoji | data/emoji.py at `resolution`, splits `train` and `test` | `image`, `style`, `sequence`, `name`, `group`, `subgroup` |
-| `hf:NAME` | hub | `datasets.load_dataset(NAME)` (honours HF_HUB_OFFLINE; an IterableDataset with streaming) | the dataset's own |
-| a folder written by save_to_disk | saved | `datasets.load_from_disk`; a DatasetDict's keys are its splits | the dataset's own |
-| a folder of images | folder | `datasets`' own imagefolder loader: split folders, leaf-folder `label` (ClassLabel), metadata.jsonl/.csv | `image`, `label`, the metadata's, and `file_name` (the path in the folder) |
+- `shapes` (kind shapes): the generator, `num` images from `seed`, one undivided set; columns `image` and the
+  shapes metadata (`num_shapes`, `type_counts`, `hole_pixels`, ...).
+- `emoji` (emoji): data/emoji.py at `resolution`, splits `train` and `test`; columns `image`, `style`,
+  `sequence`, `name`, `group`, `subgroup`.
+- `hf:NAME` (hub): `datasets.load_dataset(NAME)`, honouring HF_HUB_OFFLINE (an IterableDataset with streaming);
+  its own columns.
+- a folder written by save_to_disk (saved): `datasets.load_from_disk`, a DatasetDict's keys its splits; its own
+  columns.
+- a folder of images (folder): `datasets`' own imagefolder loader (split folders, the leaf folders as a `label`
+  ClassLabel, metadata.jsonl/.csv columns), plus `file_name`, the image's path inside the folder.
 
 Every result is a `datasets.Dataset` (or IterableDataset) whose `features` declare its columns. Which splits a
 spec has and which one a command takes follow the rules of data/splits.py: `dataset_splits`, `check_split`,
