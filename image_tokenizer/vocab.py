@@ -212,6 +212,7 @@ class ImageVocab:
             table = data.get(name, {})
             if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in table.items()):
                 raise CheckpointError(f"{path}: field {name!r} must map token strings to integer ids")
+        layout = _read_layout(data, path)
         try:
             size = int(data["codebook_size"])
             special = data["special_tokens"]
@@ -222,7 +223,7 @@ class ImageVocab:
                 token_format=data["token_format"],
                 special_tokens=tuple(sorted(special, key=special.get)),
                 class_tokens=tuple(sorted(classes, key=classes.get)),
-                layout=_read_layout(data, path),
+                layout=layout,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from None
