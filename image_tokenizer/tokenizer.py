@@ -20,7 +20,7 @@ from .errors import CheckpointError, InvalidIdsError, InvalidImageError, Invalid
 from .fileio import atomic_write_text
 from .hub import HubMixin
 from .image_processing import postprocess
-from .inputs import as_id_grids, model_inputs, preprocess_images
+from .inputs import as_id_grids, as_id_tensor, model_inputs, preprocess_images
 from .layouts import IdLayout
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
@@ -98,11 +98,13 @@ class ImageTokenizer(HubMixin):
 
     def split_scales(self, ids: Any) -> list[torch.Tensor]:
         """Multiscale ids [N] or [B, N] -> one grid [p, p] (or [B, p, p]) per scale, coarse to fine."""
-        return self.layout.split_scales(torch.as_tensor(ids) if not isinstance(ids, torch.Tensor) else ids)
+        return self.layout.split_scales(as_id_tensor(ids))
 
     def join_scales(self, grids: Sequence[Any]) -> torch.Tensor:
         """One grid [p, p] (or [B, p, p]) per scale, coarse to fine -> multiscale ids [N] (or [B, N])."""
-        return self.layout.join_scales([torch.as_tensor(g) for g in grids])
+        if not isinstance(grids, (list, tuple)):
+            raise InvalidIdsError(f"join_scales takes a list of grids, one per scale, got {type(grids).__name__}")
+        return self.layout.join_scales([as_id_tensor(g) for g in grids])
 
     @property
     def boi_token_id(self) -> int:

@@ -3,15 +3,24 @@ text-vocab extension, split/join of scales, save/load (config.json and vocab.jso
 card and `info`, and ids of the wrong length or depth as our errors."""
 
 import json
+import random
 
 import numpy as np
 import pytest
 import torch
 
-from image_tokenizer import CheckpointError, ConfigError, ImageTokenizer, InvalidIdsError, InvalidRequestError
+from image_tokenizer import (
+    CheckpointError,
+    ConfigError,
+    ImageTokenizer,
+    ImageTokenizerError,
+    InvalidIdsError,
+    InvalidRequestError,
+)
 from image_tokenizer.cli import main
 from image_tokenizer.config import CONFIG_NAME, FILES_SHA256
 from image_tokenizer.vocab import VOCAB_NAME, ImageVocab
+from tests.fuzz import random_ids
 from tests.helpers import tiny_config
 from tests.test_text_vocab import tiny_text_tokenizer
 
@@ -244,3 +253,56 @@ def test_a_config_layout_that_disagrees_is_refused(tmp_path):
     (tmp_path / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="config layout .* disagrees with the quantizer's"):
         ImageTokenizer.from_pretrained(tmp_path)
+
+
+def layout_ids(rng, tok: ImageTokenizer):
+    """Ids near the layout's shapes (a scale short, a depth more, a batch, another grid) or anything at all."""
+    if rng.random() < 0.3:
+        return random_ids(rng)
+    n = tok.layout.ids_per_image
+    shapes = [(n,), (n - 1,), (n + 3,), (2, n), (0, n), (2, n - 1), (8, 8, DEPTH), (8, 8, DEPTH - 1), (2, 8, 8, DEPTH),
+              (4, 6, DEPTH), (1, 1, 1, 1, 1), (8, 8), (2, 8, 8), (3 * DEPTH,), (64,)]
+    low, high = (0, 64) if rng.random() < 0.7 else (-1, 68)  # image ids, or now and then specials and worse
+    return np.random.default_rng(rng.randrange(2**32)).integers(low, high, size=rng.choice(shapes))
+
+
+@pytest.mark.parametrize("kind", ["multiscale", "residual"])
+def test_fuzzed_ids_give_results_or_our_errors(kind, images):
+    """The tests/fuzz.py contract for the layouts' own entry points: a result or an ImageTokenizerError."""
+    rng = random.Random(0)
+    tok = make(kind)
+    mapping = tok.extend_text_tokenizer(tiny_text_tokenizer(), add_eol=True)
+    calls = [
+        lambda ids: tok.decode(ids, output_type="np"),
+        lambda ids: tok.batch_decode(ids, output_type="np"),
+        lambda ids: tok.split_scales(ids),
+        lambda ids: tok.join_scales([ids, ids]),
+        lambda ids: tok.to_text_ids(ids, mapping),
+        lambda ids: tok.from_text_ids(ids, mapping),
+        lambda ids: tok.decode(ids, grid_size=rng.choice([(8, 8), (4, 6), (2, 2)])),
+    ]
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(300):
+        try:
+            rng.choice(calls)(layout_ids(rng, tok))
+            outcomes["ok"] += 1
+        except ImageTokenizerError:
+            outcomes["error"] += 1
+    assert outcomes["ok"] > 10 and outcomes["error"] > 10
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("scales", [1, 2, "3", 8]), ("scales", {"a": 1}), ("scales", [1, 2, 3, 5, 9]), ("scales", list(range(1, 10**4))),
+     ("scales", [True, 8]), ("depth", 10**12), ("depth", 3), ("phi_ratio", "0.5"), ("phi_ratio", -1), ("phi_convs", 10**9),
+     ("phi_convs", 1.5), ("kind", "residual"), ("kind", "grid")],
+)
+def test_tampered_quantizer_fields_in_config_json_are_our_errors(tmp_path, key, value):
+    make("multiscale").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    config["quantizer"][key] = value
+    config.pop("layout")  # the derived layout would disagree first; without it the fields themselves must be refused
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ImageTokenizerError) as caught:
+        ImageTokenizer.from_pretrained(tmp_path)
+    assert "config.json" in str(caught.value) and "\n" not in str(caught.value) and len(str(caught.value)) < 1000
