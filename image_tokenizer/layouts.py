@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -194,7 +195,7 @@ def scales_problem(scales: Any, grid_size: tuple[int, int] | None = None) -> str
     to the (square) grid side when the grid is known."""
     if not isinstance(scales, (list, tuple)) or not 2 <= len(scales) <= MAX_SCALES:
         return f"scales must be a list of 2 to {MAX_SCALES} scale sides, got {shorten(scales)}"
-    if not all(_is_int(p) and p >= 1 for p in scales) or any(a >= b for a, b in zip(scales, scales[1:])):
+    if not all(_is_int(p) and p >= 1 for p in scales) or any(a >= b for a, b in pairwise(scales)):
         return f"scales must be strictly increasing positive integers (coarse to fine), got {shorten(list(scales))}"
     if grid_size is not None and (grid_size[0] != grid_size[1] or scales[-1] != grid_size[0]):
         return (f"the last scale {scales[-1]} must be the side of the token grid {grid_size[0]}x{grid_size[1]} "
