@@ -15,7 +15,7 @@ QUANTIZER_KINDS = ("vq", "fsq", "lfq", "multiscale", "residual")
 LEARNED_KINDS = ("vq", "multiscale", "residual")  # kinds with a learned codebook (codebook.safetensors holds it)
 DISTANCES = ("cosine", "l2", "dot")
 STACKED_DISTANCES = {"multiscale": ("l2", "cosine"), "residual": ("l2",)}  # VAR's two lookups; RQ-VAE's one
-MULTISCALE_ONLY = ("scales", "phi_ratio", "phi_convs")
+FIELD_KINDS = {"scales": "multiscale", "phi_ratio": "multiscale", "phi_convs": "multiscale", "depth": "residual"}
 VAR_PHI_RATIO, VAR_PHI_CONVS = 0.5, 4  # VAR's quant_resi and share_quant_resi
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
@@ -65,7 +65,8 @@ class QuantizerConfig:
         self.validate()
 
     def _derive(self) -> None:
-        """Fill in what the kind implies: the vq defaults and distance, or fsq/lfq's codebook size and dimension."""
+        """Fill in what the kind implies: the learned kinds' defaults and distance (multiscale: VAR's phi), or fsq/lfq's
+        codebook size and dimension."""
         if self.kind in LEARNED_KINDS:
             if self.kind == "multiscale":
                 self.phi_ratio = VAR_PHI_RATIO if self.phi_ratio is None else self.phi_ratio
@@ -153,11 +154,9 @@ class QuantizerConfig:
 
     def _validate_stacked(self) -> None:
         """multiscale: scales and phi; residual: depth; every other kind: none of them."""
-        misplaced = [name for name in (*MULTISCALE_ONLY, "depth") if getattr(self, name) is not None
-                     and not (self.kind == "multiscale" and name in MULTISCALE_ONLY or self.kind == "residual" and name == "depth")]
-        if misplaced:
-            owner = "multiscale" if misplaced[0] in MULTISCALE_ONLY else "residual"
-            raise ConfigError(f"quantizer.{misplaced[0]} applies to kind {owner!r}, not {self.kind!r}; remove it or set quantizer.kind")
+        for name, owner in FIELD_KINDS.items():
+            if getattr(self, name) is not None and self.kind != owner:
+                raise ConfigError(f"quantizer.{name} applies to kind {owner!r}, not {self.kind!r}; remove it or set quantizer.kind")
         if self.kind == "residual" and not (_is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH):
             raise ConfigError(f"quantizer.depth must be an integer from 1 to {MAX_DEPTH} for kind 'residual', got {shorten(self.depth)}")
         if self.kind != "multiscale":
