@@ -259,9 +259,9 @@ class ImageTokenizer(HubMixin):
         layout's shape), on the same fixed micro-batches as `encode`, so the ids are the same."""
         if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[1] != 3:
             raise InvalidImageError(f"encode_pixels expects a [B, 3, H, W] tensor, got {getattr(pixels, 'shape', type(pixels))}")
-        side = self.config.resolution
+        side = self.config.resolution  # a multiscale tokenizer's scales end at its own grid
         if self.layout.kind == "multiscale" and tuple(pixels.shape[2:]) != (side, side):
-            raise InvalidImageError(f"a multiscale tokenizer encodes {side}x{side} pixels, got {tuple(pixels.shape[2:])}")
+            raise InvalidImageError(f"a multiscale tokenizer encodes {side}x{side} images, got {tuple(pixels.shape[2:])}")
         if pixels.shape[0] == 0:
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
             return torch.empty((0, *self.layout.shape_at(h, w)), dtype=torch.long)

@@ -15,6 +15,7 @@ from image_tokenizer import (
     ImageTokenizer,
     ImageTokenizerError,
     InvalidIdsError,
+    InvalidImageError,
     InvalidRequestError,
 )
 from image_tokenizer.cli import main
@@ -306,3 +307,10 @@ def test_tampered_quantizer_fields_in_config_json_are_our_errors(tmp_path, key, 
     with pytest.raises(ImageTokenizerError) as caught:
         ImageTokenizer.from_pretrained(tmp_path)
     assert "config.json" in str(caught.value) and "\n" not in str(caught.value) and len(str(caught.value)) < 1000
+
+
+def test_a_multiscale_tokenizer_encodes_its_own_resolution_only(images):
+    tok = make("multiscale")
+    with pytest.raises(InvalidImageError, match="a multiscale tokenizer encodes 16x16 images, got \\(32, 32\\)"):
+        tok.encode_pixels(torch.zeros(1, 3, 32, 32))
+    assert tok.encode_pixels(torch.zeros(2, 3, 16, 16)).shape == (2, N)
