@@ -61,14 +61,14 @@ def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQMod
     For fsq and lfq, codebook.safetensors holds only the levels per channel: the codes follow from them."""
     quantizer, q = model.quantizer, config.quantizer
     save_tensors(directory / WEIGHTS_NAME, model.weights_state_dict(), metadata={"format": "pt"})
-    if q.kind == "vq":
+    if q.learned_codebook:
         tensors = {CODEBOOK_TENSOR: quantizer.codebook.float()}
     else:
         tensors = {LEVELS_TENSOR: quantizer.levels.detach().cpu()}
     metadata = {"normalization": q.normalization, "codebook_size": str(vocab.codebook_size), "kind": q.kind}
     save_tensors(directory / CODEBOOK_NAME, tensors, metadata=metadata)
     vocab.save(directory, codebook_dim=q.codebook_dim, normalization=q.normalization,
-               list_tokens=q.kind == "vq" and vocab.codebook_size <= MAX_LISTED_TOKENS)
+               list_tokens=q.learned_codebook and vocab.codebook_size <= MAX_LISTED_TOKENS)
     hashes = {name: file_sha256(directory / name) for name in (WEIGHTS_NAME, CODEBOOK_NAME, VOCAB_NAME)}
     config.save(directory, files_sha256=hashes)
 
@@ -154,7 +154,7 @@ def check_weight_values(where: Path, weights: dict[str, torch.Tensor]) -> None:
 
 def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVocab, vocab_data: dict) -> torch.Tensor | None:
     """Read codebook.safetensors and cross-check it against vocab.json and config.json; None for kinds that imply
-    their codebook (fsq, lfq), whose file holds the levels per channel."""
+    their codebook (fsq, lfq), whose file holds the levels per channel. vocab.json's layout must be config.json's."""
     k, d = config.quantizer.codebook_size, config.quantizer.codebook_dim
     if vocab.codebook_size != k:
         raise CheckpointError(
@@ -162,6 +162,9 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
         )
     if tuple(vocab.grid_size) != config.grid_size:
         raise CheckpointError(f"{directory / VOCAB_NAME} grid_size {shorten(list(vocab.grid_size))} disagrees with {CONFIG_NAME}")
+    if vocab.layout != config.layout:
+        raise CheckpointError(f"{directory / VOCAB_NAME} layout {shorten(vocab.layout.to_dict())} disagrees with the "
+                              f"{config.layout.kind} layout that {CONFIG_NAME}'s quantizer implies")
     if vocab_data.get("codebook_dim", d) != d:
         raise CheckpointError(
             f"{directory / VOCAB_NAME} says codebook_dim {shorten(vocab_data.get('codebook_dim'))} but {CONFIG_NAME} says {d}"
@@ -173,7 +176,7 @@ def load_codebook(directory: Path, config: ImageTokenizerConfig, vocab: ImageVoc
             f"but {CONFIG_NAME} implies {expected_norm!r}"
         )
     tensors = load_tensors(directory / CODEBOOK_NAME)
-    if config.quantizer.kind != "vq":
+    if not config.quantizer.learned_codebook:
         check_levels(directory / CODEBOOK_NAME, tensors, config)
         return None
     if set(tensors) != {CODEBOOK_TENSOR}:

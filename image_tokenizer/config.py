@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
+from .layouts import IdLayout, scales_problem
 from .quantizer_config import QuantizerConfig
 
 CONFIG_NAME = "config.json"
@@ -155,6 +156,17 @@ class ImageTokenizerConfig:
         return (side, side)
 
     @property
+    def layout(self) -> IdLayout:
+        """What an image's ids are (layouts.py): a grid, scales concatenated (multiscale) or a grid with depth
+        (residual), as the quantizer's kind says."""
+        q = self.quantizer
+        if q.kind == "multiscale":
+            return IdLayout("multiscale", self.grid_size, scales=q.scales)
+        if q.kind == "residual":
+            return IdLayout("residual", self.grid_size, depth=q.depth)
+        return IdLayout("grid", self.grid_size)
+
+    @property
     def decoder_widths(self) -> list[int]:
         """Channel width of each decoder level, full resolution first."""
         return [self.ch * m for m in (self.decoder_ch_mult or self.ch_mult)]
@@ -213,6 +225,7 @@ class ImageTokenizerConfig:
         if self.architecture == "magvit2":
             self._validate_magvit2()
         self.quantizer.validate()
+        self._validate_layout()
         self.preprocessing.validate()
 
     def _validate_bounds(self) -> None:
@@ -233,6 +246,18 @@ class ImageTokenizerConfig:
         widest = max(self.ch * m for m in (*self.ch_mult, *(self.decoder_ch_mult or ())))
         if widest > MAX_CHANNELS:
             raise ConfigError(f"channel width {widest:,} (ch={self.ch:,} * ch_mult) is over the limit of {MAX_CHANNELS:,}")
+
+    def _validate_layout(self) -> None:
+        """multiscale and residual quantize the features themselves (no projection), multiscale up to the grid side."""
+        q = self.quantizer
+        if q.kind not in ("multiscale", "residual"):
+            return
+        if self.quantizer_input_dim != q.codebook_dim:
+            raise ConfigError(f"kind {q.kind!r} quantizes the encoder's features directly: quantizer.codebook_dim "
+                              f"{q.codebook_dim} must equal z_channels {self.z_channels} when use_quant_conv is false")
+        problem = q.kind == "multiscale" and scales_problem(q.scales, self.grid_size)
+        if problem:
+            raise ConfigError(f"quantizer.scales: {problem}")
 
     def _validate_magvit2(self) -> None:
         """Open-MAGVIT2's encoder and decoder have no attention, no dropout and no 1x1 convs around the quantizer."""
@@ -264,12 +289,14 @@ class ImageTokenizerConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
+        data["layout"] = self.layout.to_dict()  # derived, likewise: what an image's ids are
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageTokenizerConfig:
         data = dict(data)
         grid = data.pop("grid_size", None)
+        layout = data.pop("layout", None)
         data.pop("library_version", None)
         data.pop(FILES_SHA256, None)
         model_type = data.pop("model_type", MODEL_TYPE)  # folders saved before it was written have none
@@ -280,6 +307,9 @@ class ImageTokenizerConfig:
         config = _from_dict(cls, data, "config")
         if grid is not None and (not isinstance(grid, list) or tuple(grid) != config.grid_size):
             raise ConfigError(f"config grid_size {shorten(grid)} disagrees with the architecture's {list(config.grid_size)}")
+        if layout is not None and layout != config.layout.to_dict():
+            raise ConfigError(f"config layout {shorten(layout)} disagrees with the quantizer's {config.layout.to_dict()}; "
+                              "remove it (it is derived) or fix quantizer")
         return config
 
     def save(self, directory: str | Path, files_sha256: dict[str, str] | None = None) -> Path:

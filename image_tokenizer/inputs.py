@@ -23,7 +23,7 @@ from PIL import Image
 from .config import ImageTokenizerConfig
 from .errors import InvalidIdsError, InvalidImageError
 from .image_processing import normalize, prepare_image, to_pil_list
-from .sequences import grid_for, image_span
+from .sequences import image_span
 from .tensor_images import as_pixel_batch, device_can_prepare, pixel_batch_to_input
 
 
@@ -168,30 +168,35 @@ def as_ids(ids: Any, limit: int | None = None, explain: Callable[[BadId], str] |
 
 
 def as_id_grids(
-    ids: Any, vocab: Any, trained_grid: tuple[int, int], skip_special_tokens: bool = True, require_flat: bool = False,
+    ids: Any, vocab: Any, skip_special_tokens: bool = True, require_flat: bool = False,
     grid_size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, bool]:
-    """Token ids for decoding -> grids [B, h, w] of image ids 0..K-1, and whether they were a batch. A flat
-    sequence [n] (its image span when skip_special_tokens) takes the trained grid, a larger square one, or
-    grid_size; [h, w] is one grid, [B, h, w] a batch. `vocab` is the tokenizer's ImageVocab."""
+    """Token ids for decoding -> a batch of image ids 0..K-1 in the layout (grids [B, h, w]; [B, N] multiscale,
+    [B, h, w, D] residual), and whether they were a batch. A flat sequence (its image span when
+    skip_special_tokens) takes the trained grid, a larger square one, or grid_size; one image's ids or a batch of
+    them keep their shape. `vocab` is the tokenizer's ImageVocab, whose `layout` says the shapes and the trained
+    grid (layouts.py)."""
+    layout = vocab.layout
+    per_image = layout.ndim
     tensor = as_id_tensor(ids)
-    if tensor.ndim == 3 and tensor.shape[0] == 0 and not require_flat:
+    if tensor.ndim == per_image + 1 and tensor.shape[0] == 0 and not require_flat:
         return tensor, True  # an empty batch: empty results
     if tensor.numel() == 0:
         raise InvalidIdsError("got an empty id sequence")
     if require_flat and tensor.ndim != 1:
         raise InvalidIdsError(f"each sequence must be 1-D, got shape {tuple(tensor.shape)}")
-    if tensor.ndim not in (1, 2, 3):
-        raise InvalidIdsError(
-            f"ids must have rank 1 (flat sequence), 2 ([h, w] grid) or 3 ([B, h, w] batch); got shape {tuple(tensor.shape)}"
-        )
+    if tensor.ndim not in (1, per_image, per_image + 1):
+        raise InvalidIdsError(layout.rank_error(tuple(tensor.shape)))
     if tensor.ndim == 1 and skip_special_tokens:
         tensor = image_span(tensor, vocab.boi_token_id, vocab.eoi_token_id, vocab.codebook_size, len(vocab))
-    h, w = grid_for(tensor.numel(), trained_grid, grid_size) if tensor.ndim == 1 else (None, None)
+    if tensor.ndim == 1:
+        shape = layout.shape_of_sequence(tensor.numel(), grid_size)
+    else:
+        layout.check_image_shape(tuple(tensor.shape[-per_image:]))
     as_ids(tensor, vocab.codebook_size, lambda bad: _explain_token_id(bad, len(vocab)))
     if tensor.ndim == 1:
-        return tensor.reshape(1, h, w), False
-    return (tensor.unsqueeze(0), False) if tensor.ndim == 2 else (tensor, True)
+        return tensor.reshape(1, *shape), False
+    return (tensor.unsqueeze(0), False) if tensor.ndim == per_image else (tensor, True)
 
 
 def _explain_token_id(bad: BadId, vocab_len: int) -> str:

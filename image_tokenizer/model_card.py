@@ -31,6 +31,7 @@ def render_tokenizer_card(tokenizer: ImageTokenizer, model_name: str, card_info:
     config = tokenizer.config
     grid_h, grid_w = config.grid_size
     k = config.quantizer.codebook_size
+    layout = config.layout
     data = ModelCardData(
         library_name="image-tokenizer",
         tags=["image-tokenizer", "vqgan", "image-tokenization"],
@@ -52,7 +53,11 @@ def render_tokenizer_card(tokenizer: ImageTokenizer, model_name: str, card_info:
         special_tokens=", ".join(f"`{t}` = {tokenizer.convert_tokens_to_ids(t)}" for t in tokenizer.all_special_tokens),
         first_token=tokenizer.convert_ids_to_tokens(0),
         last_token=tokenizer.convert_ids_to_tokens(k - 1),
-        bits_per_image=f"{grid_h * grid_w * math.log2(k):.0f}" if k > 1 else "0",
+        layout_kind=layout.kind,
+        layout=layout.describe(),
+        ids_per_image=layout.ids_per_image,
+        ids_shape=", ".join(map(str, layout.shape)),
+        bits_per_image=f"{layout.ids_per_image * math.log2(k):.0f}" if k > 1 else "0",
         parameters=f"{sum(p.numel() for p in tokenizer.model.parameters()):,}",
         metrics=card_info.get("metrics", {}),
         training=card_info.get("training", {}),
@@ -71,6 +76,13 @@ def describe_quantizer(q: Any) -> str:
         lowest = "channel 0 the lowest bit" if q.bit_order == "lsb_first" else "channel 0 the highest bit"
         return f"LFQ, {q.bits} bits: bit_i = [z_i > 0], code_i = 2 bit_i - 1, id = the bits as a binary number, {lowest}"
     lookup = {"cosine": "nearest by cosine", "l2": "nearest by L2 distance", "dot": "largest dot product z . e"}
+    if q.kind == "multiscale":
+        phi = f"phi = (1 - {q.phi_ratio}) h + {q.phi_ratio} conv3x3(h), {q.phi_convs} shared convs" if q.phi_convs else "no phi"
+        return (f"multi-scale residual VQ (VAR) over one learned codebook, {lookup[q.distance]}: scale k quantizes what "
+                f"the coarser scales left, area-downsampled to its side; codes bicubic-upsampled, {phi}")
+    if q.kind == "residual":
+        return (f"residual VQ (RQ-VAE) over one learned codebook, {lookup[q.distance]}: {q.depth} codes per position, "
+                "each quantizing what the earlier ones left; their vectors sum to the feature")
     return f"VQ over a learned codebook, {lookup[q.distance]}"
 
 

@@ -1,4 +1,5 @@
-"""The quantizer's configuration: which kind (vq, fsq, lfq), its geometry, loss weight and anti-collapse options."""
+"""The quantizer's configuration: which kind (vq, fsq, lfq, multiscale, residual), its geometry, loss weight and
+anti-collapse options."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigError, shorten
+from .layouts import MAX_DEPTH, MAX_SCALES, scales_problem
 
 CODEBOOK_INITS = ("normal", "uniform")
 GRADIENT_ESTIMATORS = ("ste", "rotation")
-QUANTIZER_KINDS = ("vq", "fsq", "lfq")
+QUANTIZER_KINDS = ("vq", "fsq", "lfq", "multiscale", "residual")
+LEARNED_KINDS = ("vq", "multiscale", "residual")  # kinds with a learned codebook (codebook.safetensors holds it)
 DISTANCES = ("cosine", "l2", "dot")
+STACKED_DISTANCES = {"multiscale": ("l2", "cosine"), "residual": ("l2",)}  # VAR's two lookups; RQ-VAE's one
+FIELD_KINDS = {"scales": "multiscale", "phi_ratio": "multiscale", "phi_convs": "multiscale", "depth": "residual"}
+VAR_PHI_RATIO, VAR_PHI_CONVS = 0.5, 4  # VAR's quant_resi and share_quant_resi
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
 MAX_CODEBOOK_DIM = 2**16  # published codebooks use 4 to 256 dimensions; the bound keeps sizes countable
@@ -19,7 +25,9 @@ MAX_CODEBOOK_DIM = 2**16  # published codebooks use 4 to 256 dimensions; the bou
 @dataclass
 class QuantizerConfig:
     """Quantizer settings. `kind` "vq" learns a codebook (nearest code by `distance`); "fsq" and "lfq" imply theirs
-    (FSQ `levels`, LFQ `bits`), so codebook_size and codebook_dim follow from the definition and nothing is stored."""
+    (FSQ `levels`, LFQ `bits`), so codebook_size and codebook_dim follow from the definition and nothing is stored.
+    "multiscale" (VAR) and "residual" (RQ-VAE) take several lookups per image in one learned codebook: one per
+    scale of `scales`, or `depth` per position."""
 
     codebook_size: int | None = None  # vq: 1024 when not given; fsq: prod(levels); lfq: 2 ** bits
     codebook_dim: int | None = None  # the lookup dimension (vq: 8 when not given; fsq: len(levels); lfq: bits)
@@ -43,18 +51,29 @@ class QuantizerConfig:
     sample_entropy_weight: float = 1.0  # lfq: per-sample entropy, minimised (confident assignments)
     batch_entropy_weight: float = 1.0  # lfq: entropy of the batch's average code distribution, maximised (usage)
     entropy_group_bits: int = 9  # lfq: the batch entropy is summed over groups of this many bits (exact if bits <= it)
+    scales: tuple[int, ...] | None = None  # multiscale: scale sides coarse to fine (VAR: 1,2,3,4,5,6,8,10,13,16); the last is the grid side
+    depth: int | None = None  # residual: codes per position (RQ-VAE: 4), each quantizing what the earlier ones left
+    phi_ratio: float | None = None  # multiscale: rho in phi(h) = (1 - rho) h + rho conv3x3(h) (VAR's quant_resi; default 0.5, 0 = no convs)
+    phi_convs: int | None = None  # multiscale: phi convolutions the scales share (VAR's share_quant_resi; default 4)
 
     def __post_init__(self) -> None:
         if self.levels is not None:
             self.levels = tuple(self.levels)
+        if isinstance(self.scales, list):
+            self.scales = tuple(self.scales)
         self._derive()
         self.validate()
 
     def _derive(self) -> None:
-        """Fill in what the kind implies: the vq defaults and distance, or fsq/lfq's codebook size and dimension."""
-        if self.kind == "vq":
+        """Fill in what the kind implies: the learned kinds' defaults and distance (multiscale: VAR's phi), or fsq/lfq's
+        codebook size and dimension."""
+        if self.kind in LEARNED_KINDS:
+            if self.kind == "multiscale":
+                self.phi_ratio = VAR_PHI_RATIO if self.phi_ratio is None else self.phi_ratio
+                self.phi_convs = (VAR_PHI_CONVS if self.phi_ratio else 0) if self.phi_convs is None else self.phi_convs
             if self.distance is None:
-                self.distance = "l2" if self.l2_normalize is False else "cosine"
+                default_l2 = self.l2_normalize is False or (self.kind != "vq" and self.l2_normalize is None)
+                self.distance = "l2" if default_l2 else "cosine"
             elif self.l2_normalize is not None and self.l2_normalize != (self.distance == "cosine"):
                 raise ConfigError(
                     f"quantizer.l2_normalize={self.l2_normalize} contradicts quantizer.distance={shorten(self.distance)}; "
@@ -82,12 +101,17 @@ class QuantizerConfig:
     @property
     def normalization(self) -> str:
         """How code vectors are normalised before lookup: "l2" for cosine distance, else "none"."""
-        return "l2" if self.kind == "vq" and self.distance == "cosine" else "none"
+        return "l2" if self.learned_codebook and self.distance == "cosine" else "none"
+
+    @property
+    def learned_codebook(self) -> bool:
+        """Whether the codebook is learned and stored (vq, multiscale, residual), not implied (fsq, lfq)."""
+        return self.kind in LEARNED_KINDS
 
     def validate(self) -> None:
         if self.kind not in QUANTIZER_KINDS:
             raise ConfigError(f"quantizer.kind must be one of {QUANTIZER_KINDS}, got {shorten(self.kind)}")
-        if self.kind == "vq":
+        if self.kind in LEARNED_KINDS:
             self._validate_vq()
         elif self.kind == "fsq":
             self._validate_fsq()
@@ -119,14 +143,36 @@ class QuantizerConfig:
             raise ConfigError("quantizer.distance_chunk_elements must be positive")
 
     def _validate_vq(self) -> None:
-        if self.distance not in DISTANCES:
-            raise ConfigError(f"quantizer.distance must be one of {DISTANCES}, got {shorten(self.distance)}")
+        """vq and the kinds that stack lookups in one learned codebook (multiscale, residual)."""
+        distances = STACKED_DISTANCES.get(self.kind, DISTANCES)
+        if self.distance not in distances:
+            raise ConfigError(f"quantizer.distance must be one of {distances} for kind {self.kind!r}, got {shorten(self.distance)}")
         for name in ("levels", "bits"):
             if getattr(self, name) is not None:
-                raise ConfigError(f"quantizer.{name} applies to kind 'fsq' or 'lfq', not 'vq'; set quantizer.kind")
+                raise ConfigError(f"quantizer.{name} applies to kind 'fsq' or 'lfq', not {self.kind!r}; set quantizer.kind")
+        self._validate_stacked()
+
+    def _validate_stacked(self) -> None:
+        """multiscale: scales and phi; residual: depth; every other kind: none of them."""
+        for name, owner in FIELD_KINDS.items():
+            if getattr(self, name) is not None and self.kind != owner:
+                raise ConfigError(f"quantizer.{name} applies to kind {owner!r}, not {self.kind!r}; remove it or set quantizer.kind")
+        if self.kind == "residual" and not (_is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH):
+            raise ConfigError(f"quantizer.depth must be an integer from 1 to {MAX_DEPTH} for kind 'residual', got {shorten(self.depth)}")
+        if self.kind != "multiscale":
+            return
+        problem = scales_problem(self.scales)
+        if problem:
+            raise ConfigError(f"quantizer.{problem} for kind 'multiscale'")
+        if not isinstance(self.phi_ratio, (int, float)) or isinstance(self.phi_ratio, bool) or not 0 <= self.phi_ratio <= 1:
+            raise ConfigError(f"quantizer.phi_ratio must be a number in [0, 1], got {shorten(self.phi_ratio)}")
+        if not _is_int(self.phi_convs) or not 0 <= self.phi_convs <= MAX_SCALES or (self.phi_convs == 0) != (self.phi_ratio == 0):
+            raise ConfigError(f"quantizer.phi_convs must be an integer from 1 to {MAX_SCALES} (0 exactly when phi_ratio is 0: "
+                              f"phi is then the identity), got {shorten(self.phi_convs)} with phi_ratio {self.phi_ratio}")
 
     def _validate_implicit(self, definition: str) -> None:
         """What fsq and lfq share: no vq-only options, and codebook_size/dim (when given) equal to the implied ones."""
+        self._validate_stacked()
         if self.distance is not None or self.l2_normalize:
             raise ConfigError(f"quantizer.distance and l2_normalize apply to kind 'vq' only, not {shorten(self.kind)}")
         if self.use_ema:
@@ -166,3 +212,7 @@ class QuantizerConfig:
         if not 1 <= self.entropy_group_bits <= 16:
             raise ConfigError(f"quantizer.entropy_group_bits must be in 1..16, got {self.entropy_group_bits}")
         self._validate_implicit(f"bits={self.bits}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

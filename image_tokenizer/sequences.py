@@ -8,13 +8,15 @@ like BOS/EOS on a text tokenizer); a pre-tokenized dataset's `input_ids` hold th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import InvalidIdsError, InvalidRequestError
+from .layouts import grid_for
+
+__all__ = ["SequenceOptions", "empty_sequences", "grid_for", "image_span", "to_sequences"]
 
 PADDING = {False: False, "do_not_pad": False, True: "longest", "longest": "longest", "max_length": "max_length"}
 
@@ -99,22 +101,3 @@ def image_span(sequence: torch.Tensor, boi: int, eoi: int, vocab_size: int, voca
         raise InvalidIdsError(f"id {int(sequence[at])} at position {offset + at} is a special token among the image ids "
                               f"(image token ids are 0..{vocab_size - 1}); remove it, or decode the ids it separates on their own")
     return sequence[first : last + 1]
-
-
-def grid_for(count: int, trained: tuple[int, int], grid_size: tuple[int, int] | None) -> tuple[int, int]:
-    """The grid of a flat sequence of `count` image ids: given, the trained one, or a larger square one (a
-    native-size image); a shorter sequence is an error, as it is more likely cut off than a smaller image."""
-    if grid_size is not None:
-        h, w = grid_size
-        if h * w != count:
-            raise InvalidIdsError(f"grid_size {h}x{w} needs {h * w} image ids, got {count}")
-        return h, w
-    if count == trained[0] * trained[1]:
-        return trained
-    side = math.isqrt(count)
-    if side * side == count and count > trained[0] * trained[1]:
-        return side, side
-    raise InvalidIdsError(
-        f"a flat id sequence must hold {trained[0] * trained[1]} image tokens ({trained[0]}x{trained[1]} grid), got {count}; "
-        "pass grid_size=(h, w) for another grid"
-    )

@@ -1,5 +1,6 @@
 """Image tokens inside a text model's vocabulary: add `<img_xxxxx>`, `<boi>`, `<eoi>` (and `<eol>`) to a
-transformers text tokenizer, and convert image ids <-> text-vocab ids with vectorised lookups."""
+transformers text tokenizer, and convert image ids <-> text-vocab ids with vectorised lookups, for every token
+layout (layouts.py: a grid, multiscale scales, residual depth)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from .errors import InvalidIdsError
 from .inputs import as_id_tensor, as_ids
+from .layouts import IdLayout
 
 if TYPE_CHECKING:
     from .tokenizer import ImageTokenizer
@@ -90,33 +92,40 @@ def _image_token_ids(text_tokenizer: Any, image_tokens: list[str], first_new_id:
     return np.asarray(text_tokenizer.convert_tokens_to_ids(image_tokens), dtype=np.int64)
 
 
-def to_text_ids(ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True) -> torch.Tensor:
-    """One image grid [h, w] -> a flat text-id sequence: <boi>, each row (then <eol> if mapped), <eoi>."""
-    grid = _as_long_array(ids)
-    if grid.ndim != 2:
-        raise InvalidIdsError(f"to_text_ids expects one [h, w] grid, got shape {grid.shape}")
-    rows = mapping.image_ids_to_text(grid)
+def to_text_ids(ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True, layout: IdLayout | None = None) -> torch.Tensor:
+    """One image's ids -> a flat text-id sequence: <boi>, the ids in the layout's order with <eol> after each row
+    (of every scale) if mapped, <eoi>. Without a layout, the ids are one [h, w] grid."""
+    image = _as_long_array(ids)
+    if layout is None and image.ndim != 2:
+        raise InvalidIdsError(f"to_text_ids expects one [h, w] grid, got shape {image.shape}")
+    if layout is not None:
+        if image.ndim != layout.ndim:
+            raise InvalidIdsError(f"to_text_ids expects one image's ids, shape {list(layout.shape)} for this "
+                                  f"{layout.kind} tokenizer, got shape {image.shape}")
+        layout.check_image_shape(image.shape)
+    flat = mapping.image_ids_to_text(image).reshape(-1)
     if mapping.eol_id is not None:
-        rows = torch.cat([rows, torch.full((rows.shape[0], 1), mapping.eol_id)], dim=1)
-    flat = rows.reshape(-1)
+        lengths = layout.row_lengths(image.shape) if layout else [image.shape[1]] * image.shape[0]
+        flat = torch.from_numpy(np.insert(flat.numpy(), np.cumsum(lengths), mapping.eol_id))
     if add_boundaries:
         flat = torch.cat([torch.tensor([mapping.boi_id]), flat, torch.tensor([mapping.eoi_id])])
     return flat
 
 
 def from_text_ids(
-    text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int], grid: tuple[int, int] | None = None
+    text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int], grid: tuple[int, int] | None = None,
+    layout: IdLayout | None = None,
 ) -> torch.Tensor:
-    """The first image span of a text-id sequence (between <boi> and <eoi>, or all of it) -> grid [h, w];
-    a [B, L] batch -> [B, h, w]. The grid is `grid`, else the trained `grid_size`, else the square one."""
-    from .sequences import grid_for
-
+    """The first image span of a text-id sequence (between <boi> and <eoi>, or all of it) -> one image's ids in
+    the layout (default: a grid [h, w]); a [B, L] batch -> a batch. The grid is `grid`, else the trained
+    `grid_size`, else the square one."""
+    layout = layout or IdLayout("grid", tuple(grid_size))
     array = _as_long_array(text_ids)
     if array.ndim == 2:
-        grids = [from_text_ids(row, mapping, grid_size, grid) for row in array]
-        if len({tuple(g.shape) for g in grids}) > 1:
+        images = [from_text_ids(row, mapping, grid_size, grid, layout) for row in array]
+        if len({tuple(g.shape) for g in images}) > 1:
             raise InvalidIdsError("the sequences of this batch hold grids of different sizes; decode them one by one")
-        return torch.stack(grids) if grids else torch.empty((0, *grid_size), dtype=torch.long)
+        return torch.stack(images) if images else torch.empty((0, *layout.shape), dtype=torch.long)
     if array.ndim != 1:
         raise InvalidIdsError(f"text ids must be one sequence [L] or a batch [B, L], got shape {array.shape}")
     seq = array
@@ -127,5 +136,5 @@ def from_text_ids(
         seq = seq[: ends[0]] if ends.size else seq
     if mapping.eol_id is not None:
         seq = seq[seq != mapping.eol_id]
-    h, w = grid_for(seq.size, grid_size, grid)
-    return mapping.text_ids_to_image(seq).reshape(h, w)
+    shape = layout.shape_of_sequence(seq.size, grid)
+    return mapping.text_ids_to_image(seq).reshape(shape)

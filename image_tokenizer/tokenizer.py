@@ -20,7 +20,8 @@ from .errors import CheckpointError, InvalidIdsError, InvalidImageError, Invalid
 from .fileio import atomic_write_text
 from .hub import HubMixin
 from .image_processing import postprocess
-from .inputs import as_id_grids, model_inputs, preprocess_images
+from .inputs import as_id_grids, as_id_tensor, model_inputs, preprocess_images
+from .layouts import IdLayout
 from .model_card import CARD_NAME, load_card_info, render_tokenizer_card
 from .modeling import VQModel
 from .modeling.blocks import channels_last
@@ -34,9 +35,10 @@ MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, an
 
 
 class ImageTokenizer(HubMixin):
-    """Turns images into grids of codebook ids and back.
+    """Turns images into codebook ids and back: a grid [h, w] of ids, or as the layout says (`layout`: the scales
+    of a multiscale tokenizer concatenated [N], a residual one's [h, w, depth]).
 
-    Ids 0..K-1 are codebook indices in row-major order; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
+    Ids 0..K-1 are codebook indices, row-major; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
     follow at K, K+1, ... . The encoder always runs on fixed-size micro-batches (zero-padded), so an image
     gets the same ids whatever batch it arrives in: measured on CPU, batch sizes 1, 3 and 7 give encoder
     outputs that differ from batch 8 in the 6th digit, which can flip a near-tie between two codes. The
@@ -58,12 +60,15 @@ class ImageTokenizer(HubMixin):
         self.config = config or ImageTokenizerConfig()
         # channels_last weights, as the inputs and every activation (oneDNN and cuDNN convolutions run faster on it)
         self.model = channels_last(model or VQModel(self.config)).eval()
-        self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size)
+        self.vocab = vocab or ImageVocab(self.config.quantizer.codebook_size, self.config.grid_size, layout=self.config.layout)
         if self.vocab.codebook_size != self.config.quantizer.codebook_size:
             raise CheckpointError(
                 f"vocabulary has {self.vocab.codebook_size} image tokens but the config's codebook has "
                 f"{self.config.quantizer.codebook_size}"
             )
+        if self.vocab.layout != self.config.layout:
+            raise CheckpointError(f"vocabulary layout {self.vocab.layout.kind!r} disagrees with the config's "
+                                  f"{self.config.layout.kind!r} ({self.config.layout.describe()})")
         if micro_batch_size is not None and (not isinstance(micro_batch_size, int) or micro_batch_size < 1):
             raise InvalidRequestError(f"micro_batch_size must be a positive integer or None (per device), got {micro_batch_size!r}")
         self.card_info = dict(card_info or {})
@@ -82,7 +87,24 @@ class ImageTokenizer(HubMixin):
 
     @property
     def grid_size(self) -> tuple[int, int]:
+        """The (finest) token grid at the trained resolution."""
         return self.config.grid_size
+
+    @property
+    def layout(self) -> IdLayout:
+        """What an image's ids are: `grid` [h, w], `multiscale` [N] (scales coarse to fine) or `residual`
+        [h, w, depth]; `layout.describe()` says it in words, vocab.json carries it."""
+        return self.config.layout
+
+    def split_scales(self, ids: Any) -> list[torch.Tensor]:
+        """Multiscale ids [N] or [B, N] -> one grid [p, p] (or [B, p, p]) per scale, coarse to fine."""
+        return self.layout.split_scales(as_id_tensor(ids))
+
+    def join_scales(self, grids: Sequence[Any]) -> torch.Tensor:
+        """One grid [p, p] (or [B, p, p]) per scale, coarse to fine -> multiscale ids [N] (or [B, N])."""
+        if not isinstance(grids, (list, tuple)):
+            raise InvalidIdsError(f"join_scales takes a list of grids, one per scale, got {type(grids).__name__}")
+        return self.layout.join_scales([as_id_tensor(g) for g in grids])
 
     @property
     def boi_token_id(self) -> int:
@@ -124,13 +146,14 @@ class ImageTokenizer(HubMixin):
         return text_vocab.extend_text_tokenizer(self, text_tokenizer, add_eol=add_eol)
 
     def to_text_ids(self, ids: Any, mapping: ImageTextMapping, add_boundaries: bool = True) -> torch.Tensor:
-        """One [h, w] grid of image ids -> text-vocab ids (<boi> ... <eoi>, <eol> after each row if mapped)."""
-        return text_vocab.to_text_ids(ids, mapping, add_boundaries)
+        """One image's ids (a [h, w] grid; [N] multiscale, [h, w, depth] residual) -> text-vocab ids (<boi> ...
+        <eoi>, <eol> after each row, of every scale, if mapped)."""
+        return text_vocab.to_text_ids(ids, mapping, add_boundaries, self.layout)
 
     def from_text_ids(self, text_ids: Any, mapping: ImageTextMapping, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """The image span of a text-id sequence -> [h, w] image ids ([B, L] -> [B, h, w]); non-image ids are a
-        clear error. Another grid than the trained one: the square one, or grid_size=(h, w)."""
-        return text_vocab.from_text_ids(text_ids, mapping, self.grid_size, grid_size)
+        """The image span of a text-id sequence -> one image's ids in the layout ([h, w] for a grid; [B, L] ->
+        a batch); non-image ids are a clear error. Another grid than the trained one: the square one, or grid_size=(h, w)."""
+        return text_vocab.from_text_ids(text_ids, mapping, self.grid_size, grid_size, self.layout)
 
     # ----- device -----
     @property
@@ -186,10 +209,15 @@ class ImageTokenizer(HubMixin):
 
     def _run_model(self, name: str, inputs: torch.Tensor, pad: bool = True) -> torch.Tensor:
         """The model's `name` (encode_ids or decode_ids, compiled when compile() was called) over pixels [B, 3, H, W]
-        or id grids [B, h, w], on the micro-batch of the images' size (modeling/micro_batches.py)."""
-        scale = 1 if inputs.ndim == 4 else self.config.downsample_factor
-        size = self.micro_batch_for(inputs.shape[-2] * scale, inputs.shape[-1] * scale)
+        or ids in the layout, on the micro-batch of the images' size (modeling/micro_batches.py)."""
+        height, width = inputs.shape[-2:] if name == "encode_ids" else self._image_size(inputs)
+        size = self.micro_batch_for(height, width)
         return run_in_micro_batches(self._compiled.get(name) or getattr(self.model, name), inputs, size, pad)
+
+    def _image_size(self, ids: torch.Tensor) -> tuple[int, int]:
+        """The pixel size that a batch of ids in the layout decodes to."""
+        h, w = self.grid_size if self.layout.kind == "multiscale" else ids.shape[1:3]
+        return h * self.config.downsample_factor, w * self.config.downsample_factor
 
     # ----- preprocessing -----
     def preprocess(
@@ -204,12 +232,16 @@ class ImageTokenizer(HubMixin):
     def encode(
         self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
     ) -> torch.Tensor | list[torch.Tensor]:
-        """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch.
+        """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch; in the layout's shape
+        for other layouts: [N] / [B, N] (multiscale), [h, w, D] / [B, h, w, D] (residual).
 
-        With native_size=True, images whose sides are multiples of the downsampling factor are encoded
+        With native_size=True (grid and residual layouts), images whose sides are multiples of the downsampling factor are encoded
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
         tensors of pixels go to the device as one batch without PIL (inputs.as_images).
         """
+        if native_size and self.layout.kind == "multiscale":
+            raise InvalidRequestError(f"native_size does not apply to a multiscale tokenizer: its scales "
+                                      f"{list(self.layout.scales)} end at the trained {self.grid_size[0]}x{self.grid_size[1]} grid")
         model_input = model_inputs(images, self.config, self.device, native_size, max_native_pixels)
         results: list[torch.Tensor] = [torch.empty(0)] * model_input.count
         for positions, pixels in model_input.groups:
@@ -218,27 +250,31 @@ class ImageTokenizer(HubMixin):
         if not model_input.is_batch:
             return results[0]
         if not results:
-            return torch.empty((0, *self.grid_size), dtype=torch.long)  # an empty batch: empty results
+            return torch.empty((0, *self.layout.shape), dtype=torch.long)  # an empty batch: empty results
         return torch.stack(results) if len(model_input.groups) == 1 else results
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Preprocessed pixels [B, 3, H, W] (what `preprocess` returns, stacked) -> ids [B, h, w], on the same
-        fixed micro-batches as `encode`, so the ids are the same."""
+        """Preprocessed pixels [B, 3, H, W] (what `preprocess` returns, stacked) -> ids [B, h, w] (or in the
+        layout's shape), on the same fixed micro-batches as `encode`, so the ids are the same."""
         if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[1] != 3:
             raise InvalidImageError(f"encode_pixels expects a [B, 3, H, W] tensor, got {getattr(pixels, 'shape', type(pixels))}")
+        side = self.config.resolution  # a multiscale tokenizer's scales end at its own grid
+        if self.layout.kind == "multiscale" and tuple(pixels.shape[2:]) != (side, side):
+            raise InvalidImageError(f"a multiscale tokenizer encodes {side}x{side} images, got {tuple(pixels.shape[2:])}")
         if pixels.shape[0] == 0:
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
-            return torch.empty((0, h, w), dtype=torch.long)
+            return torch.empty((0, *self.layout.shape_at(h, w)), dtype=torch.long)
         return self._run_model("encode_ids", pixels.float().to(self.device)).cpu()
 
     def decode(
         self, ids: Any, output_type: str = "pil", skip_special_tokens: bool = True, grid_size: tuple[int, int] | None = None
     ) -> Any:
         """Ids -> image(s). Accepts a grid [h, w], a batch [B, h, w], or one flat sequence [h*w] (specials
-        such as <boi>/<eoi>/<pad> are stripped first when skip_special_tokens). One image for a single grid,
-        a list (pil) or batched array/tensor (np/pt) for a batch."""
-        grids, is_batch = as_id_grids(ids, self.vocab, self.grid_size, skip_special_tokens, grid_size=grid_size)
+        such as <boi>/<eoi>/<pad> are stripped first when skip_special_tokens); other layouts take what `encode`
+        gives ([N] / [B, N] multiscale, [h, w, D] / [B, h, w, D] residual) or a flat sequence. One image for a
+        single image's ids, a list (pil) or batched array/tensor (np/pt) for a batch."""
+        grids, is_batch = as_id_grids(ids, self.vocab, skip_special_tokens, grid_size=grid_size)
         images = self._decode_grids(grids, output_type)
         if is_batch:
             return images
@@ -257,10 +293,10 @@ class ImageTokenizer(HubMixin):
             if sequences.ndim != 2:
                 raise InvalidIdsError(f"batch_decode expects [B, L] sequences, got shape {tuple(sequences.shape)}")
             sequences = list(sequences)
-        grids = [as_id_grids(seq, self.vocab, self.grid_size, skip_special_tokens, True, grid_size)[0] for seq in sequences]
+        grids = [as_id_grids(seq, self.vocab, skip_special_tokens, True, grid_size)[0] for seq in sequences]
         if len({g.shape for g in grids}) > 1:
             return [self._decode_grids(g, output_type)[0] for g in grids]  # native-size images of several sizes
-        empty = torch.empty((0, *self.grid_size), dtype=torch.long)
+        empty = torch.empty((0, *self.layout.shape), dtype=torch.long)
         return self._decode_grids(torch.cat(grids) if grids else empty, output_type)
 
     @torch.inference_mode()
@@ -268,7 +304,7 @@ class ImageTokenizer(HubMixin):
         if output_type not in ("pil", "np", "pt"):
             raise InvalidImageError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         if grids.shape[0] == 0:
-            h, w = grids.shape[1] * self.config.downsample_factor, grids.shape[2] * self.config.downsample_factor
+            h, w = self._image_size(grids)
             return postprocess(torch.empty((0, 3, h, w)), self.config.preprocessing, output_type)
         # Decoding needs no padding (pixel values may differ in the last float bit across batch sizes, ids
         # cannot), except compiled, where a fixed shape means one compilation.
@@ -287,20 +323,22 @@ class ImageTokenizer(HubMixin):
         return_attention_mask: bool = True,
         native_size: bool = False,
     ) -> BatchEncoding:
-        """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]) and `attention_mask`, per image.
-        The keywords are a transformers tokenizer's (image_tokenizer.sequences)."""
+        """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]; other layouts: their ids
+        flattened in the layout's order) and `attention_mask`, per image. The keywords are a transformers
+        tokenizer's (image_tokenizer.sequences)."""
         options = SequenceOptions(add_special_tokens, padding, truncation, max_length, return_attention_mask, return_tensors)
         encoded = self.encode(images, native_size=native_size)
-        grids = [encoded] if isinstance(encoded, torch.Tensor) and encoded.ndim == 2 else list(encoded)
+        single = isinstance(encoded, torch.Tensor) and encoded.ndim == self.layout.ndim
+        grids = [encoded] if single else list(encoded)
         if not grids:
-            return BatchEncoding(empty_sequences(options, math.prod(self.grid_size)), tensor_type=return_tensors)
+            return BatchEncoding(empty_sequences(options, self.layout.ids_per_image), tensor_type=return_tensors)
         data = to_sequences(grids, options, self.boi_token_id, self.eoi_token_id, self.pad_token_id, self.model_max_length)
         return BatchEncoding(data, tensor_type=return_tensors)
 
     @property
     def model_max_length(self) -> int:
-        """Longest sequence of the trained grid: <boi> + h*w ids + <eoi>."""
-        return math.prod(self.grid_size) + 2
+        """Longest sequence at the trained resolution: <boi> + an image's ids (h*w for a grid) + <eoi>."""
+        return self.layout.ids_per_image + 2
 
     @property
     def bos_token_id(self) -> int:
@@ -353,8 +391,10 @@ class ImageTokenizer(HubMixin):
     def __repr__(self) -> str:
         h, w = self.grid_size
         params = sum(p.numel() for p in self.model.parameters())
+        layout = self.layout
+        shape = {"grid": "", "multiscale": f", scales={list(layout.scales)}", "residual": f", depth={layout.depth}"}[layout.kind]
         return (
-            f"ImageTokenizer(resolution={self.config.resolution}, grid={h}x{w}, codebook_size={self.vocab_size}, "
+            f"ImageTokenizer(resolution={self.config.resolution}, grid={h}x{w}{shape}, codebook_size={self.vocab_size}, "
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "
-            f"bits_per_image={h * w * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
+            f"bits_per_image={layout.ids_per_image * math.log2(max(self.vocab_size, 2)):.0f}, device={self.device})"
         )

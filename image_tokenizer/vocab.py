@@ -3,7 +3,9 @@
 Ids 0..K-1 are codebook indices (token `<img_00042>` is code 42); special tokens follow at K, K+1, ...;
 optional class tokens come last. The file lets a text tokenizer add these tokens without this package: it lists
 every token for learned codebooks up to MAX_LISTED_TOKENS codes; larger or implied (fsq, lfq) vocabularies are
-defined by `token_format` alone, and nothing here loops over K at load time.
+defined by `token_format` alone, and nothing here loops over K at load time. Its `layout` says what an image's ids
+are (layouts.py); version 2 marks a layout other than the grid (multiscale, residual), which a version-1 reader
+would misread, and files without a layout (version 1) load as grids.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 from .errors import CheckpointError, InvalidIdsError, shorten
 from .fileio import atomic_write_text, read_json_object
+from .layouts import IdLayout, layout_from_dict
 
 VOCAB_NAME = "vocab.json"
 VOCAB_FORMAT = "image-tokenizer-vocab"
-VOCAB_VERSION = 1
+VOCAB_VERSION = 2  # 1: grids only (no layout field, or a grid one); 2: any layout
 DEFAULT_TOKEN_FORMAT = "<img_{:05d}>"
 MAX_LISTED_TOKENS = 2**16  # vocab.json's "vocab" table is written up to this many codes (1.3 MB)
 BOI, EOI, PAD = "<boi>", "<eoi>", "<pad>"
@@ -60,9 +63,13 @@ class ImageVocab:
     token_format: str = DEFAULT_TOKEN_FORMAT
     class_tokens: tuple[str, ...] = ()
     special_tokens: tuple[str, ...] = field(default=(BOI, EOI, PAD))
+    layout: IdLayout | None = None  # what an image's ids are; None: the grid of grid_size
 
     def __post_init__(self) -> None:
         self.grid_size = tuple(self.grid_size)
+        self.layout = self.layout or IdLayout("grid", self.grid_size)
+        if self.layout.grid_size != self.grid_size:
+            raise CheckpointError(f"vocabulary layout grid {self.layout.grid_size} disagrees with grid_size {self.grid_size}")
         self.class_tokens = tuple(self.class_tokens)
         self.special_tokens = tuple(self.special_tokens)
         self._prefix, self._suffix, self._base = parse_token_format(self.token_format)
@@ -167,11 +174,12 @@ class ImageVocab:
     def to_dict(self, codebook_dim: int, normalization: str, list_tokens: bool = True) -> dict[str, Any]:
         return {
             "format": VOCAB_FORMAT,
-            "version": VOCAB_VERSION,
+            "version": 1 if self.layout.kind == "grid" else VOCAB_VERSION,
             "codebook_size": self.codebook_size,
             "codebook_dim": codebook_dim,
             "codebook_normalization": normalization,
             "grid_size": list(self.grid_size),
+            "layout": self.layout.to_dict(),
             "token_format": self.token_format,
             "special_tokens": {t: self.codebook_size + i for i, t in enumerate(self.special_tokens)},
             "class_tokens": {t: self.codebook_size + len(self.special_tokens) + i for i, t in enumerate(self.class_tokens)},
@@ -192,6 +200,10 @@ class ImageVocab:
         data = read_json_object(path, "tokenizer")
         if data.get("format") != VOCAB_FORMAT:
             raise CheckpointError(f"{path} is not an image-tokenizer vocabulary (format must be {VOCAB_FORMAT!r})")
+        version = data.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VOCAB_VERSION:
+            raise CheckpointError(f"{path}: version {shorten(version)} is not one this library reads (1 to "
+                                  f"{VOCAB_VERSION}); a newer image-tokenizer wrote it, so upgrade")
         for name, kind in (("codebook_size", int), ("special_tokens", dict), ("class_tokens", dict), ("grid_size", list)):
             value = data.get(name, {} if name == "class_tokens" else None)
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -200,6 +212,7 @@ class ImageVocab:
             table = data.get(name, {})
             if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in table.items()):
                 raise CheckpointError(f"{path}: field {name!r} must map token strings to integer ids")
+        layout = _read_layout(data, path)
         try:
             size = int(data["codebook_size"])
             special = data["special_tokens"]
@@ -210,6 +223,7 @@ class ImageVocab:
                 token_format=data["token_format"],
                 special_tokens=tuple(sorted(special, key=special.get)),
                 class_tokens=tuple(sorted(classes, key=classes.get)),
+                layout=layout,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path} is missing or has a malformed field: {error}") from None
@@ -228,3 +242,16 @@ class ImageVocab:
         if data.get("vocab_size", len(vocab)) != len(vocab):
             raise CheckpointError(f"{path}: vocab_size {shorten(data['vocab_size'])} disagrees with the {len(vocab)} tokens listed")
         return vocab, data
+
+
+def _read_layout(data: dict[str, Any], path: Path) -> IdLayout:
+    """vocab.json's layout (a grid when the file has none); a layout other than a grid needs version 2."""
+    grid = data["grid_size"]
+    if len(grid) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in grid):
+        raise CheckpointError(f"{path}: field 'grid_size' must be two positive integers, got {shorten(grid)}")
+    if "layout" not in data:
+        return IdLayout("grid", tuple(grid))
+    layout = layout_from_dict(data["layout"], tuple(grid), str(path))
+    if layout.kind != "grid" and data.get("version", 1) < 2:
+        raise CheckpointError(f"{path}: a {layout.kind} layout needs version 2, got version {data.get('version', 1)}")
+    return layout

@@ -342,8 +342,9 @@ def test_a_large_resolution_never_makes_preprocessing_allocate_past_the_pixel_bu
     float input): refused by the same pixel budget that decoding has."""
     config = dataclasses.replace(tiny_config(), resolution=256, ch_mult=(1,) * 9, attn_resolutions=())  # grid 1x1
     folder = saved(tmp_path / "tok", config)
-    edit_json(folder, "config.json", lambda d: d.update(resolution=16384, grid_size=[64, 64]))
-    edit_json(folder, "vocab.json", lambda d: d.update(grid_size=[64, 64]))
+    # the derived layouts go too, as in a folder saved before they were written (a grid, then, of grid_size)
+    edit_json(folder, "config.json", lambda d: (d.update(resolution=16384, grid_size=[64, 64]), d.pop("layout")))
+    edit_json(folder, "vocab.json", lambda d: (d.update(grid_size=[64, 64]), d.pop("layout")))
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "small.png")
     outcome, seconds = timed(hostile, "tests.test_hostile_text:encode_file", str(folder), str(tmp_path / "small.png"))
     assert_refused(outcome, seconds, "InvalidImageError")

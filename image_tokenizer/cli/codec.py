@@ -68,7 +68,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
 MAX_IDS_JSON_BYTES = 256 * 2**20  # about 200,000 grids of 16x16 ids; more belongs in a .npy file
 
 
-def _read_ids(path: str) -> list[np.ndarray]:
+def _read_ids(path: str, image_ndim: int = 2) -> list[np.ndarray]:
+    """The ids of one image, or of several (an array of one more dimension than `image_ndim`, the rank of one
+    image's ids in the tokenizer's layout), from a .npy or .json file."""
     source = Path(path)
     if not source.is_file():
         raise CLIError(f"{path}: no such ids file")
@@ -77,7 +79,7 @@ def _read_ids(path: str) -> list[np.ndarray]:
             array = np.load(source, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             raise CLIError(f"{path}: not a readable .npy array ({error})") from None
-        return [array] if array.ndim <= 2 else list(array)
+        return [array] if array.ndim <= image_ndim else list(array)
     if source.suffix == ".json":
         data = read_json(source, CLIError, max_bytes=MAX_IDS_JSON_BYTES)
         if isinstance(data, dict) and "images" in data:  # what `encode --output x.json` writes
@@ -111,7 +113,7 @@ def image_format(output: Path) -> str:
 
 def cmd_decode(args: argparse.Namespace) -> None:
     tokenizer = load_tokenizer(args.model, args.device)
-    grids = _read_ids(args.ids)
+    grids = _read_ids(args.ids, tokenizer.layout.ndim)
     output = Path(args.output)
     fmt = image_format(output)
     targets = [output] if len(grids) == 1 else [output.with_name(f"{output.stem}_{i:04d}{output.suffix}") for i in range(len(grids))]
@@ -194,6 +196,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         "summary": repr(tokenizer),
         "resolution": config.resolution,
         "grid_size": list(config.grid_size),
+        "layout": {**tokenizer.layout.to_dict(), "meaning": tokenizer.layout.describe()},
         "codebook_size": tokenizer.vocab_size,
         "codebook_dim": config.quantizer.codebook_dim,
         "vocab_len": len(tokenizer),

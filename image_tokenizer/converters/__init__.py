@@ -77,7 +77,7 @@ def build_tokenizer(converted: Converted, source: str, format: str, path: Path, 
     meta_model = check_model_size(converted.config, converted.weights_file)
     codebook = converted.codebook  # None for kinds that imply their codes (lfq, fsq)
     expected_codebook = (converted.config.quantizer.codebook_size, converted.config.quantizer.codebook_dim)
-    if (codebook is None) != (converted.config.quantizer.kind != "vq") or (
+    if (codebook is None) != (not converted.config.quantizer.learned_codebook) or (
         codebook is not None and tuple(codebook.shape) != expected_codebook
     ):
         found = "no codebook" if codebook is None else f"a codebook of shape {tuple(codebook.shape)}"

@@ -62,12 +62,16 @@ class VectorQuantizer(QuantizerBase):
         z = super()._to_lookup_space(z_flat)
         return F.normalize(z, dim=-1) if self.config.distance == "cosine" else z
 
+    def _largest_dot(self) -> bool:
+        """Whether the nearest code is the one of largest dot product (distance "dot") instead of smallest L2."""
+        return self.config.distance == "dot"
+
     @torch.no_grad()
     def nearest_codes(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """argmin_k ||z - e_k||^2 (argmax_k z . e_k for distance "dot") for each row of z, in fp32 chunks of at most
         distance_chunk_elements entries."""
         z, codes = z.float(), codes.float()
-        dot = self.config.distance == "dot"
+        dot = self._largest_dot()
         code_sq = None if dot else codes.pow(2).sum(dim=1)
         rows = max(1, self.config.distance_chunk_elements // codes.shape[0])
         ids = torch.empty(z.shape[0], dtype=torch.long, device=z.device)

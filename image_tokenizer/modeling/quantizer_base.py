@@ -2,7 +2,9 @@
 lookup space, rows <-> feature maps, id -> feature-map lookup and the usage statistics of a batch.
 
 Kinds: `VectorQuantizer` (quantizer.py, a learned codebook), `FiniteScalarQuantizer` (fsq.py) and
-`LookupFreeQuantizer` (lfq.py), whose codebooks are implied by their definition. Everything runs in fp32.
+`LookupFreeQuantizer` (lfq.py), whose codebooks are implied by their definition, and the kinds that stack several
+lookups in one learned codebook (stacked.py): `MultiScaleQuantizer` (multiscale.py) and `ResidualQuantizer`
+(residual.py). Everything runs in fp32.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from ..config import QuantizerConfig
 @dataclass
 class QuantizerOutput:
     quantized: torch.Tensor  # [B, dim, H, W], straight-through: forward = codes, backward = identity to z
-    ids: torch.Tensor  # [B, H, W] int64 code indices
+    ids: torch.Tensor  # [B, H, W] int64 code indices ([B, N] multiscale, [B, H, W, D] residual: layouts.py)
     loss: torch.Tensor  # what the kind adds to the training loss (vq: codebook + beta * commitment)
     codebook_loss: torch.Tensor
     commitment_loss: torch.Tensor
     usage: torch.Tensor  # share of codes used at least once in this batch
     perplexity: torch.Tensor  # exp(entropy) of the batch's code histogram
     entropy_loss: torch.Tensor | None = None  # lfq: per-sample entropy - batch entropy (weighted), else None
+    step_usage: torch.Tensor | None = None  # multiscale, residual: [S] usage of each scale / depth in this batch
+    step_perplexity: torch.Tensor | None = None  # multiscale, residual: [S] perplexity of each scale / depth
 
 
 class QuantizerBase(nn.Module):

@@ -17,8 +17,10 @@ from .encoder import Encoder
 from .fsq import FiniteScalarQuantizer
 from .lfq import LookupFreeQuantizer
 from .magvit2 import Magvit2Decoder, Magvit2Encoder
+from .multiscale import MultiScaleQuantizer
 from .quantizer import TRAINING_BUFFERS, VectorQuantizer
 from .quantizer_base import QuantizerBase, QuantizerOutput
+from .residual import ResidualQuantizer
 
 CODEBOOK_KEY = "quantizer.codebook"
 # config.architecture -> its encoder and decoder; a decoder with `needs_codes` also receives the quantized codes.
@@ -28,7 +30,8 @@ DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Deco
 
 def build_quantizer(dim: int, config: QuantizerConfig) -> QuantizerBase:
     """The quantizer of config.kind for `dim`-channel features."""
-    kinds = {"vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer}
+    kinds = {"vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "lfq": LookupFreeQuantizer,
+             "multiscale": MultiScaleQuantizer, "residual": ResidualQuantizer}
     return kinds[config.kind](dim, config)
 
 
@@ -62,11 +65,13 @@ class VQModel(nn.Module):
         return h
 
     def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
-        """Normalised pixels [B, C, H, W] -> quantizer output (ids [B, h, w] and straight-through codes)."""
+        """Normalised pixels [B, C, H, W] -> quantizer output (ids in the layout, [B, h, w] for a grid, and
+        straight-through codes)."""
         return self.quantizer(self.features(pixels))
 
     def encode_ids(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels -> ids [B, h, w] only; the same ids as encode(), without losses or statistics."""
+        """Normalised pixels -> ids only ([B, h, w], [B, N] multiscale, [B, h, w, D] residual); the same ids as
+        encode(), without losses or statistics."""
         return self.quantizer.encode_ids(self.features(pixels))
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
@@ -80,7 +85,7 @@ class VQModel(nn.Module):
         return self.decoder(h, quantized.to(h.dtype)) if getattr(self.decoder, "needs_codes", False) else self.decoder(h)
 
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """Code ids [B, h, w] -> normalised pixels [B, C, h*f, w*f]."""
+        """Code ids in the layout ([B, h, w], [B, N] or [B, h, w, D]) -> normalised pixels [B, C, h*f, w*f]."""
         return self.decode_quantized(self.quantizer.lookup(ids))
 
     def forward(self, pixels: torch.Tensor) -> VQModelOutput:

@@ -1,0 +1,140 @@
+"""What the kinds that take several lookups per image in one shared, learned codebook have in common: multiscale
+(VAR, multiscale.py: one lookup per scale) and residual (RQ-VAE, residual.py: `depth` lookups per position).
+
+Each step takes the nearest code of what the earlier steps left (the residual), in fp32 and in chunks
+(`VectorQuantizer.nearest_codes`); f_hat, the sum of the steps' contributions, is what the decoder receives. The
+contributions are the raw code vectors: with distance "cosine" only the lookup compares normalised vectors (VAR).
+Training reuses VectorQuantizer's parts over every step's lookups (EMA, dead-code restart, `kmeans_init`,
+`set_codebook`). The loss is the mean over steps k of beta * ||f - sg[f_hat_k]||^2 + ||sg[f] - f_hat_k||^2, f_hat_k
+the partial sum after step k (VAR's; RQ-VAE's commitment term alike); use_ema drops the second term. Usage and
+perplexity are reported per step too (`usage_per_step`), where a collapsed scale or depth shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..config import QuantizerConfig
+from .quantizer import VectorQuantizer, rotate_to
+from .quantizer_base import QuantizerOutput, usage_and_perplexity
+
+
+@dataclass
+class Steps:
+    """One pass of a stacked quantizer: after each step, the partial sum f_hat_k [B, C, H, W], the rows it looked
+    up [n_k, D] (normalised under cosine) and their ids [n_k]."""
+
+    partial_sums: list[torch.Tensor] = field(default_factory=list)
+    rows: list[torch.Tensor] = field(default_factory=list)
+    ids: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, partial_sum: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor) -> None:
+        self.partial_sums.append(partial_sum)
+        self.rows.append(rows)
+        self.ids.append(ids)
+
+
+class StackedQuantizer(VectorQuantizer):
+    """A VectorQuantizer whose features are quantized in several steps; a kind defines the steps (`_quantize`),
+    how ids come back to features (`features_from_ids`) and how ids split into steps (`step_ids`)."""
+
+    def __init__(self, dim: int, config: QuantizerConfig):
+        if dim != config.codebook_dim:
+            raise ValueError(f"a {config.kind} quantizer works on the features themselves: dim {dim} must equal "
+                             f"codebook_dim {config.codebook_dim}")
+        super().__init__(dim, config)
+
+    # ----- what a kind defines -----
+    @property
+    def step_labels(self) -> list[str]:
+        """A name for each step, in order ("scale 4x4", "depth 0"), for logs and tables."""
+        raise NotImplementedError
+
+    def step_ids(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """Ids in the kind's layout -> each step's ids ([B, p, p] per scale, [B, h, w] per depth)."""
+        raise NotImplementedError
+
+    def features_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids in the kind's layout -> f_hat [B, C, H, W] in fp32, the same sum as encoding computed."""
+        raise NotImplementedError
+
+    def _quantize(self, f: torch.Tensor) -> Steps:
+        """fp32 features [B, C, H, W] -> every step's partial sum, lookup rows and ids."""
+        raise NotImplementedError
+
+    def _layout_ids(self, step_ids: list[torch.Tensor], f: torch.Tensor) -> torch.Tensor:
+        """Each step's flat ids -> ids in the kind's layout."""
+        raise NotImplementedError
+
+    # ----- shared -----
+    def _largest_dot(self) -> bool:
+        # VAR's cosine lookup: the largest dot product of l2-normalised vectors, taken as such.
+        return self.config.distance in ("cosine", "dot")
+
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The raw code vectors [..., D] (what the steps add up, whatever the distance)."""
+        return F.embedding(ids, self.codebook.float())
+
+    def _nearest(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows [n, D] of residual -> (the rows as looked up: l2-normalised under cosine, their nearest ids)."""
+        lookup = F.normalize(rows, dim=-1) if self.config.distance == "cosine" else rows
+        return lookup, self.nearest_codes(lookup.detach(), self.effective_codebook().detach())
+
+    def _features(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 4 or z.shape[1] != self.dim:
+            raise ValueError(f"quantizer expects [B, {self.dim}, H, W], got {tuple(z.shape)}")
+        return z.float()
+
+    @torch.no_grad()
+    def encode_ids(self, z: torch.Tensor) -> torch.Tensor:
+        """Ids only, in the kind's layout, for inference: the same lookups as forward."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            f = self._features(z)
+            return self._layout_ids(self._quantize(f).ids, f)
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids in the kind's layout -> the decoder's input [B, dim, H, W], channels_last."""
+        with torch.autocast(device_type=ids.device.type, enabled=False):
+            return self.features_from_ids(ids).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            f = self._features(z)
+            steps = self._quantize(f)
+            f_hat = steps.partial_sums[-1]
+            commitment_loss = torch.stack([F.mse_loss(f, s.detach()) for s in steps.partial_sums]).mean()
+            codebook_loss = torch.stack([F.mse_loss(s, f.detach()) for s in steps.partial_sums]).mean()
+            loss = self.config.beta * commitment_loss + (0.0 if self.config.use_ema else codebook_loss)
+            if self.config.gradient == "rotation":
+                b, c, h, w = f.shape
+                rows = rotate_to(f.permute(0, 2, 3, 1).reshape(-1, c), f_hat.detach().permute(0, 2, 3, 1).reshape(-1, c))
+                passed = rows.reshape(b, h, w, c).permute(0, 3, 1, 2)
+            else:
+                passed = f + (f_hat - f).detach()  # straight-through estimator
+            ids = torch.cat(steps.ids)
+            counts = self.batch_counts(ids)
+            if self.training:
+                self._training_updates(torch.cat(steps.rows).detach(), ids, counts)
+            usage, perplexity = usage_and_perplexity(counts)
+            step_usage, step_perplexity = self._step_statistics(steps.ids)
+            return QuantizerOutput(
+                quantized=passed.to(z.dtype), ids=self._layout_ids(steps.ids, f), loss=loss, codebook_loss=codebook_loss,
+                commitment_loss=commitment_loss, usage=usage, perplexity=perplexity, step_usage=step_usage,
+                step_perplexity=step_perplexity,
+            )
+
+    def counts_per_step(self, ids: torch.Tensor) -> torch.Tensor:
+        """How often each code occurs at each step of ids in the kind's layout: [S, K] (sum them over an evaluation
+        set to see which scale or depth uses how much of the codebook)."""
+        return torch.stack([self.batch_counts(step.reshape(-1)) for step in self.step_ids(ids)])
+
+    def usage_per_step(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(usage [S], perplexity [S]) of ids in the kind's layout: each step's share of codes used and exp(entropy)."""
+        return self._step_statistics([step.reshape(-1) for step in self.step_ids(ids)])
+
+    def _step_statistics(self, step_ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [usage_and_perplexity(self.batch_counts(ids)) for ids in step_ids]
+        return torch.stack([u for u, _ in pairs]), torch.stack([p for _, p in pairs])
