@@ -73,9 +73,18 @@ def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQMod
     config.save(directory, files_sha256=hashes)
 
 
+# Config keys added after fingerprints were first recorded, left out while unset (and `layout`, derived from the
+# quantizer), so a tokenizer that does not use them keeps the fingerprint its pre-tokenized outputs recorded.
+UNFINGERPRINTED_WHEN_UNSET = ("scales", "depth", "phi_ratio", "phi_convs")
+
+
 def tokenizer_fingerprint(tokenizer: ImageTokenizer) -> str:
     """sha256 over the config and every weight tensor: equal only for identical tokenizers."""
-    digest = hashlib.sha256(json.dumps(tokenizer.config.to_dict(), sort_keys=True).encode())
+    config = tokenizer.config.to_dict()
+    config.pop("layout", None)
+    quantizer = config["quantizer"]
+    config["quantizer"] = {k: v for k, v in quantizer.items() if not (k in UNFINGERPRINTED_WHEN_UNSET and v is None)}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(tokenizer.model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())

@@ -314,3 +314,14 @@ def test_a_multiscale_tokenizer_encodes_its_own_resolution_only(images):
     with pytest.raises(InvalidImageError, match="a multiscale tokenizer encodes 16x16 images, got \\(32, 32\\)"):
         tok.encode_pixels(torch.zeros(1, 3, 32, 32))
     assert tok.encode_pixels(torch.zeros(2, 3, 16, 16)).shape == (2, N)
+
+
+def test_a_grid_tokenizer_keeps_the_fingerprint_it_had_before_layouts_existed():
+    """The layout fields are left out of the fingerprint while unset, so outputs pre-tokenized before them (which
+    record the fingerprint) are still recognised as this tokenizer's. The value is shapes-64's fingerprint as the
+    version before layouts computed it."""
+    from image_tokenizer import ImageTokenizer
+    from image_tokenizer.checkpoint import tokenizer_fingerprint
+
+    before_layouts = "70857f37f153885ba84415ccaf4647138fb721111714f7e4673f6c5e31cda487"
+    assert tokenizer_fingerprint(ImageTokenizer.from_pretrained("shapes-64")) == before_layouts
