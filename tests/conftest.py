@@ -6,6 +6,10 @@ import shutil
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported anywhere
+# torch's idle OpenMP threads sleep instead of spinning (before torch is imported; subprocesses inherit it). On busy
+# shared cores a spinning thread burns its time slice waiting for a descheduled peer: the bundled-prior test took
+# 35 CPU seconds spinning at load 5, 1.6 sleeping. No result changes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Each test session gets its own Hugging Face home and datasets cache (set before either library is imported): a
 # cache shared with another run, or with the user's, can hand back rows prepared by someone else (issue 37).
 _SESSION_HOME = tempfile.mkdtemp(prefix="image-tokenizer-tests-hf-")

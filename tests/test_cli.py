@@ -76,11 +76,28 @@ def test_shapes_writes_an_image_folder(tmp_path, capsys):
     assert len((tmp_path / "s" / "metadata.jsonl").read_text().splitlines()) == 5
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """The demo with the bundled tokenizers, and a tiny prior of the bundled prior's layout in place of its 12 M
+    parameters (generating 20 images with it is most of the demo's time). The demo with every bundled model, timed,
+    is benchmarks/demo_time.py."""
+    from image_tokenizer import ImagePrior, TokenLayout
+    from image_tokenizer.hub import PRETRAINED_DIR
+
+    asked = []
+
+    def tiny_prior(cls, name, tokenizer=None, **kwargs):
+        asked.append(name)
+        torch.manual_seed(0)
+        layout = TokenLayout.load(PRETRAINED_DIR / name)  # its classes and its tokenizer's codebook hash
+        return cls.from_layout(layout, tokenizer=tokenizer, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+
+    monkeypatch.setattr(ImagePrior, "from_pretrained", classmethod(tiny_prior))
     assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--num", "2"]) == 0
-    assert (tmp_path / "demo" / "reconstructions.png").is_file()
+    assert asked == ["shapes-64-prior"]
+    for name in ("reconstructions.png", "generated.png", "completions.png"):
+        assert (tmp_path / "demo" / name).is_file(), name
     out = capsys.readouterr().out
-    assert "mean PSNR" in out
+    assert "mean PSNR" in out and "generated 20 images" in out and "completed 2 half-images 3 ways" in out
     # real images too: the bundled held-out emoji through the bundled emoji-64-small (no emoji packages needed)
     emoji_line = next(line for line in out.splitlines() if line.startswith("emoji-64-small on 12 held-out emoji"))
     psnr = float(emoji_line.split("mean PSNR ")[1].split(" dB")[0])

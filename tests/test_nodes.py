@@ -20,7 +20,7 @@ from image_tokenizer.cli import main
 from image_tokenizer.pretokenize.nodes import NodeFolder, NodeSpec, StreamingError, exclusive, merge_nodes, node_spec
 from tests.helpers import tiny_config
 
-ROWS, SHARD = 600, 5
+ROWS, SHARD = 300, 5
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@
 source "$(dirname "$0")/common.sh"
 RUNS=$RUNS_ROOT/claim
 if smoke; then
-  STEPS=3; BATCH=4; size="--num_train_images 64 --eval_images 16"; prior_size="--max_steps 2 --num_train_images 32 --eval_images 8 --sample_images 0"
-  score="--num 16 --rows 2 --time-steps 2"
+  STEPS=2; BATCH=4; size="--num_train_images 16 --eval_images 8"; prior_size="--max_steps 1 --num_train_images 16 --eval_images 4 --sample_images 0"
+  score="--num 8 --rows 2 --time-steps 2"
 else
   STEPS=${STEPS:-10000}; BATCH=${BATCH:-64}; size=""; prior_size=""; score="--num 1000 --time-steps 60"
 fi

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/common.sh"
 RUNS=$RUNS_ROOT/recipe
 if smoke; then
-  size="--steps 4 --batch_size 4 --num_train_images 64 --eval_images 16 --kmeans_init false --log_every 1 --checkpoint_every 2
+  size="--steps 2 --batch_size 4 --num_train_images 16 --eval_images 8 --kmeans_init false --log_every 1 --checkpoint_every 1
         --image_every 0 --num_workers 0 --mixed_precision no"
 else
   size="--checkpoint_every 500"
