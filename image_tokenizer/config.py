@@ -337,6 +337,21 @@ _TRANSFORMERS_KEYS = {"transformers_version", "architectures", "dtype", "torch_d
                       "chunk_size_feed_forward", "is_encoder_decoder"}
 
 
+def with_overrides(cls: type, base: Any, overrides: dict[str, Any] | None, error: type[Exception], argument: str,
+                   what: str, hint: str = "") -> Any:
+    """`base` (or `cls`'s defaults) with keyword overrides, for config dataclasses built from keywords. A base of
+    another type is `error` naming `argument`; an unknown keyword is `error` naming `what` (e.g. "prior config
+    field") and every field."""
+    base = cls() if base is None else base
+    if not isinstance(base, cls):
+        raise error(f"{argument} must be a {cls.__name__}, got {type(base).__name__}{hint}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise error(f"unknown {what}(s) {unknown}; the {what.split()[-1]}s are {names}")
+    return dataclasses.replace(base, **(overrides or {}))
+
+
 def _from_dict(cls: type, data: Any, where: str) -> Any:
     """Build a dataclass from a dict, refusing unknown keys and wrongly typed values, naming the field."""
     if not isinstance(data, dict):

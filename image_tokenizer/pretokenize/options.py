@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import with_overrides
 from ..errors import InvalidRequestError, PretokenizeError
 from .nodes import NodeSpec
 
@@ -47,16 +48,8 @@ class PretokenizeOptions:
     def build(cls, options: PretokenizeOptions | None = None, overrides: dict[str, Any] | None = None) -> PretokenizeOptions:
         """`options` (or the defaults) with keyword overrides, e.g. pretokenize(ds, tok, num_proc=2); an unknown
         keyword is an error naming the options."""
-        if options is None:
-            options = cls()
-        if not isinstance(options, cls):
-            raise InvalidRequestError(f"options must be a PretokenizeOptions, got {type(options).__name__}; pass "
-                                      "settings such as image_column= by name")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides or {}) - set(names))
-        if unknown:
-            raise InvalidRequestError(f"unknown pretokenize option(s) {unknown}; the options are {names}")
-        return dataclasses.replace(options, **(overrides or {}))
+        return with_overrides(cls, options, overrides, InvalidRequestError, "options", "pretokenize option",
+                              "; pass settings such as image_column= by name")
 
     def validate(self) -> PretokenizeOptions:
         """Refuse settings that cannot run, before any work; returns self."""

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import with_overrides
 from ..errors import ConfigError
 from .layout import TokenLayout
 
@@ -30,14 +31,7 @@ class PriorConfig:
     @classmethod
     def build(cls, config: PriorConfig | None = None, overrides: dict[str, Any] | None = None) -> PriorConfig:
         """`config` (or the defaults) with keyword overrides; an unknown keyword is an error naming the fields."""
-        config = cls() if config is None else config
-        if not isinstance(config, cls):
-            raise ConfigError(f"config must be a PriorConfig, got {type(config).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides or {}) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown prior config field(s) {unknown}; the fields are {names}")
-        return dataclasses.replace(config, **(overrides or {}))
+        return with_overrides(cls, config, overrides, ConfigError, "config", "prior config field")
 
     def validate(self) -> PriorConfig:
         """Refuse an architecture we cannot build or sizes that do not fit together; returns self."""
