@@ -20,8 +20,17 @@ import torch
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from ..errors import ConversionError, shorten
 from ..layouts import MAX_DEPTH
-from .common import ALPHA_DROPPED, Converted, at_resolution, is_state_dict, load_pickled_checkpoint, read_yaml
-from .common import rename_keys, require, source_file
+from .common import (
+    ALPHA_DROPPED,
+    Converted,
+    at_resolution,
+    is_state_dict,
+    load_pickled_checkpoint,
+    read_yaml,
+    rename_keys,
+    require,
+    source_file,
+)
 from .lightning import notice
 
 NAME = "rqvae"
