@@ -63,6 +63,8 @@ def test_rqvae_converts_with_the_publishers_ids_and_reconstructions(tmp_path, ca
     with torch.no_grad():
         decoded = tok.model.decode_ids(data["ids"])
     torch.testing.assert_close(decoded, data["reconstruction"], atol=1e-4, rtol=1e-4)
+    images = tok.decode(data["ids"], output_type="pt")  # their get_recon_imgs: x * 0.5 + 0.5, clamped to [0, 1]
+    torch.testing.assert_close(images, (data["reconstruction"] * 0.5 + 0.5).clamp(0, 1), atol=1e-4, rtol=0)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "padding row" in err[0] and "8 EMA buffers" in err[0] and "discriminator" in err[0]
 
@@ -94,7 +96,7 @@ def test_a_pt_file_or_the_release_parent_folder_converts_and_the_cli_writes_a_ca
 
 
 # ----- bad input -----
-def test_depth_that_disagrees_with_the_codebooks_names_config_and_field(tmp_path):
+def test_depth_that_disagrees_with_the_codebooks_names_config_and_field(tmp_path, capsys):
     text = (GOLDEN / "rqvae_tiny.yaml").read_text()
     three = text.replace("code_shape:\n    - 16\n    - 16\n    - 4", "code_shape:\n    - 16\n    - 16\n    - 3")
     assert three != text
@@ -102,6 +104,9 @@ def test_depth_that_disagrees_with_the_codebooks_names_config_and_field(tmp_path
     with pytest.raises(ConversionError, match=r"config\.yaml: arch\.hparams\.code_shape gives depth 3, but model\.pt "
                                               r"holds 4 codebooks"):
         image_tokenizer.convert(tmp_path / "release")
+    assert main(["convert", str(tmp_path / "release"), "--output", str(tmp_path / "out")]) == 2  # one line, exit 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "arch.hparams.code_shape gives depth 3" in err[0] and not (tmp_path / "out").exists()
 
 
 def test_a_model_pt_without_state_dict_is_refused_naming_the_file(tmp_path):
