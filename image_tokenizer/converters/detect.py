@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConversionError
-from . import chameleon, cosmos, diffusers, emu3, ibq, janus, llamagen, open_magvit2, taming
+from . import chameleon, cosmos, diffusers, emu3, ibq, janus, llamagen, open_magvit2, taming, var
 
 # Most specific first: transformers and diffusers folders are told apart by their config.json, Lightning
 # checkpoints by their yaml's model class (taming, which takes any .ckpt beside a yaml, last).
-FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, cosmos, llamagen, open_magvit2, ibq, taming)}
+FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, cosmos, var, llamagen, open_magvit2, ibq, taming)}
 
 
 def detect_format(path: Path) -> str:
