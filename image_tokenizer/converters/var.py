@@ -115,7 +115,8 @@ def _config(state: dict[str, torch.Tensor], where: Path, scales: tuple[int, ...]
     if quant_conv.ndim != 4 or quant_conv.shape[-1] != quant_conv.shape[-2]:
         raise ConversionError(f"{where}: 'quant_conv.weight' of shape {list(quant_conv.shape)} is not a square conv kernel")
     attention = {int(m[1]) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.attn\.", k))}
-    phi_convs = len({m[0] for k in state if (m := PHI.fullmatch(k)) and m[3] == "weight"})
+    phi_indices = [int(m[1] or m[2] or 0) for k in state if (m := PHI.fullmatch(k))]
+    phi_convs = max(phi_indices) + 1 if phi_indices else 0  # a gap is named by _phi_names
     return ImageTokenizerConfig(
         resolution=side, ch=shapes["ch"], ch_mult=tuple(shapes["ch_mult"]), num_res_blocks=shapes["num_res_blocks"],
         attn_resolutions=tuple(sorted(side // 2**level for level in attention)), z_channels=shapes["z_channels"],
@@ -131,20 +132,24 @@ def _config(state: dict[str, torch.Tensor], where: Path, scales: tuple[int, ...]
 def _phi_names(state: dict[str, torch.Tensor], where: Path, count: int) -> dict[str, str]:
     """VAR's phi keys -> ours (quantizer.phi.{j}); one sharing style, numbered 0..count-1, each with weight and bias."""
     found = {key: m for key in state if (m := PHI.fullmatch(key))}
-    styles = {("qresi_ls" if m[1] else "qresi" if m[2] is None else "list") for m in found.values()}
+    styles = {_style(m) for m in found.values()}
     if len(styles) > 1:
         raise ConversionError(f"{where}: the phi convs under 'quantize.quant_resi' mix sharing styles "
                               f"({', '.join(sorted(styles))}); a VQVAE has one")
-    names = {}
-    for key, m in found.items():
-        names[key] = f"quantizer.phi.{m[1] or m[2] or 0}.{m[3]}"
-    expected = {f"quantizer.phi.{j}.{part}" for j in range(count) for part in ("weight", "bias")}
-    if set(names.values()) != expected:
-        missing = sorted(expected - set(names.values()))
-        given = sorted(key for key, name in names.items() if name not in expected)
-        raise ConversionError(f"{where}: the phi convs 'quantize.quant_resi.*' must be numbered 0..{count - 1}, each with "
-                              f"weight and bias; {'missing ' + shorten(missing) if missing else 'unexpected ' + shorten(given)}")
-    return names
+    style = styles.pop() if styles else "qresi_ls"
+    prefix = {"qresi_ls": "quantize.quant_resi.qresi_ls.{}.", "list": "quantize.quant_resi.{}.",
+              "qresi": "quantize.quant_resi.qresi."}[style]
+    expected = {prefix.format(j) + part: f"quantizer.phi.{j}.{part}" for j in range(count) for part in ("weight", "bias")}
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ConversionError(f"{where}: the phi convs 'quantize.quant_resi.*' must be numbered 0..{count - 1}, each "
+                              f"with weight and bias (up to the highest index found); missing {shorten(missing[0])}")
+    return expected
+
+
+def _style(m: re.Match) -> str:
+    """How VAR shared the phi convs: qresi_ls.{j} (PhiPartiallyShared), qresi (PhiShared) or {j} (PhiNonShared)."""
+    return "qresi_ls" if m[1] is not None else "list" if m[2] is not None else "qresi"
 
 
 def _split_qkv(state: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
