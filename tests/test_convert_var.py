@@ -151,10 +151,10 @@ def test_a_pth_that_is_not_vars_is_not_detected_and_refused_by_name(tmp_path, go
 
 
 @pytest.mark.parametrize("scales, message", [
-    (None, r"vae_tiny\.pth: field 'quantize\.ema_vocab_hit_SV' says the model was trained with 6 scales, not the "
-           r"released 10 .*--scales"),
-    ((1, 2, 4, 8), r"vae_tiny\.pth: the schedule 1,2,4,8 has 4 scales but field 'quantize\.ema_vocab_hit_SV' says the "
-                   r"model was trained with 6"),
+    (None, (r"vae_tiny\.pth: field 'quantize\.ema_vocab_hit_SV' says the model was trained with 6 scales, not the "
+           r"released 10 .*--scales")),
+    ((1, 2, 4, 8), (r"vae_tiny\.pth: the schedule 1,2,4,8 has 4 scales but field 'quantize\.ema_vocab_hit_SV' says the "
+                   r"model was trained with 6")),
     ((1, 2, 3, 5, 4, 8), r"vae_tiny\.pth: --scales: scales must be strictly increasing"),
 ])
 def test_a_schedule_that_does_not_match_the_weights_names_file_and_field(tmp_path, golden, scales, message):
@@ -173,8 +173,8 @@ def test_a_schedule_whose_last_scale_is_not_the_grid_or_resolution_is_refused(tm
 
 @pytest.mark.parametrize("change, message", [
     ({"drop": "quantize.quant_resi.qresi_ls.2.weight"},
-     r"must be numbered 0\.\.3, each with weight and bias \(up to the highest index found\); missing "
-     r"'quantize\.quant_resi\.qresi_ls\.2\.weight'"),
+     (r"must be numbered 0\.\.3, each with weight and bias \(up to the highest index found\); missing "
+     r"'quantize\.quant_resi\.qresi_ls\.2\.weight'")),
     ({"rename": ("quantize.quant_resi.qresi_ls.3.", "quantize.quant_resi.3.")}, r"mix sharing styles \(list, qresi_ls\)"),
     ({"hits": (6, 128)}, r"field 'quantize\.ema_vocab_hit_SV' of shape \[6, 128\] must be \[scales, codebook size\]"),
 ])
@@ -198,3 +198,27 @@ def test_the_cli_refuses_a_bad_schedule_in_one_line(tmp_path, golden, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert "ema_vocab_hit_SV" in err[-1] and "vae_tiny.pth" in err[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pth_linked_from_outside_the_folder_is_refused_before_it_is_read(tmp_path, golden):
+    outside = write_release(tmp_path / "elsewhere", tiny_state(golden))
+    (tmp_path / "release").mkdir()
+    (tmp_path / "release" / "vae.pth").symlink_to(outside)
+    with pytest.raises(ConversionError, match="outside"):
+        image_tokenizer.convert(tmp_path / "release", format="var", scales=SCALES)
+
+
+def test_a_schedule_too_large_for_any_image_is_refused_before_a_model_is_built(tmp_path):
+    released_shapes_file(tmp_path / "release")
+    with pytest.raises(ConversionError, match=r"vae_ch160v4096z32\.pth: resolution 1,600,000 is over the limit"):
+        image_tokenizer.convert(tmp_path / "release", scales=(1, 2, 3, 4, 5, 6, 8, 10, 13, 100_000))
+
+
+def test_a_key_with_a_huge_index_is_an_unexpected_key_not_a_crash(tmp_path, golden):
+    """int() refuses strings of over 4,300 digits: indices are read only up to 6 digits, longer ones are unknown keys."""
+    state = tiny_state(golden)
+    state[f"quantize.quant_resi.qresi_ls.{'9' * 5000}.weight"] = torch.zeros(1)
+    state[f"encoder.down.{'9' * 5000}.attn.0.norm.weight"] = torch.zeros(1)
+    write_release(tmp_path / "release", state)
+    with pytest.raises(ConversionError, match="unexpected key"):
+        image_tokenizer.convert(tmp_path / "release", scales=SCALES)

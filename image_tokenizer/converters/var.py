@@ -24,11 +24,12 @@ import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
-from ..errors import ConversionError, shorten
+from ..errors import ConfigError, ConversionError, shorten
 from ..layouts import scales_problem
 from ..quantizer_config import VAR_PHI_RATIO
 from .common import ALPHA_DROPPED, Converted, load_weights_file, rename_keys, source_file, take_codebook
@@ -40,7 +41,7 @@ LICENSE = "MIT (FoundationVision VAR repository and weights); check the weights'
 RELEASED_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 HITS = "quantize.ema_vocab_hit_SV"  # [scales, codebook size]: per-scale code usage, kept by training only
 CODEBOOK = "quantize.embedding.weight"
-PHI = re.compile(r"quantize\.quant_resi\.(?:qresi_ls\.(\d+)|qresi|(\d+))\.(weight|bias)")
+PHI = re.compile(r"quantize\.quant_resi\.(?:qresi_ls\.(\d{1,6})|qresi|(\d{1,6}))\.(weight|bias)")  # int() refuses 4,300 digits
 
 
 def detect(path: Path) -> bool:
@@ -114,7 +115,16 @@ def _config(state: dict[str, torch.Tensor], where: Path, scales: tuple[int, ...]
                               f"gives {shapes['z_channels']} channels (encoder.conv_out.weight); VAR quantizes them directly")
     if quant_conv.ndim != 4 or quant_conv.shape[-1] != quant_conv.shape[-2]:
         raise ConversionError(f"{where}: 'quant_conv.weight' of shape {list(quant_conv.shape)} is not a square conv kernel")
-    attention = {int(m[1]) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.attn\.", k))}
+    try:
+        return _build_config(shapes, state, side, scales)
+    except ConfigError as error:  # e.g. scales whose images would be over the size limit: name the file
+        raise ConversionError(f"{where}: {error}") from None
+
+
+def _build_config(shapes: dict[str, Any], state: dict[str, torch.Tensor], side: int,
+                  scales: tuple[int, ...]) -> ImageTokenizerConfig:
+    codebook, quant_conv = state[CODEBOOK], state["quant_conv.weight"]
+    attention = {int(m[1]) for k in state if (m := re.match(r"encoder\.down\.(\d{1,6})\.attn\.", k))}
     phi_indices = [int(m[1] or m[2] or 0) for k in state if (m := PHI.fullmatch(k))]
     phi_convs = max(phi_indices) + 1 if phi_indices else 0  # a gap is named by _phi_names
     return ImageTokenizerConfig(
@@ -182,7 +192,8 @@ def _candidates(path: Path) -> list[Path]:
     """The .pth files (the file itself, or those in the folder) whose pickled keys are VAR VQVAE's, read from the
     pickle's opcodes without unpickling or reading a tensor."""
     files = [path] if path.is_file() else sorted(path.glob("*.pth")) if path.is_dir() else []
-    return [source_file(path, f) for f in files if f.suffix == ".pth" and _is_var_state_dict(f)]
+    inside = [source_file(path, f) for f in files if f.suffix == ".pth"]  # a link out of the folder is refused first
+    return [f for f in inside if _is_var_state_dict(f)]
 
 
 def _is_var_state_dict(path: Path) -> bool:
