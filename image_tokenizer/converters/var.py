@@ -41,6 +41,7 @@ LICENSE = "MIT (FoundationVision VAR repository and weights); check the weights'
 RELEASED_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 HITS = "quantize.ema_vocab_hit_SV"  # [scales, codebook size]: per-scale code usage, kept by training only
 CODEBOOK = "quantize.embedding.weight"
+SIGNATURE = (HITS, CODEBOOK, "quant_conv.weight", "post_quant_conv.weight", "encoder.conv_in.weight")  # detection
 PHI = re.compile(r"quantize\.quant_resi\.(?:qresi_ls\.(\d{1,6})|qresi|(\d{1,6}))\.(weight|bias)")  # int() refuses 4,300 digits
 
 
@@ -197,13 +198,13 @@ def _candidates(path: Path) -> list[Path]:
 
 
 def _is_var_state_dict(path: Path) -> bool:
-    names = _pickled_strings(path)
-    return {HITS, CODEBOOK, "quant_conv.weight"} <= names and any(n.startswith("encoder.down.") for n in names)
+    names = _pickled_strings(path, SIGNATURE)
+    return set(SIGNATURE) <= names
 
 
-def _pickled_strings(path: Path) -> set[str]:
-    """The strings in a torch.save zip's data.pkl (keys among them), walked opcode by opcode: nothing is executed,
-    and the zip's entries pass tensor_budget's checks first. Empty for anything else."""
+def _pickled_strings(path: Path, wanted: tuple[str, ...]) -> set[str]:
+    """Which of `wanted` are strings in a torch.save zip's data.pkl (where the keys are), walked opcode by opcode:
+    nothing is executed, and the zip's entries pass tensor_budget's checks first. Empty for anything else."""
     try:
         check_checkpoint_zip(path)
         with zipfile.ZipFile(path) as archive:
@@ -211,7 +212,7 @@ def _pickled_strings(path: Path) -> set[str]:
             if len(pickles) != 1:
                 return set()
             data = read_small_entry(path, archive, pickles[0], MAX_PICKLE_BYTES)
-        return {arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str)}
+        return {arg for _, arg, _ in pickletools.genops(data) if isinstance(arg, str) and arg in wanted}
     except (ConversionError, OSError, zipfile.BadZipFile, ValueError, EOFError):
         return set()
 
