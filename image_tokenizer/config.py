@@ -29,6 +29,10 @@ MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.c
 MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
 MAX_LEVELS = 16  # len(ch_mult): 2^15 halvings already exceed MAX_RESOLUTION
 MAX_RES_BLOCKS = 64  # num_res_blocks per level, and Emu3's temporal_downsample_factor
+MAX_QUANT_CONV_KERNEL = 15  # published models use 1 (taming and most) or 3 (VAR)
+# Fields added after config.json and fingerprints were first recorded, left out of to_dict (so of config.json and
+# the fingerprint) while they hold these defaults: every model saved before them keeps its files and fingerprint.
+OMITTED_AT_DEFAULT = {"quant_conv_kernel_size": 1}
 # Transparent pixels are composited onto white by default, as browsers and the datasets viewer show PNGs.
 WHITE = (255, 255, 255)
 BACKGROUND_NAMES = {"white": WHITE, "black": (0, 0, 0)}
@@ -97,8 +101,8 @@ class ImageTokenizerConfig:
     z_channels: int = 64  # channels of the encoder output and decoder input
     dropout: float = 0.0  # dropout inside the ResNet blocks
     norm_groups: int = 32  # GroupNorm groups (every channel width must be a multiple)
-    use_quant_conv: bool = True  # 1x1 conv z_channels -> codebook_dim before the quantizer
-    use_post_quant_conv: bool = True  # 1x1 conv codebook_dim -> z_channels after it
+    use_quant_conv: bool = True  # conv (1x1 unless quant_conv_kernel_size) z_channels -> codebook_dim before the quantizer
+    use_post_quant_conv: bool = True  # the same conv codebook_dim -> z_channels after it
     use_mid_attention: bool = True  # self-attention in the middle block of encoder and decoder
     decoder_ch_mult: tuple[int, ...] | None = None  # None: the encoder's ch_mult (LlamaGen may differ)
     encoder_only: bool = False  # no decoder (Chameleon's released VQ): encode works, decode is a clear error
@@ -106,6 +110,7 @@ class ImageTokenizerConfig:
     attention_heads: int = 1  # emu3: heads of its attention blocks (the VQGAN attention has one)
     patch_size: int = 1  # cosmos: Haar wavelet patching of this factor before the encoder (1 = none)
     downsample_levels: int | None = None  # levels that halve the side; None: every level but the last
+    quant_conv_kernel_size: int = 1  # side of quant_conv's and post_quant_conv's kernels (VAR: 3); odd, padded to keep the grid
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the quantizer (QuantizerConfig fields)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)  # PreprocessingConfig fields
 
@@ -214,6 +219,12 @@ class ImageTokenizerConfig:
             raise ConfigError(
                 f"quantizer.codebook_dim {self.quantizer.codebook_dim} exceeds z_channels {self.z_channels}"
             )
+        k = self.quant_conv_kernel_size
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 or k > MAX_QUANT_CONV_KERNEL:
+            raise ConfigError(f"quant_conv_kernel_size must be an odd integer from 1 to {MAX_QUANT_CONV_KERNEL}, got {shorten(k)}")
+        if k != 1 and not (self.use_quant_conv or self.use_post_quant_conv):
+            raise ConfigError(f"quant_conv_kernel_size {k} needs a quant_conv or post_quant_conv (use_quant_conv, "
+                              "use_post_quant_conv); set it to 1")
         if self.encoder_only and self.use_post_quant_conv:
             raise ConfigError("encoder_only models have no decoder, so use_post_quant_conv must be false")
         if (
@@ -288,6 +299,9 @@ class ImageTokenizerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if data[name] == default:
+                del data[name]
         data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
         data["layout"] = self.layout.to_dict()  # derived, likewise: what an image's ids are
         return data

@@ -29,6 +29,7 @@ from .common import (
     load_tokenizer,
     note_blank,
     positive_int,
+    scale_sides,
 )
 from .files import manifest_path, output_names, read_images, write_manifest
 
@@ -220,12 +221,13 @@ def cmd_convert(args: argparse.Namespace) -> None:
     output = Path(args.output)
     source = resolve_source(args.src, revision=args.revision)
     check_convert_output(source, output, args.overwrite)
-    tokenizer = convert_resolved(source, args.src, args.format, args.resolution)
+    tokenizer = convert_resolved(source, args.src, args.format, args.resolution, args.scales)
     with atomic_folder(output, keep_other_files=True, last=CONFIG_NAME) as folder:
         tokenizer.save_pretrained(folder, model_name=output.name)
-    h, w = tokenizer.grid_size
+    layout = tokenizer.config.layout
+    tokens = f"{layout.grid_size[0]}x{layout.grid_size[1]}" if layout.kind == "grid" else f"{layout.ids_per_image} ({layout.kind})"
     print(f"converted {args.src} ({tokenizer.card_info['conversion']['format']}) -> {output}: {tokenizer.vocab_size} codes, "
-          f"{h}x{w} tokens per {tokenizer.config.resolution}x{tokenizer.config.resolution} image"
+          f"{tokens} tokens per {tokenizer.config.resolution}x{tokenizer.config.resolution} image"
           f"{', encoder only' if tokenizer.config.encoder_only else ''}", file=sys.stderr)
 
 
@@ -293,6 +295,8 @@ def add_convert_command(sub: Any) -> None:
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="the source's format (default: "
                    "detected from its files)")
     p.add_argument("--resolution", type=positive_int, help="preprocessing resolution where the source does not fix one (LlamaGen, Emu3, Cosmos)")
+    p.add_argument("--scales", type=scale_sides, help="VAR: the scale sides, coarse to fine, e.g. 1,2,3,4,6,9,13,18,24,32 "
+                   "(default: the released 1,2,3,4,5,6,8,10,13,16; needed when the weights were trained with another count)")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty folder, replacing only "
                    "the converted tokenizer's own files there (never the source's)")

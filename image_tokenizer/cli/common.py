@@ -90,6 +90,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def scale_sides(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive integers, a multi-scale schedule such as 1,2,3,4 (checked further by
+    the converter)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 64 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers such as 1,2,3,4, got {text[:100]!r}")
+    return tuple(int(p) for p in parts)
+
+
 def device_name(text: str) -> str:
     """argparse type: a torch device this machine has ('cpu', 'cuda', 'cuda:1', 'mps')."""
     try:

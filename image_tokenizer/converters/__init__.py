@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..checkpoint import check_model_size, check_weight_values
@@ -24,6 +25,7 @@ from ..tokenizer import ImageTokenizer
 from .common import Converted, source_file
 from .detect import FORMATS, detect_format
 
+SCALED_FORMATS = ("var",)  # formats whose load() takes scales=
 HUB_FILES = ["*.json", "*.yaml", "*.safetensors", "*.ckpt", "*.pt", "*.pth", "*.bin", "encoder.jit", "decoder.jit",
              "README.md", "LICENSE*"]
 
@@ -33,6 +35,7 @@ def convert(
     format: str = "auto",
     *,
     resolution: int | None = None,
+    scales: Sequence[int] | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
@@ -41,24 +44,31 @@ def convert(
     """A published checkpoint (local folder, checkpoint file, or Hub repo id) as an ImageTokenizer.
 
     resolution overrides the preprocessing resolution where the source does not fix one (LlamaGen: 256 by
-    default; its text-to-image tokenizers were used at 384 or 512)."""
+    default; its text-to-image tokenizers were used at 384 or 512). scales is a multi-scale (VAR) schedule, coarse
+    to fine, where the file does not fix it (VAR: the released 10 scales unless given)."""
     path = resolve_source(src, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    return convert_resolved(path, str(src), format, resolution)
+    return convert_resolved(path, str(src), format, resolution, scales)
 
 
-def convert_resolved(path: Path, src: str, format: str = "auto", resolution: int | None = None) -> ImageTokenizer:
+def convert_resolved(path: Path, src: str, format: str = "auto", resolution: int | None = None,
+                     scales: Sequence[int] | None = None) -> ImageTokenizer:
     """convert() of a source already found on disk by resolve_source; `src` is how the user named it (the card's)."""
     if format == "auto":
         format = detect_format(path)
     if format not in FORMATS:
         raise ConversionError(f"unknown format {format!r}; known: auto, {', '.join(FORMATS)}")
+    if scales is not None and format not in SCALED_FORMATS:
+        raise ConversionError(f"{path}: scales apply to multi-scale formats ({', '.join(SCALED_FORMATS)}), not {format!r}")
     try:
-        converted = FORMATS[format].load(path, resolution=resolution)
+        extra = {} if scales is None else {"scales": scales}
+        converted = FORMATS[format].load(path, resolution=resolution, **extra)
     except ConfigError as error:  # the source's settings make an impossible config: name the source
         raise ConversionError(f"{path}: {error}") from None
     command = ["image-tokenizer", "convert", str(src), "--format", format]
     if resolution:
         command += ["--resolution", str(resolution)]
+    if scales is not None:
+        command += ["--scales", ",".join(map(str, scales))]
     return build_tokenizer(converted, str(src), format, path, shlex.join(command))
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConversionError
-from . import chameleon, cosmos, diffusers, emu3, ibq, janus, llamagen, open_magvit2, rqvae, taming
+from . import chameleon, cosmos, diffusers, emu3, ibq, janus, llamagen, open_magvit2, rqvae, taming, var
 
 # Most specific first: transformers and diffusers folders are told apart by their config.json, Lightning
-# checkpoints by their yaml's model class (taming, which takes any .ckpt beside a yaml, last). RQ-VAE's config.yaml
-# (arch.type) comes before LlamaGen, which takes any .pt.
-FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, cosmos, rqvae, llamagen, open_magvit2, ibq, taming)}
+# checkpoints by their yaml's model class (taming, which takes any .ckpt beside a yaml, last). VAR's .pth (its key
+# names) and RQ-VAE's config.yaml (arch.type) come before LlamaGen, which takes any .pt or .pth.
+FORMATS = {m.NAME: m for m in (janus, chameleon, emu3, diffusers, cosmos, var, rqvae, llamagen, open_magvit2, ibq, taming)}
 
 
 def detect_format(path: Path) -> str:

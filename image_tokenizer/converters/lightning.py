@@ -165,8 +165,8 @@ def encoder_shapes(state: dict[str, torch.Tensor], where: Path) -> dict[str, Any
             raise ConversionError(f"{where}: key {key!r} is missing")
         return state[key].shape
 
-    levels = len({int(m[1]) for k in state if (m := re.match(r"encoder\.down\.(\d+)\.", k))})
-    blocks = len({int(m[1]) for k in state if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k))})
+    levels = len({int(m[1]) for k in state if (m := re.match(r"encoder\.down\.(\d{1,6})\.", k))})
+    blocks = len({int(m[1]) for k in state if (m := re.match(r"encoder\.down\.0\.block\.(\d{1,6})\.", k))})
     ch = shape("encoder.conv_in.weight")[0]
     widths = [shape(f"encoder.down.{i}.block.0.conv1.weight")[0] for i in range(levels)]
     if not levels or any(w % ch for w in widths):

@@ -47,9 +47,10 @@ class VQModel(nn.Module):
         self.config = config
         dim = config.quantizer_input_dim
         self.encoder = ENCODERS[config.architecture](config)
-        self.quant_conv = nn.Conv2d(config.z_channels, dim, 1) if config.use_quant_conv else None
+        k = config.quant_conv_kernel_size
+        self.quant_conv = nn.Conv2d(config.z_channels, dim, k, padding=k // 2) if config.use_quant_conv else None
         self.quantizer = build_quantizer(dim, config.quantizer)
-        self.post_quant_conv = nn.Conv2d(dim, config.z_channels, 1) if config.use_post_quant_conv else None
+        self.post_quant_conv = nn.Conv2d(dim, config.z_channels, k, padding=k // 2) if config.use_post_quant_conv else None
         self.decoder = None if config.encoder_only else DECODERS[config.architecture](config)
 
     @property
