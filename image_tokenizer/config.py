@@ -14,6 +14,7 @@ from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
 from .layouts import IdLayout, scales_problem
 from .quantizer_config import QuantizerConfig
+from .vit_config import ViTConfig, validate_titok
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "image_tokenizer"  # config.json's model_type: how transformers' Auto classes recognise our folders
@@ -22,8 +23,9 @@ RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 # Encoder/decoder families (modeling/vqmodel.py ENCODERS, DECODERS): taming's VQGAN; Open-MAGVIT2's (no attention,
 # depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent); Emu3's image
-# path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching).
-ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos")
+# path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching); TiTok's ViT over 1D latent
+# tokens (vit_config.py).
+ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos", "titok")
 # Upper bounds, far above any published tokenizer (at most 5 levels, widths of 1024, 4 blocks a level).
 MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.config.MAX_RESOLUTION = ...)
 MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
@@ -108,12 +110,15 @@ class ImageTokenizerConfig:
     downsample_levels: int | None = None  # levels that halve the side; None: every level but the last
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the quantizer (QuantizerConfig fields)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)  # PreprocessingConfig fields
+    vit: ViTConfig | None = None  # architecture "titok": its ViT (ViTConfig fields); config.json omits it when None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantizer, QuantizerConfig):
             self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
         if not isinstance(self.preprocessing, PreprocessingConfig):
             self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
+        if self.vit is not None and not isinstance(self.vit, ViTConfig):
+            self.vit = _from_dict(ViTConfig, self.vit, "vit")
         self.ch_mult = tuple(self.ch_mult)
         if self.decoder_ch_mult is not None:
             self.decoder_ch_mult = tuple(self.decoder_ch_mult)
@@ -127,7 +132,9 @@ class ImageTokenizerConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Pixels per token along one side."""
+        """Pixels per token along one side (titok: per encoder patch; its ids are no grid)."""
+        if self.architecture == "titok" and self.vit is not None:
+            return self.vit.encoder_patch_size
         return self.patch_size * 2**self.halving_levels
 
     @property
@@ -151,7 +158,9 @@ class ImageTokenizerConfig:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Token grid (h, w) at the configured resolution."""
+        """Token grid (h, w) at the configured resolution; (1, N) for the N latent tokens of a titok model."""
+        if self.architecture == "titok" and self.vit is not None:
+            return (1, self.vit.num_latent_tokens)
         side = self.resolution // self.downsample_factor
         return (side, side)
 
@@ -160,6 +169,8 @@ class ImageTokenizerConfig:
         """What an image's ids are (layouts.py): a grid, scales concatenated (multiscale) or a grid with depth
         (residual), as the quantizer's kind says."""
         q = self.quantizer
+        if self.architecture == "titok":
+            return IdLayout("1d", self.grid_size)
         if q.kind == "multiscale":
             return IdLayout("multiscale", self.grid_size, scales=q.scales)
         if q.kind == "residual":
@@ -173,8 +184,9 @@ class ImageTokenizerConfig:
 
     @property
     def quantizer_input_dim(self) -> int:
-        """Channels entering the quantizer: codebook_dim after quant_conv, else the encoder's z_channels."""
-        return self.quantizer.codebook_dim if self.use_quant_conv else self.z_channels
+        """Channels entering the quantizer: codebook_dim after quant_conv (or titok's conv_out), else the encoder's
+        z_channels."""
+        return self.quantizer.codebook_dim if self.use_quant_conv or self.architecture == "titok" else self.z_channels
 
     def validate(self) -> None:
         positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups",
@@ -210,7 +222,7 @@ class ImageTokenizerConfig:
         unknown = sorted(set(self.attn_resolutions) - resolutions)
         if unknown:
             raise ConfigError(f"attn_resolutions {unknown} never occur; the encoder runs at {sorted(resolutions)}")
-        if not self.use_quant_conv and self.quantizer.codebook_dim > self.z_channels:
+        if not self.use_quant_conv and self.architecture != "titok" and self.quantizer.codebook_dim > self.z_channels:
             raise ConfigError(
                 f"quantizer.codebook_dim {self.quantizer.codebook_dim} exceeds z_channels {self.z_channels}"
             )
@@ -285,9 +297,12 @@ class ImageTokenizerConfig:
         if self.architecture != "emu3" and (self.temporal_downsample_factor != 1 or self.attention_heads != 1):
             raise ConfigError("temporal_downsample_factor and attention_heads are Emu3 settings: use them with "
                               "architecture 'emu3'")
+        validate_titok(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        if data["vit"] is None:
+            del data["vit"]  # every other architecture's config.json (and fingerprint) stays as it was
         data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
         data["layout"] = self.layout.to_dict()  # derived, likewise: what an image's ids are
         return data
