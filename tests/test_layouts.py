@@ -22,7 +22,7 @@ from image_tokenizer.cli import main
 from image_tokenizer.config import CONFIG_NAME, FILES_SHA256
 from image_tokenizer.vocab import VOCAB_NAME, ImageVocab
 from tests.fuzz import random_ids
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, tiny_titok_config
 from tests.test_text_vocab import tiny_text_tokenizer
 
 SCALES = (1, 2, 3, 5, 8)
@@ -32,12 +32,13 @@ LAYOUTS = {
     "grid": ({}, (8, 8)),
     "multiscale": ({"kind": "multiscale", "scales": SCALES}, (N,)),
     "residual": ({"kind": "residual", "depth": DEPTH}, (8, 8, DEPTH)),
+    "1d": ({}, (6,)),  # a TiTok-style ViT's 6 latent tokens (tiny_titok_config)
 }
 
 
 def make(kind: str) -> ImageTokenizer:
     torch.manual_seed(0)
-    return ImageTokenizer(tiny_config(**LAYOUTS[kind][0]))
+    return ImageTokenizer(tiny_titok_config() if kind == "1d" else tiny_config(**LAYOUTS[kind][0]))
 
 
 @pytest.fixture(params=list(LAYOUTS))
@@ -68,14 +69,15 @@ def test_encode_gives_the_layouts_shape_and_decode_takes_it(tok, kind, images):
     assert tok.decode(torch.empty((0, *shape), dtype=torch.long), output_type="pt").shape == (0, 3, 16, 16)
 
 
-def test_decoding_is_the_quantizers_sum_of_the_ids(tok, images):
+def test_decoding_is_the_quantizers_sum_of_the_ids(tok, kind, images):
     """Round trip at the feature level: the decoder receives exactly what encoding quantized to."""
     pixels = torch.stack([tok.preprocess(image)[0][0] for image in images[:2]])
     ids = tok.encode(images[:2])
     with torch.no_grad():
         out = tok.model.encode(pixels)
         assert torch.equal(out.ids, ids)
-        assert torch.allclose(tok.model.quantizer.lookup(ids.clone()), out.quantized, atol=1e-6, rtol=0)
+        as_map = ids.unsqueeze(1) if kind == "1d" else ids  # the quantizer sees 1d ids as a [1, N] map
+        assert torch.allclose(tok.model.quantizer.lookup(as_map.clone()), out.quantized, atol=1e-6, rtol=0)
 
 
 def test_ids_do_not_depend_on_the_batch(tok, images):
@@ -103,7 +105,7 @@ def test_text_vocab_extension(tok, kind, images, add_eol):
     mapping = tok.extend_text_tokenizer(text_tok, add_eol=add_eol)
     ids = tok.encode(images[0])
     text_ids = tok.to_text_ids(ids, mapping)
-    rows = {"grid": 8, "multiscale": sum(SCALES), "residual": 8}[kind]  # a grid's, every scale's, positions' rows
+    rows = {"grid": 8, "multiscale": sum(SCALES), "residual": 8, "1d": 1}[kind]  # grid, scale or position rows; 1d: one
     assert len(text_ids) == ids.numel() + 2 + (rows if add_eol else 0)
     image_part = text_ids[1:-1] if not add_eol else text_ids[1:-1][text_ids[1:-1] != mapping.eol_id]
     assert torch.equal(mapping.text_ids_to_image(image_part), ids.reshape(-1))
@@ -147,6 +149,11 @@ def test_split_and_join_scales():
         ("residual", torch.zeros(7 * 8 * DEPTH, dtype=torch.long), InvalidIdsError, r"holds 192 ids \(8x8 positions"),
         ("residual", torch.zeros(8, 8, dtype=torch.long), InvalidIdsError, "residual ids must have rank 1"),
         ("grid", torch.zeros(63, dtype=torch.long), InvalidIdsError, "must hold 64 image tokens"),
+        ("1d", torch.zeros(5, dtype=torch.long), InvalidIdsError, "a 1d image holds 6 ids .*got 5"),
+        ("1d", torch.zeros(2, 7, dtype=torch.long), InvalidIdsError, "a 1d image holds 6 ids .*got 7"),
+        ("1d", torch.zeros(2, 2, 3, dtype=torch.long), InvalidIdsError, r"1d ids must have rank 1 \(\[6\]"),
+        ("1d", torch.zeros(2, 6, dtype=torch.long).index_fill_(1, torch.tensor([5]), 70), InvalidIdsError,
+         r"id 70 at position \(0, 5\) is out of range"),
     ],
 )
 def test_ids_of_the_wrong_length_or_depth_are_our_errors(kind, ids, error, message):

@@ -68,12 +68,15 @@ class VQModel(nn.Module):
         return h
 
     def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
-        """Normalised pixels [B, C, H, W] -> quantizer output (ids in the layout, [B, h, w] for a grid, and
-        straight-through codes)."""
-        return self.quantizer(self.features(pixels))
+        """Normalised pixels [B, C, H, W] -> quantizer output (ids in the layout, [B, h, w] for a grid, [B, N] for
+        1d, and straight-through codes)."""
+        output = self.quantizer(self.features(pixels))
+        if self.one_dimensional:
+            output.ids = output.ids.flatten(1)
+        return output
 
     def encode_ids(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels -> ids only ([B, h, w], [B, N] multiscale, [B, h, w, D] residual); the same ids as
+        """Normalised pixels -> ids only ([B, h, w], [B, N] multiscale or 1d, [B, h, w, D] residual); the same ids as
         encode(), without losses or statistics."""
         ids = self.quantizer.encode_ids(self.features(pixels))
         return ids.flatten(1) if self.one_dimensional else ids
