@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from image_tokenizer import (
     CheckpointError,
@@ -164,11 +165,34 @@ def test_ids_of_the_wrong_length_or_depth_are_our_errors(kind, ids, error, messa
         tok.batch_decode([ids.reshape(-1)])
 
 
+def test_pretokenize_writes_a_1d_row_as_its_ids_one_by_n(images):
+    """A 1d row is its N ids, grid_h 1 and grid_w N, on the map path and the DataLoader path alike."""
+    import datasets
+
+    from image_tokenizer.pretokenize import pretokenize
+
+    tok = make("1d")
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(a) for a in images[:5]], "label": list(range(5))},
+                                         features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    mapped = pretokenize(dataset, tok, batch_size=2, flip=True, load_from_cache_file=False)
+    loaded = pretokenize(dataset, tok, batch_size=2, flip=True, num_workers=0, load_from_cache_file=False)
+    assert mapped.to_dict() == loaded.to_dict()
+    unflipped = [row for row, flipped in zip(mapped["input_ids"], mapped["flipped"]) if not flipped]
+    assert torch.equal(torch.tensor(unflipped, dtype=torch.long), tok.encode(images[:5]))
+    assert set(mapped["grid_h"]) == {1} and set(mapped["grid_w"]) == {6}
+
+
 def test_layout_specific_requests_are_refused(images):
     with pytest.raises(InvalidRequestError, match="native_size does not apply to a multiscale tokenizer"):
         make("multiscale").encode(images[0], native_size=True)
     with pytest.raises(InvalidRequestError, match="grid_size applies to grid and residual tokenizers"):
         make("multiscale").decode(torch.zeros(N, dtype=torch.long), grid_size=(4, 4))
+    with pytest.raises(InvalidRequestError, match="native_size does not apply to a 1d tokenizer"):
+        make("1d").encode(images[0], native_size=True)
+    with pytest.raises(InvalidRequestError, match="grid_size applies to grid and residual tokenizers; this 1d one"):
+        make("1d").decode(torch.zeros(6, dtype=torch.long), grid_size=(2, 3))
+    with pytest.raises(InvalidImageError, match="a 1d tokenizer encodes 16x16 images, got \\(32, 32\\)"):
+        make("1d").encode_pixels(torch.zeros(1, 3, 32, 32))
     residual = make("residual")  # native-size grids: residual ids of another h x w decode too
     assert residual.decode(torch.zeros(4, 6, DEPTH, dtype=torch.long), output_type="pt").shape == (3, 8, 12)
     flat = torch.zeros(4 * 6 * DEPTH, dtype=torch.long)
@@ -274,7 +298,7 @@ def layout_ids(rng, tok: ImageTokenizer):
     return np.random.default_rng(rng.randrange(2**32)).integers(low, high, size=rng.choice(shapes))
 
 
-@pytest.mark.parametrize("kind", ["multiscale", "residual"])
+@pytest.mark.parametrize("kind", ["multiscale", "residual", "1d"])
 def test_fuzzed_ids_give_results_or_our_errors(kind, images):
     """The tests/fuzz.py contract for the layouts' own entry points: a result or an ImageTokenizerError."""
     rng = random.Random(0)
