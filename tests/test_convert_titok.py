@@ -37,12 +37,15 @@ def golden(name: str) -> dict[str, torch.Tensor]:
     return load_file(str(GOLDEN / f"{name}.safetensors"))
 
 
-def write_release(folder: Path, name: str, config_change=None, drop: str | None = None) -> Path:
-    """TiTok.save_pretrained's folder: config.json (theirs, optionally changed) and model.safetensors (float32)."""
+def write_release(folder: Path, name: str, config_change=None, drop: str | None = None,
+                  replace: dict[str, torch.Tensor] | None = None) -> Path:
+    """TiTok.save_pretrained's folder: config.json (theirs, optionally changed) and model.safetensors (float32;
+    optionally without the tensors under `drop`, or with some replaced)."""
     data = golden(name)
     weights = {k[len("weights."):]: v.float() for k, v in data.items() if k.startswith("weights.")}
     if drop:
         weights = {k: v for k, v in weights.items() if not k.startswith(drop)}
+    weights.update(replace or {})
     folder.mkdir()
     save_file(weights, str(folder / "model.safetensors"))
     config = json.loads((GOLDEN / f"{name}.json").read_text())
@@ -108,6 +111,9 @@ def test_a_legacy_checkpoint_without_its_pixel_decoder_is_refused(tmp_path):
         with pytest.raises(ConversionError, match=r"model\.safetensors: no MaskGIT-VQGAN pixel decoder .*"
                                                   r"model\.vq_model\.finetune_decoder"):
             image_tokenizer.convert(folder)
+    empty = write_release(tmp_path / "empty", "legacy", replace={"pixel_decoder.up.0.block.0.conv1.weight": torch.zeros(0, 32, 3, 3)})
+    with pytest.raises(ConversionError, match=r"model\.safetensors: tensor 'pixel_decoder\.up\.0\.block\.0\.conv1\.weight' has no output"):
+        image_tokenizer.convert(empty)
 
 
 @pytest.mark.parametrize(
@@ -118,13 +124,13 @@ def test_a_legacy_checkpoint_without_its_pixel_decoder_is_refused(tmp_path):
         (lambda c: c["model"]["vq_model"].pop("token_size"), r"field 'model\.vq_model\.token_size' is missing"),
         (lambda c: c["dataset"].pop("preprocessing"), r"field 'dataset\.preprocessing\.crop_size' is missing"),
         (lambda c: c["model"]["vq_model"].update(quantize_mode="vae"), "continuous \\(VAE\\) TiTok tokens are not ids"),
-        (lambda c: c["model"]["vq_model"].update(finetune_decoder=False), "is_legacy is True but finetune_decoder is "
-                                                                         "False, a stage-1 model"),
+        (lambda c: c["model"]["vq_model"].update(finetune_decoder=False),
+         "is_legacy is True but finetune_decoder is False, a stage-1 model"),
         (lambda c: c["model"]["vq_model"].update(vit_enc_model_size="huge"), "vit_enc_model_size' must be one of"),
-        (lambda c: c["model"]["vq_model"].update(vit_dec_model_size="small"), "vit_dec_model_size 'small' means width "
-                                                                             "16 and 2 layers, but the decoder"),
-        (lambda c: c["model"]["vq_model"].update(vit_dec_patch_size=8), r"pixel decoder upsamples by .* = 4, which "
-                                                                        r"must equal vit\.decoder_patch_size 8"),
+        (lambda c: c["model"]["vq_model"].update(vit_dec_model_size="small"),
+         "vit_dec_model_size 'small' means width 16 and 2 layers, but the decoder"),
+        (lambda c: c["model"]["vq_model"].update(vit_dec_patch_size=8),
+         r"pixel decoder upsamples by .* = 4, which must equal vit\.decoder_patch_size 8"),
     ],
 )
 def test_config_fields_we_cannot_use_are_named(tmp_path, change, message):

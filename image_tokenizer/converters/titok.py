@@ -133,6 +133,9 @@ def pixel_decoder_sizes(weights: dict[str, torch.Tensor], paths: tuple[Path, Pat
         conv = weights.get(f"pixel_decoder.up.{level}.block.0.conv1.weight")
         if conv is None or conv.ndim != 4:
             raise ConversionError(f"{weights_path}: tensor 'pixel_decoder.up.{level}.block.0.conv1.weight' is missing")
+        if conv.shape[0] < 1:
+            raise ConversionError(f"{weights_path}: tensor 'pixel_decoder.up.{level}.block.0.conv1.weight' has no output "
+                                  f"channels (shape {list(conv.shape)})")
         widths.append(conv.shape[0])
     ch = reduce(math.gcd, widths)
     blocks = len({m[1] for k in weights if (m := re.match(r"pixel_decoder\.mid\.(\d+)\.", k))})

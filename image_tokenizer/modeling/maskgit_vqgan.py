@@ -6,6 +6,8 @@ nearest upsampling then a 3x3 conv). Sizes are the config's `ch`, `ch_mult`, `nu
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +41,7 @@ class MaskGitUpBlock(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, blocks: int, groups: int, upsample: bool):
         super().__init__()
         widths = [channels_in] + [channels_out] * blocks
-        self.block = nn.ModuleList(MaskGitResnetBlock(a, b, groups) for a, b in zip(widths, widths[1:]))
+        self.block = nn.ModuleList(MaskGitResnetBlock(a, b, groups) for a, b in pairwise(widths))
         self.upsample_conv = nn.Conv2d(channels_out, channels_out, 3, padding=1) if upsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

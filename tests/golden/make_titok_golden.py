@@ -69,9 +69,9 @@ def import_publisher() -> types.ModuleType:
     spec = importlib.util.spec_from_loader("modeling.modules.blocks", loader=None)
     blocks = importlib.util.module_from_spec(spec)
     blocks.__file__ = str(PUBLISHER / "modeling/modules/blocks.py")
-    exec(compile(source, blocks.__file__, "exec"), blocks.__dict__)
+    exec(compile(source, blocks.__file__, "exec"), blocks.__dict__)  # noqa: S102 (their blocks.py, sizes patched)
     sys.modules["modeling.modules.blocks"] = blocks
-    import modeling.titok as titok
+    from modeling import titok
     from omegaconf import OmegaConf
 
     full_decoder, full_quantizer = titok.Pixel_Decoder, titok.Pixel_Quantizer
