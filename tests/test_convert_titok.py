@@ -155,3 +155,28 @@ def test_detection_needs_the_titok_fields_and_the_weights(tmp_path):
     shutil.copy(GOLDEN / "pixels.json", config_only / "config.json")
     with pytest.raises(ConversionError, match="no model.safetensors beside config.json"):
         image_tokenizer.convert(config_only)
+
+
+def test_a_config_that_implies_a_huge_vit_is_refused_before_anything_is_allocated(tmp_path, hostile):
+    """crop_size 16384 with 1-pixel patches: 268 million patch positions, whose position embeddings alone would
+    take 512 GiB at TiTok-S's width; refused from the meta-device count, under the 1 GiB bound. The weights only
+    carry what the converter compares with the size names (TiTok-S: 512 wide, 8 layers)."""
+    from tests.hostile import PEAK_LIMIT
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    weights = {"latent_tokens": torch.zeros(8, 512), "quantize.embedding.weight": torch.zeros(16, 4)}
+    for part in ("encoder", "decoder"):
+        weights[f"{part}.class_embedding"] = torch.zeros(1, 512)
+        weights.update({f"{part}.transformer.{i}.ln_1.weight": torch.zeros(1) for i in range(8)})
+    save_file(weights, str(folder / "model.safetensors"))
+    config = json.loads((GOLDEN / "pixels.json").read_text())
+    config["model"]["vq_model"].update(vit_enc_model_size="small", vit_dec_model_size="small", vit_enc_patch_size=1,
+                                       vit_dec_patch_size=1, codebook_size=16, token_size=4)
+    config["dataset"]["preprocessing"]["crop_size"] = 16384
+    (folder / "config.json").write_text(json.dumps(config))
+    outcome = hostile.call("image_tokenizer.converters:convert", str(folder))
+    assert outcome.refused("CheckpointError"), outcome.message
+    assert "parameters and buffers" in outcome.message and "resolution=16384, vit patch sizes 1/1" in outcome.message
+    assert "\n" not in outcome.message
+    assert outcome.peak_bytes < PEAK_LIMIT

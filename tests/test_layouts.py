@@ -227,7 +227,7 @@ def test_info_names_the_layout(tmp_path, capsys):
     assert "depth 3" in info["layout"]["meaning"] and "depth=3" in info["summary"]
 
 
-@pytest.mark.parametrize("kind", ["multiscale", "residual"])
+@pytest.mark.parametrize("kind", ["multiscale", "residual", "1d"])
 def test_cli_decodes_a_layouts_ids(kind, tmp_path, images):
     tok = make(kind)
     tok.save_pretrained(tmp_path / "model")
