@@ -31,6 +31,9 @@ MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.c
 MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
 MAX_LEVELS = 16  # len(ch_mult): 2^15 halvings already exceed MAX_RESOLUTION
 MAX_RES_BLOCKS = 64  # num_res_blocks per level, and Emu3's temporal_downsample_factor
+# Fields added after config.json and fingerprints were first recorded, left out of to_dict (so of config.json and
+# the fingerprint) while they hold these defaults: every model saved before them keeps its files and fingerprint.
+OMITTED_AT_DEFAULT = {"vit": None}
 # Transparent pixels are composited onto white by default, as browsers and the datasets viewer show PNGs.
 WHITE = (255, 255, 255)
 BACKGROUND_NAMES = {"white": WHITE, "black": (0, 0, 0)}
@@ -110,7 +113,7 @@ class ImageTokenizerConfig:
     downsample_levels: int | None = None  # levels that halve the side; None: every level but the last
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the quantizer (QuantizerConfig fields)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)  # PreprocessingConfig fields
-    vit: ViTConfig | None = None  # architecture "titok": its ViT (ViTConfig fields); config.json omits it when None
+    vit: ViTConfig | None = None  # architecture "titok": its ViT (ViTConfig fields); omitted from config.json when None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantizer, QuantizerConfig):
@@ -301,8 +304,9 @@ class ImageTokenizerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if data["vit"] is None:
-            del data["vit"]  # every other architecture's config.json (and fingerprint) stays as it was
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if data[name] == default:
+                del data[name]
         data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
         data["layout"] = self.layout.to_dict()  # derived, likewise: what an image's ids are
         return data
