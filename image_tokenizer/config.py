@@ -170,7 +170,7 @@ class ImageTokenizerConfig:
     @property
     def layout(self) -> IdLayout:
         """What an image's ids are (layouts.py): a grid, scales concatenated (multiscale) or a grid with depth
-        (residual), as the quantizer's kind says."""
+        (residual), as the quantizer's kind says; a titok model's latent tokens (1d)."""
         q = self.quantizer
         if self.architecture == "titok":
             return IdLayout("1d", self.grid_size)

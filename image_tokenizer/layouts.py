@@ -7,9 +7,9 @@
   left; flat, the positions row-major with the D codes of a position together, depth 0 first.
 - `1d` (TiTok): [N] learned latent tokens, one sequence with no spatial order; grid_size is (1, N).
 
-A tokenizer's layout follows from its quantizer (`ImageTokenizerConfig.layout`); config.json and vocab.json both
-carry it (`to_dict`), so a language model's data pipeline can read it without this library. A flat sequence of
-ids is always the per-image ids flattened in this order (`tok(images)` frames it with <boi>/<eoi>).
+A tokenizer's layout follows from its quantizer and architecture (`ImageTokenizerConfig.layout`); config.json and
+vocab.json both carry it (`to_dict`), so a language model's data pipeline can read it without this library. A flat
+sequence of ids is always the per-image ids flattened in this order (`tok(images)` frames it with <boi>/<eoi>).
 """
 
 from __future__ import annotations
