@@ -180,3 +180,30 @@ def test_a_config_that_implies_a_huge_vit_is_refused_before_anything_is_allocate
     assert "parameters and buffers" in outcome.message and "resolution=16384, vit patch sizes 1/1" in outcome.message
     assert "\n" not in outcome.message
     assert outcome.peak_bytes < PEAK_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"vit": None}, "architecture 'titok' needs a vit section"),
+        ({"architecture": "vqgan", "use_quant_conv": True, "use_post_quant_conv": True}, "vit applies to architecture 'titok'"),
+        ({"use_quant_conv": True}, "set use_quant_conv, use_post_quant_conv and encoder_only to false"),
+        ({"quantizer": {"kind": "fsq", "levels": [4, 4]}}, "quantizes with kind 'vq'"),
+        ({"resolution": 18}, "resolution 18 is not a multiple of vit.encoder_patch_size 4"),
+        ({"vit": {"encoder_width": 15}}, "vit.encoder_width 15 is not divisible by vit.encoder_heads 2"),
+        ({"vit": {"num_latent_tokens": 10**6}}, "vit.num_latent_tokens must be an integer from 1 to 65,536"),
+        ({"vit": {"legacy": "yes"}}, "field vit.legacy must be true or false"),
+    ],
+)
+def test_titok_config_rules_are_config_errors(change, message):
+    """What a titok config must be, checked where configs are checked (a saved config.json goes the same way)."""
+    from image_tokenizer import ConfigError, ImageTokenizerConfig
+    from tests.helpers import tiny_titok_config
+
+    data = tiny_titok_config().to_dict()
+    for key in ("layout", "grid_size"):
+        data.pop(key)
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and key == "vit" else value
+    with pytest.raises(ConfigError, match=message):
+        ImageTokenizerConfig.from_dict(data)
