@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -89,12 +90,16 @@ def test_cli_converts_saves_and_loads_with_the_same_ids(tmp_path):
 
 
 # ----- bad input -----
-def test_ids_of_the_wrong_length_are_our_error(tmp_path):
+def test_ids_of_the_wrong_length_are_our_error(tmp_path, capsys):
     tok = image_tokenizer.convert(write_release(tmp_path / "release", "pixels"))
     with pytest.raises(image_tokenizer.InvalidIdsError, match="a 1d image holds 8 ids .*got 9"):
         tok.decode(torch.zeros(2, 9, dtype=torch.long))
     with pytest.raises(image_tokenizer.InvalidIdsError, match="a 1d image holds 8 ids .*got 7"):
         tok.batch_decode([[tok.boi_token_id, *[0] * 7, tok.eoi_token_id]])
+    tok.save_pretrained(tmp_path / "ours")
+    np.save(tmp_path / "ids.npy", np.zeros((2, 9), np.int64))
+    assert main(["decode", str(tmp_path / "ids.npy"), "--model", str(tmp_path / "ours"), "--output", str(tmp_path / "x.png")]) == 2
+    assert f"{tmp_path / 'ids.npy'}: a 1d image holds 8 ids (its latent tokens), got 9" in capsys.readouterr().err
 
 
 def test_num_latent_tokens_that_disagrees_with_the_weights_names_the_file_and_field(tmp_path):
