@@ -136,10 +136,13 @@ def check_model_size(config: ImageTokenizerConfig, where: Path) -> VQModel:
         model = VQModel(config)
     count = sum(t.numel() for t in model.parameters()) + sum(t.numel() for t in model.buffers())
     if count > MAX_PARAMETERS:
+        vit = config.vit
+        sizes = (f"resolution={config.resolution}, vit patch sizes {vit.encoder_patch_size}/{vit.decoder_patch_size}, "
+                 f"widths {vit.encoder_width}/{vit.decoder_width}, num_latent_tokens={vit.num_latent_tokens}"
+                 if vit else f"ch={config.ch}, ch_mult={list(config.ch_mult)}, z_channels={config.z_channels}")
         raise CheckpointError(
             f"{where}: this config implies {count:,} parameters and buffers ({count * 4 / 2**30:.1f} GiB in fp32), over "
-            f"the limit of {MAX_PARAMETERS:,}; check ch={config.ch}, ch_mult={list(config.ch_mult)}, "
-            f"z_channels={config.z_channels}, codebook_size={config.quantizer.codebook_size}, "
+            f"the limit of {MAX_PARAMETERS:,}; check {sizes}, codebook_size={config.quantizer.codebook_size}, "
             f"codebook_dim={config.quantizer.codebook_dim}, use_ema={config.quantizer.use_ema}"
         )
     return model

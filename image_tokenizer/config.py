@@ -14,6 +14,7 @@ from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
 from .layouts import IdLayout, scales_problem
 from .quantizer_config import QuantizerConfig
+from .vit_config import ViTConfig, validate_titok
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "image_tokenizer"  # config.json's model_type: how transformers' Auto classes recognise our folders
@@ -22,8 +23,9 @@ RESIZE_MODES = ("resize_center_crop", "resize", "center_crop", "none")
 RESAMPLE_FILTERS = ("nearest", "bilinear", "bicubic", "lanczos", "box")
 # Encoder/decoder families (modeling/vqmodel.py ENCODERS, DECODERS): taming's VQGAN; Open-MAGVIT2's (no attention,
 # depth-to-space upsampling, adaptive group norm in the decoder conditioned on the quantized latent); Emu3's image
-# path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching).
-ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos")
+# path (temporal layers collapsed, spatial norm); Cosmos's (Haar wavelet patching); TiTok's ViT over 1D latent
+# tokens (vit_config.py).
+ARCHITECTURES = ("vqgan", "magvit2", "emu3", "cosmos", "titok")
 # Upper bounds, far above any published tokenizer (at most 5 levels, widths of 1024, 4 blocks a level).
 MAX_RESOLUTION = 16_384  # pixels a side; raise it on purpose (image_tokenizer.config.MAX_RESOLUTION = ...)
 MAX_CHANNELS = 2**16  # channel widths (ch * ch_mult), z_channels, norm groups, attention heads
@@ -32,7 +34,7 @@ MAX_RES_BLOCKS = 64  # num_res_blocks per level, and Emu3's temporal_downsample_
 MAX_QUANT_CONV_KERNEL = 15  # published models use 1 (taming and most) or 3 (VAR)
 # Fields added after config.json and fingerprints were first recorded, left out of to_dict (so of config.json and
 # the fingerprint) while they hold these defaults: every model saved before them keeps its files and fingerprint.
-OMITTED_AT_DEFAULT = {"quant_conv_kernel_size": 1}
+OMITTED_AT_DEFAULT = {"quant_conv_kernel_size": 1, "vit": None}
 # Transparent pixels are composited onto white by default, as browsers and the datasets viewer show PNGs.
 WHITE = (255, 255, 255)
 BACKGROUND_NAMES = {"white": WHITE, "black": (0, 0, 0)}
@@ -113,12 +115,15 @@ class ImageTokenizerConfig:
     quant_conv_kernel_size: int = 1  # side of quant_conv's and post_quant_conv's kernels (VAR: 3); odd, padded to keep the grid
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)  # the quantizer (QuantizerConfig fields)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)  # PreprocessingConfig fields
+    vit: ViTConfig | None = None  # architecture "titok": its ViT (ViTConfig fields); omitted from config.json when None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantizer, QuantizerConfig):
             self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
         if not isinstance(self.preprocessing, PreprocessingConfig):
             self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
+        if self.vit is not None and not isinstance(self.vit, ViTConfig):
+            self.vit = _from_dict(ViTConfig, self.vit, "vit")
         self.ch_mult = tuple(self.ch_mult)
         if self.decoder_ch_mult is not None:
             self.decoder_ch_mult = tuple(self.decoder_ch_mult)
@@ -132,7 +137,9 @@ class ImageTokenizerConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Pixels per token along one side."""
+        """Pixels per token along one side (titok: per encoder patch; its ids are no grid)."""
+        if self.architecture == "titok" and self.vit is not None:
+            return self.vit.encoder_patch_size
         return self.patch_size * 2**self.halving_levels
 
     @property
@@ -156,15 +163,19 @@ class ImageTokenizerConfig:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Token grid (h, w) at the configured resolution."""
+        """Token grid (h, w) at the configured resolution; (1, N) for the N latent tokens of a titok model."""
+        if self.architecture == "titok" and self.vit is not None:
+            return (1, self.vit.num_latent_tokens)
         side = self.resolution // self.downsample_factor
         return (side, side)
 
     @property
     def layout(self) -> IdLayout:
         """What an image's ids are (layouts.py): a grid, scales concatenated (multiscale) or a grid with depth
-        (residual), as the quantizer's kind says."""
+        (residual), as the quantizer's kind says; a titok model's latent tokens (1d)."""
         q = self.quantizer
+        if self.architecture == "titok":
+            return IdLayout("1d", self.grid_size)
         if q.kind == "multiscale":
             return IdLayout("multiscale", self.grid_size, scales=q.scales)
         if q.kind == "residual":
@@ -178,8 +189,9 @@ class ImageTokenizerConfig:
 
     @property
     def quantizer_input_dim(self) -> int:
-        """Channels entering the quantizer: codebook_dim after quant_conv, else the encoder's z_channels."""
-        return self.quantizer.codebook_dim if self.use_quant_conv else self.z_channels
+        """Channels entering the quantizer: codebook_dim after quant_conv (or titok's conv_out), else the encoder's
+        z_channels."""
+        return self.quantizer.codebook_dim if self.use_quant_conv or self.architecture == "titok" else self.z_channels
 
     def validate(self) -> None:
         positive = ("resolution", "in_channels", "out_channels", "ch", "num_res_blocks", "z_channels", "norm_groups",
@@ -215,7 +227,7 @@ class ImageTokenizerConfig:
         unknown = sorted(set(self.attn_resolutions) - resolutions)
         if unknown:
             raise ConfigError(f"attn_resolutions {unknown} never occur; the encoder runs at {sorted(resolutions)}")
-        if not self.use_quant_conv and self.quantizer.codebook_dim > self.z_channels:
+        if not self.use_quant_conv and self.architecture != "titok" and self.quantizer.codebook_dim > self.z_channels:
             raise ConfigError(
                 f"quantizer.codebook_dim {self.quantizer.codebook_dim} exceeds z_channels {self.z_channels}"
             )
@@ -296,6 +308,7 @@ class ImageTokenizerConfig:
         if self.architecture != "emu3" and (self.temporal_downsample_factor != 1 or self.attention_heads != 1):
             raise ConfigError("temporal_downsample_factor and attention_heads are Emu3 settings: use them with "
                               "architecture 'emu3'")
+        validate_titok(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

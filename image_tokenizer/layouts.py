@@ -5,10 +5,11 @@
   the scales concatenated coarse to fine, row-major inside each (VAR's 1, 2, 3, 4, 5, 6, 8, 10, 13, 16: 680 ids).
 - `residual` (RQ-VAE): [h, w, D], D codes per position of one shared codebook, each quantizing what the earlier ones
   left; flat, the positions row-major with the D codes of a position together, depth 0 first.
+- `1d` (TiTok): [N] learned latent tokens, one sequence with no spatial order; grid_size is (1, N).
 
-A tokenizer's layout follows from its quantizer (`ImageTokenizerConfig.layout`); config.json and vocab.json both
-carry it (`to_dict`), so a language model's data pipeline can read it without this library. A flat sequence of
-ids is always the per-image ids flattened in this order (`tok(images)` frames it with <boi>/<eoi>).
+A tokenizer's layout follows from its quantizer and architecture (`ImageTokenizerConfig.layout`); config.json and
+vocab.json both carry it (`to_dict`), so a language model's data pipeline can read it without this library. A flat
+sequence of ids is always the per-image ids flattened in this order (`tok(images)` frames it with <boi>/<eoi>).
 """
 
 from __future__ import annotations
@@ -22,19 +23,22 @@ import torch
 
 from .errors import CheckpointError, InvalidIdsError, InvalidRequestError, shorten
 
-LAYOUT_KINDS = ("grid", "multiscale", "residual")
+LAYOUT_KINDS = ("grid", "multiscale", "residual", "1d")
+FIXED_LENGTH_KINDS = ("multiscale", "1d")  # one length, at the trained resolution only
 MAX_SCALES = 64  # VAR uses 10 scales; sides strictly increase up to the grid side, so 64 is far above any use
 MAX_DEPTH = 64  # RQ-VAE uses 4 codes per position
 ORDERS = {
     "grid": "row-major",
     "multiscale": "scales coarse to fine, row-major inside each scale",
     "residual": "positions row-major, the depth codes of a position together, depth 0 first",
+    "1d": "the latent tokens in order (no spatial order)",
 }
 
 
 @dataclass(frozen=True)
 class IdLayout:
-    """The shape and order of one image's ids: `grid` [h, w], `multiscale` [sum p*p] or `residual` [h, w, depth]."""
+    """The shape and order of one image's ids: `grid` [h, w], `multiscale` [sum p*p], `residual` [h, w, depth] or
+    `1d` [N] (grid_size (1, N))."""
 
     kind: str = "grid"
     grid_size: tuple[int, int] = (16, 16)  # the (finest) token grid at the trained resolution
@@ -50,19 +54,24 @@ class IdLayout:
 
     @property
     def ndim(self) -> int:
-        """Rank of one image's ids: 2 (grid), 1 (multiscale) or 3 (residual)."""
-        return {"grid": 2, "multiscale": 1, "residual": 3}[self.kind]
+        """Rank of one image's ids: 2 (grid), 1 (multiscale, 1d) or 3 (residual)."""
+        return {"grid": 2, "multiscale": 1, "residual": 3, "1d": 1}[self.kind]
+
+    @property
+    def fixed_length(self) -> bool:
+        """Whether an image always has the same number of ids (multiscale, 1d): no native size, no other grid."""
+        return self.kind in FIXED_LENGTH_KINDS
 
     @property
     def shape(self) -> tuple[int, ...]:
         """One image's ids at the trained resolution: (h, w), (N,) or (h, w, depth)."""
-        if self.kind == "multiscale":
+        if self.fixed_length:
             return (self.ids_per_image,)
         return self.grid_size + ((self.depth,) if self.kind == "residual" else ())
 
     def shape_at(self, h: int, w: int) -> tuple[int, ...]:
-        """One image's ids for an h x w token grid (a native-size image; multiscale: only its own grid)."""
-        if self.kind == "multiscale":
+        """One image's ids for an h x w token grid (a native-size image; multiscale and 1d: only their own)."""
+        if self.fixed_length:
             return self.shape
         return (h, w, self.depth) if self.kind == "residual" else (h, w)
 
@@ -83,6 +92,8 @@ class IdLayout:
             return (f"{h}x{w} positions x depth {self.depth} = {self.ids_per_image} ids, [h, w, depth]: each position's "
                     f"{self.depth} codes sum to its feature, depth 0 the coarsest; flat, the positions row-major with "
                     "a position's codes together")
+        if self.kind == "1d":
+            return f"{w} ids: one 1D sequence of learned latent tokens (TiTok), no grid"
         return f"{h * w} ids: a {h}x{w} grid, row-major"
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +109,13 @@ class IdLayout:
     def shape_of_sequence(self, count: int, grid_size: tuple[int, int] | None = None) -> tuple[int, ...]:
         """One image's shape for a flat sequence of `count` image ids (grid and residual: the trained grid, a
         larger square one for a native-size image, or grid_size=(h, w)); a wrong count is InvalidIdsError."""
+        if self.kind == "1d":
+            if grid_size is not None and tuple(grid_size) != self.grid_size:
+                raise InvalidRequestError("grid_size applies to grid and residual tokenizers; this 1d one has "
+                                          f"{self.ids_per_image} ids per image")
+            if count != self.ids_per_image:
+                raise InvalidIdsError(f"a 1d image holds {self.ids_per_image} ids (its latent tokens), got {count}")
+            return self.shape
         if self.kind == "multiscale":
             if grid_size is not None and tuple(grid_size) != self.grid_size:
                 raise InvalidRequestError(f"grid_size applies to grid and residual tokenizers; this multiscale one "
@@ -120,6 +138,9 @@ class IdLayout:
     def check_image_shape(self, shape: tuple[int, ...]) -> None:
         """The per-image part of ids given with their shape ([N], [h, w, depth]): wrong length or depth is
         InvalidIdsError naming what was expected. Grids (and residual positions) may have any h, w."""
+        if self.kind == "1d" and tuple(shape) != self.shape:
+            found = shape[0] if len(shape) == 1 else f"shape {tuple(shape)}"
+            raise InvalidIdsError(f"a 1d image holds {self.ids_per_image} ids (its latent tokens), got {found}")
         if self.kind == "multiscale" and tuple(shape) != self.shape:
             found = shape[0] if len(shape) == 1 else f"shape {tuple(shape)}"
             raise InvalidIdsError(f"a multiscale image holds {self.ids_per_image} ids ({self._scales_text()}), got {found}")
@@ -129,8 +150,8 @@ class IdLayout:
 
     def rank_error(self, shape: tuple[int, ...]) -> str:
         """The message for ids of a rank this layout does not take."""
-        if self.kind == "multiscale":
-            return (f"multiscale ids must have rank 1 ([{self.ids_per_image}], one image) or 2 ([B, {self.ids_per_image}], "
+        if self.fixed_length:
+            return (f"{self.kind} ids must have rank 1 ([{self.ids_per_image}], one image) or 2 ([B, {self.ids_per_image}], "
                     f"a batch); got shape {tuple(shape)}")
         if self.kind == "residual":
             return (f"residual ids must have rank 1 (flat sequence), 3 ([h, w, {self.depth}]) or 4 ([B, h, w, "
@@ -142,6 +163,8 @@ class IdLayout:
         residual row of positions with their codes."""
         if self.kind == "multiscale":
             return [side for side in self.scales for _ in range(side)]
+        if self.kind == "1d":
+            return [self.ids_per_image]  # one row: the sequence has no spatial rows
         return [math.prod(shape[1:])] * shape[0]
 
     # ----- scales -----
@@ -185,6 +208,8 @@ def layout_problem(layout: IdLayout) -> str | None:
         return f"depth applies to the residual layout only, not {layout.kind!r}"
     if layout.kind == "multiscale":
         return scales_problem(layout.scales, grid)
+    if layout.kind == "1d" and grid[0] != 1:
+        return f"a 1d layout's grid_size is (1, N), got {shorten(grid)}"
     if layout.kind == "residual" and not (_is_int(layout.depth) and 1 <= layout.depth <= MAX_DEPTH):
         return f"depth must be an integer from 1 to {MAX_DEPTH}, got {shorten(layout.depth)}"
     return None

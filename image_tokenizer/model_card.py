@@ -44,6 +44,8 @@ def render_tokenizer_card(tokenizer: ImageTokenizer, model_name: str, card_info:
         model_name=model_name,
         repo_id=model_name,
         resolution=config.resolution,
+        architecture=config.architecture,
+        vit_legacy=bool(config.vit and config.vit.legacy),
         grid_h=grid_h,
         grid_w=grid_w,
         codebook_size=k,

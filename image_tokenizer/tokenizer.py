@@ -36,7 +36,7 @@ MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, an
 
 class ImageTokenizer(HubMixin):
     """Turns images into codebook ids and back: a grid [h, w] of ids, or as the layout says (`layout`: the scales
-    of a multiscale tokenizer concatenated [N], a residual one's [h, w, depth]).
+    of a multiscale tokenizer concatenated [N], a residual one's [h, w, depth], a 1d one's [N]).
 
     Ids 0..K-1 are codebook indices, row-major; `<boi>`, `<eoi>`, `<pad>` (and any class tokens)
     follow at K, K+1, ... . The encoder always runs on fixed-size micro-batches (zero-padded), so an image
@@ -92,7 +92,7 @@ class ImageTokenizer(HubMixin):
 
     @property
     def layout(self) -> IdLayout:
-        """What an image's ids are: `grid` [h, w], `multiscale` [N] (scales coarse to fine) or `residual`
+        """What an image's ids are: `grid` [h, w], `multiscale` [N] (scales coarse to fine), `1d` [N] or `residual`
         [h, w, depth]; `layout.describe()` says it in words, vocab.json carries it."""
         return self.config.layout
 
@@ -163,7 +163,7 @@ class ImageTokenizer(HubMixin):
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the encoder and decoder run in; the quantizer (projections and distances) stays float32."""
-        return self.model.encoder.conv_in.weight.dtype
+        return next(self.model.encoder.parameters()).dtype
 
     def to(self, device: str | torch.device | torch.dtype | None = None, dtype: torch.dtype | str | None = None) -> ImageTokenizer:
         """Move to a device and/or run the encoder and decoder in float32, bfloat16 or float16 (GPU); ids are
@@ -216,7 +216,9 @@ class ImageTokenizer(HubMixin):
 
     def _image_size(self, ids: torch.Tensor) -> tuple[int, int]:
         """The pixel size that a batch of ids in the layout decodes to."""
-        h, w = self.grid_size if self.layout.kind == "multiscale" else ids.shape[1:3]
+        if self.layout.fixed_length:  # multiscale, 1d: the trained resolution only
+            return self.config.resolution, self.config.resolution
+        h, w = ids.shape[1:3]
         return h * self.config.downsample_factor, w * self.config.downsample_factor
 
     # ----- preprocessing -----
@@ -233,7 +235,7 @@ class ImageTokenizer(HubMixin):
         self, images: Any, native_size: bool = False, max_native_pixels: int = MAX_NATIVE_PIXELS
     ) -> torch.Tensor | list[torch.Tensor]:
         """Image(s) -> LongTensor ids [h, w] for one image, [B, h, w] for a list or batch; in the layout's shape
-        for other layouts: [N] / [B, N] (multiscale), [h, w, D] / [B, h, w, D] (residual).
+        for other layouts: [N] / [B, N] (multiscale, 1d), [h, w, D] / [B, h, w, D] (residual).
 
         With native_size=True (grid and residual layouts), images whose sides are multiples of the downsampling factor are encoded
         without resizing; a batch of different sizes then returns a list of [h_i, w_i] tensors. Arrays and
@@ -242,6 +244,9 @@ class ImageTokenizer(HubMixin):
         if native_size and self.layout.kind == "multiscale":
             raise InvalidRequestError(f"native_size does not apply to a multiscale tokenizer: its scales "
                                       f"{list(self.layout.scales)} end at the trained {self.grid_size[0]}x{self.grid_size[1]} grid")
+        if native_size and self.layout.kind == "1d":
+            raise InvalidRequestError(f"native_size does not apply to a 1d tokenizer: its {self.layout.ids_per_image} "
+                                      f"latent tokens describe {self.config.resolution}x{self.config.resolution} images")
         model_input = model_inputs(images, self.config, self.device, native_size, max_native_pixels)
         results: list[torch.Tensor] = [torch.empty(0)] * model_input.count
         for positions, pixels in model_input.groups:
@@ -259,9 +264,9 @@ class ImageTokenizer(HubMixin):
         layout's shape), on the same fixed micro-batches as `encode`, so the ids are the same."""
         if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4 or pixels.shape[1] != 3:
             raise InvalidImageError(f"encode_pixels expects a [B, 3, H, W] tensor, got {getattr(pixels, 'shape', type(pixels))}")
-        side = self.config.resolution  # a multiscale tokenizer's scales end at its own grid
-        if self.layout.kind == "multiscale" and tuple(pixels.shape[2:]) != (side, side):
-            raise InvalidImageError(f"a multiscale tokenizer encodes {side}x{side} images, got {tuple(pixels.shape[2:])}")
+        side = self.config.resolution  # a multiscale tokenizer's scales end at its own grid; a 1d one's positions fixed
+        if self.layout.fixed_length and tuple(pixels.shape[2:]) != (side, side):
+            raise InvalidImageError(f"a {self.layout.kind} tokenizer encodes {side}x{side} images, got {tuple(pixels.shape[2:])}")
         if pixels.shape[0] == 0:
             h, w = pixels.shape[2] // self.config.downsample_factor, pixels.shape[3] // self.config.downsample_factor
             return torch.empty((0, *self.layout.shape_at(h, w)), dtype=torch.long)
@@ -392,7 +397,8 @@ class ImageTokenizer(HubMixin):
         h, w = self.grid_size
         params = sum(p.numel() for p in self.model.parameters())
         layout = self.layout
-        shape = {"grid": "", "multiscale": f", scales={list(layout.scales)}", "residual": f", depth={layout.depth}"}[layout.kind]
+        shape = {"grid": "", "multiscale": f", scales={list(layout.scales)}", "residual": f", depth={layout.depth}",
+                 "1d": ", 1d"}[layout.kind]
         return (
             f"ImageTokenizer(resolution={self.config.resolution}, grid={h}x{w}{shape}, codebook_size={self.vocab_size}, "
             f"codebook_dim={self.config.quantizer.codebook_dim}, vocab_len={len(self)}, params={params:,}, "

@@ -16,3 +16,17 @@ def tiny_config(**quantizer) -> ImageTokenizerConfig:
         attn_resolutions=(8,),
         quantizer=QuantizerConfig(**q),
     )
+
+
+def tiny_titok_config(**vit) -> ImageTokenizerConfig:
+    """A TiTok-style ViT tokenizer on 16x16 images: 4x4 patches, 6 latent tokens (the 1d layout), 64 codes."""
+    return ImageTokenizerConfig(
+        architecture="titok",
+        resolution=16,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        use_mid_attention=False,
+        vit={"num_latent_tokens": 6, "encoder_width": 16, "encoder_layers": 1, "encoder_heads": 2, "decoder_width": 16,
+             "decoder_layers": 1, "decoder_heads": 2, "encoder_patch_size": 4, "decoder_patch_size": 4, **vit},
+        quantizer=QuantizerConfig(codebook_size=64, codebook_dim=4),
+    )

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from image_tokenizer import (
     CheckpointError,
@@ -22,7 +23,7 @@ from image_tokenizer.cli import main
 from image_tokenizer.config import CONFIG_NAME, FILES_SHA256
 from image_tokenizer.vocab import VOCAB_NAME, ImageVocab
 from tests.fuzz import random_ids
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, tiny_titok_config
 from tests.test_text_vocab import tiny_text_tokenizer
 
 SCALES = (1, 2, 3, 5, 8)
@@ -32,12 +33,13 @@ LAYOUTS = {
     "grid": ({}, (8, 8)),
     "multiscale": ({"kind": "multiscale", "scales": SCALES}, (N,)),
     "residual": ({"kind": "residual", "depth": DEPTH}, (8, 8, DEPTH)),
+    "1d": ({}, (6,)),  # a TiTok-style ViT's 6 latent tokens (tiny_titok_config)
 }
 
 
 def make(kind: str) -> ImageTokenizer:
     torch.manual_seed(0)
-    return ImageTokenizer(tiny_config(**LAYOUTS[kind][0]))
+    return ImageTokenizer(tiny_titok_config() if kind == "1d" else tiny_config(**LAYOUTS[kind][0]))
 
 
 @pytest.fixture(params=list(LAYOUTS))
@@ -68,14 +70,15 @@ def test_encode_gives_the_layouts_shape_and_decode_takes_it(tok, kind, images):
     assert tok.decode(torch.empty((0, *shape), dtype=torch.long), output_type="pt").shape == (0, 3, 16, 16)
 
 
-def test_decoding_is_the_quantizers_sum_of_the_ids(tok, images):
+def test_decoding_is_the_quantizers_sum_of_the_ids(tok, kind, images):
     """Round trip at the feature level: the decoder receives exactly what encoding quantized to."""
     pixels = torch.stack([tok.preprocess(image)[0][0] for image in images[:2]])
     ids = tok.encode(images[:2])
     with torch.no_grad():
         out = tok.model.encode(pixels)
         assert torch.equal(out.ids, ids)
-        assert torch.allclose(tok.model.quantizer.lookup(ids.clone()), out.quantized, atol=1e-6, rtol=0)
+        as_map = ids.unsqueeze(1) if kind == "1d" else ids  # the quantizer sees 1d ids as a [1, N] map
+        assert torch.allclose(tok.model.quantizer.lookup(as_map.clone()), out.quantized, atol=1e-6, rtol=0)
 
 
 def test_ids_do_not_depend_on_the_batch(tok, images):
@@ -103,7 +106,7 @@ def test_text_vocab_extension(tok, kind, images, add_eol):
     mapping = tok.extend_text_tokenizer(text_tok, add_eol=add_eol)
     ids = tok.encode(images[0])
     text_ids = tok.to_text_ids(ids, mapping)
-    rows = {"grid": 8, "multiscale": sum(SCALES), "residual": 8}[kind]  # a grid's, every scale's, positions' rows
+    rows = {"grid": 8, "multiscale": sum(SCALES), "residual": 8, "1d": 1}[kind]  # grid, scale or position rows; 1d: one
     assert len(text_ids) == ids.numel() + 2 + (rows if add_eol else 0)
     image_part = text_ids[1:-1] if not add_eol else text_ids[1:-1][text_ids[1:-1] != mapping.eol_id]
     assert torch.equal(mapping.text_ids_to_image(image_part), ids.reshape(-1))
@@ -147,6 +150,11 @@ def test_split_and_join_scales():
         ("residual", torch.zeros(7 * 8 * DEPTH, dtype=torch.long), InvalidIdsError, r"holds 192 ids \(8x8 positions"),
         ("residual", torch.zeros(8, 8, dtype=torch.long), InvalidIdsError, "residual ids must have rank 1"),
         ("grid", torch.zeros(63, dtype=torch.long), InvalidIdsError, "must hold 64 image tokens"),
+        ("1d", torch.zeros(5, dtype=torch.long), InvalidIdsError, "a 1d image holds 6 ids .*got 5"),
+        ("1d", torch.zeros(2, 7, dtype=torch.long), InvalidIdsError, "a 1d image holds 6 ids .*got 7"),
+        ("1d", torch.zeros(2, 2, 3, dtype=torch.long), InvalidIdsError, r"1d ids must have rank 1 \(\[6\]"),
+        ("1d", torch.zeros(2, 6, dtype=torch.long).index_fill_(1, torch.tensor([5]), 70), InvalidIdsError,
+         r"id 70 at position \(0, 5\) is out of range"),
     ],
 )
 def test_ids_of_the_wrong_length_or_depth_are_our_errors(kind, ids, error, message):
@@ -157,11 +165,34 @@ def test_ids_of_the_wrong_length_or_depth_are_our_errors(kind, ids, error, messa
         tok.batch_decode([ids.reshape(-1)])
 
 
+def test_pretokenize_writes_a_1d_row_as_its_ids_one_by_n(images):
+    """A 1d row is its N ids, grid_h 1 and grid_w N, on the map path and the DataLoader path alike."""
+    import datasets
+
+    from image_tokenizer.pretokenize import pretokenize
+
+    tok = make("1d")
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(a) for a in images[:5]], "label": list(range(5))},
+                                         features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+    mapped = pretokenize(dataset, tok, batch_size=2, flip=True, load_from_cache_file=False)
+    loaded = pretokenize(dataset, tok, batch_size=2, flip=True, num_workers=0, load_from_cache_file=False)
+    assert mapped.to_dict() == loaded.to_dict()
+    unflipped = [row for row, flipped in zip(mapped["input_ids"], mapped["flipped"]) if not flipped]
+    assert torch.equal(torch.tensor(unflipped, dtype=torch.long), tok.encode(images[:5]))
+    assert set(mapped["grid_h"]) == {1} and set(mapped["grid_w"]) == {6}
+
+
 def test_layout_specific_requests_are_refused(images):
     with pytest.raises(InvalidRequestError, match="native_size does not apply to a multiscale tokenizer"):
         make("multiscale").encode(images[0], native_size=True)
     with pytest.raises(InvalidRequestError, match="grid_size applies to grid and residual tokenizers"):
         make("multiscale").decode(torch.zeros(N, dtype=torch.long), grid_size=(4, 4))
+    with pytest.raises(InvalidRequestError, match="native_size does not apply to a 1d tokenizer"):
+        make("1d").encode(images[0], native_size=True)
+    with pytest.raises(InvalidRequestError, match="grid_size applies to grid and residual tokenizers; this 1d one"):
+        make("1d").decode(torch.zeros(6, dtype=torch.long), grid_size=(2, 3))
+    with pytest.raises(InvalidImageError, match="a 1d tokenizer encodes 16x16 images, got \\(32, 32\\)"):
+        make("1d").encode_pixels(torch.zeros(1, 3, 32, 32))
     residual = make("residual")  # native-size grids: residual ids of another h x w decode too
     assert residual.decode(torch.zeros(4, 6, DEPTH, dtype=torch.long), output_type="pt").shape == (3, 8, 12)
     flat = torch.zeros(4 * 6 * DEPTH, dtype=torch.long)
@@ -196,7 +227,7 @@ def test_info_names_the_layout(tmp_path, capsys):
     assert "depth 3" in info["layout"]["meaning"] and "depth=3" in info["summary"]
 
 
-@pytest.mark.parametrize("kind", ["multiscale", "residual"])
+@pytest.mark.parametrize("kind", ["multiscale", "residual", "1d"])
 def test_cli_decodes_a_layouts_ids(kind, tmp_path, images):
     tok = make(kind)
     tok.save_pretrained(tmp_path / "model")
@@ -267,7 +298,7 @@ def layout_ids(rng, tok: ImageTokenizer):
     return np.random.default_rng(rng.randrange(2**32)).integers(low, high, size=rng.choice(shapes))
 
 
-@pytest.mark.parametrize("kind", ["multiscale", "residual"])
+@pytest.mark.parametrize("kind", ["multiscale", "residual", "1d"])
 def test_fuzzed_ids_give_results_or_our_errors(kind, images):
     """The tests/fuzz.py contract for the layouts' own entry points: a result or an ImageTokenizerError."""
     rng = random.Random(0)

@@ -122,10 +122,13 @@ def cmd_decode(args: argparse.Namespace) -> None:
         if grid.dtype.kind not in "iu":
             raise InvalidIdsError(f"{args.ids}: ids must be integers, got dtype {grid.dtype}")
     shapes = {g.shape for g in grids}
-    if len(shapes) == 1 and len(grids) > 1:
-        images = tokenizer.decode(np.stack(grids).astype(np.int64))
-    else:
-        images = [tokenizer.decode(g.astype(np.int64)) for g in grids]
+    try:
+        if len(shapes) == 1 and len(grids) > 1:
+            images = tokenizer.decode(np.stack(grids).astype(np.int64))
+        else:
+            images = [tokenizer.decode(g.astype(np.int64)) for g in grids]
+    except InvalidIdsError as error:  # ids of the wrong length or range: name the file they came from
+        raise InvalidIdsError(f"{args.ids}: {error}") from None
     for image, target in tqdm(list(zip(images, targets)), desc="writing", disable=not args.progress or len(grids) < 2):
         with atomic_path(target) as tmp:
             image.save(tmp, format=fmt)

@@ -21,11 +21,14 @@ from .multiscale import MultiScaleQuantizer
 from .quantizer import TRAINING_BUFFERS, VectorQuantizer
 from .quantizer_base import QuantizerBase, QuantizerOutput
 from .residual import ResidualQuantizer
+from .titok import ViTDecoder, ViTEncoder
 
 CODEBOOK_KEY = "quantizer.codebook"
 # config.architecture -> its encoder and decoder; a decoder with `needs_codes` also receives the quantized codes.
-ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder, "emu3": Emu3Encoder, "cosmos": CosmosEncoder}
-DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder, "emu3": Emu3Decoder, "cosmos": CosmosDecoder}
+ENCODERS: dict[str, type[nn.Module]] = {"vqgan": Encoder, "magvit2": Magvit2Encoder, "emu3": Emu3Encoder, "cosmos": CosmosEncoder,
+                                        "titok": ViTEncoder}
+DECODERS: dict[str, type[nn.Module]] = {"vqgan": Decoder, "magvit2": Magvit2Decoder, "emu3": Emu3Decoder, "cosmos": CosmosDecoder,
+                                        "titok": ViTDecoder}
 
 
 def build_quantizer(dim: int, config: QuantizerConfig) -> QuantizerBase:
@@ -59,21 +62,30 @@ class VQModel(nn.Module):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised pixels -> the quantizer's input [B, dim, h, w] (encoder, then quant_conv in float32)."""
-        h = self.encoder(pixels.to(self.encoder.conv_in.weight.dtype))  # the encoder may run in half precision
+        h = self.encoder(pixels.to(_weight_dtype(self.encoder)))  # the encoder may run in half precision
         if self.quant_conv is not None:
             with torch.autocast(device_type=h.device.type, enabled=False):  # the whole quantization path is fp32
                 h = self.quant_conv(h.float())
         return h
 
     def encode(self, pixels: torch.Tensor) -> QuantizerOutput:
-        """Normalised pixels [B, C, H, W] -> quantizer output (ids in the layout, [B, h, w] for a grid, and
-        straight-through codes)."""
-        return self.quantizer(self.features(pixels))
+        """Normalised pixels [B, C, H, W] -> quantizer output (ids in the layout, [B, h, w] for a grid, [B, N] for
+        1d, and straight-through codes)."""
+        output = self.quantizer(self.features(pixels))
+        if self.one_dimensional:
+            output.ids = output.ids.flatten(1)
+        return output
 
     def encode_ids(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels -> ids only ([B, h, w], [B, N] multiscale, [B, h, w, D] residual); the same ids as
+        """Normalised pixels -> ids only ([B, h, w], [B, N] multiscale or 1d, [B, h, w, D] residual); the same ids as
         encode(), without losses or statistics."""
-        return self.quantizer.encode_ids(self.features(pixels))
+        ids = self.quantizer.encode_ids(self.features(pixels))
+        return ids.flatten(1) if self.one_dimensional else ids
+
+    @property
+    def one_dimensional(self) -> bool:
+        """Whether ids are a 1D sequence [B, N] (titok), which the quantizer sees as a [1, N] map."""
+        return self.config.layout.kind == "1d"
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         if self.decoder is None:
@@ -82,12 +94,12 @@ class VQModel(nn.Module):
                 "decoder weights): encode, __call__ and pre-tokenization work, decoding ids to images cannot"
             )
         h = quantized if self.post_quant_conv is None else self.post_quant_conv(quantized.to(self.post_quant_conv.weight.dtype))
-        h = h.to(self.decoder.conv_in.weight.dtype)
+        h = h.to(_weight_dtype(self.decoder))
         return self.decoder(h, quantized.to(h.dtype)) if getattr(self.decoder, "needs_codes", False) else self.decoder(h)
 
     def decode_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Code ids in the layout ([B, h, w], [B, N] or [B, h, w, D]) -> normalised pixels [B, C, h*f, w*f]."""
-        return self.decode_quantized(self.quantizer.lookup(ids))
+        return self.decode_quantized(self.quantizer.lookup(ids.unsqueeze(1) if self.one_dimensional else ids))
 
     def forward(self, pixels: torch.Tensor) -> VQModelOutput:
         quantized = self.encode(pixels)
@@ -104,3 +116,8 @@ class VQModel(nn.Module):
         state = dict(weights)
         state.update({f"quantizer.{name}": value for name, value in self.quantizer.initial_state(codebook).items()})
         self.load_state_dict(state, strict=True)
+
+
+def _weight_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype a module's weights run in (float32, or bfloat16/float16 after `to(dtype=...)`)."""
+    return next(module.parameters()).dtype

@@ -176,9 +176,10 @@ def assemble_rows(
                 out["grid_h"].append(0)
                 out["grid_w"].append(0)
             else:
+                h, w = grid.shape[:2] if grid.ndim > 1 else (1, grid.shape[0])  # a 1d row: its N ids, 1 x N
                 out["input_ids"].append(grid.reshape(-1).astype(dtype))
-                out["grid_h"].append(grid.shape[0])
-                out["grid_w"].append(grid.shape[1])
+                out["grid_h"].append(h)
+                out["grid_w"].append(w)
             if flipped is not None:
                 out["flipped"].append(is_flipped)
             if tracked:
