@@ -31,7 +31,8 @@ def expand_braces(pattern: str) -> list[str]:
     while any("{" in name for name in names):
         expanded = []
         for name in names:
-            found = _RANGE.search(name) or _CHOICE.search(name)
+            candidates = [found for found in (_RANGE.search(name), _CHOICE.search(name)) if found is not None]
+            found = min(candidates, key=lambda match: match.start(), default=None)  # the leftmost brace first
             if found is None:
                 raise DataError(f"wds:{pattern}: unbalanced or empty braces; write {{00000..00099}} or {{a,b}}")
             if found.re is _RANGE:
@@ -95,9 +96,16 @@ def _load(files: list[str], pattern: str, streaming: bool) -> Any:
 
 
 def _columns(dataset: Any, member: str) -> Any:
-    """The image member as `image`, without `__url__` (where the shard lay, not what it holds)."""
-    dataset = dataset.remove_columns([URL]) if URL in (dataset.features or {}) else dataset
-    return dataset if member == "image" else dataset.rename_column(member, "image")
+    """The image member as `image`, without `__url__` (where the shard lay, not what it holds). A stream removes
+    and renames through maps, which would decode every image on the way: they run on the undecoded cells, which
+    are then typed as images again."""
+    import datasets
+
+    kind = dataset.features[member]
+    dataset = dataset.cast_column(member, datasets.Image(decode=False))
+    dataset = dataset.remove_columns([URL]) if URL in dataset.features else dataset
+    dataset = dataset if member == "image" else dataset.rename_column(member, "image")
+    return dataset.cast_column("image", kind)
 
 
 def image_member(features: Any, pattern: str) -> str:
