@@ -200,7 +200,10 @@ def token_batches(ray: Any, source: Source, tokenizer: ImageTokenizer, options: 
         rows = ray.data.from_arrow(table, override_num_blocks=max(1, min(10_000, -(-len(table) // batch))))
     prepare = {"image_column": source.image_column, "config": tokenizer.config, "flip": options.flip,
                "max_pixels": options.max_pixels, "member": bool(source.files)}
-    rows = rows.map_batches(prepare_batch, batch_format="pyarrow", fn_kwargs=prepare, num_cpus=plan.reader_cpus)
+    # ray_remote_args_fn keeps decoding in its own tasks: Ray would otherwise fuse it into the actors (same CPU
+    # request), and the actors would decode and encode in turn while the reader's CPU sat idle.
+    rows = rows.map_batches(prepare_batch, batch_format="pyarrow", fn_kwargs=prepare,
+                            ray_remote_args_fn=lambda: {"num_cpus": plan.reader_cpus})
     side = tokenizer.config.resolution
     batch_size = options.batch_size or (max(64, 4 * tokenizer.micro_batch_for(side, side)) if plan.gpus_per_actor else 64)
     actor = {"tokenizer": tokenizer.to("cpu"), "threads": max(1, int(plan.cpus_per_actor)), "flip": options.flip,

@@ -1,0 +1,123 @@
+"""`benchmarks/pretokenize.py --engine ray`: the Ray engine against the local engine on the same image folder.
+
+Both read the same folder of shapes PNGs (a `datasets` Dataset) and end with ids on disk: the local engine with
+`pretokenize` (its default path on the device: Dataset.map with --num-proc on a CPU, DataLoader workers on a GPU)
+and save_to_disk; the Ray engine with `pretokenize(engine="ray")` writing its parquet shards, once per actor
+count in --actors. Runs alternate (this machine's speed drifts); medians are reported. Each run's CPU-seconds
+are those of this process and every process under it (Ray's workers included), sampled as they run. Ray's
+overhead: its start (ray.init, once), the fixed cost of a run (one on --fixed-images images) and the CPU-seconds
+per image beyond the local engine's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.pretokenize import load_image_dataset, pretokenize
+
+
+class CpuMeter:
+    """CPU-seconds (user + system) of this process and its descendants while the block runs: each process's
+    counters are sampled every `every` seconds and its last reading kept, so a worker that ends mid-run still
+    counts (up to its last sample)."""
+
+    def __init__(self, every: float = 0.1):
+        import psutil
+
+        self.psutil, self.every, self.last, self.seconds = psutil, every, {}, 0.0
+        self.stop = threading.Event()
+
+    def _sample(self) -> None:
+        me = self.psutil.Process()
+        for process in [me, *me.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                self.last[process.pid] = times.user + times.system
+            except self.psutil.Error:
+                pass
+
+    def __enter__(self) -> CpuMeter:
+        self._sample()
+        self.start = dict(self.last)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            self._sample()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        self.seconds = sum(value - self.start.get(pid, 0.0) for pid, value in self.last.items())
+
+
+def timed(run: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, CPU-seconds) of one run."""
+    with CpuMeter() as meter:
+        start = time.perf_counter()
+        run()
+        wall = time.perf_counter() - start
+    return wall, meter.seconds
+
+
+def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> dict[str, Any]:
+    """Every engine's runs over the folder, alternating, and Ray's overheads."""
+    import ray
+
+    start = time.perf_counter()
+    ray.init(include_dashboard=False, logging_level="WARNING", **({"address": args.ray_address} if args.ray_address else {}))
+    ray_init_s = time.perf_counter() - start
+    dataset = load_image_dataset(str(folder))
+    engines: dict[str, Callable[[Path], None]] = {
+        "local": lambda out: pretokenize(dataset, tokenizer, batch_size=args.batch_size, num_proc=args.num_proc,
+                                         device=args.device, load_from_cache_file=False).save_to_disk(str(out)),
+    }
+    for actors in args.actors:
+        engines[f"ray, {actors} actor(s)"] = lambda out, actors=actors: pretokenize(
+            dataset, tokenizer, engine="ray", actors=actors, gpus_per_actor=args.gpus_per_actor, output_dir=str(out),
+            batch_size=args.batch_size, shard_size=args.shard_size, progress=False)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+    for _ in range(args.repeats):
+        for name, run in engines.items():
+            out = root / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            runs[name].append(timed(lambda: run(out)))
+    few = dataset.select(range(min(args.fixed_images, len(dataset))))
+    shutil.rmtree(root / "out", ignore_errors=True)
+    fixed_s, _ = timed(lambda: pretokenize(few, tokenizer, engine="ray", actors=args.actors[0], output_dir=str(root / "out"),
+                                           gpus_per_actor=args.gpus_per_actor, progress=False))
+    ray.shutdown()
+    images = len(dataset)
+    rows = {name: {"images_per_s": images / statistics.median(w for w, _ in r),
+                   "cpu_s_per_image": statistics.median(c for _, c in r) / images,
+                   "wall_s_each_run": [w for w, _ in r], "cpu_s_each_run": [c for _, c in r]} for name, r in runs.items()}
+    local_cpu = rows["local"]["cpu_s_per_image"]
+    for name, row in rows.items():
+        row["extra_cpu_ms_per_image"] = 1000 * (row["cpu_s_per_image"] - local_cpu)
+    return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "fixed_images": len(few), "engines": rows,
+            "cpu_count": os.cpu_count()}
+
+
+def report_lines(results: dict[str, Any], args: Any) -> list[str]:
+    """The markdown table of the engines and the overheads."""
+    figures = results["ray"]
+    lines = ["| engine | images/s (median) | CPU-s per image (median) | extra CPU ms per image vs local | wall s, each run |",
+             "|---|---|---|---|---|"]
+    for name, row in figures["engines"].items():
+        lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['cpu_s_per_image'] * 1000:.1f} ms | "
+                     f"{row['extra_cpu_ms_per_image']:+.1f} | " + ", ".join(f"{w:.1f}" for w in row["wall_s_each_run"]) + " |")
+    lines += ["", f"Ray's start (`ray.init`, once): {figures['ray_init_s']:.1f} s. A Ray run's fixed cost (actors started, "
+              f"pipeline planned, {figures['fixed_images']} images): {figures['ray_fixed_run_s']:.1f} s.",
+              "CPU-seconds are those of this process and every process under it (Ray's workers, `datasets`' map "
+              "processes), sampled every 0.1 s while each run ran."]
+    return lines
