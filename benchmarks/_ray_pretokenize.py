@@ -87,15 +87,17 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
             dataset, tokenizer, engine="ray", actors=actors, gpus_per_actor=args.gpus_per_actor, output_dir=str(out),
             batch_size=args.batch_size, shard_size=args.shard_size, progress=False)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+    outputs = {name: root / f"out-{index}" for index, name in enumerate(engines)}
     for _ in range(args.repeats):
         for name, run in engines.items():
-            out = root / "out"
-            shutil.rmtree(out, ignore_errors=True)
-            runs[name].append(timed(lambda: run(out)))
-    few = dataset.select(range(min(args.fixed_images, len(dataset))))
-    shutil.rmtree(root / "out", ignore_errors=True)
-    fixed_s, _ = timed(lambda: pretokenize(few, tokenizer, engine="ray", actors=args.actors[0], output_dir=str(root / "out"),
-                                           gpus_per_actor=args.gpus_per_actor, progress=False))
+            shutil.rmtree(outputs[name], ignore_errors=True)
+            runs[name].append(timed(lambda: run(outputs[name])))
+    agreement = id_agreement(outputs)
+    fixed_s = None
+    if args.fixed_images:
+        few = dataset.select(range(min(args.fixed_images, len(dataset))))
+        fixed_s, _ = timed(lambda: pretokenize(few, tokenizer, engine="ray", actors=args.actors[0], output_dir=str(root / "few"),
+                                               gpus_per_actor=args.gpus_per_actor, progress=False))
     ray.shutdown()
     images = len(dataset)
     rows = {name: {"images_per_s": images / statistics.median(w for w, _ in r),
@@ -104,20 +106,39 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
     local_cpu = rows["local"]["cpu_s_per_image"]
     for name, row in rows.items():
         row["extra_cpu_ms_per_image"] = 1000 * (row["cpu_s_per_image"] - local_cpu)
-    return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "fixed_images": len(few), "engines": rows,
+        row["id_agreement_with_local"] = agreement[name]
+    return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "fixed_images": args.fixed_images, "engines": rows,
             "cpu_count": os.cpu_count()}
+
+
+def id_agreement(outputs: dict[str, Path]) -> dict[str, float]:
+    """The share of each engine's ids equal to the local engine's, row by row (by source_index)."""
+    import datasets
+    import numpy as np
+
+    local = datasets.load_from_disk(str(outputs["local"])).sort("source_index").with_format("numpy")
+    reference = np.stack(local["input_ids"])
+    shares = {}
+    for name, folder in outputs.items():
+        rows = local if name == "local" else datasets.load_dataset(str(folder), split="train").sort("source_index")
+        ids = np.stack(rows.with_format("numpy")["input_ids"])
+        shares[name] = float((ids == reference).mean()) if ids.shape == reference.shape else 0.0
+    return shares
 
 
 def report_lines(results: dict[str, Any], args: Any) -> list[str]:
     """The markdown table of the engines and the overheads."""
     figures = results["ray"]
-    lines = ["| engine | images/s (median) | CPU-s per image (median) | extra CPU ms per image vs local | wall s, each run |",
-             "|---|---|---|---|---|"]
+    lines = ["| engine | images/s (median) | CPU-s per image (median) | extra CPU ms per image vs local | ids equal to local | "
+             "wall s, each run |", "|---|---|---|---|---|---|"]
     for name, row in figures["engines"].items():
         lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['cpu_s_per_image'] * 1000:.1f} ms | "
-                     f"{row['extra_cpu_ms_per_image']:+.1f} | " + ", ".join(f"{w:.1f}" for w in row["wall_s_each_run"]) + " |")
-    lines += ["", f"Ray's start (`ray.init`, once): {figures['ray_init_s']:.1f} s. A Ray run's fixed cost (actors started, "
-              f"pipeline planned, {figures['fixed_images']} images): {figures['ray_fixed_run_s']:.1f} s.",
+                     f"{row['extra_cpu_ms_per_image']:+.1f} | {row['id_agreement_with_local']:.5f} | "
+                     + ", ".join(f"{w:.1f}" for w in row["wall_s_each_run"]) + " |")
+    fixed = figures["ray_fixed_run_s"]
+    fixed_line = (f" A Ray run's fixed cost (actors started, pipeline planned, {figures['fixed_images']} images): {fixed:.1f} s."
+                  if fixed is not None else "")
+    lines += ["", f"Ray's start (`ray.init`, once): {figures['ray_init_s']:.1f} s.{fixed_line}",
               "CPU-seconds are those of this process and every process under it (Ray's workers, `datasets`' map "
               "processes), sampled every 0.1 s while each run ran."]
     return lines
