@@ -93,10 +93,10 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
             shutil.rmtree(outputs[name], ignore_errors=True)
             runs[name].append(timed(lambda: run(outputs[name])))
     agreement = id_agreement(outputs)
-    fixed_s = None
+    fixed_s = fixed_cpu_s = None
     if args.fixed_images:
         few = dataset.select(range(min(args.fixed_images, len(dataset))))
-        fixed_s, _ = timed(lambda: pretokenize(few, tokenizer, engine="ray", actors=args.actors[0], output_dir=str(root / "few"),
+        fixed_s, fixed_cpu_s = timed(lambda: pretokenize(few, tokenizer, engine="ray", actors=args.actors[0], output_dir=str(root / "few"),
                                                gpus_per_actor=args.gpus_per_actor, progress=False))
     ray.shutdown()
     images = len(dataset)
@@ -107,7 +107,11 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
     for name, row in rows.items():
         row["extra_cpu_ms_per_image"] = 1000 * (row["cpu_s_per_image"] - local_cpu)
         row["id_agreement_with_local"] = agreement[name]
-    return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "fixed_images": args.fixed_images, "engines": rows,
+        if fixed_cpu_s is not None and name != "local":  # beyond the run's fixed cost (actors started, planning)
+            marginal = (statistics.median(c for _, c in runs[name]) - fixed_cpu_s) / (images - args.fixed_images)
+            row["marginal_extra_cpu_ms_per_image"] = 1000 * (marginal - local_cpu)
+    return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "ray_fixed_run_cpu_s": fixed_cpu_s,
+            "fixed_images": args.fixed_images, "engines": rows,
             "cpu_count": os.cpu_count()}
 
 
@@ -136,8 +140,13 @@ def report_lines(results: dict[str, Any], args: Any) -> list[str]:
                      f"{row['extra_cpu_ms_per_image']:+.1f} | {row['id_agreement_with_local']:.5f} | "
                      + ", ".join(f"{w:.1f}" for w in row["wall_s_each_run"]) + " |")
     fixed = figures["ray_fixed_run_s"]
-    fixed_line = (f" A Ray run's fixed cost (actors started, pipeline planned, {figures['fixed_images']} images): {fixed:.1f} s."
-                  if fixed is not None else "")
+    fixed_line = ""
+    if fixed is not None:
+        marginal = ", ".join(f"{name}: {row['marginal_extra_cpu_ms_per_image']:+.1f} ms" for name, row in figures["engines"].items()
+                             if "marginal_extra_cpu_ms_per_image" in row)
+        fixed_line = (f" A Ray run's fixed cost (actors started, pipeline planned, {figures['fixed_images']} images): "
+                      f"{fixed:.1f} s, {figures['ray_fixed_run_cpu_s']:.1f} CPU-s. Ray's CPU per image beyond the local "
+                      f"engine's once that fixed cost is set aside: {marginal}.")
     lines += ["", f"Ray's start (`ray.init`, once): {figures['ray_init_s']:.1f} s.{fixed_line}",
               "CPU-seconds are those of this process and every process under it (Ray's workers, `datasets`' map "
               "processes), sampled every 0.1 s while each run ran."]

@@ -122,9 +122,11 @@ def open_source(dataset: Any, options: PretokenizeOptions, resolution: int) -> S
     from ..data.specs import parse_spec
     from ..data.webdataset import webdataset_layout
     from .rows import undecoded_images
-    from .sources import one_split, open_spec
+    from .sources import load_image_splits, one_split, open_spec
 
     if isinstance(dataset, str) and parse_spec(dataset).kind == "wds":
+        if options.split is not None:
+            load_image_splits(dataset, options.split, streaming=True)  # the error naming the one split, `train`
         files, member, features = webdataset_layout(parse_spec(dataset).location)
         return Source(member, features, len(files), files=files)
     dataset, options = open_spec(dataset, options, resolution)
