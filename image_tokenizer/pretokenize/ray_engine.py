@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'image-tokenizer[ray]'"
 UNIT, PIXELS, MIRROR, SHAPE = "__unit", "__pixels", "__mirrored", "__shape"  # columns between the stages
+DECODE_MEMORY = 256 * 2**20  # bytes a decoding task reserves: a batch of decoded images and their pixels
 ORDER = "input order (WebDataset: the tars in the pattern's order, samples in tar order); re-sort by source_index"
 
 
@@ -202,10 +203,11 @@ def token_batches(ray: Any, source: Source, tokenizer: ImageTokenizer, options: 
         rows = ray.data.from_arrow(table, override_num_blocks=max(1, min(10_000, -(-len(table) // batch))))
     prepare = {"image_column": source.image_column, "config": tokenizer.config, "flip": options.flip,
                "max_pixels": options.max_pixels, "member": bool(source.files)}
-    # ray_remote_args_fn keeps decoding in its own tasks: Ray would otherwise fuse it into the actors (same CPU
-    # request), and the actors would decode and encode in turn while the reader's CPU sat idle.
-    rows = rows.map_batches(prepare_batch, batch_format="pyarrow", fn_kwargs=prepare,
-                            ray_remote_args_fn=lambda: {"num_cpus": plan.reader_cpus})
+    # Decoding tasks reserve the memory a batch of decoded images takes. That also keeps them apart from the actors:
+    # Ray fuses stages whose requests are equal, and the actors would then decode and encode in turn while the
+    # CPU left to the reads sat idle.
+    rows = rows.map_batches(prepare_batch, batch_format="pyarrow", fn_kwargs=prepare, num_cpus=plan.reader_cpus,
+                            memory=DECODE_MEMORY)
     side = tokenizer.config.resolution
     batch_size = options.batch_size or (max(64, 4 * tokenizer.micro_batch_for(side, side)) if plan.gpus_per_actor else 64)
     actor = {"tokenizer": tokenizer.to("cpu"), "threads": max(1, int(plan.cpus_per_actor)), "flip": options.flip,
