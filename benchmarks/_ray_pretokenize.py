@@ -74,6 +74,7 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
     """Every engine's runs over the folder, alternating, and Ray's overheads."""
     import ray
 
+    load_before = os.getloadavg()
     start = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="WARNING", **({"address": args.ray_address} if args.ray_address else {}))
     ray_init_s = time.perf_counter() - start
@@ -112,6 +113,7 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
             row["marginal_extra_cpu_ms_per_image"] = 1000 * (marginal - local_cpu)
     return {"ray_init_s": ray_init_s, "ray_fixed_run_s": fixed_s, "ray_fixed_run_cpu_s": fixed_cpu_s,
             "fixed_images": args.fixed_images, "engines": rows,
+            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
             "cpu_count": os.cpu_count()}
 
 
@@ -133,8 +135,9 @@ def id_agreement(outputs: dict[str, Path]) -> dict[str, float]:
 def report_lines(results: dict[str, Any], args: Any) -> list[str]:
     """The markdown table of the engines and the overheads."""
     figures = results["ray"]
-    lines = ["| engine | images/s (median) | CPU-s per image (median) | extra CPU ms per image vs local | ids equal to local | "
-             "wall s, each run |", "|---|---|---|---|---|---|"]
+    header = ("| engine | images/s (median) | CPU-s per image (median) | extra CPU ms per image vs local | ids equal to local "
+              "| wall s, each run |")
+    lines = [header, "|---|---|---|---|---|---|"]
     for name, row in figures["engines"].items():
         lines.append(f"| {name} | {row['images_per_s']:.1f} | {row['cpu_s_per_image'] * 1000:.1f} ms | "
                      f"{row['extra_cpu_ms_per_image']:+.1f} | {row['id_agreement_with_local']:.5f} | "
@@ -148,6 +151,8 @@ def report_lines(results: dict[str, Any], args: Any) -> list[str]:
                       f"{fixed:.1f} s, {figures['ray_fixed_run_cpu_s']:.1f} CPU-s. Ray's CPU per image beyond the local "
                       f"engine's once that fixed cost is set aside: {marginal}.")
     lines += ["", f"Ray's start (`ray.init`, once): {figures['ray_init_s']:.1f} s.{fixed_line}",
-              "CPU-seconds are those of this process and every process under it (Ray's workers, `datasets`' map "
-              "processes), sampled every 0.1 s while each run ran."]
+              "CPU-seconds are those of this process and every process under it (Ray's workers and daemons, `datasets`' "
+              "map processes), sampled every 0.1 s while each run ran. The machine is shared with other work (1-minute "
+              "load average {:.1f} before, {:.1f} after, on {} cores): wall-clock rates move with it, CPU-seconds "
+              "much less.".format(*figures["load_average_before_after"], figures["cpu_count"])]
     return lines

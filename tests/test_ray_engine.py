@@ -14,8 +14,7 @@ import torch
 
 from image_tokenizer import ImageTokenizer, PretokenizeError
 from image_tokenizer.cli import main
-from image_tokenizer.pretokenize import INFO_NAME, pretokenize
-from image_tokenizer.pretokenize import ray_engine
+from image_tokenizer.pretokenize import INFO_NAME, pretokenize, ray_engine
 from image_tokenizer.pretokenize.ray_engine import plan_resources
 from tests.helpers import tiny_config, write_webdataset
 

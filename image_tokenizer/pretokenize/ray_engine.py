@@ -55,7 +55,7 @@ def require_ray() -> Any:
     """The `ray` module, or our error saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError:
         raise PretokenizeError(f"engine='ray' needs Ray Data, which is not installed: {INSTALL}") from None
     return ray
