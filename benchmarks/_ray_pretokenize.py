@@ -16,23 +16,24 @@ import shutil
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from image_tokenizer import ImageTokenizer
 from image_tokenizer.pretokenize import load_image_dataset, pretokenize
 
 
 class CpuMeter:
-    """CPU-seconds (user + system) of this process and its descendants while the block runs: each process's
-    counters are sampled every `every` seconds and its last reading kept, so a worker that ends mid-run still
-    counts (up to its last sample)."""
+    """CPU-seconds (user + system) of this process and its descendants between start() and stop(): each
+    process's counters are sampled every `every` seconds and its last reading kept, so a worker that ends mid-run
+    still counts (up to its last sample)."""
 
     def __init__(self, every: float = 0.1):
         import psutil
 
-        self.psutil, self.every, self.last, self.seconds = psutil, every, {}, 0.0
-        self.stop = threading.Event()
+        self.psutil, self.every, self.last = psutil, every, {}
+        self.halt = threading.Event()
 
     def _sample(self) -> None:
         me = self.psutil.Process()
@@ -43,31 +44,32 @@ class CpuMeter:
             except self.psutil.Error:
                 pass
 
-    def __enter__(self) -> CpuMeter:
-        self._sample()
-        self.start = dict(self.last)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
     def _run(self) -> None:
-        while not self.stop.wait(self.every):
+        while not self.halt.wait(self.every):
             self._sample()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
+    def start(self) -> None:
+        self._sample()
+        self.first = dict(self.last)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> float:
+        """The CPU-seconds since start()."""
+        self.halt.set()
         self.thread.join()
         self._sample()
-        self.seconds = sum(value - self.start.get(pid, 0.0) for pid, value in self.last.items())
+        return sum(value - self.first.get(pid, 0.0) for pid, value in self.last.items())
 
 
 def timed(run: Callable[[], None]) -> tuple[float, float]:
     """(wall seconds, CPU-seconds) of one run."""
-    with CpuMeter() as meter:
-        start = time.perf_counter()
-        run()
-        wall = time.perf_counter() - start
-    return wall, meter.seconds
+    meter = CpuMeter()
+    meter.start()
+    start = time.perf_counter()
+    run()
+    wall = time.perf_counter() - start
+    return wall, meter.stop()
 
 
 def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> dict[str, Any]:
@@ -92,7 +94,7 @@ def compare(args: Any, tokenizer: ImageTokenizer, folder: Path, root: Path) -> d
     for _ in range(args.repeats):
         for name, run in engines.items():
             shutil.rmtree(outputs[name], ignore_errors=True)
-            runs[name].append(timed(lambda: run(outputs[name])))
+            runs[name].append(timed(lambda run=run, out=outputs[name]: run(out)))
     agreement = id_agreement(outputs)
     fixed_s = fixed_cpu_s = None
     if args.fixed_images:
