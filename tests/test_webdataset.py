@@ -49,3 +49,14 @@ def test_an_undecodable_sample_is_a_row_error_skipped_under_skip_bad(tmp_path, t
     shards = pretokenize(spec, tokenizer, skip_bad=True, streaming=True, output_dir=str(tmp_path / "out"), shard_size=4,
                          progress=False)
     assert shards["input_ids"] == tokens["input_ids"] and shards["source_index"] == tokens["source_index"]
+
+
+def test_evaluation_and_training_read_shards_as_any_spec(tmp_path, config):
+    from image_tokenizer.data.sources import open_source
+    from image_tokenizer.evaluation import load_eval_set
+
+    write_webdataset(tmp_path, shards=2, per_shard=2, bad=("000000001",))
+    spec = f"wds:{tmp_path}/{{00000..00001}}.tar"
+    held_out = load_eval_set(spec, config.resolution, config.preprocessing, num=0)
+    assert held_out.images.shape == (3, 16, 16, 3) and held_out.skipped == 1 and "000000001.png" in held_out.skipped_errors[0]
+    assert len(open_source(spec, config.resolution, config.preprocessing)) == 4
