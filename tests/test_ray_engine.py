@@ -48,6 +48,7 @@ def test_resources_leave_a_cpu_for_the_reads():
     assert plan_resources(2, 0, actors=2).cpus_per_actor == 0.5  # two actors share the CPU the reads leave
     assert plan_resources(1, 0) == ray_engine.ResourcePlan(1, 0.5, 0.0, 0.5)
     assert plan_resources(16, 4, gpus_per_actor=1) == ray_engine.ResourcePlan(4, 1.0, 1.0, 1.0)
+    assert plan_resources(17, 0).actors == 12  # CPU actors leave a quarter of the CPUs to decoding
     with pytest.raises(PretokenizeError, match="cluster's 2"):
         plan_resources(16, 2, actors=3, gpus_per_actor=1)
 
@@ -100,10 +101,11 @@ class DiesOnce(ImageTokenizer):
         return super().encode(*args, **kwargs)
 
 
-def test_a_killed_worker_and_a_killed_driver_leave_every_row_once(local_ray, tokenizer, tmp_path, monkeypatch):
+def test_a_killed_worker_and_a_killed_driver_leave_every_row_once(local_ray, tokenizer, tmp_path, monkeypatch, request):
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actor's class travels with it
+    request.addfinalizer(lambda: ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__]))
     dies = DiesOnce(tokenizer.config)
     dies.model.load_state_dict(tokenizer.model.state_dict())
     dies.marker = str(tmp_path / "died")

@@ -206,7 +206,7 @@ def add_commands(sub: Any) -> None:
                    "ray: Ray Data actors write --streaming's resumable shards (pip install 'image-tokenizer[ray]')")
     p.add_argument("--ray-address", help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--actors", type=positive_int, help="--engine ray: tokenizer actors (default: one per GPU with "
-                   "--gpus-per-actor, else the CPUs less one)")
+                   "--gpus-per-actor, else CPU actors on 3/4 of the CPUs less one)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor holds (default 0: CPU actors)")
     add_common_options(p)
     p.set_defaults(func=cmd_pretokenize)

@@ -48,7 +48,7 @@ class PretokenizeOptions:
     model: str | None = None  # what they name as the tokenizer
     engine: str = "local"  # "local": this process and its workers; "ray": Ray Data actors (pip install 'image-tokenizer[ray]')
     ray_address: str | None = None  # ray: the cluster to join (None: RAY_ADDRESS, a running local Ray, else start one)
-    actors: int | None = None  # ray: tokenizer actors (None: one per GPU with gpus_per_actor, else the CPUs less one)
+    actors: int | None = None  # ray: tokenizer actors (None: one per GPU with gpus_per_actor, else 3/4 of the CPUs less one)
     gpus_per_actor: float = 0.0  # ray: GPUs each actor holds (0: CPU actors)
 
     @classmethod

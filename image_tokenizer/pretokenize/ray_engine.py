@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 INSTALL = "pip install 'image-tokenizer[ray]'"
 UNIT, PIXELS, MIRROR, SHAPE = "__unit", "__pixels", "__mirrored", "__shape"  # columns between the stages
+CPU_ACTOR_SHARE = 0.75  # CPU actors take this share of the CPUs by default; the rest decode (a heuristic)
 DECODE_MEMORY = 256 * 2**20  # bytes a decoding task reserves: a batch of decoded images and their pixels
 ORDER = "input order (WebDataset: the tars in the pattern's order, samples in tar order); re-sort by source_index"
 
@@ -74,8 +75,9 @@ class ResourcePlan:
 
 def plan_resources(cpus: float, gpus: float, actors: int | None = None, gpus_per_actor: float = 0.0) -> ResourcePlan:
     """Resources for a cluster of `cpus` CPUs and `gpus` GPUs: reads keep one CPU (half of a one-CPU cluster);
-    the actors (default: one per `gpus_per_actor` GPUs, else one per remaining CPU) share the other CPUs, at most
-    one each. More GPU actors than the GPUs hold is an error naming both."""
+    the actors (default: one per `gpus_per_actor` GPUs, else one CPU actor per CPU for CPU_ACTOR_SHARE of the CPUs
+    the reads leave, at least one) share the other CPUs, at most one each. More GPU actors than the GPUs hold is
+    an error naming both."""
     reader = min(1.0, cpus / 2)
     if gpus_per_actor > 0:
         fits = int(gpus // gpus_per_actor)
@@ -83,7 +85,7 @@ def plan_resources(cpus: float, gpus: float, actors: int | None = None, gpus_per
             raise PretokenizeError(f"{actors or 1} actor(s) of {gpus_per_actor} GPU(s) need more GPUs than the Ray "
                                    f"cluster's {gpus:g}; lower --actors or --gpus-per-actor")
         actors = actors or fits
-    actors = actors or max(1, int(cpus - reader))
+    actors = actors or max(1, int(CPU_ACTOR_SHARE * (cpus - reader)))
     return ResourcePlan(actors, min(1.0, (cpus - reader) / actors), gpus_per_actor, reader)
 
 
@@ -179,7 +181,8 @@ def complete_units(folder: NodeFolder) -> int:
     """How many units are complete: their shards are written in order, so they are shards 0..k-1."""
     indices = [int(path.name[len(folder.shard_prefix):].split("-")[0]) for path in folder.shards()]
     if indices != list(range(len(indices))):
-        raise StreamingError(f"{folder.data} holds shards {indices[:5]}..., not 0..{len(indices) - 1}; pass --overwrite")
+        raise StreamingError(f"{folder.data} holds shards {indices[:5]}..., not 0..{len(indices) - 1}; "
+                             "pass --overwrite")
     return len(indices)
 
 
@@ -209,7 +212,8 @@ def token_batches(ray: Any, source: Source, tokenizer: ImageTokenizer, options: 
     rows = rows.map_batches(prepare_batch, batch_format="pyarrow", fn_kwargs=prepare, num_cpus=plan.reader_cpus,
                             memory=DECODE_MEMORY)
     side = tokenizer.config.resolution
-    batch_size = options.batch_size or (max(64, 4 * tokenizer.micro_batch_for(side, side)) if plan.gpus_per_actor else 64)
+    gpu_batch = max(64, 4 * tokenizer.micro_batch_for(side, side))  # as the DataLoader path batches for a GPU
+    batch_size = options.batch_size or (gpu_batch if plan.gpus_per_actor else 64)
     actor = {"tokenizer": tokenizer.to("cpu"), "threads": max(1, int(plan.cpus_per_actor)), "flip": options.flip,
              "dtype": ids_dtype(tokenizer.vocab_size)}
     tokens = rows.map_batches(EncodeActor, fn_constructor_kwargs=actor, batch_size=batch_size, batch_format="pyarrow",
@@ -259,7 +263,8 @@ def prepare_batch(table: Any, image_column: str, config: Any, flip: bool, max_pi
     values = table.column(image_column).to_pylist()
     if member:
         keys = table.column("__key__").to_pylist()
-        values = [None if value is None else {"bytes": value, "path": f"{key}.{image_column}"} for key, value in zip(keys, values)]
+        values = [None if value is None else {"bytes": value, "path": f"{key}.{image_column}"}
+                  for key, value in zip(keys, values)]
     prepared = prepare_cells(values, [-1] * len(values), config, flip, max_pixels)
     pixels: list[bytes] = [b""] * len(values)
     mirrored: list[bytes] = [b""] * len(values)
@@ -269,9 +274,10 @@ def prepare_batch(table: Any, image_column: str, config: Any, flip: bool, max_pi
             mirrored[position] = prepared.mirrored[order].numpy().tobytes()
     shape = list(prepared.pixels.shape[1:]) if prepared.positions else []
     table = table.drop_columns([image_column])
+    errors = [prepared.errors.get(i, "") for i in range(len(values))]
     for name, column in ((PIXELS, pa.array(pixels, pa.binary())), (MIRROR, pa.array(mirrored, pa.binary())),
                          (SHAPE, pa.array([shape] * len(values), pa.list_(pa.int64()))),
-                         (ERROR_COLUMN, pa.array([prepared.errors.get(i, "") for i in range(len(values))], pa.string()))):
+                         (ERROR_COLUMN, pa.array(errors, pa.string()))):
         table = table.append_column(name, column)
     return table
 
@@ -321,8 +327,9 @@ class UnitWriter:
 
     def __init__(self, folder: NodeFolder, source: Source, options: PretokenizeOptions, dtype: str, first: int):
         self.folder, self.source, self.options = folder, source, options
-        self.passthrough = [name for name in source.features if name != ("image" if source.files else source.image_column)]
-        self.features = shard_features(source.features, "image" if source.files else source.image_column, options.flip, dtype)
+        image = "image" if source.files else source.image_column  # the image column as the local engine reads it
+        self.passthrough = [name for name in source.features if name != image]
+        self.features = shard_features(source.features, image, options.flip, dtype)
         self.unit, self.rows = first, {}
         self.offset = folder.rows_consumed()
         self.skipped, self.errors = 0, []
