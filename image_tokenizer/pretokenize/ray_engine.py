@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 INSTALL = "pip install 'image-tokenizer[ray]'"
 UNIT, PIXELS, MIRROR, SHAPE = "__unit", "__pixels", "__mirrored", "__shape"  # columns between the stages
 CPU_ACTOR_SHARE = 0.75  # CPU actors take this share of the CPUs by default; the rest decode (a heuristic)
-DECODE_MEMORY = 256 * 2**20  # bytes a decoding task reserves: a batch of decoded images and their pixels
+DECODE_MEMORY = 512 * 2**20  # bytes a decoding task reserves: its worker (about 260 MiB with torch) and a batch
 ORDER = "input order (WebDataset: the tars in the pattern's order, samples in tar order); re-sort by source_index"
 
 
