@@ -207,6 +207,19 @@ def check_prior_default_cost(out: Path, smoke: bool) -> list[str]:
     return problems
 
 
+def check_ray_pretokenize(out: Path, smoke: bool) -> list[str]:
+    """The Ray engine ran beside the local engine, on one GPU actor, and gave the local engine's ids."""
+    figures = _results(out, "pretokenize_ray_cuda")
+    engines = figures["ray"]["engines"]
+    problems = _rates("pretokenize_ray_cuda", {name: row["images_per_s"] for name, row in engines.items()})
+    problems += _agreement("pretokenize_ray_cuda", {name: row["id_agreement_with_local"] for name, row in engines.items()}, 0.99)
+    if "local" not in engines or len(engines) < 2:
+        problems.append(f"pretokenize_ray_cuda: engines {sorted(engines)}, not the local one and a Ray one")
+    if not smoke and figures["settings"]["gpus_per_actor"] != 1:
+        problems.append(f"pretokenize_ray_cuda: gpus_per_actor {figures['settings']['gpus_per_actor']}, not 1")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "speed-encode-64": check_encode_64,
     "speed-encode-256": check_encode_256,
@@ -217,4 +230,5 @@ CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "recipe": check_recipe,
     "emoji": check_emoji,
     "prior-default-cost": check_prior_default_cost,
+    "ray-pretokenize": check_ray_pretokenize,
 }

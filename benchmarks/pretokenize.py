@@ -2,6 +2,7 @@
 
     python benchmarks/pretokenize.py [--num 2000] [--model shapes-64] [--num-proc 1] [--repeats 3]
         [--naive-num N] [--profile] [--name NAME]
+    python benchmarks/pretokenize.py --engine ray [--actors 1 2] [--gpus-per-actor G] [--num 1000]
 
 Both start from the same folder of PNG shapes images and end with ids on disk. Naive: for each image, open the
 file, preprocess it, run the model on a batch of one, save one .npy file. Ours: `pretokenize` over the image
@@ -9,6 +10,10 @@ folder (batched Dataset.map, fixed micro-batches) and one save_to_disk. --naive-
 first N files only (its rate is per image, so a slow loop need not run over every file). --profile adds where one
 run of ours spends its time (cProfile, cumulative, in this process). Writes
 benchmarks/results/pretokenize_<device>.{json,md} (or --name NAME).
+
+--engine ray compares the Ray engine (one run per actor count in --actors) with the local engine on the same
+folder instead, with CPU-seconds and Ray's overheads (_ray_pretokenize.py); it writes
+benchmarks/results/pretokenize_ray_<device>.{json,md}.
 """
 
 from __future__ import annotations
@@ -129,12 +134,21 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="add a cProfile of one run of ours")
     parser.add_argument("--name", help="results file name (default pretokenize_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--engine", choices=["local", "ray"], default="local", help="ray: compare the Ray engine with the local one")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="--engine ray: the actor counts to time")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs per actor")
+    parser.add_argument("--shard-size", type=int, default=10000, help="--engine ray: input rows per output shard")
+    parser.add_argument("--fixed-images", type=int, default=8, help="--engine ray: images of the run that times Ray's fixed cost")
+    parser.add_argument("--ray-address", help="--engine ray: join this cluster (default: start a local Ray)")
     args = parser.parse_args()
     naive_num = min(args.naive_num or args.num, args.num)
     if args.num_proc is None:
         args.num_proc = 1 if args.device.startswith("cuda") else os.cpu_count()  # one process per GPU
 
     tokenizer = ImageTokenizer.from_pretrained(args.model).to(args.device)
+    if args.engine == "ray":
+        ray_main(args, tokenizer)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = save_image_folder(root / "images", args.num, seed=HELDOUT_SEED, progress=False)
@@ -231,6 +245,21 @@ def main() -> None:
                   "| function | calls | cumulative s | own s |", "|---|---|---|---|",
                   *[f"| `{r['function']}` | {r['calls']} | {r['cumulative_s']:.2f} | {r['own_s']:.2f} |" for r in profile_rows]]
     write_results(args.output_dir, args.name or f"pretokenize_{args.device.split(':')[0]}", results, lines)
+
+
+def ray_main(args: argparse.Namespace, tokenizer: ImageTokenizer) -> None:
+    """--engine ray: the Ray engine against the local one (_ray_pretokenize.py)."""
+    from _ray_pretokenize import compare, report_lines
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_image_folder(Path(tmp) / "images", args.num, seed=HELDOUT_SEED, progress=False)
+        results = {"command": " ".join(["python", "benchmarks/pretokenize.py", *sys.argv[1:]]), "machine": machine_info(),
+                   "model": args.model, "images": args.num, "settings": vars(args),
+                   "ray": compare(args, tokenizer, folder, Path(tmp))}
+    lines = [f"# Pre-tokenization on Ray against the local engine ({args.device}, {args.num} shapes PNGs, model {args.model})",
+             "", f"Command: `{results['command']}`  ", machine_line(results["machine"]), "",
+             *report_lines(results, args)]
+    write_results(args.output_dir, args.name or f"pretokenize_ray_{args.device.split(':')[0]}", results, lines)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,30 @@ def tiny_titok_config(**vit) -> ImageTokenizerConfig:
              "decoder_layers": 1, "decoder_heads": 2, "encoder_patch_size": 4, "decoder_patch_size": 4, **vit},
         quantizer=QuantizerConfig(codebook_size=64, codebook_dim=4),
     )
+
+
+def write_webdataset(folder, shards: int, per_shard: int, bad: tuple[str, ...] = (), side: int = 20) -> list[str]:
+    """WebDataset tar shards `00000.tar`...: per sample KEY.png (random pixels; b"not an image" for a key in
+    `bad`), KEY.txt and KEY.json; returns the sample keys in order."""
+    import io
+    import json
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng, keys = np.random.default_rng(0), []
+    for shard in range(shards):
+        with tarfile.open(f"{folder}/{shard:05d}.tar", "w") as tar:
+            for index in range(per_shard):
+                key = f"{shard:05d}{index:04d}"
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, "PNG")
+                members = {"png": b"not an image" if key in bad else buffer.getvalue(), "txt": f"caption {key}".encode(),
+                           "json": json.dumps({"width": side, "source": key}).encode()}
+                for member, payload in members.items():
+                    info = tarfile.TarInfo(f"{key}.{member}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+                keys.append(key)
+    return keys

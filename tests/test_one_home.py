@@ -15,10 +15,11 @@ def test_every_spec_form_is_parsed_in_one_place(tmp_path):
     (tmp_path / "photos").mkdir()
     datasets.Dataset.from_dict({"x": [1]}).save_to_disk(str(tmp_path / "saved"))
     kinds = {text: parse_spec(text) for text in ("shapes", "emoji", "hf:me/photos", str(tmp_path / "photos"),
-                                                 str(tmp_path / "saved"))}
-    assert [spec.kind for spec in kinds.values()] == ["shapes", "emoji", "hub", "folder", "saved"]
+                                                 str(tmp_path / "saved"), "wds:shards/{00000..00009}.tar")}
+    assert [spec.kind for spec in kinds.values()] == ["shapes", "emoji", "hub", "folder", "saved", "wds"]
+    assert kinds["wds:shards/{00000..00009}.tar"].location == "shards/{00000..00009}.tar"
     assert kinds["hf:me/photos"].name == "me/photos" and kinds[str(tmp_path / "saved")].location == str(tmp_path / "saved")
-    with pytest.raises(DataError, match=r"nowhere: not 'shapes', 'emoji', 'hf:NAME', an image folder, or a saved dataset"):
+    with pytest.raises(DataError, match=r"nowhere: not 'shapes', 'emoji', 'hf:NAME', 'wds:SHARDS', an image folder, or a saved dataset"):
         parse_spec(str(tmp_path / "nowhere"))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import background_name
-from ..data.specs import SPEC_HELP
+from ..data.specs import SPEC_HELP, parse_spec
 from ..errors import CLIError
 from ..fileio import atomic_write_text
 from .common import (
@@ -79,7 +79,8 @@ def pretokenize_options(args: argparse.Namespace) -> PretokenizeOptions:
         device=args.device, streaming=args.streaming, shard_size=args.shard_size,
         node=node_spec(args.num_nodes, args.node_rank) if args.streaming else NodeSpec(), progress=args.progress,
         output_dir=args.output, format=args.format, overwrite=args.overwrite, push_to_hub=args.push_to_hub,
-        source=args.data, model=args.model or DEFAULT_MODEL,
+        source=args.data, model=args.model or DEFAULT_MODEL, engine=args.engine, ray_address=args.ray_address,
+        actors=args.actors, gpus_per_actor=args.gpus_per_actor,
     )
 
 
@@ -91,12 +92,16 @@ def cmd_pretokenize(args: argparse.Namespace) -> None:
 
     check_can_push(args.push_to_hub)  # before loading anything
     options = pretokenize_options(args)
+    options.validate()
     tokenizer = load_tokenizer(args.model, "cpu")
-    splits = load_image_splits(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
-                               resolution=tokenizer.config.resolution)
+    if options.engine == "ray" and parse_spec(args.data).kind == "wds":
+        splits = args.data  # Ray reads the tar shards itself
+    else:
+        splits = load_image_splits(args.data, split=args.split, num=args.num, seed=args.seed, streaming=args.streaming,
+                                   resolution=tokenizer.config.resolution)
     if options.node.num_nodes > 1:
         print(f"node {options.node.node_rank} of {options.node.num_nodes} (from {options.node.origin})", file=sys.stderr)
-    if options.streaming:  # the streaming path alone: its summary, without reading the rows back
+    if options.streaming or options.engine == "ray":  # shards; the summary, without reading the rows back
         _report_streaming(args, options, pretokenize_streaming(splits, tokenizer, options=options))
         return
     start = time.perf_counter()
@@ -197,6 +202,12 @@ def add_commands(sub: Any) -> None:
                    "(default: WORLD_SIZE from torchrun, SLURM_ARRAY_TASK_COUNT, or 1)")
     p.add_argument("--node-rank", type=non_negative_int, help="--streaming: this worker's part, 0..num-nodes-1 "
                    "(default: RANK, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process and its workers; "
+                   "ray: Ray Data actors write --streaming's resumable shards (pip install 'image-tokenizer[ray]')")
+    p.add_argument("--ray-address", help="--engine ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--actors", type=positive_int, help="--engine ray: tokenizer actors (default: one per GPU with "
+                   "--gpus-per-actor, else CPU actors on 3/4 of the CPUs less one)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor holds (default 0: CPU actors)")
     add_common_options(p)
     p.set_defaults(func=cmd_pretokenize)
 

@@ -11,6 +11,10 @@ opened here and nowhere else.
   columns.
 - a folder of images (folder): `datasets`' own imagefolder loader (split folders, the leaf folders as a `label`
   ClassLabel, metadata.jsonl/.csv columns), plus `file_name`, the image's path inside the folder.
+- `wds:PATTERN` (wds): WebDataset tar shards (`shards/{00000..00099}.tar`, a glob, or `hf://datasets/...`) through
+  `datasets`' own webdataset loader, one undivided set read shard by shard when streamed; the samples' image (jpg,
+  jpeg, png, webp, else the first image extension) becomes `image`, and `__key__`, the caption (`txt`), the `json`
+  metadata and any other member come through as columns (webdataset.py).
 
 Every result is a `datasets.Dataset` (or IterableDataset) whose `features` declare its columns. Which splits a
 spec has and which one a command takes follow the rules of data/splits.py: `dataset_splits`, `check_split`,
@@ -27,8 +31,8 @@ from typing import Any
 from ..errors import DataError
 from .splits import UNDIVIDED, folder_layout, held_out_split, named_split, split_files
 
-SPEC_HELP = "'shapes', 'emoji', an image folder, a saved dataset, or hf:NAME"
-KINDS = ("shapes", "emoji", "hub", "saved", "folder")
+SPEC_HELP = "'shapes', 'emoji', an image folder, a saved dataset, hf:NAME, or wds:SHARDS (WebDataset tars, e.g. 'wds:shards/{00000..00099}.tar')"
+KINDS = ("shapes", "emoji", "hub", "saved", "folder", "wds")
 FILE_NAME = "file_name"  # every row read from a folder: the image's path relative to the folder
 TOKEN_INFO_NAME = "pretokenize_info.json"  # pretokenize/rows.INFO_NAME: the mark of a complete pre-tokenization
 
@@ -55,12 +59,14 @@ def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
         return DatasetSpec(spec, spec)
     if spec.startswith("hf:"):
         return DatasetSpec(spec, "hub", spec[3:])
+    if spec.startswith("wds:"):
+        return DatasetSpec(spec, "wds", spec[4:])
     path = Path(spec)
     if saved_dataset(path):
         return DatasetSpec(spec, "saved", spec)
     if path.is_dir():
         return DatasetSpec(spec, "folder", spec)
-    raise DataError(f"{spec}: not 'shapes', 'emoji', 'hf:NAME', an image folder, or a saved dataset")
+    raise DataError(f"{spec}: not 'shapes', 'emoji', 'hf:NAME', 'wds:SHARDS', an image folder, or a saved dataset")
 
 
 def saved_dataset(path: Path) -> bool:
@@ -73,7 +79,7 @@ def dataset_splits(spec: str | DatasetSpec) -> list[str] | None:
     """The named splits of a spec, sorted; None for one undivided set (shapes, a folder without split folders, a
     saved single Dataset), which `datasets` calls `train`."""
     spec = parse_spec(spec)
-    if spec.kind == "shapes":
+    if spec.kind in ("shapes", "wds"):
         return None
     if spec.kind == "emoji":
         from .emoji import SPLITS
@@ -121,8 +127,8 @@ def load_splits(
     resolution: int = 64,
 ) -> Any:
     """Every split of a spec (or the one named) as a `datasets.DatasetDict` keyed by split name (an
-    IterableDatasetDict for a streamed `hf:NAME`). `num` and `seed` choose the shapes images, `resolution` the
-    emoji's size; `streaming` streams a Hub dataset. A split the spec lacks is an error naming those it has."""
+    IterableDatasetDict for a streamed `hf:NAME` or `wds:SHARDS`). `num` and `seed` choose the shapes images,
+    `resolution` the emoji's size; `streaming` streams a Hub dataset or WebDataset shards (one shard at a time). A split the spec lacks is an error naming those it has."""
     import datasets
 
     spec = parse_spec(spec)
@@ -156,6 +162,10 @@ def _open_split(spec: DatasetSpec, split: str, num: int, seed: int, streaming: b
             return datasets.load_dataset(spec.location, split=split, streaming=streaming)
         except Exception as error:  # noqa: BLE001  (offline, missing, or a bad split: one readable line)
             raise DataError(f"cannot load dataset {spec.location!r} split {split!r}: {error}") from None
+    if spec.kind == "wds":
+        from .webdataset import webdataset_dataset
+
+        return webdataset_dataset(spec.location, streaming)
     if spec.kind == "saved":
         dataset = datasets.load_from_disk(spec.location)
         return dataset[named_split(spec.text, split, sorted(dataset))] if isinstance(dataset, datasets.DatasetDict) else dataset

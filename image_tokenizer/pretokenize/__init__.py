@@ -2,7 +2,8 @@
 
 `pretokenize` (dataset.py) is the one entry point, its settings one PretokenizeOptions (options.py); behind it
 the map path (dataset.py), its DataLoader decoding (loader.py) and the resumable shard writer (streaming.py,
-also `pretokenize_streaming`). rows.py defines the output rows once, nodes.py the split across workers,
+also `pretokenize_streaming`), and the Ray engine (ray_engine.py, `engine="ray"`: the same output written by Ray
+Data actors on a cluster). rows.py defines the output rows once, nodes.py the split across workers,
 sources.py what a run reads (a dataset spec through data/specs.py), and card.py makes the output folder
 loadable as-is and uploads it.
 """

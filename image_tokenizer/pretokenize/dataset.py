@@ -54,7 +54,8 @@ def pretokenize(
     `pretokenize(ds, tok, PretokenizeOptions(num_proc=2))` and `pretokenize(ds, tok, num_proc=2)` are the same.
     The map path runs `num_proc` CPU processes, each decoding and encoding its rows; the DataLoader path (with
     `num_workers`, the default on a GPU: up to 8) decodes in workers and encodes large uint8 batches on the device;
-    the ids are the same. The streaming path (`streaming=True`, or an IterableDataset) writes resumable parquet
+    the ids are the same. `engine="ray"` runs on a Ray cluster (ray_engine.py: `actors`, `gpus_per_actor`,
+    `ray_address`) and writes the streaming path's output. The streaming path (`streaming=True`, or an IterableDataset) writes resumable parquet
     shards to `output_dir` (pretokenize_streaming) and returns the rows read back from them (None while other
     nodes of a node-sharded run are still writing). An image that cannot be used stops the run with its row
     named, unless `skip_bad`, which drops it and lists it in the report. With `output_dir`, the result is also
@@ -63,6 +64,9 @@ def pretokenize(
     before any work when offline)."""
     options = PretokenizeOptions.build(options, overrides).validate()
     check_can_push(options.push_to_hub)
+    if options.engine == "ray":  # Ray Data actors write the streaming path's shards (ray_engine.py)
+        tokens, report = _tokenize_on_ray(dataset, tokenizer, options)
+        return (tokens, report) if return_report else tokens
     from_spec = isinstance(dataset, str)
     dataset, options = open_spec(dataset, options, tokenizer.config.resolution)
     splits = dict(dataset) if isinstance(dataset, dict) else {options.split or split_name(dataset): dataset}
@@ -113,6 +117,21 @@ def _tokenize_stream(splits: dict[str, Any], tokenizer: ImageTokenizer, options:
     errors = summary.get("errors_in_this_run", [])
     return tokens, {"rows_in": summary["rows_in"], "rows_out": None if tokens is None else len(tokens),
                     "skipped": summary.get("skipped_in_this_run", 0), "errors": errors}
+
+
+def _tokenize_on_ray(dataset: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions) -> tuple[Any, dict[str, Any]]:
+    """The Ray engine into output_dir: the rows read back, and the report."""
+    import datasets
+
+    from .ray_engine import pretokenize_ray
+
+    summary = pretokenize_ray(dataset, tokenizer, options)
+    tokens = datasets.load_dataset(str(options.output_dir), split=summary["split"])
+    if options.push_to_hub is not None:
+        push_dataset_folder(options.output_dir, options.push_to_hub)
+    errors = summary.get("errors_in_this_run", [])
+    return tokens, {"rows_in": summary["rows_in"], "rows_out": len(tokens), "skipped": summary.get("skipped_in_this_run", 0),
+                    "errors": errors}
 
 
 def _tokenize_dataset(dataset: Any, tokenizer: ImageTokenizer, options: PretokenizeOptions) -> tuple[Any, dict[str, Any]]:

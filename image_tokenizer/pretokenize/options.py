@@ -1,9 +1,11 @@
 """How a pre-tokenization runs, in one dataclass: what `pretokenize` takes, what the CLI builds once from its
 flags, and what pretokenize_info.json records (`to_json`).
 
-One entry point, three execution paths behind it: the map path (`Dataset.map`, `num_proc` processes), the
-DataLoader path (`num_workers` decoding workers, the default on a GPU) and the streaming path (`streaming`, or
-an IterableDataset: resumable parquet shards, split across `node`s).
+One entry point, three execution paths behind it on the local engine: the map path (`Dataset.map`, `num_proc`
+processes), the DataLoader path (`num_workers` decoding workers, the default on a GPU) and the streaming path
+(`streaming`, or an IterableDataset: resumable parquet shards, split across `node`s). The Ray engine
+(`engine="ray"`, ray_engine.py) writes the streaming path's output on a Ray cluster: `actors` tokenizer actors of
+`gpus_per_actor` GPUs each.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..errors import InvalidRequestError, PretokenizeError
 from .nodes import NodeSpec
 
 FORMATS = ("arrow", "parquet")  # save_to_disk (read with load_from_disk) or parquet files (load_dataset)
+ENGINES = ("local", "ray")  # this process (and its workers), or a Ray cluster (ray_engine.py)
 
 
 @dataclass
@@ -43,6 +46,10 @@ class PretokenizeOptions:
     push_to_hub: str | None = None  # upload the finished output folder to this Hub dataset repo (needs output_dir)
     source: str | None = None  # what the card and pretokenize_info.json name as the source (default: a spec as given)
     model: str | None = None  # what they name as the tokenizer
+    engine: str = "local"  # "local": this process and its workers; "ray": Ray Data actors (pip install 'image-tokenizer[ray]')
+    ray_address: str | None = None  # ray: the cluster to join (None: RAY_ADDRESS, a running local Ray, else start one)
+    actors: int | None = None  # ray: tokenizer actors (None: one per GPU with gpus_per_actor, else 3/4 of the CPUs less one)
+    gpus_per_actor: float = 0.0  # ray: GPUs each actor holds (0: CPU actors)
 
     @classmethod
     def build(cls, options: PretokenizeOptions | None = None, overrides: dict[str, Any] | None = None) -> PretokenizeOptions:
@@ -61,7 +68,25 @@ class PretokenizeOptions:
             raise InvalidRequestError("push_to_hub uploads the output folder; pass output_dir= too")
         if self.streaming and self.output_dir is None:
             raise InvalidRequestError("streaming writes parquet shards as the rows stream; pass output_dir=")
+        if self.engine not in ENGINES:
+            raise PretokenizeError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        if (self.actors is not None and self.actors < 1) or self.gpus_per_actor < 0:
+            raise PretokenizeError(f"actors must be positive and gpus_per_actor not negative, got {self.actors} and "
+                                   f"{self.gpus_per_actor}")
+        if self.engine == "ray":
+            self._validate_ray()
         return self
+
+    def _validate_ray(self) -> None:
+        """The Ray engine writes resumable shards into output_dir and spreads the work itself."""
+        if self.output_dir is None:
+            raise InvalidRequestError("engine='ray' writes parquet shards into the output folder; pass output_dir=")
+        if self.node.num_nodes > 1:
+            raise PretokenizeError("engine='ray' spreads the work over the cluster itself; drop --num-nodes/--node-rank "
+                                   "(and run one driver)")
+        if self.num_proc is not None or self.num_workers is not None:
+            raise PretokenizeError("num_proc and num_workers are the local engine's; with engine='ray' set actors "
+                                   "(--actors) instead")
 
     def to_json(self) -> dict[str, Any]:
         """The options as JSON values (the node as {num_nodes, node_rank, origin})."""

@@ -39,13 +39,20 @@ def pretokenize_streaming(
     Run it again after an interruption and it skips the complete shards' rows and goes on; a folder holding
     shards of another source (its spec, or a Dataset's fingerprint) or tokenizer is refused unless overwrite.
     With `node` (nodes.NodeSpec), this worker takes only its part of the input. device "cuda" under torchrun is
-    this process's LOCAL_RANK GPU.
+    this process's LOCAL_RANK GPU. engine="ray" writes the same output on a Ray cluster (ray_engine.py).
     Once complete, `datasets.load_dataset(output_dir, split=SPLIT)` reads the rows, and push_to_hub=REPO
     uploads the folder as a Hub dataset (refused before any work when offline)."""
     if output_dir is not None:
         overrides["output_dir"] = output_dir
     options = PretokenizeOptions.build(options, {**overrides, "streaming": True}).validate()
     check_can_push(options.push_to_hub)
+    if options.engine == "ray":  # the same output, written by Ray Data actors
+        from .ray_engine import pretokenize_ray
+
+        summary = pretokenize_ray(dataset, tokenizer, options)
+        if options.push_to_hub is not None:
+            push_dataset_folder(options.output_dir, options.push_to_hub)
+        return summary
     dataset, options = open_spec(dataset, options, tokenizer.config.resolution)
     name, dataset = one_split(dataset, options.source)
     return stream_split(dataset, tokenizer, options, name)
