@@ -10,6 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is import
 # shared cores a spinning thread burns its time slice waiting for a descheduled peer: the bundled-prior test took
 # 35 CPU seconds spinning at load 5, 1.6 sleeping. No result changes.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One torch thread per process (subprocesses inherit it): the suite's models are tiny, so a second thread mostly
+# synchronises; measured on 2 shared cores, test_train.py and test_quantizer.py took 42 CPU seconds with torch's
+# default threads and 20 with one, for the same results.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Each test session gets its own Hugging Face home and datasets cache (set before either library is imported): a
 # cache shared with another run, or with the user's, can hand back rows prepared by someone else (issue 37).
 _SESSION_HOME = tempfile.mkdtemp(prefix="image-tokenizer-tests-hf-")
