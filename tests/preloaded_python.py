@@ -30,12 +30,13 @@ PRELOAD_ATTRIBUTES = [("transformers", name) for name in ("Trainer", "TrainingAr
                                                             "LlamaForCausalLM", "GPT2LMHeadModel", "GenerationConfig")]
 
 _FINISHED = threading.Event()
+_REAL_PYTHON = sys.executable
 
 CLIENT = '''#!{python} -S
 import os, signal, socket, struct, sys
 connection = socket.socket(socket.AF_UNIX)
 connection.connect({address!r})
-message = repr((sys.argv[1:], os.getcwd(), dict(os.environ))).encode()
+message = repr((sys.argv[1:], os.getcwd(), {{**os.environ, "PRELOADED_PYTHON": __file__}})).encode()
 socket.send_fds(connection, [struct.pack("!Q", len(message))], [0, 1, 2])
 connection.sendall(message)
 for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -107,7 +108,7 @@ def _run(argv: list[str]) -> None:
         sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
         runpy.run_path(argv[0], run_name="__main__")
     else:  # options this server does not imitate: the real interpreter
-        sys.exit(subprocess.run([sys.executable, *argv], check=False).returncode)
+        sys.exit(subprocess.run([_REAL_PYTHON, *argv], check=False).returncode)
 
 
 def _child(connection: socket.socket, listener: socket.socket) -> int:
@@ -121,6 +122,7 @@ def _child(connection: socket.socket, listener: socket.socket) -> int:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    sys.executable = env["PRELOADED_PYTHON"]  # a script's own `sys.executable ...` commands come here too
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # line-buffered, as on a terminal
     sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
