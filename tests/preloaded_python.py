@@ -24,8 +24,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-PRELOAD = ["numpy", "PIL.Image", "torch", "safetensors.torch", "transformers", "datasets", "accelerate", "image_tokenizer",
-           "image_tokenizer.cli", "image_tokenizer.pretokenize", "image_tokenizer.evaluation"]
+PRELOAD = ["numpy", "PIL.Image", "PIL.ImageDraw", "PIL.ImageFont", "scipy.io", "torch", "torch.profiler", "safetensors.torch",
+           "transformers", "transformers.hf_argparser", "datasets", "accelerate", "multiprocessing.synchronize",
+           "image_tokenizer", "image_tokenizer.cli", "image_tokenizer.pretokenize", "image_tokenizer.evaluation",
+           "image_tokenizer.visualize"]
 PRELOAD_ATTRIBUTES = [("transformers", name) for name in ("Trainer", "TrainingArguments", "AutoModelForCausalLM",
                                                             "LlamaForCausalLM", "GPT2LMHeadModel", "GenerationConfig")]
 
@@ -164,6 +166,7 @@ def serve(address: str) -> int:
         importlib.import_module(name)
     for module, name in PRELOAD_ATTRIBUTES:
         getattr(sys.modules[module], name)
+    sys.modules["PIL.Image"].init()  # every image format plugin
     gc.freeze()  # the children's garbage collector leaves the preloaded objects alone: fewer copy-on-write pages
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(address)
