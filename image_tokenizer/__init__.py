@@ -20,8 +20,8 @@ from .errors import (
     PretokenizeError,
     StreamingError,
 )
-from .prior import ImagePrior, PriorConfig, TokenLayout
 from .lazy_imports import call_when_imported
+from .prior import ImagePrior, PriorConfig, TokenLayout
 from .tokenizer import ImageTokenizer
 
 

@@ -5,13 +5,15 @@ its few milliseconds of toy-sized work. `PreloadedPython` starts one server that
 client executable (`.executable`) that takes the place of `python` on a command line (`PY=...` for shell scripts):
 the client hands its arguments, working folder, environment and stdin/stdout/stderr to the server, which forks a
 child that runs the script as `python` would (`script.py`, `-m module`, `-c code`, `-` for stdin; anything else is
-handed to the real interpreter with `execv`). The child's exit status comes back as the client's; SIGTERM, SIGINT
-and SIGHUP sent to the client reach the child, and a child whose client died (killed by `timeout`) kills itself.
-What the script does is unchanged; only the interpreter's start-up is shared.
+run by the real interpreter), with `sys.executable` pointing at the client, so the script's own Python subprocesses
+start the same way. The child's exit status comes back as the client's; SIGTERM, SIGINT and SIGHUP sent to the
+client reach the child, and a child whose client died (killed by `timeout`) kills itself. The server waits for its
+children, so their CPU time counts as the test's. What the script does is unchanged; only start-up is shared.
 """
 
 from __future__ import annotations
 
+import ast
 import gc
 import os
 import runpy
@@ -54,7 +56,7 @@ sys.exit(int(status) if status else 137)  # no status: the child was killed
 
 
 class PreloadedPython:
-    """The server process and its client executable; `close()` stops the server (children finish on their own)."""
+    """The server process and its client executable; `close()` stops the server once its running children end."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="pypre-"))
@@ -81,7 +83,7 @@ def _receive(connection: socket.socket) -> tuple[list[str], str, dict[str, str],
     data = b""
     while len(data) < size:
         data += connection.recv(size - len(data))
-    argv, cwd, env = eval(data.decode(), {"__builtins__": {}})  # a repr of lists, strings and dicts, from our client
+    argv, cwd, env = ast.literal_eval(data.decode())  # the client's repr of (argv, cwd, environment)
     return argv, cwd, env, fds
 
 
@@ -104,7 +106,7 @@ def _run(argv: list[str]) -> None:
         code = argv[1] if argv[0] == "-c" else sys.stdin.read()
         sys.argv = ["-c", *argv[2:]] if argv[0] == "-c" else argv
         sys.path.insert(0, "")
-        exec(compile(code, "<string>" if argv[0] == "-c" else "<stdin>", "exec"), {"__name__": "__main__"})
+        exec(compile(code, "<string>" if argv[0] == "-c" else "<stdin>", "exec"), {"__name__": "__main__"})  # noqa: S102 (python -c)
     elif argv and not argv[0].startswith("-"):
         sys.argv = list(argv)
         sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
@@ -125,9 +127,10 @@ def _child(connection: socket.socket, listener: socket.socket) -> int:
     os.environ.clear()
     os.environ.update(env)
     sys.executable = env["PRELOADED_PYTHON"]  # a script's own `sys.executable ...` commands come here too
-    sys.stdin = open(0, closefd=False)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # line-buffered, as on a terminal
-    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
+    # The client's streams for the rest of this process (line-buffered, as on a terminal).
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
     status = [1]
 
     def report() -> None:  # registered first, so it runs after the script's own exit handlers
@@ -151,7 +154,7 @@ def _child(connection: socket.socket, listener: socket.socket) -> int:
         status[0] = 0 if code is None else code if isinstance(code, int) else 1
     except KeyboardInterrupt:
         status[0] = 130
-    except BaseException:
+    except BaseException:  # noqa: BLE001 (what python prints for an uncaught exception, then status 1)
         import traceback
 
         traceback.print_exc()
