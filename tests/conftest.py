@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs so the whole suite runs in minutes on 2 CPU cores, offline."""
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -28,6 +29,12 @@ import torch
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from tests.helpers import tiny_config
 from tests.hostile import HostileWorker
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The half million objects of torch, transformers and datasets live to the end: frozen, the garbage collector's
+    full passes skip them (they took 1.6 of 25 CPU seconds in a sample of the suite, 1.0 frozen)."""
+    gc.freeze()
 
 
 @pytest.fixture
