@@ -29,6 +29,7 @@ import torch
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 from tests.helpers import tiny_config
 from tests.hostile import HostileWorker
+from tests.preloaded_python import PreloadedPython
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -68,3 +69,13 @@ def hostile(_hostile_worker_holder) -> HostileWorker:
     if not _hostile_worker_holder or not _hostile_worker_holder[-1].alive():
         _hostile_worker_holder.append(HostileWorker())
     return _hostile_worker_holder[-1]
+
+
+@pytest.fixture(scope="session")
+def preloaded_python():
+    """A `python` executable that starts in milliseconds, for tests that run many short scripts: its commands are
+    forked from one server that imported torch, transformers and datasets once (tests/preloaded_python.py). Its
+    children's CPU time is counted when the server exits, at the end of the session."""
+    python = PreloadedPython()
+    yield str(python.executable)
+    python.close()
