@@ -1,7 +1,8 @@
 """Opt-in `--cpu-report FILE`: each test's CPU seconds (user + sys, this process and its finished children), slowest first.
 
-Load it with `-p tests.cpu_report`. Setup, call and teardown count together; a session fixture counts for the first
-test that asks for it.
+Load it with `-p tests.cpu_report`. Setup, call and teardown count together; a session fixture's setup counts for the
+first test that asks for it, its teardown for the last test (the `preloaded_python` server's children, which it
+waits for when it exits: the GPU-queue smoke test's commands and test_nodes' nodes).
 """
 
 import json
