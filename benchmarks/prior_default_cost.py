@@ -47,13 +47,14 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, help="default: train_prior's (5,000)")
     parser.add_argument("--time-budget-minutes", type=float, help="stop after this long (the budget's own rule)")
     parser.add_argument("--num-train-images", type=int, help="default: train_prior's (20,000)")
+    parser.add_argument("--batch-size", type=int, help="default: train_prior's (32); smaller only for a toy run")
     parser.add_argument("--eval-images", type=int, help="default: train_prior's (1,000)")
     parser.add_argument("--sample-images", type=int, help="default: train_prior's (images sampled at the end)")
     parser.add_argument("--name", default="prior_default_cost")
     parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     given = {"max_steps": args.max_steps, "time_budget_minutes": args.time_budget_minutes,
-             "num_train_images": args.num_train_images, "eval_images": args.eval_images,
+             "num_train_images": args.num_train_images, "batch_size": args.batch_size, "eval_images": args.eval_images,
              "sample_images": args.sample_images}
     figures = measure({k: v for k, v in given.items() if v is not None})
     command = "python benchmarks/prior_default_cost.py " + " ".join(sys.argv[1:])

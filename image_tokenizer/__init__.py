@@ -2,7 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .auto import register as _register_auto_classes
 from .config import ImageTokenizerConfig, PreprocessingConfig, QuantizerConfig
 from .converters import convert
 from .errors import (
@@ -21,10 +20,21 @@ from .errors import (
     PretokenizeError,
     StreamingError,
 )
+from .lazy_imports import call_when_imported
 from .prior import ImagePrior, PriorConfig, TokenLayout
 from .tokenizer import ImageTokenizer
 
-_register_auto_classes()
+
+def _register_auto_classes() -> None:
+    from .auto import register
+
+    register()
+
+
+# AutoConfig, AutoModel and AutoTokenizer know our model_type as soon as transformers is imported, before or after
+# this package; importing it here would cost every CLI call about 0.8 CPU seconds (image_tokenizer/lazy_imports.py).
+call_when_imported("transformers", _register_auto_classes)
+del call_when_imported
 
 __all__ = [
     "CLIError",

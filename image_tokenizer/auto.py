@@ -1,7 +1,8 @@
 """transformers' Auto classes for our folders, registered through transformers' public `register` APIs (no
 remote code): `AutoConfig`, `AutoModel` (the VQ model) and `AutoTokenizer` (the ImageTokenizer).
 
-Registration happens on `import image_tokenizer`. A saved folder's config.json carries
+Registration happens when both `image_tokenizer` and `transformers` are imported, in either order
+(`image_tokenizer/__init__.py` through `lazy_imports.call_when_imported`). A saved folder's config.json carries
 `"model_type": "image_tokenizer"`; that is all transformers needs to find these classes. The weights live in
 two files (model.safetensors and codebook.safetensors, the vocabulary), so `AutoModel` loads through
 `ImageTokenizer.from_pretrained`, with its strict checks, rather than through PreTrainedModel's loader.

@@ -6,11 +6,10 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import BatchEncoding
 
 from . import text_vocab
 from .checkpoint import PRIOR_LAYOUT_NAME, SAVED_FILES, read_checkpoint, write_checkpoint
@@ -28,6 +27,9 @@ from .modeling.blocks import channels_last
 from .modeling.micro_batches import micro_batch_size, run_in_micro_batches
 from .sequences import SequenceOptions, empty_sequences, to_sequences
 from .text_vocab import ImageTextMapping
+
+if TYPE_CHECKING:
+    from transformers import BatchEncoding
 from .vocab import ImageVocab
 
 AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "code_revision", "use_fast", "subfolder"}
@@ -331,6 +333,8 @@ class ImageTokenizer(HubMixin):
         """Images -> BatchEncoding with `input_ids` ([<boi>] + h*w ids + [<eoi>]; other layouts: their ids
         flattened in the layout's order) and `attention_mask`, per image. The keywords are a transformers
         tokenizer's (image_tokenizer.sequences)."""
+        from transformers import BatchEncoding  # here, not at import: transformers costs every CLI call ~0.5 s
+
         options = SequenceOptions(add_special_tokens, padding, truncation, max_length, return_attention_mask, return_tensors)
         encoded = self.encode(images, native_size=native_size)
         single = isinstance(encoded, torch.Tensor) and encoded.ndim == self.layout.ndim

@@ -1,5 +1,6 @@
 """transformers' Auto classes load our folders after `import image_tokenizer`, with no remote code."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from tests.helpers import tiny_config
 FRESH = """
 import json, sys
 import numpy as np, torch
-import image_tokenizer  # registers the Auto classes
+import image_tokenizer  # registers the Auto classes when transformers is imported
+assert "transformers" not in sys.modules  # not imported by ours: every CLI call would pay for it
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 folder = sys.argv[1]
 config = AutoConfig.from_pretrained(folder)
@@ -39,6 +41,26 @@ def test_auto_classes_load_our_folder_in_a_fresh_interpreter(tmp_path):
     expected = tok.encode(torch.zeros(3, 16, 16, dtype=torch.uint8)).tolist()
     assert result["ids"] == expected and result["input_ids"] == 8 * 8 + 2
     assert result["model_ids"] == tok.model.encode_ids(torch.zeros(1, 3, 16, 16))[0].tolist()
+
+
+def test_a_function_runs_when_its_module_is_imported_before_or_after(tmp_path, monkeypatch):
+    """image_tokenizer.lazy_imports: how the Auto classes are registered without importing transformers."""
+    from image_tokenizer.lazy_imports import call_when_imported
+
+    (tmp_path / "lazy_probe_module.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lazy_probe_module", raising=False)
+    calls = []
+    call_when_imported("lazy_probe_module", lambda: calls.append(sys.modules["lazy_probe_module"].VALUE))
+    assert calls == []  # not imported yet
+    import lazy_probe_module
+
+    assert calls == [1] and lazy_probe_module.VALUE == 1  # run once the module's own code ran, before the importer got it
+    call_when_imported("lazy_probe_module", lambda: calls.append("now"))
+    assert calls == [1, "now"]  # already imported: at once
+    importlib.reload(lazy_probe_module)
+    assert calls == [1, "now"]  # one shot
+    monkeypatch.delitem(sys.modules, "lazy_probe_module")
 
 
 def test_folders_saved_before_model_type_existed_still_load(tmp_path):

@@ -87,10 +87,12 @@ def test_a_result_without_a_gpu_is_refused_by_the_check(tmp_path):
     assert any("records no GPU" in problem for problem in check_job(job, tmp_path))
 
 
-def test_every_job_runs_at_toy_size_on_the_cpu_and_passes_its_check(tmp_path):
-    """`gpu_next.sh --smoke`: each job's real script with toy sizes, then each job's check on what it wrote."""
-    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "BUDGET_S": "3000", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(["bash", "benchmarks/gpu_next.sh", "--smoke", "--parallel", "2"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+def test_every_job_runs_at_toy_size_on_the_cpu_and_passes_its_check(tmp_path, preloaded_python):
+    """`gpu_next.sh --smoke`: each job's real script with toy sizes, then each job's check on what it wrote. Its
+    ~30 Python commands run in a Python that imported torch, transformers and datasets once (tests/preloaded_python.py)."""
+    env = {**os.environ, "OUT": str(tmp_path), "PY": preloaded_python, "BUDGET_S": "3000", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(["bash", "benchmarks/gpu_next.sh", "--smoke", "--parallel", "2"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=False)
     report = json.loads((tmp_path / "report.json").read_text())
     outcomes = {entry["job"]: entry["outcome"] for entry in report["ran"]}
     logs = {name: (tmp_path / "jobs" / f"{name}.log").read_text()[-2000:] for name, o in outcomes.items() if o != "complete"}

@@ -20,7 +20,7 @@ from image_tokenizer.cli import main
 from image_tokenizer.pretokenize.nodes import NodeFolder, NodeSpec, StreamingError, exclusive, merge_nodes, node_spec
 from tests.helpers import tiny_config
 
-ROWS, SHARD = 300, 5
+ROWS, SHARD = 150, 5
 
 
 @pytest.fixture
@@ -30,8 +30,8 @@ def tok_dir(tmp_path):
     return tmp_path / "tok"
 
 
-def command(tok_dir, out, *extra) -> list[str]:
-    return [sys.executable, "-m", "image_tokenizer.cli", "pretokenize", "--model", str(tok_dir), "--data", "shapes",
+def command(tok_dir, out, *extra, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "image_tokenizer.cli", "pretokenize", "--model", str(tok_dir), "--data", "shapes",
             "--num", str(ROWS), "--streaming", "--shard-size", str(SHARD), "--batch-size", "8", "--no-progress",
             "--output", str(out), *extra]
 
@@ -43,11 +43,14 @@ def rows_by_source(folder) -> dict[int, list[int]]:
     return dict(zip(indices, table["input_ids"]))
 
 
-def test_three_nodes_one_killed_and_restarted_merge_to_the_single_process_rows(tmp_path, tok_dir):
+def test_three_nodes_one_killed_and_restarted_merge_to_the_single_process_rows(tmp_path, tok_dir, preloaded_python):
+    """Nodes 0 and 2 and the restart run forked from the preloaded python (conftest); node 1, stopped and killed
+    mid-run, is a plain interpreter, so SIGSTOP and SIGKILL reach the process that writes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(command(tok_dir, tmp_path / "single"), check=True, env=env, capture_output=True)
+    assert main(command(tok_dir, tmp_path / "single")[3:]) == 0  # the single-process reference, in this process
     out = tmp_path / "nodes"
-    workers = [subprocess.Popen(command(tok_dir, out, "--num-nodes", "3", "--node-rank", str(rank)), env=env,
+    workers = [subprocess.Popen(command(tok_dir, out, "--num-nodes", "3", "--node-rank", str(rank),
+                                        python=sys.executable if rank == 1 else preloaded_python), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for rank in range(3)]
     victim = NodeFolder(out, NodeSpec(3, 1))
     deadline = time.monotonic() + 120
@@ -63,8 +66,8 @@ def test_three_nodes_one_killed_and_restarted_merge_to_the_single_process_rows(t
     with pytest.raises(StreamingError, match=r"node 1 of 3 \(node-00001-of-00003\) has not finished"):
         merge_nodes(out)
     assert main(["pretokenize-merge", str(out)]) == 2
-    restart = subprocess.run(command(tok_dir, out, "--num-nodes", "3", "--node-rank", "1"), env=env, capture_output=True,
-                             text=True, check=False)
+    restart = subprocess.run(command(tok_dir, out, "--num-nodes", "3", "--node-rank", "1", python=preloaded_python),
+                             env=env, capture_output=True, text=True, check=False)
     assert restart.returncode == 0, restart.stderr
     assert "the output is complete" in restart.stdout  # the last node to finish merged
     merged = json.loads((out / "pretokenize_info.json").read_text())

@@ -138,14 +138,14 @@ def test_time_budget_ends_the_run_in_time_and_progress_follows_the_budget(tmp_pa
     import re
     import time
 
-    config = tiny(tmp_path, tok_dir, max_steps=100_000, time_budget_minutes=0.1, lr_scheduler="cosine", warmup_steps=5,
+    config = tiny(tmp_path, tok_dir, max_steps=100_000, time_budget_minutes=0.05, lr_scheduler="cosine", warmup_steps=5,
                   eval_steps=100_000, save_steps=100_000, sample_images=0, progress=True)
     start = time.monotonic()
     result = train(config)
     assert time.monotonic() - start < 60  # 100,000 steps would take hours
     training = ImagePrior.from_pretrained(result["final_dir"]).card_info["training"]
     steps = training["steps"]
-    assert 3 < steps < 100_000 and training["time budget"] == "0.1 min (max_steps 100000)"
+    assert 3 < steps < 100_000 and training["time budget"] == "0.05 min (max_steps 100000)"
     # The bar's total is the steps that fit the budget (none before the first estimate), never max_steps.
     totals = {int(total) for total in re.findall(r"\d+/(\d+) \[", capsys.readouterr().err)}
     assert 100_000 not in totals and steps in totals

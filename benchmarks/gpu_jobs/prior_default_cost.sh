@@ -3,7 +3,7 @@
 # 5,000 steps as fit before the deadline, with seconds per step and the time outside the steps.
 source "$(dirname "$0")/common.sh"
 if smoke; then
-  size="--max-steps 1 --num-train-images 32 --eval-images 8 --sample-images 0"
+  size="--max-steps 1 --batch-size 4 --num-train-images 8 --eval-images 4 --sample-images 0"
 else
   size="--time-budget-minutes $(awk "BEGIN { print $(left 150) / 60 }")"
 fi
