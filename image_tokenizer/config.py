@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_fields import from_json_dict
 from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
 from .layouts import IdLayout, scales_problem
@@ -119,11 +118,11 @@ class ImageTokenizerConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.quantizer, QuantizerConfig):
-            self.quantizer = _from_dict(QuantizerConfig, self.quantizer, "quantizer")
+            self.quantizer = from_json_dict(QuantizerConfig, self.quantizer, "quantizer")
         if not isinstance(self.preprocessing, PreprocessingConfig):
-            self.preprocessing = _from_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
+            self.preprocessing = from_json_dict(PreprocessingConfig, self.preprocessing, "preprocessing")
         if self.vit is not None and not isinstance(self.vit, ViTConfig):
-            self.vit = _from_dict(ViTConfig, self.vit, "vit")
+            self.vit = from_json_dict(ViTConfig, self.vit, "vit")
         self.ch_mult = tuple(self.ch_mult)
         if self.decoder_ch_mult is not None:
             self.decoder_ch_mult = tuple(self.decoder_ch_mult)
@@ -331,7 +330,7 @@ class ImageTokenizerConfig:
             raise ConfigError(f"model_type is {shorten(model_type)}, not {MODEL_TYPE!r}: not an image-tokenizer folder")
         for key in [k for k in data if k in _TRANSFORMERS_KEYS]:
             data.pop(key)  # written when transformers' AutoConfig saved this config
-        config = _from_dict(cls, data, "config")
+        config = from_json_dict(cls, data, "config")
         if grid is not None and (not isinstance(grid, list) or tuple(grid) != config.grid_size):
             raise ConfigError(f"config grid_size {shorten(grid)} disagrees with the architecture's {list(config.grid_size)}")
         if layout is not None and layout != config.layout.to_dict():
@@ -362,66 +361,3 @@ class ImageTokenizerConfig:
 _TRANSFORMERS_KEYS = {"transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path", "output_attentions",
                       "output_hidden_states", "return_dict", "id2label", "label2id", "problem_type",
                       "chunk_size_feed_forward", "is_encoder_decoder"}
-
-
-def with_overrides(cls: type, base: Any, overrides: dict[str, Any] | None, error: type[Exception], argument: str,
-                   what: str, hint: str = "") -> Any:
-    """`base` (or `cls`'s defaults) with keyword overrides, for config dataclasses built from keywords. A base of
-    another type is `error` naming `argument`; an unknown keyword is `error` naming `what` (e.g. "prior config
-    field") and every field."""
-    base = cls() if base is None else base
-    if not isinstance(base, cls):
-        raise error(f"{argument} must be a {cls.__name__}, got {type(base).__name__}{hint}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(overrides or {}) - set(names))
-    if unknown:
-        raise error(f"unknown {what}(s) {unknown}; the {what.split()[-1]}s are {names}")
-    return dataclasses.replace(base, **(overrides or {}))
-
-
-def _from_dict(cls: type, data: Any, where: str) -> Any:
-    """Build a dataclass from a dict, refusing unknown keys and wrongly typed values, naming the field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a JSON object, got {shorten(data)}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown {where} field(s) {unknown}; known: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    for name, value in data.items():
-        _check_type(value, hints[name], f"{where}.{name}" if where != "config" else name)
-    try:
-        return cls(**data)
-    except TypeError as error:
-        raise ConfigError(f"bad {where}: {error}") from None
-
-
-def _check_type(value: Any, hint: Any, field_name: str) -> None:
-    """A JSON value against a field's annotation: a bool is a bool, an int an int, numbers finite, lists of
-    numbers where tuples are expected, objects where a nested section is expected."""
-    args = typing.get_args(hint)
-    if type(None) in args:  # X | None
-        if value is None:
-            return
-        hint = next(a for a in args if a is not type(None))
-        args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, (dict, hint)):
-            raise ConfigError(f"field {field_name} must be a JSON object, got {shorten(value)}")
-        return
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"field {field_name} must be a list, got {shorten(value)}")
-        item = args[0]
-        for element in value:
-            _check_type(element, item, f"{field_name}[]")
-        return
-    wrong = (
-        (hint is bool and not isinstance(value, bool))
-        or (hint is int and (isinstance(value, bool) or not isinstance(value, int)))
-        or (hint is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)))
-        or (hint is str and not isinstance(value, str))
-    )
-    if wrong:
-        kind = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[hint]
-        raise ConfigError(f"field {field_name} must be {kind}, got {shorten(value)}")

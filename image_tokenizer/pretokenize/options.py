@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import with_overrides
+from ..config_fields import with_overrides
 from ..errors import InvalidRequestError, PretokenizeError
 from .nodes import NodeSpec
 

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import with_overrides
+from ..config_fields import with_overrides
 from ..errors import ConfigError
 from .layout import TokenLayout
 
