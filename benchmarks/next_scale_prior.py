@@ -1,9 +1,10 @@
 """Next-scale prediction (VAR) against raster prediction, on one multiscale tokenizer trained on shapes (CPU).
 
-    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--prior-minutes 8] [--num 500]
+    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--tokenizer DIR] [--prior-minutes 6] [--num 300]
 
 1. The tokenizer: training/train_tokenizer.py --config training/configs/shapes64_multiscale_cpu.json (scales
-   1, 2, 3, 4, 6, 8 on an 8x8 grid: 130 ids an image), into WORK/tokenizer, unless WORK/tokenizer/final exists.
+   1, 2, 3, 4, 6, 8 on an 8x8 grid: 130 ids an image), into WORK/tokenizer, unless WORK/tokenizer/final exists;
+   or --tokenizer DIR, a saved multiscale tokenizer (e.g. a checkpoint of that run through export_checkpoint.py).
 2. Its rows: `pretokenize` of shapes images (seed 0, mirrored copies added) and of a held-out set (seed 1), as
    parquet outputs whose pretokenize_info.json records the multiscale layout.
 3. Two class-conditional priors (num_shapes) on those rows with training/train_prior.py, of the same PriorConfig
@@ -11,7 +12,7 @@
    `next_scale` (one forward pass per scale) and `raster` (the same 130 ids, one per forward pass). Both priors
    decode through the same tokenizer, so the Fréchet distances compare the priors alone; a grid tokenizer's
    raster prior would also compare two tokenizers.
-4. Each prior samples --num images with the held-out set's labels, without and with guidance: forward passes of
+4. Each prior samples --num images with the held-out set's labels (and with --guidance, when not 1): forward passes of
    the LM per batch (counted on the model), images per second (sampling, then sampling + decoding), and the
    Fréchet distance in the bundled shapes classifier's features to the held-out images (as
    benchmarks/generation_quality.py measures it), beside the floor (a second held-out set) and the tokenizer's
@@ -49,14 +50,15 @@ PREDICTIONS = ("next_scale", "raster")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/next_scale", help="the tokenizer, rows and priors go here")
+    parser.add_argument("--tokenizer", help="a saved multiscale tokenizer to use instead of training one")
     parser.add_argument("--train-images", type=int, default=5000, help="shapes images for the priors (x2 mirrored)")
-    parser.add_argument("--prior-minutes", type=float, default=8.0, help="each prior's training budget, wall clock")
+    parser.add_argument("--prior-minutes", type=float, default=6.0, help="each prior's training budget, wall clock")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--num", type=int, default=500, help="images per generated set (and held-out images)")
-    parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
+    parser.add_argument("--guidance", type=float, default=1.0, help="a guided set too, when not 1")
+    parser.add_argument("--batch-size", type=int, default=150)
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     return parser.parse_args()
 
@@ -139,13 +141,20 @@ def measure(args: argparse.Namespace, records: dict[str, Any], tokenizer: ImageT
             "tokenizer reconstructions": {"frechet_distance": distance(reconstructions)}}
     for prediction in PREDICTIONS:
         prior = ImagePrior.from_pretrained(records[prediction]["folder"], tokenizer=tokenizer)
-        for guidance in (1.0, args.guidance):
+        for guidance in sorted({1.0, args.guidance}):
             result = sample(prior, reference.labels, guidance, args.batch_size, seed=11)
             result["frechet_distance"] = distance(result.pop("images"))
             name = f"{prediction} prior, held-out labels" + (f", guidance {guidance:g}" if guidance != 1.0 else "")
             rows[name] = {key: round(value, 4) for key, value in result.items()}
             print(name, rows[name], flush=True)
     return rows
+
+
+def tokenizer_text(record: dict[str, Any]) -> str:
+    """The tokenizer's training and held-out figures in a line, from its card."""
+    made = f"trained by `{record['command']}`, {record.get('steps')} steps" if "command" in record else "its card has no training record"
+    scores = f"held-out PSNR {record.get('heldout_psnr_db')} dB, codebook usage {record.get('heldout_codebook_usage')}"
+    return f"{made}; {scores}"
 
 
 def report_lines(results: dict[str, Any]) -> list[str]:
@@ -155,7 +164,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{results['command']}`  ",
         machine_line(results["machine"]) + " (shared with other jobs: times are wall clock on a loaded machine)  ",
-        f"Tokenizer: `{results['tokenizer_command']}` ({results['tokenizer']}).  ",
+        f"Tokenizer: `{results['tokenizer_command']}` ({results['tokenizer']}); {tokenizer_text(results['tokenizer_record'])}.  ",
         (f"Priors: {results['prior_sizes']}, {priors['next_scale']['parameters']:,} parameters each, "
          f"{results['prior_minutes']:g} min of training each on {results['prior_rows']}. Both decode through the same "
          "tokenizer, so the distances compare the priors alone."),
@@ -181,8 +190,13 @@ def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
     work = Path(args.work)
-    tokenizer_dir, tokenizer_command = train_tokenizer(work)
+    if args.tokenizer:
+        tokenizer_dir, tokenizer_command = Path(args.tokenizer).resolve(), f"--tokenizer {args.tokenizer}"
+    else:
+        tokenizer_dir, tokenizer_command = train_tokenizer(work)
     tokenizer = ImageTokenizer.from_pretrained(tokenizer_dir)
+    if not tokenizer.layout.kind == "multiscale":
+        raise SystemExit(f"{tokenizer_dir}: not a multiscale tokenizer ({tokenizer.layout.describe()})")
     rows = token_rows(tokenizer, work, args.train_images, args.num)
     records = train_priors(args, tokenizer_dir, rows, work)
     measured = measure(args, records, tokenizer)
@@ -191,6 +205,7 @@ def main() -> None:
         "machine": machine_info(),
         "tokenizer": tokenizer.layout.describe(),
         "tokenizer_command": tokenizer_command,
+        "tokenizer_record": {**tokenizer.card_info.get("metrics", {}), **tokenizer.card_info.get("training", {})},
         "prior_sizes": f"llama, hidden {args.hidden_size}, {args.layers} layers, {args.heads} heads",
         "prior_minutes": args.prior_minutes,
         "prior_rows": f"{args.train_images} shapes images (seed 0) and their mirrors",

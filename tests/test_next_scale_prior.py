@@ -128,8 +128,10 @@ def test_guidance_runs_the_null_class_in_the_same_pass_and_changes_the_samples(m
         prior.complete(torch.zeros(1, 85, dtype=torch.long))
 
 
-def test_sample_scales_with_top_k_one_is_the_argmax_of_each_scale(multiscale):
-    prior = _prior(multiscale, classes=())
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_sample_scales_with_top_k_one_is_the_argmax_of_each_scale(multiscale, architecture):
+    layout = TokenLayout.for_tokenizer(multiscale, "tiny")
+    prior = ImagePrior.from_layout(layout, architecture=architecture, **SIZES)
     ids = next_scale.sample_scales(prior.model, prior.layout, None, 1, SamplingOptions(top_k=1))
     batch = next_scale.teacher_forcing(prior.layout, prior.layout.prefix(None, 1), ids)
     logits = prior.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
