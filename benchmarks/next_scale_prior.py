@@ -1,6 +1,6 @@
 """Next-scale prediction (VAR) against raster prediction, on one multiscale tokenizer trained on shapes (CPU).
 
-    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--tokenizer DIR] [--prior-minutes 6] [--num 300]
+    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--tokenizer DIR] [--prior-minutes 7] [--num 300]
 
 1. The tokenizer: training/train_tokenizer.py --config training/configs/shapes64_multiscale_cpu.json (scales
    1, 2, 3, 4, 6, 8 on an 8x8 grid: 130 ids an image), into WORK/tokenizer, unless WORK/tokenizer/final exists;
@@ -51,10 +51,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/next_scale", help="the tokenizer, rows and priors go here")
     parser.add_argument("--tokenizer", help="a saved multiscale tokenizer to use instead of training one")
-    parser.add_argument("--train-images", type=int, default=5000, help="shapes images for the priors (x2 mirrored)")
-    parser.add_argument("--prior-minutes", type=float, default=6.0, help="each prior's training budget, wall clock")
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--train-images", type=int, default=2000, help="shapes images for the priors (x2 mirrored)")
+    parser.add_argument("--prior-minutes", type=float, default=7.0, help="each prior's training budget, wall clock")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--prior-batch-size", type=int, default=16)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
     parser.add_argument("--guidance", type=float, default=1.0, help="a guided set too, when not 1")
@@ -97,7 +98,7 @@ def train_priors(args: argparse.Namespace, tokenizer_dir: Path, rows: tuple[Path
         config = PriorTrainConfig(
             output_dir=str(out), tokenizer=str(tokenizer_dir), data=str(rows[0]), eval_data=str(rows[1]),
             label_column="num_shapes", prediction=prediction, hidden_size=args.hidden_size,
-            num_hidden_layers=args.layers, num_attention_heads=args.heads, max_steps=100000, batch_size=32,
+            num_hidden_layers=args.layers, num_attention_heads=args.heads, max_steps=100000, batch_size=args.prior_batch_size,
             lr=1e-3, warmup_steps=100, time_budget_minutes=args.prior_minutes, eval_steps=100000,
             save_steps=100000, logging_steps=100, sample_images=16, progress=False,
         )
@@ -206,7 +207,7 @@ def main() -> None:
         "tokenizer": tokenizer.layout.describe(),
         "tokenizer_command": tokenizer_command,
         "tokenizer_record": {**tokenizer.card_info.get("metrics", {}), **tokenizer.card_info.get("training", {})},
-        "prior_sizes": f"llama, hidden {args.hidden_size}, {args.layers} layers, {args.heads} heads",
+        "prior_sizes": f"llama, hidden {args.hidden_size}, {args.layers} layers, {args.heads} heads, batch {args.prior_batch_size}",
         "prior_minutes": args.prior_minutes,
         "prior_rows": f"{args.train_images} shapes images (seed 0) and their mirrors",
         "reference": f"{args.num} held-out shapes images (seed 1)",

@@ -213,3 +213,15 @@ def test_train_prior_refuses_rows_of_another_layout(tmp_path, multiscale, residu
     config.prediction = "next_scale"
     with pytest.raises(TrainingError, match="next_scale prediction needs a multiscale tokenizer"):
         train(config)
+
+
+def test_cli_generates_from_a_next_scale_prior(tmp_path, multiscale, capsys):
+    from image_tokenizer.cli import main
+
+    multiscale.save_pretrained(tmp_path / "tok")
+    layout = TokenLayout.for_tokenizer(multiscale, str(tmp_path / "tok"), class_names=["a", "b"])
+    ImagePrior.from_layout(layout, **SIZES).save_pretrained(tmp_path / "p")
+    argv = ["generate", "--model", str(tmp_path / "p"), "--num", "2", "--class", "b", "--guidance", "2",
+            "--output", str(tmp_path / "g.png")]
+    assert main(argv) == 0
+    assert "(85 multiscale tokens each)" in capsys.readouterr().out and (tmp_path / "g.png").is_file()

@@ -41,7 +41,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         atomic_write_text(Path(args.ids_output), json.dumps(ids.tolist()) + "\n")
     index = None if args.class_label is None else int(prior.layout.check_class_labels(args.class_label)[0])
     label = "" if index is None else f" of class {index} ({prior.layout.class_names[index]})"
-    print(f"wrote {len(images)} generated images{label} ({ids.shape[1]}x{ids.shape[2]} tokens each) to {output}")
+    tokens = "x".join(map(str, ids.shape[1:])) if prior.layout.kind == "grid" else f"{ids[0].numel()} {prior.layout.kind}"
+    print(f"wrote {len(images)} generated images{label} ({tokens} tokens each) to {output}")
 
 
 def cmd_complete(args: argparse.Namespace) -> None:
