@@ -1,6 +1,6 @@
 """Next-scale prediction (VAR) against raster prediction, on one multiscale tokenizer trained on shapes (CPU).
 
-    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--tokenizer DIR] [--prior-minutes 7] [--num 300]
+    python benchmarks/next_scale_prior.py [--work runs/next_scale] [--tokenizer DIR] [--prior-steps 3000] [--num 300]
 
 1. The tokenizer: training/train_tokenizer.py --config training/configs/shapes64_multiscale_cpu.json (scales
    1, 2, 3, 4, 6, 8 on an 8x8 grid: 130 ids an image), into WORK/tokenizer, unless WORK/tokenizer/final exists;
@@ -8,7 +8,8 @@
 2. Its rows: `pretokenize` of shapes images (seed 0, mirrored copies added) and of a held-out set (seed 1), as
    parquet outputs whose pretokenize_info.json records the multiscale layout.
 3. Two class-conditional priors (num_shapes) on those rows with training/train_prior.py, of the same PriorConfig
-   (so the same parameter count: positions are RoPE, which has no weights) and the same wall-clock budget:
+   (so the same parameter count: positions are RoPE, which has no weights) and the same number of steps (the
+   same work: on a shared CPU the same wall-clock budget is not; --prior-minutes gives each that budget instead):
    `next_scale` (one forward pass per scale) and `raster` (the same 130 ids, one per forward pass). Both priors
    decode through the same tokenizer, so the Fréchet distances compare the priors alone; a grid tokenizer's
    raster prior would also compare two tokenizers.
@@ -24,6 +25,7 @@ Writes benchmarks/results/next_scale_prior.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,7 +54,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", default="runs/next_scale", help="the tokenizer, rows and priors go here")
     parser.add_argument("--tokenizer", help="a saved multiscale tokenizer to use instead of training one")
     parser.add_argument("--train-images", type=int, default=2000, help="shapes images for the priors (x2 mirrored)")
-    parser.add_argument("--prior-minutes", type=float, default=7.0, help="each prior's training budget, wall clock")
+    parser.add_argument("--prior-steps", type=int, default=3000, help="each prior's optimizer steps (cosine to the last)")
+    parser.add_argument("--prior-minutes", type=float, help="instead of --prior-steps: each prior's wall-clock budget "
+                        "(on a shared machine the two runs then see different loads, so the same time is not the same work)")
+    parser.add_argument("--repeats", type=int, default=3, help="sampling timings: the fastest of this many runs")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--prior-batch-size", type=int, default=16)
@@ -98,33 +103,43 @@ def train_priors(args: argparse.Namespace, tokenizer_dir: Path, rows: tuple[Path
         config = PriorTrainConfig(
             output_dir=str(out), tokenizer=str(tokenizer_dir), data=str(rows[0]), eval_data=str(rows[1]),
             label_column="num_shapes", prediction=prediction, hidden_size=args.hidden_size,
-            num_hidden_layers=args.layers, num_attention_heads=args.heads, max_steps=100000, batch_size=args.prior_batch_size,
+            num_hidden_layers=args.layers, num_attention_heads=args.heads,
+            max_steps=100000 if args.prior_minutes else args.prior_steps, batch_size=args.prior_batch_size,
             lr=1e-3, warmup_steps=100, time_budget_minutes=args.prior_minutes, eval_steps=100000,
             save_steps=100000, logging_steps=100, sample_images=16, progress=False,
         )
         if not (out / "final" / "config.json").is_file():
-            train(config)
+            start = time.perf_counter()
+            result = train(config)
+            (out / "train_seconds.json").write_text(f'{{"seconds": {time.perf_counter() - start:.1f}, '
+                                                    f'"train_runtime": {result["train_metrics"]["train_runtime"]:.1f}}}\n')
         card = ImagePrior.from_pretrained(out / "final").card_info
-        records[prediction] = {"folder": str(out / "final"), **card["training"], **card["metrics"]}
+        seconds = json.loads((out / "train_seconds.json").read_text())
+        records[prediction] = {"folder": str(out / "final"), **card["training"], **card["metrics"],
+                               "training_loop_seconds": seconds["train_runtime"]}
     return records
 
 
-def sample(prior: ImagePrior, labels: list[str], guidance: float, batch_size: int, seed: int) -> dict[str, Any]:
-    """Generate images for `labels`, counting the LM's forward passes; ids time and decode time apart."""
-    calls = []
+def sample(prior: ImagePrior, labels: list[str], guidance: float, batch_size: int, seed: int, repeats: int) -> dict[str, Any]:
+    """Generate images for `labels`, counting the LM's forward passes; ids time and decode time apart, each the
+    fastest of `repeats` runs after a warm-up call (the same seed gives the same ids every run)."""
+    prior.generate(2, seed=seed, class_labels=labels[:2], guidance_scale=guidance, output_type="np")  # warm-up
+    calls: list[int] = []
     forward = prior.model.forward
     prior.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    sampled = decoded = float("inf")
     try:
-        start = time.perf_counter()
-        ids = prior.generate(len(labels), seed=seed, class_labels=labels, guidance_scale=guidance,
-                             batch_size=batch_size, output_type="ids")
-        sampled = time.perf_counter() - start
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ids = prior.generate(len(labels), seed=seed, class_labels=labels, guidance_scale=guidance,
+                                 batch_size=batch_size, output_type="ids")
+            sampled = min(sampled, time.perf_counter() - start)
+            start = time.perf_counter()
+            images = prior.tokenizer.decode(ids, output_type="np")
+            decoded = min(decoded, time.perf_counter() - start)
     finally:
         del prior.model.forward
-    start = time.perf_counter()
-    images = prior.tokenizer.decode(ids, output_type="np")
-    decoded = time.perf_counter() - start
-    batches = -(-len(labels) // batch_size)
+    batches = repeats * -(-len(labels) // batch_size)
     return {"images": images, "forward_passes_per_batch": len(calls) / batches, "sampling_seconds": sampled,
             "decode_seconds": decoded, "images_per_second_sampling": len(labels) / sampled,
             "images_per_second_with_decode": len(labels) / (sampled + decoded)}
@@ -143,7 +158,7 @@ def measure(args: argparse.Namespace, records: dict[str, Any], tokenizer: ImageT
     for prediction in PREDICTIONS:
         prior = ImagePrior.from_pretrained(records[prediction]["folder"], tokenizer=tokenizer)
         for guidance in sorted({1.0, args.guidance}):
-            result = sample(prior, reference.labels, guidance, args.batch_size, seed=11)
+            result = sample(prior, reference.labels, guidance, args.batch_size, 11, args.repeats)
             result["frechet_distance"] = distance(result.pop("images"))
             name = f"{prediction} prior, held-out labels" + (f", guidance {guidance:g}" if guidance != 1.0 else "")
             rows[name] = {key: round(value, 4) for key, value in result.items()}
@@ -153,7 +168,8 @@ def measure(args: argparse.Namespace, records: dict[str, Any], tokenizer: ImageT
 
 def tokenizer_text(record: dict[str, Any]) -> str:
     """The tokenizer's training and held-out figures in a line, from its card."""
-    made = f"trained by `{record['command']}`, {record.get('steps')} steps" if "command" in record else "its card has no training record"
+    made = f"trained by `{record['command']}`, " if "command" in record else ""
+    made += f"{record.get('steps')} steps" + (f" ({record['note']})" if record.get("note") else "")
     scores = f"held-out PSNR {record.get('heldout_psnr_db')} dB, codebook usage {record.get('heldout_codebook_usage')}"
     return f"{made}; {scores}"
 
@@ -167,15 +183,16 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         machine_line(results["machine"]) + " (shared with other jobs: times are wall clock on a loaded machine)  ",
         f"Tokenizer: `{results['tokenizer_command']}` ({results['tokenizer']}); {tokenizer_text(results['tokenizer_record'])}.  ",
         (f"Priors: {results['prior_sizes']}, {priors['next_scale']['parameters']:,} parameters each, "
-         f"{results['prior_minutes']:g} min of training each on {results['prior_rows']}. Both decode through the same "
+         f"{results['prior_training']} each on {results['prior_rows']}. Both decode through the same "
          "tokenizer, so the distances compare the priors alone."),
         "",
-        "| prior | steps | held-out bits/id |",
-        "|---|---|---|",
-        *[f"| {name} | {p['steps']} | {p['heldout_bits_per_token']} |" for name, p in priors.items()],
+        "| prior | steps | training loop (s, shared CPU) | held-out bits/id |",
+        "|---|---|---|---|",
+        *[f"| {name} | {p['steps']} | {p['training_loop_seconds']:.0f} | {p['heldout_bits_per_token']} |"
+          for name, p in priors.items()],
         "",
         (f"Fréchet distance in the shapes classifier's features to {results['reference']}; sampling at temperature 1, "
-         f"batches of {results['batch_size']}."),
+         f"batches of {results['batch_size']}; times are the fastest of {results['repeats']} runs after a warm-up."),
         "",
         "| image set | FD | forward passes / batch | images/s (sampling) | images/s (with decode) |",
         "|---|---|---|---|---|",
@@ -208,7 +225,9 @@ def main() -> None:
         "tokenizer_command": tokenizer_command,
         "tokenizer_record": {**tokenizer.card_info.get("metrics", {}), **tokenizer.card_info.get("training", {})},
         "prior_sizes": f"llama, hidden {args.hidden_size}, {args.layers} layers, {args.heads} heads, batch {args.prior_batch_size}",
-        "prior_minutes": args.prior_minutes,
+        "prior_training": (f"{args.prior_minutes:g} min of training" if args.prior_minutes
+                           else f"{args.prior_steps} steps (cosine learning rate to the last)"),
+        "repeats": args.repeats,
         "prior_rows": f"{args.train_images} shapes images (seed 0) and their mirrors",
         "reference": f"{args.num} held-out shapes images (seed 1)",
         "batch_size": args.batch_size,
