@@ -132,7 +132,7 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
         sequence = sequence.replace("row-major", f"in the tokenizer's order: {layout.id_layout.describe()}")
         generates = f"{layout.num_image_tokens} ids token by token ({layout.kind} layout)"
     if layout.next_scale:
-        sequence += (" as targets; the inputs are `<boi>` over the first scale, then each scale's ids upsampled "
+        sequence += (" (the targets); the inputs are `<boi>` over the first scale, then each scale's ids upsampled "
                      "(nearest) to the next scale's side, under a block-causal attention mask")
         generates = (f"the {len(layout.scales)} scales of a multiscale tokenizer ({layout.num_image_tokens} ids), one "
                      "forward pass per scale")
