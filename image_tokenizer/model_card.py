@@ -129,6 +129,15 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
         sequence = "`<class>` `<boi>` then the image ids, row-major"
     else:
         conditioning, sequence = "none (unconditional)", "`<boi>` then the image ids, row-major"
+    generates = f"a {grid_h}x{grid_w} grid of ids token by token"
+    if layout.kind != "grid":
+        sequence = sequence.replace("row-major", f"in the tokenizer's order: {layout.id_layout.describe()}")
+        generates = f"{layout.num_image_tokens} ids token by token ({layout.kind} layout)"
+    if layout.next_scale:
+        sequence += (" (the targets); the inputs are `<boi>` over the first scale, then each scale's ids upsampled "
+                     "(nearest) to the next scale's side, under a block-causal attention mask")
+        generates = (f"the {len(layout.scales)} scales of a multiscale tokenizer ({layout.num_image_tokens} ids), one "
+                     "forward pass per scale")
     data = ModelCardData(
         library_name="transformers",
         tags=["image-tokenizer", "image-generation", "autoregressive", *(["class-conditional"] if layout.conditional else [])],
@@ -151,6 +160,8 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
         eoi=layout.eoi_token_id,
         pad=layout.pad_token_id,
         conditional=layout.conditional,
+        generates=generates,
+        completes=layout.kind == "grid",
         first_class=layout.class_names[0] if layout.conditional else "",
         class_list=", ".join(repr(name) for name in layout.class_names),
         conditioning=conditioning,

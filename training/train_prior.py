@@ -37,6 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from image_tokenizer.errors import ConfigError
 from image_tokenizer.prior import PriorConfig
+from image_tokenizer.prior.next_scale import teacher_forcing
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.prior_progress import (
@@ -67,6 +68,8 @@ class PriorTrainConfig:
     label_column: str | None = HfArg(default="auto", help='the class column; "auto": num_shapes on the shapes data, '
                                      "unconditional on other data; none: unconditional")
     p_uncond: float = HfArg(default=0.1, help="label dropout for classifier-free guidance")
+    prediction: str = HfArg(default="auto", help='"raster" (one id per step), "next_scale" (one scale per forward pass, '
+                            'multiscale tokenizers) or "auto": next_scale for a multiscale tokenizer, else raster')
     architecture: str = HfArg(default="llama", help='"llama" or "gpt2"')
     hidden_size: int = HfArg(default=256, help="the transformer's width")
     num_hidden_layers: int = HfArg(default=4, help="transformer layers")
@@ -103,6 +106,8 @@ class PriorTrainConfig:
                            intermediate_size=self.intermediate_size, dropout=self.dropout).validate()
 
     def validate(self) -> None:
+        if self.prediction not in ("auto", "raster", "next_scale"):
+            raise TrainingError(f"prediction must be 'auto', 'raster' or 'next_scale', got {self.prediction!r}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise TrainingError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.max_steps < 1 or self.batch_size < 1:
@@ -120,6 +125,8 @@ class PriorTrainConfig:
 
 class PriorCollator:
     """Rows {input_ids, <label>} -> {input_ids, labels} with the layout's prefix; only image ids are predicted.
+    A next-scale layout gets its teacher-forcing batch instead (prior/next_scale.py: the scales' inputs, the
+    block-causal 4D attention mask and the targets aligned with their positions).
 
     In training mode each class label is replaced by the null class with probability p_uncond. The draw is a
     function of (seed, epoch, row index), not of a random stream: the Trainer's dataloader collates one batch
@@ -142,7 +149,8 @@ class PriorCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         ids = torch.from_numpy(np.stack([np.asarray(row["input_ids"], dtype=np.int64) for row in rows]))
         if ids.shape[1] != self.layout.num_image_tokens:
-            raise TrainingError(f"rows hold {ids.shape[1]} ids; the layout's grid needs {self.layout.num_image_tokens}")
+            raise TrainingError(f"rows hold {ids.shape[1]} ids; the layout needs {self.layout.num_image_tokens} "
+                                f"({self.layout.id_layout.describe()})")
         labels = None
         if self.layout.conditional:
             labels = torch.tensor([self.class_index[row[self.label_column]] for row in rows], dtype=torch.long)
@@ -151,6 +159,8 @@ class PriorCollator:
                 prefix[self._dropped(rows), 0] = self.layout.null_class_token_id
         else:
             prefix = self.layout.prefix(None, len(rows))
+        if self.layout.next_scale:
+            return teacher_forcing(self.layout, prefix, ids)
         input_ids = torch.cat([prefix, ids], dim=1)
         targets = input_ids.clone()
         targets[:, : self.layout.prefix_length] = -100
@@ -293,6 +303,20 @@ def check_tokens(dataset: Any, layout: TokenLayout, label_column: str | None, na
             raise TrainingError(f"{name} data has grids {sorted(grids)}; the tokenizer's grid is {layout.grid_size}")
 
 
+def check_recorded_layout(path: str, tokenizer: ImageTokenizer) -> None:
+    """A pre-tokenized dataset that records its id layout (pretokenize_info.json) must hold this tokenizer's."""
+    from image_tokenizer.data.specs import token_layout
+    from image_tokenizer.errors import DataError
+
+    try:
+        recorded = token_layout(path)
+    except DataError as error:
+        raise TrainingError(str(error)) from None
+    if recorded is not None and recorded != tokenizer.layout:
+        raise TrainingError(f"{path}: its rows hold {recorded.kind} ids ({recorded.describe()}); the tokenizer "
+                            f"{tokenizer.layout.kind} ids ({tokenizer.layout.describe()}): pre-tokenize with this tokenizer")
+
+
 def training_arguments(config: PriorTrainConfig, out: Path) -> Any:
     """The transformers TrainingArguments for a run: the config's schedule, batch and precision."""
     from transformers import TrainingArguments
@@ -334,8 +358,14 @@ def checked_layout(config: PriorTrainConfig, tokenizer: ImageTokenizer, train_da
         if config.label_column not in train_data.column_names:
             raise TrainingError(f"label_column {config.label_column!r} not in the data; columns are {train_data.column_names}")
         class_values = sorted(set(train_data[config.label_column]))
-    layout = TokenLayout.for_tokenizer(tokenizer, portable_name(config.tokenizer), class_names(train_data, config.label_column, class_values),
-                                       config.label_column)
+    try:
+        layout = TokenLayout.for_tokenizer(tokenizer, portable_name(config.tokenizer),
+                                           class_names(train_data, config.label_column, class_values), config.label_column,
+                                           None if config.prediction == "auto" else config.prediction)
+    except ConfigError as error:
+        raise TrainingError(f"prediction {config.prediction!r}: {error}") from None
+    for path in [p for p in (config.data, config.eval_data) if p and p != "shapes"]:
+        check_recorded_layout(path, tokenizer)
     check_tokens(train_data, layout, config.label_column, "training")
     check_tokens(eval_data, layout, config.label_column, "held-out")
     unknown = set(eval_data[config.label_column]) - set(class_values) if config.label_column else set()
@@ -481,6 +511,7 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
             **({"time budget": f"{config.time_budget_minutes} min (max_steps {config.max_steps})"} if config.time_budget_minutes else {}),
             "batch size": config.batch_size * trainer.args.world_size * config.gradient_accumulation_steps,
             "label dropout (CFG)": config.p_uncond if prior.layout.conditional else "n/a",
+            "prediction": prior.layout.prediction,
             "parameters": params,
         },
         "prior_config": config.prior_config().to_json(),  # the architecture and sizes, as PriorConfig.from_json reads them

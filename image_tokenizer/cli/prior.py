@@ -41,7 +41,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         atomic_write_text(Path(args.ids_output), json.dumps(ids.tolist()) + "\n")
     index = None if args.class_label is None else int(prior.layout.check_class_labels(args.class_label)[0])
     label = "" if index is None else f" of class {index} ({prior.layout.class_names[index]})"
-    print(f"wrote {len(images)} generated images{label} ({ids.shape[1]}x{ids.shape[2]} tokens each) to {output}")
+    tokens = "x".join(map(str, ids.shape[1:])) if prior.layout.kind == "grid" else f"{ids[0].numel()} {prior.layout.kind}"
+    print(f"wrote {len(images)} generated images{label} ({tokens} tokens each) to {output}")
 
 
 def cmd_complete(args: argparse.Namespace) -> None:
@@ -81,7 +82,8 @@ def prior_info(prior: ImagePrior, name: str) -> dict[str, Any]:
         "layout": {"codebook_size": layout.codebook_size, "grid_size": list(layout.grid_size),
                    "boi_token_id": layout.boi_token_id, "eoi_token_id": layout.eoi_token_id,
                    "pad_token_id": layout.pad_token_id, "vocab_size": layout.vocab_size,
-                   "sequence_length": layout.sequence_length},
+                   "sequence_length": layout.sequence_length, "kind": layout.kind,
+                   "prediction": layout.prediction},
         "classes": {str(i): name for i, name in enumerate(layout.class_names)},
         "class_label_column": layout.class_label_column,
         "null_class_token_id": layout.null_class_token_id if layout.conditional else None,

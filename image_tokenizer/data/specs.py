@@ -210,3 +210,28 @@ def load_token_splits(spec: str) -> dict[str, Any]:
             raise DataError(f"{spec}: neither a save_to_disk dataset nor a folder of parquet files")
         loaded = datasets.load_dataset("parquet", data_files=files, split=UNDIVIDED)
     return dict(loaded) if isinstance(loaded, dict) else {UNDIVIDED: loaded}
+
+
+def token_layout(spec: str) -> Any:
+    """The id layout (layouts.IdLayout) a pre-tokenized dataset's pretokenize_info.json records, so a reader knows
+    what each row's input_ids are; None when the folder has no such record (a plain parquet folder, or an output
+    written before layouts, whose rows are grids). A malformed record is DataError naming the file."""
+    from ..errors import CheckpointError
+    from ..layouts import layout_from_dict
+    from ..textfiles import read_json_object
+
+    path = Path(spec) / TOKEN_INFO_NAME
+    if not path.is_file():
+        return None
+    info = read_json_object(path, DataError)
+    if "layout" not in info:
+        return None
+    layout = info["layout"]
+    shape, scales = (layout.get("shape"), layout.get("scales")) if isinstance(layout, dict) else (None, None)
+    grid = scales[-1:] * 2 if isinstance(scales, list) and scales else shape[:2] if isinstance(shape, list) else None
+    if not (isinstance(grid, list) and len(grid) == 2):
+        raise DataError(f"{path}: field 'layout' names no grid (a shape [h, w, ...] or scales); got {str(layout)[:200]}")
+    try:
+        return layout_from_dict(layout, tuple(grid), str(path))
+    except CheckpointError as error:
+        raise DataError(str(error)) from None

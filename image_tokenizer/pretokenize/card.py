@@ -32,7 +32,10 @@ def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: dic
     from huggingface_hub import DatasetCard, DatasetCardData
 
     files = [{"split": split, "path": paths} for split, paths in data_files.items()]
-    data = DatasetCardData(configs=[{"config_name": "default", "data_files": files}])
+    layout = info.get("layout") or {"kind": "grid", "order": "row-major"}
+    # The layout in the front matter too, so a pipeline reading only the card (or the Hub's API) knows the rows.
+    data = DatasetCardData(configs=[{"config_name": "default", "data_files": files}],
+                           **({"image_token_layout": layout} if "layout" in info else {}))
     source = f" of `{info['source']}`" if info.get("source") else ""
     model = f" by the image tokenizer `{info['model']}`" if info.get("model") else ""
     names = list(data_files)
@@ -43,11 +46,21 @@ def write_dataset_card(folder: str | Path, info: dict[str, Any], data_files: dic
     splits = f"one split, `{names[0]}`" if len(names) == 1 else "the splits " + ", ".join(f"`{n}`" for n in names)
     text = (
         f"---\n{data.to_yaml()}\n---\n\n# Pre-tokenized images\n\nToken ids{source}{model}, written by image-tokenizer's "
-        f"`pretokenize`, in {splits}. Each row holds `input_ids` (row-major codebook ids), `grid_h`, `grid_w`, "
-        "`source_index` (the input row of its split) and the source's other columns. Load it with "
+        f"`pretokenize`, in {splits}. Each row holds `input_ids` ({ids_text(layout)}), `grid_h`, `grid_w` (the finest "
+        "token grid), `source_index` (the input row of its split) and the source's other columns. Load it with "
         f"{loader}; `pretokenize_info.json` records how it was made.\n"
     )
     return atomic_write_text(Path(folder) / CARD_NAME, str(DatasetCard(text)))
+
+
+def ids_text(layout: dict[str, Any]) -> str:
+    """What a row's input_ids are, from the layout pretokenize_info.json records (layouts.IdLayout.to_dict)."""
+    kind, order = layout.get("kind"), layout.get("order", "")
+    if kind == "multiscale":
+        return f"one image's {layout.get('ids_per_image')} codebook ids, scales {layout.get('scales')}: {order}"
+    if kind == "residual":
+        return f"codebook ids of [h, w, depth {layout.get('depth')}] flattened: {order}"
+    return "row-major codebook ids"
 
 
 def check_can_push(repo_id: str | None, token: str | bool | None = None) -> None:

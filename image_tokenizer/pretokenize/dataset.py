@@ -153,7 +153,7 @@ def _tokenize_dataset(dataset: Any, tokenizer: ImageTokenizer, options: Pretoken
         batch_size = batch_size or max(64, 4 * tokenizer.micro_batch_for(side, side))
         ids, mirrored, errors = encode_rows(dataset, tokenizer, image_column, flip, skip_bad, batch_size, num_workers, dtype,
                                             max_pixels)
-        function: Any = AttachIds(ids, mirrored, errors, tokenizer.grid_size, image_column, dtype)
+        function: Any = AttachIds(ids, mirrored, errors, tokenizer.layout.shape, image_column, dtype, tokenizer.layout)
         num_proc, device = None, None
     else:
         function = Tokenize(tokenizer, image_column, flip, skip_bad, device, dtype, max_pixels)
@@ -235,6 +235,7 @@ def token_info(tokens: Any, tokenizer: ImageTokenizer, options: PretokenizeOptio
         "splits": {name: len(part) for name, part in splits.items()},
         "flip": options.flip,
         "grid_size": list(tokenizer.grid_size),
+        "layout": tokenizer.layout.to_dict(),  # what each row's input_ids are (layouts.IdLayout.to_dict)
         "vocab_size": tokenizer.vocab_size,
         "options": options.to_json(),
     }

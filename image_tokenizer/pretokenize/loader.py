@@ -35,7 +35,7 @@ def encode_rows(
     dataset: Any, tokenizer: ImageTokenizer, image_column: str, flip: bool, skip_bad: bool, batch_size: int, num_workers: int,
     dtype: str, max_pixels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
-    """Every row's ids [N, h*w] in the output dtype (and its mirror's), and the rows whose image could not be
+    """Every row's flat ids [N, ids per image] in the output dtype (and its mirror's), and the rows whose image could not be
     used (skip_bad; undecodable, over max_pixels, too small) with why. Workers read only the image column."""
     from datasets.utils import tqdm
     from torch.utils.data import DataLoader
@@ -45,8 +45,7 @@ def encode_rows(
         collate_fn=DecodeRows(dataset.select_columns([image_column]), image_column, tokenizer.config, flip, max_pixels),
         pin_memory=tokenizer.device.type == "cuda", prefetch_factor=4 if num_workers else None,
     )
-    h, w = tokenizer.grid_size
-    ids = np.zeros((len(dataset), h * w), dtype=dtype)
+    ids = np.zeros((len(dataset), tokenizer.layout.ids_per_image), dtype=dtype)
     mirrored = np.zeros_like(ids) if flip else None
     errors: dict[int, str] = {}
     for batch in tqdm(loader, desc="pretokenize", unit="batch"):

@@ -195,7 +195,8 @@ def merge_nodes(output_dir: str | os.PathLike) -> dict[str, Any]:
             raise StreamingError(f"node {rank}: {summary['shards']} shards recorded but {len(folder.shards())} found in {folder.data}")
         summaries.append(summary)
         files.extend(folder.shard_files())
-    keys = ("source", "input_fingerprint", "tokenizer_sha256", "image_column", "flip", "skip_bad", "split", "max_pixels")
+    keys = ("source", "input_fingerprint", "tokenizer_sha256", "image_column", "flip", "skip_bad", "split", "max_pixels",
+            "layout")
     settings = [{k: v for k, v in s.items() if k in keys} for s in summaries]
     differing = [rank for rank, s in enumerate(settings) if s != settings[0]]
     if differing:

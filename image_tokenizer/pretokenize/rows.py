@@ -1,7 +1,9 @@
 """The rows of a pre-tokenized dataset, defined once for every path (map, DataLoader, streaming).
 
-Output columns: `input_ids` (row-major codebook ids in the smallest unsigned type that holds the codebook:
-uint16 up to 65,536 codes), `grid_h`, `grid_w`, `source_index` (the input row it came from), optionally
+Output columns: `input_ids` (codebook ids flattened in the tokenizer's layout order, layouts.py: a grid row-major,
+a multiscale tokenizer's scales concatenated coarse to fine, a residual one's [h, w, depth] with depth fastest; in
+the smallest unsigned type that holds the codebook: uint16 up to 65,536 codes), `grid_h`, `grid_w` (the finest
+token grid), `source_index` (the input row it came from), optionally
 `flipped` (and `node_rank` on a node-sharded run), and every non-image column passed through. A row whose
 image cannot be read carries its error in a temporary column until it is dropped (skip_bad) or stops the run.
 """
@@ -20,6 +22,7 @@ from ..errors import ImageTokenizerError, PretokenizeError
 from ..image_processing import decode_cell, prepare_image
 
 if TYPE_CHECKING:
+    from ..layouts import IdLayout
     from ..tokenizer import ImageTokenizer
 
 ERROR_COLUMN = "__pretokenize_error"
@@ -135,31 +138,34 @@ class Tokenize:
             grids = dict(zip(prepared.positions, self.tokenizer.encode(prepared.pixels).numpy()))
             if self.flip:
                 flipped = dict(zip(prepared.positions, self.tokenizer.encode(prepared.mirrored).numpy()))
-        return assemble_rows(batch, indices, self.image_column, grids, flipped if self.flip else None, errors, self.dtype)
+        return assemble_rows(batch, indices, self.image_column, grids, flipped if self.flip else None, errors, self.dtype,
+                             self.tokenizer.layout)
 
 
 class AttachIds:
     """The map function of the DataLoader path: rows get the ids encoded beforehand (loader.encode_rows)."""
 
-    def __init__(self, ids: np.ndarray, mirrored: np.ndarray | None, errors: dict[int, str], grid: tuple[int, int],
-                 image_column: str, dtype: str):
-        self.ids, self.mirrored, self.errors, self.grid = ids, mirrored, errors, grid
-        self.image_column, self.dtype = image_column, dtype
+    def __init__(self, ids: np.ndarray, mirrored: np.ndarray | None, errors: dict[int, str], grid: tuple[int, ...],
+                 image_column: str, dtype: str, layout: IdLayout | None = None):
+        self.ids, self.mirrored, self.errors, self.grid = ids, mirrored, errors, grid  # grid: one image's ids' shape
+        self.image_column, self.dtype, self.layout = image_column, dtype, layout
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         good = {row: index for row, index in enumerate(indices) if index not in self.errors}
         grids = {row: self.ids[index].reshape(self.grid) for row, index in good.items()}
         flipped = None if self.mirrored is None else {row: self.mirrored[index].reshape(self.grid) for row, index in good.items()}
         errors = {row: self.errors[index] for row, index in enumerate(indices) if index in self.errors}
-        return assemble_rows(batch, indices, self.image_column, grids, flipped, errors, self.dtype)
+        return assemble_rows(batch, indices, self.image_column, grids, flipped, errors, self.dtype, self.layout)
 
 
 def assemble_rows(
     batch: dict[str, list], indices: list[int], image_column: str, grids: dict[int, np.ndarray],
-    flipped: dict[int, np.ndarray] | None, errors: dict[int, str], dtype: str,
+    flipped: dict[int, np.ndarray] | None, errors: dict[int, str], dtype: str, layout: IdLayout | None = None,
 ) -> dict[str, list]:
     """Output rows for a batch of input rows: the ids of each (and its mirror after it when flipped is not
-    None), the passthrough columns, and the error of a row that could not be decoded (filtered out later)."""
+    None), the passthrough columns, and the error of a row that could not be decoded (filtered out later).
+    Ids come in the layout's shape ([h, w], [N] or [h, w, depth]; layout None: a grid); grid_h, grid_w are the
+    finest grid (a multiscale image's last scale)."""
     out: dict[str, list] = {key: [] for key in batch if key != image_column}
     out.update(input_ids=[], grid_h=[], grid_w=[], **({"flipped": []} if flipped is not None else {}), **{ERROR_COLUMN: []})
     tracked = SOURCE_INDEX not in batch  # the input row each output row came from (streaming adds it earlier)
@@ -176,7 +182,10 @@ def assemble_rows(
                 out["grid_h"].append(0)
                 out["grid_w"].append(0)
             else:
-                h, w = grid.shape[:2] if grid.ndim > 1 else (1, grid.shape[0])  # a 1d row: its N ids, 1 x N
+                if layout is not None and layout.kind == "multiscale":
+                    h, w = layout.grid_size  # the finest scale's grid
+                else:
+                    h, w = grid.shape[:2] if grid.ndim > 1 else (1, grid.shape[0])  # a 1d row: its N ids, 1 x N
                 out["input_ids"].append(grid.reshape(-1).astype(dtype))
                 out["grid_h"].append(h)
                 out["grid_w"].append(w)

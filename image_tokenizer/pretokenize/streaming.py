@@ -138,7 +138,7 @@ def _write_node_shards(
     bar.close()
     summary = {**identity, "node_rank": folder.node.node_rank, "num_nodes": folder.node.num_nodes, "shards": shard_index,
                "rows_in": offset, "skipped_in_this_run": len(errors) // (2 if identity["flip"] else 1),
-               "errors_in_this_run": errors, "options": options.to_json()}
+               "errors_in_this_run": errors, "layout": tokenizer.layout.to_dict(), "options": options.to_json()}
     if folder.node.num_nodes == 1:  # a node-sharded output gets its card from the merge
         write_dataset_card(folder.out, summary, {identity["split"]: folder.shard_files()})
     atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")

@@ -1,9 +1,12 @@
 """TokenLayout: which prior ids are image tokens, special tokens and class tokens, and the tokenizer they belong to.
 
-A sequence is a prefix, then the h*w image ids in row-major order. Unconditional: `<boi> ids...`.
-Class-conditional: `<class_c> <boi> ids...`, where a null class token stands in for "no label" (trained by
-label dropout, used for classifier-free guidance). Image ids 0..K-1 and `<boi>/<eoi>/<pad>` at K.. are the
-tokenizer's own; class tokens follow. Saved as prior_layout.json beside the transformers checkpoint.
+A sequence is a prefix, then the image ids in the tokenizer's layout order (layouts.py: a grid row-major, a
+multiscale tokenizer's scales coarse to fine, a residual one's [h, w, depth] with depth fastest). Unconditional:
+`<boi> ids...`. Class-conditional: `<class_c> <boi> ids...`, where a null class token stands in for "no label"
+(trained by label dropout, used for classifier-free guidance). Image ids 0..K-1 and `<boi>/<eoi>/<pad>` at K.. are
+the tokenizer's own; class tokens follow. `prediction` says how the prior predicts them: "raster", one id per
+step, or "next_scale" (multiscale only; next_scale.py), one whole scale per step. Saved as prior_layout.json
+beside the transformers checkpoint; a file without kind and prediction is a grid raster prior.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..checkpoint import codebook_sha256
-from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError
+from ..errors import CheckpointError, ConfigError, InvalidIdsError, InvalidRequestError, shorten
 from ..fileio import atomic_write_text, read_json_object
 from ..inputs import as_ids
+from ..layouts import IdLayout
 
 if TYPE_CHECKING:
     from ..tokenizer import ImageTokenizer
 
 LAYOUT_NAME = "prior_layout.json"
+PREDICTIONS = ("raster", "next_scale")
 LAYOUT_FORMAT = "image-tokenizer-prior-layout"
 
 
@@ -40,17 +45,35 @@ class TokenLayout:
     class_label_column: str | None = None  # the dataset column the classes came from, e.g. num_shapes
     tokenizer: str = ""  # bundled name, path or Hub repo of the tokenizer
     tokenizer_codebook_sha256: str = ""
+    kind: str = "grid"  # the tokenizer's id layout (layouts.LAYOUT_KINDS): grid, multiscale or residual
+    scales: list[int] = field(default_factory=list)  # multiscale: the scale sides, coarse to fine
+    depth: int = 1  # residual: codes per position
+    prediction: str = "raster"  # "raster" (one id per step) or "next_scale" (one scale per step; multiscale only)
 
     def __post_init__(self) -> None:
         self.grid_size = tuple(int(v) for v in self.grid_size)
         self.class_names = [str(name) for name in self.class_names]
         if self.codebook_size < 1 or len(self.grid_size) != 2 or min(self.grid_size) < 1:
             raise ConfigError(f"bad token layout: codebook_size {self.codebook_size}, grid {self.grid_size}")
+        try:
+            self.scales = list(self.scales)
+            self.id_layout = IdLayout(self.kind, self.grid_size, tuple(self.scales), self.depth)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad prior token layout: {error}") from None
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"prediction must be one of {PREDICTIONS}, got {shorten(self.prediction)}")
+        if self.prediction == "next_scale" and self.kind != "multiscale":
+            raise ConfigError(f"next_scale prediction needs a multiscale tokenizer (scales to predict one by one); this "
+                              f"tokenizer's layout is {self.kind!r}: use prediction 'raster'")
 
     @classmethod
     def for_tokenizer(
-        cls, tokenizer: ImageTokenizer, tokenizer_name: str, class_names: list[str] | None = None, class_label_column: str | None = None
+        cls, tokenizer: ImageTokenizer, tokenizer_name: str, class_names: list[str] | None = None,
+        class_label_column: str | None = None, prediction: str | None = None,
     ) -> TokenLayout:
+        """The layout of a prior over `tokenizer`'s ids; prediction None: next_scale for a multiscale tokenizer,
+        raster for the others (a residual tokenizer's [h, w, depth] ids one by one, depth fastest)."""
+        ids = tokenizer.layout
         return cls(
             codebook_size=tokenizer.vocab_size,
             grid_size=tokenizer.grid_size,
@@ -61,7 +84,21 @@ class TokenLayout:
             class_label_column=class_label_column,
             tokenizer=tokenizer_name,
             tokenizer_codebook_sha256=codebook_sha256(tokenizer),
+            kind=ids.kind,
+            scales=list(ids.scales),
+            depth=ids.depth,
+            prediction=prediction or ("next_scale" if ids.kind == "multiscale" else "raster"),
         )
+
+    @property
+    def next_scale(self) -> bool:
+        """Whether the prior predicts a whole scale per step (next_scale.py) rather than one id."""
+        return self.prediction == "next_scale"
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One image's ids as the tokenizer takes them: (h, w), (N,) or (h, w, depth)."""
+        return self.id_layout.shape
 
     @property
     def conditional(self) -> bool:
@@ -87,7 +124,7 @@ class TokenLayout:
 
     @property
     def num_image_tokens(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
+        return self.id_layout.ids_per_image
 
     @property
     def prefix_length(self) -> int:
@@ -95,7 +132,9 @@ class TokenLayout:
 
     @property
     def sequence_length(self) -> int:
-        return self.prefix_length + self.num_image_tokens
+        """Positions the LM sees: the prefix and every id (next_scale: <boi> is the first scale's input, and the
+        last scale is only predicted, so one position less)."""
+        return self.prefix_length + self.num_image_tokens - (1 if self.next_scale else 0)
 
     @property
     def non_image_token_ids(self) -> list[int]:
@@ -144,6 +183,9 @@ class TokenLayout:
             problems.append(f"codebook size {tokenizer.vocab_size} != {self.codebook_size}")
         if tuple(tokenizer.grid_size) != self.grid_size:
             problems.append(f"grid {tuple(tokenizer.grid_size)} != {self.grid_size}")
+        elif tokenizer.layout != self.id_layout:
+            problems.append(f"id layout {tokenizer.layout.kind!r} ({tokenizer.layout.describe()}) != {self.kind!r} "
+                            f"({self.id_layout.describe()})")
         if (tokenizer.boi_token_id, tokenizer.eoi_token_id, tokenizer.pad_token_id) != (
             self.boi_token_id, self.eoi_token_id, self.pad_token_id,
         ):
@@ -158,6 +200,9 @@ class TokenLayout:
 
     def save(self, directory: str | Path) -> Path:
         data = {"format": LAYOUT_FORMAT, "version": 1, **asdict(self)}
+        if self.kind == "grid" and self.prediction == "raster":  # as before layouts: files readers of version 1 know
+            for key in ("kind", "scales", "depth", "prediction"):
+                data.pop(key)
         data["grid_size"] = list(self.grid_size)
         return atomic_write_text(Path(directory) / LAYOUT_NAME, json.dumps(data, indent=2) + "\n")
 
@@ -176,5 +221,5 @@ class TokenLayout:
             raise CheckpointError(f"{path}: unknown fields {unknown}")
         try:
             return cls(**data)
-        except TypeError as error:
+        except (TypeError, ConfigError) as error:
             raise CheckpointError(f"{path}: {error}") from None

@@ -22,6 +22,7 @@ from ..hub import HubMixin
 from ..inputs import as_id_tensor, as_ids, holds_ids
 from .config import PriorConfig, build_causal_lm
 from .layout import LAYOUT_NAME, TokenLayout
+from .next_scale import sample_scales
 from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
 
 if TYPE_CHECKING:
@@ -190,7 +191,8 @@ class ImagePrior(HubMixin):
         grid_size: tuple[int, int] | None = None,
         **sampling: Unpack[SamplingKwargs],
     ) -> Any:
-        """Sample images (or ids [B, h, w] with output_type="ids") token by token with the KV cache.
+        """Sample images (or ids [B, h, w] with output_type="ids"; other layouts: the tokenizer's shape) with the
+        KV cache: token by token, or one forward pass per scale for a next-scale prior (`layout.prediction`).
 
         class_labels: one index or one per image (None: the null class on a conditional prior). guidance_scale
         > 1 applies classifier-free guidance against the null class. A grid_size larger than the trained grid
@@ -206,12 +208,17 @@ class ImagePrior(HubMixin):
         grid = tuple(grid_size) if grid_size is not None else self.layout.grid_size
         if len(grid) != 2 or grid[0] < self.layout.grid_size[0] or grid[1] < self.layout.grid_size[1]:
             raise InvalidRequestError(f"grid_size must be at least the trained grid {self.layout.grid_size}, got {grid}")
+        if grid != self.layout.grid_size and self.layout.kind != "grid":
+            raise InvalidRequestError(f"grid_size (sliding-window sampling) applies to grid priors; this one's tokenizer "
+                                      f"is {self.layout.kind!r}")
         grids = []
         with seeded(seed, self.device):
             for start in range(0, num_images, batch_size):
                 chunk = None if labels is None else labels[start : start + batch_size]
                 count = min(batch_size, num_images - start)
-                if grid == self.layout.grid_size:
+                if self.layout.next_scale:
+                    grids.append(sample_scales(self.model, self.layout, chunk, count, options))
+                elif grid == self.layout.grid_size:
                     grids.append(sample_rows(self.model, self.layout, chunk, count, torch.zeros(count, 0, dtype=torch.long), options))
                 else:
                     grids.append(sample_sliding(self.model, self.layout, chunk, count, grid, options))
@@ -235,6 +242,9 @@ class ImagePrior(HubMixin):
         Sampling keywords as for generate.
         """
         options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        if self.layout.kind != "grid":
+            raise InvalidRequestError(f"complete continues a grid's top rows; this prior's tokenizer is "
+                                      f"{self.layout.kind!r} ({self.layout.id_layout.describe()})")
         ids = self._prefix_ids(prefix, rows)
         labels = self._labels_for(class_labels, ids.shape[0])
         self._check_request(options.guidance_scale, output_type)
@@ -300,7 +310,8 @@ class ImagePrior(HubMixin):
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         kind = f"{self.layout.num_classes} classes + null" if self.layout.conditional else "unconditional"
+        order = f", {self.layout.kind} {self.layout.prediction}" if self.layout.kind != "grid" else ""
         return (
-            f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}, "
-            f"{kind}, tokenizer {self.layout.tokenizer!r})"
+            f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}"
+            f"{order}, {kind}, tokenizer {self.layout.tokenizer!r})"
         )

@@ -106,8 +106,9 @@ def _device(model: Any) -> torch.device:
 @torch.inference_mode()
 def sample_rows(model: Any, layout: TokenLayout, labels: torch.Tensor | None, count: int, known: torch.Tensor,
                 options: SamplingOptions) -> torch.Tensor:
-    """transformers generate (KV cache on) from the prefix + known ids [B, n] to a full grid [B, h, w]."""
-    h, w = layout.grid_size
+    """transformers generate (KV cache on) from the prefix + known ids [B, n] to a full image's ids, one per step:
+    [B, h, w] (a residual layout: [B, h, w, depth]; a multiscale one: [B, N])."""
+    total = layout.num_image_tokens
     device = _device(model)
     prompt = torch.cat([layout.prefix(labels, count), known.cpu()], dim=1).to(device)
     kwargs: dict[str, Any] = {}
@@ -115,7 +116,7 @@ def sample_rows(model: Any, layout: TokenLayout, labels: torch.Tensor | None, co
         null = torch.cat([layout.prefix(None, count), known.cpu()], dim=1).to(device)
         kwargs.update(guidance_scale=options.guidance_scale, negative_prompt_ids=null,
                       negative_prompt_attention_mask=torch.ones_like(null))
-    new = h * w - known.shape[1]
+    new = total - known.shape[1]
     output = model.generate(
         input_ids=prompt,
         attention_mask=torch.ones_like(prompt),
@@ -132,9 +133,9 @@ def sample_rows(model: Any, layout: TokenLayout, labels: torch.Tensor | None, co
         **kwargs,
     )
     ids = output[:, layout.prefix_length :].cpu()
-    if ids.shape[1] != h * w or int(ids.max()) >= layout.codebook_size:
-        raise RuntimeError(f"generation returned {ids.shape[1]} ids or a non-image id; expected {h * w} image ids")
-    return ids.reshape(count, h, w)
+    if ids.shape[1] != total or int(ids.max()) >= layout.codebook_size:
+        raise RuntimeError(f"generation returned {ids.shape[1]} ids or a non-image id; expected {total} image ids")
+    return ids.reshape(count, *layout.image_shape)
 
 
 @torch.inference_mode()
