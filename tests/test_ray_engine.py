@@ -4,6 +4,7 @@ samples skipped under skip_bad; and the resource plan that keeps a CPU for the r
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -131,3 +132,15 @@ def test_a_killed_worker_and_a_killed_driver_leave_every_row_once(local_ray, tok
     assert sorted(again["source_index"]) == list(range(12))  # every row once
     assert all((out / "data" / name).stat().st_ino == inode for name, inode in first.items())  # not rewritten
     assert again["input_ids"] == pretokenize(rows, tokenizer)["input_ids"]
+
+
+def test_a_multiscale_tokenizer_s_rows_and_layout_equal_the_streaming_path(local_ray, tmp_path):
+    torch.manual_seed(0)
+    multiscale = ImageTokenizer(tiny_config(kind="multiscale", scales=(1, 2, 4, 8)))
+    rows, settings = image_rows(4), {"shard_size": 4, "batch_size": 2, "progress": False}
+    pretokenize(rows, multiscale, engine="ray", actors=1, output_dir=str(tmp_path / "ray"), **settings)
+    pretokenize(rows, multiscale, streaming=True, output_dir=str(tmp_path / "streamed"), **settings)
+    # the same flat ids in layout order and the finest grid as grid_h x grid_w: the same bytes, the same file names
+    assert os.listdir(tmp_path / "ray" / "data") == os.listdir(tmp_path / "streamed" / "data")
+    info = json.loads((tmp_path / "ray" / INFO_NAME).read_text())
+    assert info["layout"] == multiscale.layout.to_dict()

@@ -171,7 +171,7 @@ def pretokenize_ray(dataset: Any, tokenizer: ImageTokenizer, options: Pretokeniz
         writer.finish()
         summary = {**identity, "node_rank": 0, "num_nodes": 1, "shards": source.units, "rows_in": writer.offset,
                    "skipped_in_this_run": writer.skipped, "errors_in_this_run": writer.errors, "order": ORDER,
-                   "options": options.to_json()}
+                   "layout": tokenizer.layout.to_dict(), "options": options.to_json()}
         write_dataset_card(folder.out, summary, {split: folder.shard_files()})
         atomic_write_text(folder.home / INFO_NAME, json.dumps(summary, indent=2) + "\n")
     return summary
@@ -311,7 +311,8 @@ class EncodeActor:
                 into.update(zip(good, self.tokenizer.encode(pixels).numpy()))
         n = len(errors)
         rows = assemble_rows({"": [None] * n}, list(range(n)), "", grids, flipped,
-                             {i: message for i, message in enumerate(errors) if message}, self.dtype)
+                             {i: message for i, message in enumerate(errors) if message}, self.dtype,
+                             self.tokenizer.layout)
         out = table.drop_columns([PIXELS, MIRROR, SHAPE, ERROR_COLUMN]).take(pa.array(rows[SOURCE_INDEX]))
         ids_type = pa.list_(pa.from_numpy_dtype(np.dtype(self.dtype)))
         out = out.append_column("input_ids", pa.array([list(ids) for ids in rows["input_ids"]], ids_type))
