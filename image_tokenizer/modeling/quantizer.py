@@ -120,18 +120,31 @@ class VectorQuantizer(QuantizerBase):
         """Set the codebook to k-means centroids of feature maps z [B, dim, H, W] (clustered in the lookup
         space, l2-normalised when configured); returns the centroids. Training calls it before step 0."""
         data = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+        centroids = self._kmeans(data, iters, seed)
+        self.set_codebook(centroids)
+        return centroids
+
+    @torch.no_grad()
+    def _kmeans(self, data: torch.Tensor, iters: int, seed: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """K centroids of the rows data [n, D]: seeded random rows (drawn in proportion to `weights` when given),
+        then `iters` Lloyd iterations, each row counting as its weight (a code that no row picks stays where it
+        is; unit length under cosine)."""
         k = self.codebook_size
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        centroids = data[torch.randint(0, data.shape[0], (k,), generator=generator).to(data.device)].clone()
+        if weights is None:
+            start = torch.randint(0, data.shape[0], (k,), generator=generator)
+        else:
+            start = torch.multinomial(weights.cpu().double(), k, replacement=True, generator=generator)
+        centroids = data[start.to(data.device)].clone()
+        row_weights = torch.ones(data.shape[0], device=data.device) if weights is None else weights.to(data.device).float()
         for _ in range(iters):
             ids = self.nearest_codes(data, centroids)
-            sums = torch.zeros_like(centroids).index_add_(0, ids, data)
-            counts = torch.bincount(ids, minlength=k).float()
+            sums = torch.zeros_like(centroids).index_add_(0, ids, data * row_weights[:, None])
+            counts = torch.zeros(k, device=data.device).index_add_(0, ids, row_weights)
             filled = counts > 0
             centroids[filled] = sums[filled] / counts[filled, None]
             if self.config.distance == "cosine":
                 centroids = F.normalize(centroids, dim=-1)
-        self.set_codebook(centroids)
         return centroids
 
     @torch.no_grad()
@@ -143,8 +156,10 @@ class VectorQuantizer(QuantizerBase):
             self.ema_cluster_size.fill_(1.0)
 
     @torch.no_grad()
-    def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA codebook update and dead-code restart, with statistics summed across processes."""
+    def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor,
+                          restart_rows: torch.Tensor | None = None) -> None:
+        """EMA codebook update and dead-code restart (from `restart_rows`, default z), with statistics summed across
+        processes."""
         counts = _all_reduce_sum(counts.clone())
         if self.config.use_ema:
             sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, ids, z.float())
@@ -159,7 +174,7 @@ class VectorQuantizer(QuantizerBase):
         decay = self.config.usage_decay
         self.usage_count.mul_(decay).add_(counts, alpha=1 - decay)
         if self.config.dead_code_threshold > 0:
-            self._restart_dead_codes(z)
+            self._restart_dead_codes(z if restart_rows is None else restart_rows)
 
     def _restart_dead_codes(self, z: torch.Tensor) -> None:
         """Replace codes whose running usage fell below the threshold by distinct encoder outputs of this batch.

@@ -4,8 +4,9 @@
 Each step takes the nearest code of what the earlier steps left (the residual), in fp32 and in chunks
 (`VectorQuantizer.nearest_codes`); f_hat, the sum of the steps' contributions, is what the decoder receives. The
 contributions are the raw code vectors: with distance "cosine" only the lookup compares normalised vectors (VAR).
-Training reuses VectorQuantizer's parts over every step's lookups (EMA, dead-code restart, `kmeans_init`,
-`set_codebook`). The loss is the mean over steps k of beta * ||f - sg[f_hat_k]||^2 + ||sg[f] - f_hat_k||^2, f_hat_k
+Training reuses VectorQuantizer's parts over every step's lookups: EMA and the usage counts of dead-code restart
+count every step's lookups, and a dead code restarts on a residual row of any step alike (`balanced_rows`);
+`kmeans_init` fits the shared codebook to every step's residuals, each step weighing the same. The loss is the mean over steps k of beta * ||f - sg[f_hat_k]||^2 + ||sg[f] - f_hat_k||^2, f_hat_k
 the partial sum after step k (VAR's; RQ-VAE's commitment term alike); use_ema drops the second term. Usage and
 perplexity are reported per step too (`usage_per_step`), where a collapsed scale or depth shows.
 """
@@ -117,7 +118,7 @@ class StackedQuantizer(VectorQuantizer):
             ids = torch.cat(steps.ids)
             counts = self.batch_counts(ids)
             if self.training:
-                self._training_updates(torch.cat(steps.rows).detach(), ids, counts)
+                self._training_updates(torch.cat(steps.rows).detach(), ids, counts, balanced_rows(steps.rows))
             usage, perplexity = usage_and_perplexity(counts)
             step_usage, step_perplexity = self._step_statistics(steps.ids)
             return QuantizerOutput(
@@ -125,6 +126,24 @@ class StackedQuantizer(VectorQuantizer):
                 commitment_loss=commitment_loss, usage=usage, perplexity=perplexity, step_usage=step_usage,
                 step_perplexity=step_perplexity,
             )
+
+    @torch.no_grad()
+    def kmeans_init(self, z: torch.Tensor, iters: int, seed: int = 0) -> torch.Tensor:
+        """Set the shared codebook to k-means centroids of every step's residual rows of feature maps z [B, C, H, W];
+        returns the centroids. Each step weighs the same (a row counts 1 / its step's rows): one codebook serves all
+        steps, and by row count VAR's 1x1 scale would be 1 row in 680, left without codes of its own (the collapse
+        of the coarse scales). Step k's rows depend on the codes chosen before it, so the fit is repeated once per
+        step, each round quantizing with the last round's codebook; round 0 starts from a zero codebook, under
+        which every step sees the features themselves (each scale's area-downsampled map)."""
+        f = self._features(z)
+        self.set_codebook(torch.zeros_like(self.codebook))
+        centroids = self.codebook
+        for round_ in range(len(self.step_labels)):
+            rows = self._quantize(f).rows
+            weights = torch.cat([torch.full((len(r),), 1.0 / len(r), device=f.device) for r in rows])
+            centroids = self._kmeans(torch.cat(rows), iters, seed + round_, weights)
+            self.set_codebook(centroids)
+        return centroids
 
     def counts_per_step(self, ids: torch.Tensor) -> torch.Tensor:
         """How often each code occurs at each step of ids in the kind's layout: [S, K] (sum them over an evaluation
@@ -138,3 +157,10 @@ class StackedQuantizer(VectorQuantizer):
     def _step_statistics(self, step_ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [usage_and_perplexity(self.batch_counts(ids)) for ids in step_ids]
         return torch.stack([u for u, _ in pairs]), torch.stack([p for _, p in pairs])
+
+
+def balanced_rows(step_rows: list[torch.Tensor]) -> torch.Tensor:
+    """The rows a dead code restarts from: as many from each step (drawn with replacement) as the largest step has,
+    so a restart lands on a coarse scale's residuals as often as on the finest scale's."""
+    n = max(len(rows) for rows in step_rows)
+    return torch.cat([rows[torch.randint(0, len(rows), (n,), device=rows.device)] for rows in step_rows]).detach()
