@@ -147,7 +147,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-        if (step + 1) % 100 == 0:
+        if (step + 1) % args.print_every == 0:
             print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
     model.eval()
     k = model.quantizer.codebook_size  # fsq's 1,000 codes differ from --codebook-size
@@ -223,6 +223,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--heldout-images", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--print-every", type=int, default=100, help="steps between progress lines")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
 
 
