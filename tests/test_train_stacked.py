@@ -139,3 +139,39 @@ def test_stacked_tokenizers_train_save_load_encode_and_decode(tmp_path, quantize
         assert 0 < card[f"heldout_usage[{label}]"] <= 1 and card[f"heldout_perplexity[{label}]"] >= 1
         assert evaluation[f"usage[{label}]"] == card[f"heldout_usage[{label}]"]
     assert isinstance(card["heldout_collapsed_steps"], str)
+
+
+@pytest.mark.parametrize("name, kind", [("tiny_multiscale.json", "multiscale"), ("tiny_residual.json", "residual")])
+def test_example_multiscale_and_residual_configs_parse(name, kind):
+    from pathlib import Path
+
+    from image_tokenizer import ImageTokenizerConfig
+    from training.train_tokenizer import parse_config
+
+    config, _ = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "training" / "configs" / name)])
+    assert ImageTokenizerConfig(**config.model).quantizer.kind == kind
+
+
+def test_evaluate_reports_each_scale_and_marks_the_collapsed_ones(tmp_path, capsys):
+    """`image-tokenizer evaluate`'s JSON holds usage_by_step; a multiscale tokenizer whose codes other than a zero
+    code 0 lie far from any feature (every lookup picks code 0) has every scale collapsed, and --update-card
+    records that in the card."""
+    from image_tokenizer.cli import main
+    from image_tokenizer.model_card import load_card_info
+
+    torch.manual_seed(0)
+    tokenizer = ImageTokenizer(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8))
+    far = 1000 * torch.randn(64, 8)
+    far[0] = 0
+    tokenizer.model.quantizer.set_codebook(far)
+    tokenizer.save_pretrained(tmp_path / "tok")
+    folder = image_folder(tmp_path / "images", count=12)
+    assert main(["evaluate", "--model", str(tmp_path / "tok"), "--data", str(folder), "--update-card"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    steps = metrics["usage_by_step"]
+    assert [row["step"] for row in steps] == [f"scale {p}x{p}" for p in SCALES]
+    assert [row["reachable"] for row in steps] == [min(64, 12 * p * p) for p in SCALES]
+    assert all(row["codes_used"] == 1 and row["collapsed"] for row in steps)
+    card = load_card_info(tmp_path / "tok")["metrics"]
+    assert card["heldout_collapsed_steps"] == ", ".join(f"scale {p}x{p}" for p in SCALES)
+    assert card["heldout_usage[scale 1x1]"] == round(1 / 64, 4)
