@@ -175,3 +175,28 @@ def test_evaluate_reports_each_scale_and_marks_the_collapsed_ones(tmp_path, caps
     card = load_card_info(tmp_path / "tok")["metrics"]
     assert card["heldout_collapsed_steps"] == ", ".join(f"scale {p}x{p}" for p in SCALES)
     assert card["heldout_usage[scale 1x1]"] == round(1 / 64, 4)
+
+
+def test_a_hit_at_a_coarse_scale_keeps_a_code_alive_as_many_hits_at_the_finest_do():
+    """Dead-code restart counts each scale's hits scaled to the finest scale's lookups: one hit in the 1x1 scale of
+    8 images (8 lookups) weighs as 64 hits of the 8x8 scale (512 lookups). With usage_decay 0.5 and threshold 1, one
+    raw hit (0.5) is dead: codes that only the 1x1 scale chose, once each, survive; one that only the 8x8 scale
+    chose once does not."""
+    torch.manual_seed(0)
+    config = QuantizerConfig(kind="multiscale", scales=(1, 8), codebook_size=40, codebook_dim=4, phi_ratio=0.0,
+                             dead_code_threshold=1.0, usage_decay=0.5)
+    quantizer = build_quantizer(4, config)
+    z = torch.randn(8, 4, 8, 8) + 10 * torch.randn(8, 4, 1, 1)  # image means far apart, and far from the residuals
+    z[0, :, 0, 0] += torch.tensor([0.0, 0.0, 0.0, 30.0])  # one outlying position
+    means = z.mean(dim=(2, 3))
+    codes = torch.randn(40, 4)
+    codes[:8] = means  # each image's 1x1 lookup: its own code, once
+    codes[8] = z[0, :, 0, 0] - means[0]  # the outlier's 8x8 residual: code 8, once
+    quantizer.set_codebook(codes)
+    hits = torch.stack([torch.bincount(ids.reshape(-1), minlength=40) for ids in quantizer.step_ids(quantizer.encode_ids(z))])
+    assert torch.equal(hits[0, :8], torch.ones(8, dtype=torch.long)) and hits[1, :8].sum() == 0
+    assert hits[0, 8] == 0 and hits[1, 8] == 1
+    quantizer.train()(z)
+    after = quantizer.codebook.detach()
+    assert torch.equal(after[:8], codes[:8])  # 1 hit x 64: alive
+    assert not torch.equal(after[8], codes[8])  # 1 hit x 1: restarted

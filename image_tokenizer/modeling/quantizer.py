@@ -157,10 +157,11 @@ class VectorQuantizer(QuantizerBase):
 
     @torch.no_grad()
     def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor,
-                          restart_rows: torch.Tensor | None = None) -> None:
-        """EMA codebook update and dead-code restart (from `restart_rows`, default z), with statistics summed across
-        processes."""
+                          restart_rows: torch.Tensor | None = None, usage_counts: torch.Tensor | None = None) -> None:
+        """EMA codebook update and dead-code restart (from `restart_rows`, default z; a code's running usage from
+        `usage_counts`, default counts), with statistics summed across processes."""
         counts = _all_reduce_sum(counts.clone())
+        usage_counts = counts if usage_counts is None else _all_reduce_sum(usage_counts.clone())
         if self.config.use_ema:
             sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, ids, z.float())
             sums = _all_reduce_sum(sums)
@@ -172,7 +173,7 @@ class VectorQuantizer(QuantizerBase):
             smoothed = (self.ema_cluster_size + eps) / (total + k * eps) * total  # Laplace smoothing
             self.codebook.copy_(self.ema_embed_sum / smoothed.unsqueeze(1))
         decay = self.config.usage_decay
-        self.usage_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.usage_count.mul_(decay).add_(usage_counts, alpha=1 - decay)
         if self.config.dead_code_threshold > 0:
             self._restart_dead_codes(z if restart_rows is None else restart_rows)
 

@@ -5,7 +5,8 @@ Each step takes the nearest code of what the earlier steps left (the residual), 
 (`VectorQuantizer.nearest_codes`); f_hat, the sum of the steps' contributions, is what the decoder receives. The
 contributions are the raw code vectors: with distance "cosine" only the lookup compares normalised vectors (VAR).
 Training reuses VectorQuantizer's parts over every step's lookups: EMA and the usage counts of dead-code restart
-count every step's lookups, and a dead code restarts on a residual row of any step alike (`balanced_rows`);
+count every step's lookups (for restart, each step scaled to the largest, `_usage_counts`), and a dead code
+restarts on a residual row of any step alike (`balanced_rows`);
 `kmeans_init` fits the shared codebook to every step's residuals, each step weighing the same. The loss is the mean over steps k of beta * ||f - sg[f_hat_k]||^2 + ||sg[f] - f_hat_k||^2, f_hat_k
 the partial sum after step k (VAR's; RQ-VAE's commitment term alike); use_ema drops the second term. Usage and
 perplexity are reported per step too (`usage_per_step`), where a collapsed scale or depth shows.
@@ -118,7 +119,8 @@ class StackedQuantizer(VectorQuantizer):
             ids = torch.cat(steps.ids)
             counts = self.batch_counts(ids)
             if self.training:
-                self._training_updates(torch.cat(steps.rows).detach(), ids, counts, balanced_rows(steps.rows))
+                self._training_updates(torch.cat(steps.rows).detach(), ids, counts, balanced_rows(steps.rows),
+                                       self._usage_counts(steps.ids))
             usage, perplexity = usage_and_perplexity(counts)
             step_usage, step_perplexity = self._step_statistics(steps.ids)
             return QuantizerOutput(
@@ -144,6 +146,13 @@ class StackedQuantizer(VectorQuantizer):
             centroids = self._kmeans(torch.cat(rows), iters, seed + round_, weights)
             self.set_codebook(centroids)
         return centroids
+
+    def _usage_counts(self, step_ids: list[torch.Tensor]) -> torch.Tensor:
+        """What dead-code restart counts: each step's hits scaled to the largest step's lookups (a hit at VAR's 1x1
+        scale of a 16x16 grid counts 256). A raw count would let a step of P lookups per batch keep at most P codes
+        above the threshold of one hit per batch, and so would hold the coarse scales to a few codes."""
+        most = max(ids.numel() for ids in step_ids)
+        return sum(self.batch_counts(ids) * (most / ids.numel()) for ids in step_ids)
 
     def counts_per_step(self, ids: torch.Tensor) -> torch.Tensor:
         """How often each code occurs at each step of ids in the kind's layout: [S, K] (sum them over an evaluation
