@@ -56,6 +56,14 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
     residual = {"kind": "residual", "depth": 4, "codebook_size": k, "codebook_dim": z}
     return {
         "f_multiscale_var": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),
+        "f_multiscale_var_cosine": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, distance="cosine"),
+        "f_multiscale_var_ema": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, use_ema=True),
+        # faster expiry (as vector-quantize-pytorch's recommended settings): dead codes restart within a few steps
+        "f_multiscale_var_cosine_restart_2": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
+                                                             dead_code_threshold=2.0, usage_decay=0.8),
+        "f_multiscale_var_cosine_like_b": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
+                                                          dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
+                                                          ema_decay=0.8),
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -64,7 +72,7 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
 
 def uses_kmeans(kind: str) -> bool:
     """Whether a row starts from our training recipe's k-means init (ours, and the stacked rows with anti-collapse)."""
-    return kind.startswith("c_ours") or kind in ("f_multiscale_var", "g_residual_depth_4")
+    return kind.startswith("c_ours") or (kind.startswith(("f_", "g_")) and "no_anti_collapse" not in kind)
 
 
 class LucidrainsQuantizer(nn.Module):
