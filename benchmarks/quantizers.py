@@ -11,7 +11,8 @@ tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse set
 loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does to 8; (f) multi-scale (VAR:
 scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) residual depth 4 (RQ-VAE) look up
 the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
-residuals, dead-code restart, rotation trick) and once without them. Their usage per scale / depth is a table of its
+residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
+using_znorm), EMA codebook updates and faster expiry. Their usage per scale / depth is a table of its
 own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
 Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
 benchmarks/results/quantizers.{json,md}.
