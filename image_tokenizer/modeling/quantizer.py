@@ -16,7 +16,8 @@ from torch import nn
 from ..config import QuantizerConfig
 from .quantizer_base import QuantizerBase, QuantizerOutput, usage_and_perplexity
 
-__all__ = ["TRAINING_BUFFERS", "QuantizerOutput", "VectorQuantizer", "rotate_to", "usage_and_perplexity"]
+__all__ = ["TRAINING_BUFFERS", "QuantizerOutput", "VectorQuantizer", "broadcast_from_rank0", "rotate_to", "sum_over_processes",
+           "usage_and_perplexity"]
 
 TRAINING_BUFFERS = ("usage_count", "ema_cluster_size", "ema_embed_sum")
 
@@ -160,11 +161,11 @@ class VectorQuantizer(QuantizerBase):
                           restart_rows: torch.Tensor | None = None, usage_counts: torch.Tensor | None = None) -> None:
         """EMA codebook update and dead-code restart (from `restart_rows`, default z; a code's running usage from
         `usage_counts`, default counts), with statistics summed across processes."""
-        counts = _all_reduce_sum(counts.clone())
-        usage_counts = counts if usage_counts is None else _all_reduce_sum(usage_counts.clone())
+        counts = sum_over_processes(counts.clone())
+        usage_counts = counts if usage_counts is None else sum_over_processes(usage_counts.clone())
         if self.config.use_ema:
             sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, ids, z.float())
-            sums = _all_reduce_sum(sums)
+            sums = sum_over_processes(sums)
             decay = self.config.ema_decay
             self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
             self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
@@ -184,7 +185,7 @@ class VectorQuantizer(QuantizerBase):
         dead = dead_codes.unsqueeze(1)
         rank_among_dead = (torch.cumsum(dead_codes.long(), 0) - 1).clamp_min(0) % z.shape[0]
         pick = torch.randperm(z.shape[0], device=z.device)[rank_among_dead]  # distinct while there are enough rows
-        replacement = _broadcast_from_rank0(z[pick].float().contiguous())
+        replacement = broadcast_from_rank0(z[pick].float().contiguous())
         self.codebook.data.copy_(torch.where(dead, replacement.to(self.codebook.dtype), self.codebook.data))
         if self.config.use_ema:
             self.ema_cluster_size.copy_(torch.where(dead[:, 0], 1.0, self.ema_cluster_size))
@@ -211,13 +212,15 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor summed over the processes of a distributed run (in place); itself in a single process."""
     if _distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def _broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+def broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's tensor on every process (in place), so that every process makes the same codebook change."""
     if _distributed():
         dist.broadcast(tensor, src=0)
     return tensor

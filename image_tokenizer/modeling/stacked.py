@@ -14,14 +14,17 @@ perplexity are reported per step too (`usage_per_step`), where a collapsed scale
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from ..config import QuantizerConfig
-from .quantizer import VectorQuantizer, rotate_to
+from .quantizer import VectorQuantizer, broadcast_from_rank0, rotate_to, sum_over_processes
 from .quantizer_base import QuantizerOutput, usage_and_perplexity
+
+STARVED_SHARE = 0.25  # a step choosing fewer distinct codes in a batch than this share of min(K, lookups) is fed
 
 
 @dataclass
@@ -121,6 +124,8 @@ class StackedQuantizer(VectorQuantizer):
             if self.training:
                 self._training_updates(torch.cat(steps.rows).detach(), ids, counts, balanced_rows(steps.rows),
                                        self._usage_counts(steps.ids))
+                if self.config.dead_code_threshold > 0:
+                    self._feed_starved_steps(steps)
             usage, perplexity = usage_and_perplexity(counts)
             step_usage, step_perplexity = self._step_statistics(steps.ids)
             return QuantizerOutput(
@@ -153,6 +158,28 @@ class StackedQuantizer(VectorQuantizer):
         above the threshold of one hit per batch, and so would hold the coarse scales to a few codes."""
         most = max(ids.numel() for ids in step_ids)
         return sum(self.batch_counts(ids) * (most / ids.numel()) for ids in step_ids)
+
+    @torch.no_grad()
+    def _feed_starved_steps(self, steps: Steps) -> None:
+        """Per-step restart: a step whose lookups in this batch (summed over processes) chose fewer distinct codes
+        than STARVED_SHARE of those they could reach, min(K, lookups), takes the least-used codes for its own rows.
+        Dead-code restart alone cannot do it: one code taking every image's 1x1 lookup is never dead."""
+        k, grace = self.codebook_size, 2 * self.config.dead_code_threshold
+        fed = torch.zeros(k, dtype=torch.bool, device=self.usage_count.device)  # not taken twice in one batch
+        for rows, ids in zip(steps.rows, steps.ids):
+            n = rows.shape[0]
+            want = math.ceil(STARVED_SHARE * min(k, n))
+            used = (sum_over_processes(self.batch_counts(ids)) > 0).sum()
+            take = torch.arange(want, device=rows.device) < (want - used)  # as many codes as are missing
+            codes = torch.argsort(self.usage_count.masked_fill(fed, float("inf")))[:want]  # the least used
+            picked = rows[torch.randperm(n, device=rows.device)[:want] if n >= want else torch.randint(0, n, (want,), device=rows.device)]
+            replacement = broadcast_from_rank0(picked.float().contiguous())
+            self.codebook.data[codes] = torch.where(take[:, None], replacement.to(self.codebook.dtype), self.codebook.data[codes])
+            if self.config.use_ema:
+                self.ema_embed_sum[codes] = torch.where(take[:, None], replacement, self.ema_embed_sum[codes])
+                self.ema_cluster_size[codes] = torch.where(take, 1.0, self.ema_cluster_size[codes])
+            self.usage_count[codes] = torch.where(take, grace, self.usage_count[codes])
+            fed[codes] |= take
 
     def counts_per_step(self, ids: torch.Tensor) -> torch.Tensor:
         """How often each code occurs at each step of ids in the kind's layout: [S, K] (sum them over an evaluation
