@@ -6,7 +6,9 @@ Each step takes the nearest code of what the earlier steps left (the residual), 
 contributions are the raw code vectors: with distance "cosine" only the lookup compares normalised vectors (VAR).
 Training reuses VectorQuantizer's parts over every step's lookups: EMA and the usage counts of dead-code restart
 count every step's lookups (for restart, each step scaled to the largest, `_usage_counts`), and a dead code
-restarts on a residual row of any step alike (`balanced_rows`);
+restarts on a residual row of any step alike (`balanced_rows`); a step that chose too few distinct codes in a batch
+takes the least-used codes for its own rows (`_feed_starved_steps`), since one code taking a coarse scale's every
+lookup is never dead;
 `kmeans_init` fits the shared codebook to every step's residuals, each step weighing the same. The loss is the mean over steps k of beta * ||f - sg[f_hat_k]||^2 + ||sg[f] - f_hat_k||^2, f_hat_k
 the partial sum after step k (VAR's; RQ-VAE's commitment term alike); use_ema drops the second term. Usage and
 perplexity are reported per step too (`usage_per_step`), where a collapsed scale or depth shows.
@@ -24,7 +26,7 @@ from ..config import QuantizerConfig
 from .quantizer import VectorQuantizer, broadcast_from_rank0, rotate_to, sum_over_processes
 from .quantizer_base import QuantizerOutput, usage_and_perplexity
 
-STARVED_SHARE = 0.25  # a step choosing fewer distinct codes in a batch than this share of min(K, lookups) is fed
+STARVED_SHARE = 0.5  # a step choosing fewer distinct codes in a batch than this share of min(K, lookups) is fed
 
 
 @dataclass
