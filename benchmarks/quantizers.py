@@ -12,7 +12,7 @@ loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does
 scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) residual depth 4 (RQ-VAE) look up
 the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
 residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
-using_znorm), EMA codebook updates and faster expiry. Their usage per scale / depth is a table of its
+using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2). Their usage per scale / depth is a table of its
 own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
 Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
 benchmarks/results/quantizers.{json,md}.
@@ -57,17 +57,10 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
     residual = {"kind": "residual", "depth": 4, "codebook_size": k, "codebook_dim": z}
     return {
         "f_multiscale_var": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),
-        "f_multiscale_var_cosine": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, distance="cosine"),
-        "f_multiscale_var_ema": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, use_ema=True),
-        # faster expiry (as vector-quantize-pytorch's recommended settings): dead codes restart within a few steps
-        "f_multiscale_var_cosine_restart_2": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
-                                                             dead_code_threshold=2.0, usage_decay=0.8),
+        # vector-quantize-pytorch's recommended expiry and EMA, with VAR's cosine lookup (using_znorm)
         "f_multiscale_var_cosine_like_b": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
                                                           dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
                                                           ema_decay=0.8),
-        "f_multiscale_var_cosine_like_b_restart_4": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
-                                                                    dead_code_threshold=4.0, usage_decay=0.8,
-                                                                    use_ema=True, ema_decay=0.8),
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -255,6 +248,40 @@ def seed_summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+def table_lines(results: dict) -> list[str]:
+    """The results file's markdown: commands, machine, the main table, the seed summary, the per-step usage."""
+    args, rows = results["settings"], results["rows"]
+    lines = [
+        "# Quantizer benchmark (shapes 64x64 -> 16x16)",
+        "",
+        "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
+        *[f"`{c}`  " for c in results["commands"]],
+        machine_line(results["machine"]) + "  ",
+        (f"Same encoder/decoder (ch={args['ch']}, z={args['z_channels']}), {args['steps']} steps of batch "
+        f"{args['batch_size']}, K={args['codebook_size']} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
+        f"{args['heldout_images']} held-out images. "
+        "The seed sets the initialisation and the batch order (the same for every row of a seed)."),
+        "",
+        ("| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step | load (1 min, before-after) | "
+         "collapsed scales / depths |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        load = row.get("load_average_1min")
+        load_text = f"{load['before']:.1f}-{load['after']:.1f}" if load else "not recorded"
+        lines.append(
+            f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
+            f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
+            f"{row['seconds_per_step']:.3f} | {load_text} | {collapsed_cell(row)} |"
+        )
+    summary = seed_summary(rows)
+    if summary:
+        lines += ["", "Over seeds (mean, and min to max), for quantizers run with more than one seed:", "",
+                  "| quantizer | seeds | PSNR (dB) | usage |", "|---|---|---|---|", *summary]
+    lines += step_usage_lines(rows)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_arguments(parser)
@@ -305,35 +332,7 @@ def main() -> None:
         "settings": vars(args),
         "rows": rows,
     }
-    lines = [
-        "# Quantizer benchmark (shapes 64x64 -> 16x16)",
-        "",
-        "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
-        *[f"`{c}`  " for c in results["commands"]],
-        machine_line(results["machine"]) + "  ",
-        (f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), {args.steps} steps of batch "
-        f"{args.batch_size}, K={args.codebook_size} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
-        f"{args.heldout_images} held-out images. "
-        "The seed sets the initialisation and the batch order (the same for every row of a seed)."),
-        "",
-        ("| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step | load (1 min, before-after) | "
-         "collapsed scales / depths |"),
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        load = row.get("load_average_1min")
-        load_text = f"{load['before']:.1f}-{load['after']:.1f}" if load else "not recorded"
-        lines.append(
-            f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
-            f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
-            f"{row['seconds_per_step']:.3f} | {load_text} | {collapsed_cell(row)} |"
-        )
-    summary = seed_summary(rows)
-    if summary:
-        lines += ["", "Over seeds (mean, and min to max), for quantizers run with more than one seed:", "",
-                  "| quantizer | seeds | PSNR (dB) | usage |", "|---|---|---|---|", *summary]
-    lines += step_usage_lines(rows)
-    write_results(out, "quantizers", results, lines)
+    write_results(out, "quantizers", results, table_lines(results))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from ..config import QuantizerConfig
 from .quantizer import VectorQuantizer, broadcast_from_rank0, rotate_to, sum_over_processes
 from .quantizer_base import QuantizerOutput, usage_and_perplexity
 
-STARVED_SHARE = 0.5  # a step choosing fewer distinct codes in a batch than this share of min(K, lookups) is fed
+STARVED_SHARE = 0.25  # a step choosing fewer distinct codes in a batch than this share of min(K, lookups) is fed
 
 
 @dataclass
