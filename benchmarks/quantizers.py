@@ -8,8 +8,14 @@ tricks); (b) vector-quantize-pytorch's VectorQuantize with the anti-collapse set
 (low-dimensional cosine-similarity codebook, k-means init, EMA decay 0.8, dead-code expiry at 2);
 (c) ours: QuantizerConfig defaults, plus variants that toggle one option; (d) FSQ with levels [8, 5, 5, 5]
 (1,000 codes, the FSQ paper's choice for a 1k codebook); (e) LFQ with 10 bits (1,024 codes) and its entropy
-loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does to 8. Training uses L1 + the
-quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes benchmarks/results/quantizers.{json,md}.
+loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does to 8; (f) multi-scale (VAR:
+scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) residual depth 4 (RQ-VAE) look up
+the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
+residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
+using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2). Their usage per scale / depth is a table of its
+own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
+Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
+benchmarks/results/quantizers.{json,md}.
 """
 
 from __future__ import annotations
@@ -35,10 +41,35 @@ from _machine import machine_info, machine_line, write_results
 from image_tokenizer import ImageTokenizerConfig, QuantizerConfig
 from image_tokenizer.data.shapes import HELDOUT_SEED, TRAIN_SEED, generate_arrays
 from image_tokenizer.image_processing import normalize, postprocess
-from image_tokenizer.metrics import codebook_usage, hole_recall, psnr
+from image_tokenizer.metrics import codebook_usage, hole_recall, psnr, step_usage
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
-from training.train_tokenizer import kmeans_init
+from training.codebook import kmeans_init
+
+VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's released schedule; its last scale is this model's 16x16 grid
+ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
+NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
+
+
+def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
+    """Rows (f) and (g): multi-scale and residual quantizers on the latent itself, with and without anti-collapse."""
+    multiscale = {"kind": "multiscale", "scales": VAR_SCALES, "codebook_size": k, "codebook_dim": z}
+    residual = {"kind": "residual", "depth": 4, "codebook_size": k, "codebook_dim": z}
+    return {
+        "f_multiscale_var": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),
+        # vector-quantize-pytorch's recommended expiry and EMA, with VAR's cosine lookup (using_znorm)
+        "f_multiscale_var_cosine_like_b": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
+                                                          dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
+                                                          ema_decay=0.8),
+        "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
+        "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
+        "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
+    }
+
+
+def uses_kmeans(kind: str) -> bool:
+    """Whether a row starts from our training recipe's k-means init (ours, and the stacked rows with anti-collapse)."""
+    return kind.startswith("c_ours") or (kind.startswith(("f_", "g_")) and "no_anti_collapse" not in kind)
 
 
 class LucidrainsQuantizer(nn.Module):
@@ -86,6 +117,7 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
         "c_ours_no_l2": QuantizerConfig(codebook_size=k, codebook_dim=d, l2_normalize=False, dead_code_threshold=0.0),
         "d_fsq_8_5_5_5": QuantizerConfig(kind="fsq", levels=[8, 5, 5, 5]),
         "e_lfq_10_bits": QuantizerConfig(kind="lfq", bits=10),
+        **stacked_quantizers(k, args.z_channels),
     }
     base = QuantizerConfig(codebook_size=k, codebook_dim=args.z_channels)
     config = ImageTokenizerConfig(
@@ -106,7 +138,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
-    if kind.startswith("c_ours"):  # our training recipe's k-means init from the first batches
+    if uses_kmeans(kind):  # our training recipe's k-means init from the first batches
         first = [to_input(train_images[rng.integers(0, len(train_images), args.batch_size)]) for _ in range(4)]
         kmeans_init(model, first, iters=10, accelerator=argparse.Namespace(num_processes=1))
     times = []
@@ -120,20 +152,22 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
-        if (step + 1) % 100 == 0:
+        if (step + 1) % args.print_every == 0:
             print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
     model.eval()
     k = model.quantizer.codebook_size  # fsq's 1,000 codes differ from --codebook-size
     counts = torch.zeros(k, dtype=torch.float64)
-    recons = []
+    recons, ids = [], []
     with torch.no_grad():
         for i in range(0, len(held), 100):
             x = to_input(held[i : i + 100])
             out = model(x)
             counts += torch.bincount(out.quantizer.ids.reshape(-1), minlength=k).double()
             recons.append(postprocess(out.reconstruction, preprocessing, "np"))
+            ids.append(out.quantizer.ids)
     recon = np.concatenate(recons)
     usage, perplexity = codebook_usage(counts)
+    per_step = {} if out.quantizer.step_usage is None else {"usage_by_step": held_out_step_usage(model, torch.cat(ids))}
     return {
         "quantizer": kind,
         "seed": args.seed,
@@ -144,7 +178,44 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         "heldout_hole_recall": hole_recall(recon, holes),
         "seconds_per_step": statistics.median(times),
         "final_train_loss": float(loss.detach()),
+        **per_step,
     }
+
+
+def held_out_step_usage(model: VQModel, ids: torch.Tensor) -> list[dict]:
+    """Each scale's or depth's usage over the held-out ids (metrics.step_usage: codes used, reachable, collapsed)."""
+    steps = model.quantizer.step_ids(ids)
+    counts = torch.stack([torch.bincount(step.reshape(-1), minlength=model.quantizer.codebook_size) for step in steps])
+    return step_usage(counts, model.quantizer.step_labels, [step.numel() for step in steps])
+
+
+def step_usage_lines(rows: list[dict]) -> list[str]:
+    """The per-scale / per-depth sub-table: codes used of those reachable, usage of the codebook, perplexity."""
+    stacked = [r for r in rows if r.get("usage_by_step")]
+    if not stacked:
+        return []
+    lines = ["", ("Usage per scale (multiscale) or depth (residual) on the held-out images: codes used / codes its "
+                  "positions could reach (min(K, positions x images)), perplexity in brackets; **collapsed** when "
+                  "under 10 % of the reachable codes."), ""]
+    for row in stacked:
+        lines += [f"`{row['quantizer']}` (seed {row.get('seed', 0)}):", "",
+                  "| " + " | ".join(step["step"] for step in row["usage_by_step"]) + " |",
+                  "|" + "---|" * len(row["usage_by_step"]),
+                  "| " + " | ".join(step_cell(step) for step in row["usage_by_step"]) + " |", ""]
+    return lines
+
+
+def collapsed_cell(row: dict) -> str:
+    """The main table's count of collapsed scales / depths ("-" for one lookup per position)."""
+    steps = row.get("usage_by_step")
+    if not steps:
+        return "-"
+    return f"{sum(step['collapsed'] for step in steps)} of {len(steps)}"
+
+
+def step_cell(step: dict) -> str:
+    cell = f"{step['codes_used']}/{step['reachable']} ({step['perplexity']:.1f})"
+    return f"**collapsed** {cell}" if step["collapsed"] else cell
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,6 +228,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--heldout-images", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--print-every", type=int, default=100, help="steps between progress lines")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
 
 
@@ -176,6 +248,40 @@ def seed_summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+def table_lines(results: dict) -> list[str]:
+    """The results file's markdown: commands, machine, the main table, the seed summary, the per-step usage."""
+    args, rows = results["settings"], results["rows"]
+    lines = [
+        "# Quantizer benchmark (shapes 64x64 -> 16x16)",
+        "",
+        "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
+        *[f"`{c}`  " for c in results["commands"]],
+        machine_line(results["machine"]) + "  ",
+        (f"Same encoder/decoder (ch={args['ch']}, z={args['z_channels']}), {args['steps']} steps of batch "
+        f"{args['batch_size']}, K={args['codebook_size']} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
+        f"{args['heldout_images']} held-out images. "
+        "The seed sets the initialisation and the batch order (the same for every row of a seed)."),
+        "",
+        ("| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step | load (1 min, before-after) | "
+         "collapsed scales / depths |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        load = row.get("load_average_1min")
+        load_text = f"{load['before']:.1f}-{load['after']:.1f}" if load else "not recorded"
+        lines.append(
+            f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
+            f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
+            f"{row['seconds_per_step']:.3f} | {load_text} | {collapsed_cell(row)} |"
+        )
+    summary = seed_summary(rows)
+    if summary:
+        lines += ["", "Over seeds (mean, and min to max), for quantizers run with more than one seed:", "",
+                  "| quantizer | seeds | PSNR (dB) | usage |", "|---|---|---|---|", *summary]
+    lines += step_usage_lines(rows)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_arguments(parser)
@@ -190,7 +296,7 @@ def main() -> None:
     kinds = ["a_lecture_plain_vq", "b_vector_quantize_pytorch", "c_ours_default", "c_ours_dead_code_restart",
              "c_ours_ema", "c_ours_ema_restart", "c_ours_ema_restart_decay_0.9", "c_ours_restart_rotation",
              "c_ours_ema_restart_rotation", "c_ours_ema_0.8_restart_2", "c_ours_like_b", "c_ours_no_l2",
-             "d_fsq_8_5_5_5", "e_lfq_10_bits"]
+             "d_fsq_8_5_5_5", "e_lfq_10_bits", *stacked_quantizers(args.codebook_size, args.z_channels)]
     out = Path(args.output_dir)
     rows = []
     for kind in [k for k in kinds if not args.only or k in args.only]:
@@ -226,33 +332,7 @@ def main() -> None:
         "settings": vars(args),
         "rows": rows,
     }
-    lines = [
-        "# Quantizer benchmark (shapes 64x64 -> 16x16)",
-        "",
-        "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
-        *[f"`{c}`  " for c in results["commands"]],
-        machine_line(results["machine"]) + "  ",
-        (f"Same encoder/decoder (ch={args.ch}, z={args.z_channels}), {args.steps} steps of batch "
-        f"{args.batch_size}, K={args.codebook_size} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
-        f"{args.heldout_images} held-out images. "
-        "The seed sets the initialisation and the batch order (the same for every row of a seed)."),
-        "",
-        "| quantizer | seed | PSNR (dB) | usage | perplexity | hole recall | s/step | load (1 min, before-after) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        load = row.get("load_average_1min")
-        load_text = f"{load['before']:.1f}-{load['after']:.1f}" if load else "not recorded"
-        lines.append(
-            f"| {row['quantizer']} | {row.get('seed', 0)} | {row['heldout_psnr_db']:.2f} | "
-            f"{row['heldout_codebook_usage']:.3f} | {row['heldout_perplexity']:.1f} | {row['heldout_hole_recall']:.3f} | "
-            f"{row['seconds_per_step']:.3f} | {load_text} |"
-        )
-    summary = seed_summary(rows)
-    if summary:
-        lines += ["", "Over seeds (mean, and min to max), for quantizers run with more than one seed:", "",
-                  "| quantizer | seeds | PSNR (dB) | usage |", "|---|---|---|---|", *summary]
-    write_results(out, "quantizers", results, lines)
+    write_results(out, "quantizers", results, table_lines(results))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Evaluate a tokenizer on a held-out set: PSNR, SSIM, codebook usage and perplexity, hole recall, and the
-PSNR/SSIM of each label (an emoji's style and group) where the set has labels.
+"""Evaluate a tokenizer on a held-out set: PSNR, SSIM, codebook usage and perplexity, hole recall, the PSNR/SSIM of
+each label (an emoji's style and group) where the set has labels, and for multiscale and residual tokenizers the
+usage and perplexity of each scale or depth (`usage_by_step`), where collapse hides.
 
 Transparent pixels are composited onto one `background` (default white) before both the model and the score,
 whatever the model's own alpha_background, so two models are scored on the same pixels; how many images are
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import WHITE
 from .inputs import as_uint8_images
-from .metrics import codebook_usage, hole_recall, psnr, ssim
+from .metrics import codebook_usage, hole_recall, psnr, ssim, step_usage
 
 if TYPE_CHECKING:
     from .tokenizer import ImageTokenizer
@@ -34,22 +35,45 @@ def evaluate_tokenizer(
 ) -> dict[str, Any]:
     """Reconstruct uint8 images [N, H, W, 3] (already at the tokenizer's resolution) and score them; with
     labels (e.g. {"style": [...], "group": [...]}, one per image) also per label value, under "by_<name>".
-    RGBA images [N, H, W, 4] are first composited onto `background`; "blank_images" counts single-colour ones."""
+    RGBA images [N, H, W, 4] are first composited onto `background`; "blank_images" counts single-colour ones.
+    Multiscale and residual tokenizers also get "usage_by_step": one entry per scale or depth (metrics.step_usage)."""
     images = as_uint8_images(composite_rgba(images, background), "evaluate_tokenizer").numpy(force=True)
     counts = torch.zeros(tokenizer.vocab_size, dtype=torch.float64)
-    reconstructions = []
+    reconstructions, all_ids = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluating", disable=not progress):
         batch = images[start : start + batch_size]
         ids = tokenizer.encode(batch)
         counts += torch.bincount(ids.reshape(-1), minlength=tokenizer.vocab_size).double()
+        all_ids.append(ids)
         reconstructions.append(tokenizer.decode(ids, output_type="np"))
     usage, perplexity = codebook_usage(counts)
     reconstructions = np.concatenate(reconstructions)
     results: dict[str, Any] = reconstruction_metrics(images, reconstructions, hole_masks)
     results.update(codebook_usage=usage, perplexity=perplexity, blank_images=count_blank(images))
+    if tokenizer.layout.kind != "grid" and all_ids:
+        results["usage_by_step"] = usage_by_step(tokenizer, torch.cat(all_ids))
     for name, values in (labels or {}).items():
         results[f"by_{name}"] = metrics_by_label(images, reconstructions, values)
     return results
+
+
+def usage_by_step(tokenizer: ImageTokenizer, ids: torch.Tensor) -> list[dict[str, Any]]:
+    """Each scale's (multiscale) or depth's (residual) codebook use over ids [N, ...] in the tokenizer's layout."""
+    quantizer = tokenizer.model.quantizer
+    steps = quantizer.step_ids(ids)
+    counts = torch.stack([torch.bincount(step.reshape(-1), minlength=tokenizer.vocab_size) for step in steps])
+    return step_usage(counts, quantizer.step_labels, [step.numel() for step in steps])
+
+
+def flat_step_usage(rows: list[dict[str, Any]], digits: int = 4) -> dict[str, Any]:
+    """usage_by_step for a card or a log line: "usage[scale 4x4]", "perplexity[scale 4x4]" and "collapsed_steps"
+    (the collapsed scales or depths by name, or "none")."""
+    flat: dict[str, Any] = {}
+    for row in rows:
+        flat[f"usage[{row['step']}]"] = round(row["usage"], digits)
+        flat[f"perplexity[{row['step']}]"] = round(row["perplexity"], 2)
+    flat["collapsed_steps"] = ", ".join(row["step"] for row in rows if row["collapsed"]) or "none"
+    return flat
 
 
 def composite_rgba(images: Any, background: Sequence[int] = WHITE) -> Any:
@@ -73,10 +97,13 @@ def count_blank(images: np.ndarray) -> int:
 
 
 def flat_metrics(metrics: dict[str, Any], digits: int = 4) -> dict[str, Any]:
-    """Metrics for a card: floats rounded, and each "by_<name>" breakdown as "psnr_db[<value>]" / "ssim[<value>]"."""
+    """Metrics for a card: floats rounded, each "by_<name>" breakdown as "psnr_db[<value>]" / "ssim[<value>]", and
+    usage_by_step as "usage[<step>]" / "perplexity[<step>]" / "collapsed_steps"."""
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
-        if key.startswith("by_") and isinstance(value, dict):
+        if key == "usage_by_step":
+            flat.update(flat_step_usage(value, digits))
+        elif key.startswith("by_") and isinstance(value, dict):
             for label, numbers in value.items():
                 flat.update({f"{name}[{label}]": round(numbers[name], digits) for name in ("psnr_db", "ssim")})
         else:

@@ -82,3 +82,24 @@ def codebook_usage(counts: np.ndarray | torch.Tensor) -> tuple[float, float]:
 def _check_same_shape(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
+
+
+COLLAPSE_SHARE = 0.1  # a scale / depth uses fewer than this share of the codes its positions could reach: collapsed
+
+
+def collapsed(codes_used: int, codebook_size: int, positions: int) -> bool:
+    """The one rule for a collapsed scale or depth: it uses under COLLAPSE_SHARE of the codes its positions could
+    reach, min(codebook_size, positions), positions being its ids per image times the images counted."""
+    return codes_used < COLLAPSE_SHARE * min(codebook_size, positions)
+
+
+def step_usage(counts: torch.Tensor, labels: list[str], positions: list[int]) -> list[dict]:
+    """Each step's (scale's, depth's) codebook use from its code histogram counts [S, K] over `positions[s]` ids:
+    codes used, the codes it could reach, its share of the codebook, perplexity and whether it collapsed."""
+    rows = []
+    for label, row, count in zip(labels, torch.as_tensor(counts, dtype=torch.float64), positions):
+        usage, perplexity = codebook_usage(row)
+        used, k = int((row > 0).sum()), row.numel()
+        rows.append({"step": label, "codes_used": used, "reachable": min(k, count), "usage": usage,
+                     "perplexity": perplexity, "collapsed": collapsed(used, k, count)})
+    return rows

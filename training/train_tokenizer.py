@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
@@ -34,19 +33,21 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
-from image_tokenizer.data.shapes import generate_arrays
 from image_tokenizer.data.sources import split_source
-from image_tokenizer.data.specs import evaluation_split
-from image_tokenizer.evaluation import EvalSet, evaluate_tokenizer, flat_metrics, readable_images, source_labels
 from image_tokenizer.fileio import atomic_path, atomic_write_text
 from image_tokenizer.image_processing import MAX_IMAGE_PIXELS, postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.codebook import kmeans_init, usage_logs
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
-from training.data import DataError, StepBatches, open_source, to_model_input
+from training.data import StepBatches, open_source, to_model_input
+from training.heldout import evaluated_card, finish, held_out_set, held_out_split, named, training_card
 from training.losses import LossConfig, PatchDiscriminator, VQGANLoss
+
+__all__ = ["TrainConfig", "evaluated_card", "held_out_set", "kmeans_init", "main", "parse_config", "train",
+           "training_card"]  # evaluation and codebook helpers live in heldout.py and codebook.py
 
 
 @dataclass
@@ -89,8 +90,8 @@ class TrainConfig:
     grad_clip: float = HfArg(default=1.0, help="gradient-norm clipping (0 = off)")
     mixed_precision: str = HfArg(default="no", help='"no" or "bf16" (the quantizer stays fp32 either way)')
     seed: int = HfArg(default=0, help="model initialisation and batch order")
-    kmeans_init: bool = HfArg(default=True, help="initialise a vq codebook by k-means on encoder outputs of the "
-                              "first batches (fsq, lfq: none)")
+    kmeans_init: bool = HfArg(default=True, help="initialise a learned codebook by k-means on encoder outputs of "
+                              "the first batches (multiscale, residual: on every step's residuals; fsq, lfq: none)")
     kmeans_batches: int = HfArg(default=4, help="batches of encoder outputs for the k-means")
     kmeans_iters: int = HfArg(default=10, help="k-means iterations")
     disc_ch: int = HfArg(default=64, help="the critic's base channels")
@@ -161,18 +162,6 @@ def lr_lambda(config: TrainConfig):
         return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
-
-
-@torch.no_grad()
-def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, accelerator: Accelerator) -> None:
-    """Set the codebook to k-means centroids of encoder outputs (the quantizer's public kmeans_init), computed
-    on rank 0 and broadcast so every process starts from the same codebook."""
-    with torch.no_grad():
-        features = torch.cat([model.features(x) for x in batches])
-    centroids = model.quantizer.kmeans_init(features, iters)
-    if accelerator.num_processes > 1:
-        torch.distributed.broadcast(centroids, src=0)
-        model.quantizer.set_codebook(centroids)
 
 
 def load_initial_weights(model: VQModel, name_or_path: str) -> None:
@@ -303,7 +292,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     start_step, skipped = resume_step(out, resume, parts, accelerator)
     prepare_parts(parts, config, accelerator)
     batches, loader = make_loader(source, config, start_step, end_step, accelerator)
-    if config.kmeans_init and start_step == 0 and not config.init_from and tok_config.quantizer.kind == "vq":
+    if config.kmeans_init and start_step == 0 and not config.init_from and tok_config.quantizer.learned_codebook:
         first = [to_model_input(batches[i][0], tok_config.preprocessing).to(accelerator.device)
                  for i in range(min(config.kmeans_batches, len(batches)))]
         kmeans_init(parts.models["model"], first, config.kmeans_iters, accelerator)
@@ -321,7 +310,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     model = parts.models["model"]
     summary: dict[str, Any] = {"step": step, "model": model, "skipped_images": len(skipped)}
     if accelerator.is_main_process and step == config.steps:
-        summary.update(_finish(config, tok_config, model, out, step))
+        summary.update(finish(config, tok_config, model, out, step))
     return summary
 
 
@@ -336,13 +325,6 @@ def resume_step(out: Path, resume: bool, parts: Parts, accelerator: Accelerator)
     state = load_checkpoint(checkpoint, parts.models, parts.optimizers, parts.schedulers)
     accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
     return state["step"], {int(index): error for index, error in state.get("skipped_images", {}).items()}
-
-
-def named(errors: Any, limit: int = 5) -> str:
-    """The first `limit` errors (each names its file or row) in one line, and how many more."""
-    errors = list(errors)
-    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
-    return "; ".join(errors[:limit]) + more
 
 
 def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any, start_step: int, end_step: int,
@@ -365,7 +347,7 @@ def run_steps(parts: Parts, loader: Any, config: TrainConfig, preprocessing: Any
             checkpoint_now = config.checkpoint_every and (step % config.checkpoint_every == 0 or step == end_step)
             if step % config.log_every == 0 or step == config.steps or checkpoint_now:
                 parts.health.check(out)  # the one read-back from the device every log_every steps, and before any save
-                logs.update(loss=g_loss.detach(), usage=output.quantizer.usage, perplexity=output.quantizer.perplexity)
+                logs.update(loss=g_loss.detach(), **usage_logs(output.quantizer, parts.models["model"].quantizer))
                 if output.quantizer.entropy_loss is not None:
                     logs["entropy_loss"] = output.quantizer.entropy_loss.detach()
                 logs = {name: float(value) for name, value in logs.items()}
@@ -396,85 +378,6 @@ def _write_samples(path: Path, x: torch.Tensor, x_hat: torch.Tensor, preprocessi
     recons = postprocess(x_hat.detach().float(), preprocessing, "pil")
     with atomic_path(path) as tmp:
         side_by_side(originals, recons, scale=3).save(tmp, format="PNG")
-
-
-def held_out_split(config: TrainConfig) -> str:
-    """The split of eval_data the final evaluation scores: eval_split, else test, then validation (one place for
-    every command: data/specs.py); checked before training, so a missing split costs no steps."""
-    return evaluation_split(config.eval_data, config.eval_split, flag="eval_split")
-
-
-def held_out_set(config: TrainConfig, tok_config: ImageTokenizerConfig) -> tuple[EvalSet | None, str]:
-    """The final evaluation's held-out set and what it is; (None, why) if there is none. Unreadable held-out images
-    (undecodable, truncated, over max_pixels) are skipped and named in the set, or raise DataError with strict_data."""
-    if config.eval_images <= 0:
-        return None, "none (eval_images 0)"
-    if config.eval_data or config.eval_fraction:
-        spec, split = (config.eval_data, held_out_split(config)) if config.eval_data else (config.data, config.data_split)
-        source = open_source(spec, tok_config.resolution, tok_config.preprocessing, split=split,
-                             image_column=config.image_column, max_pixels=config.max_pixels,
-                             min_side=tok_config.grid_size[0])  # what encode refuses is not scored either
-        if not config.eval_data:
-            source = split_source(source, config.eval_fraction, config.seed)[1]
-        try:
-            images, kept, errors = readable_images(source, min(config.eval_images, len(source)), config.strict_data)
-        except DataError as error:
-            raise DataError(f"unreadable held-out image (--strict-data): {error}") from None
-        unreadable = f"; {len(errors)} unreadable skipped" if errors else ""
-        if not images:
-            return None, f"none: no readable image in {source.describe()}{unreadable}"
-        eval_set = EvalSet(np.stack(images), None, len(errors), source_labels(source, kept), errors)
-        return eval_set, f"{len(images)} images, {source.describe()}{unreadable}"
-    if config.data != "shapes":
-        return None, "none: pass eval_data or eval_fraction to measure a model trained on your own images"
-    images, holes = generate_arrays(config.eval_images, seed=config.eval_seed)
-    if images.shape[1] != tok_config.resolution:
-        return None, f"none: shapes are 64x64, this model works at {tok_config.resolution}"
-    return EvalSet(images, holes), f"{config.eval_images} shapes images, seed {config.eval_seed}"
-
-
-def evaluated_card(
-    tokenizer: ImageTokenizer, config: TrainConfig, steps: Any, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Evaluate on the held-out set, record metrics and the training record in tokenizer.card_info; returns
-    metrics (with skipped_images when unreadable held-out images were skipped, each named in a warning)."""
-    metrics: dict[str, Any] = {}
-    eval_set, described = held_out_set(config, tokenizer.config)
-    if eval_set is not None:
-        metrics = flat_metrics(evaluate_tokenizer(tokenizer, eval_set.images, eval_set.hole_masks, labels=eval_set.labels))
-        if eval_set.skipped:
-            metrics["skipped_images"] = eval_set.skipped
-            print(f"warning: skipped {eval_set.skipped} unreadable held-out image(s): {named(eval_set.skipped_errors)}")
-    tokenizer.card_info = training_card(config, steps, described, metrics, extra)
-    return metrics
-
-
-def training_card(config: TrainConfig, steps: Any, described: str, metrics: dict[str, Any],
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The card_info of a trained tokenizer: held-out metrics and the training record."""
-    data = config.data if config.data != "shapes" else f"shapes generator, seed {config.train_seed}, {config.num_train_images} images"
-    return {
-        "metrics": {f"heldout_{k}": v for k, v in metrics.items()},
-        "training": {"data": data, "held-out set": described, "steps": steps, "batch size": config.batch_size, **(extra or {})},
-    }
-
-
-def _finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
-    """Evaluate on the held-out set and save the tokenizer with a model card holding the metrics. The tokenizer is
-    saved also when the evaluation cannot run (an unreadable held-out image under strict_data), before the error."""
-    tokenizer = ImageTokenizer(tok_config, model.eval())
-    command = "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()"
-    final = out / "final"
-    try:
-        metrics = evaluated_card(tokenizer, config, step, {"command": command})
-    except DataError as error:
-        tokenizer.card_info = training_card(config, step, f"not evaluated: {error}", {}, {"command": command})
-        tokenizer.save_pretrained(final, model_name=config.model_name)
-        raise TrainingError(f"saved {final} without held-out metrics: {error}") from None
-    tokenizer.save_pretrained(final, model_name=config.model_name)
-    (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"saved {final}; held-out metrics: {json.dumps(metrics)}")
-    return {"final_dir": final, "metrics": metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

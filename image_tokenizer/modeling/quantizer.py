@@ -16,7 +16,8 @@ from torch import nn
 from ..config import QuantizerConfig
 from .quantizer_base import QuantizerBase, QuantizerOutput, usage_and_perplexity
 
-__all__ = ["TRAINING_BUFFERS", "QuantizerOutput", "VectorQuantizer", "rotate_to", "usage_and_perplexity"]
+__all__ = ["TRAINING_BUFFERS", "QuantizerOutput", "VectorQuantizer", "broadcast_from_rank0", "rotate_to", "sum_over_processes",
+           "usage_and_perplexity"]
 
 TRAINING_BUFFERS = ("usage_count", "ema_cluster_size", "ema_embed_sum")
 
@@ -120,18 +121,31 @@ class VectorQuantizer(QuantizerBase):
         """Set the codebook to k-means centroids of feature maps z [B, dim, H, W] (clustered in the lookup
         space, l2-normalised when configured); returns the centroids. Training calls it before step 0."""
         data = self._to_lookup_space(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+        centroids = self._kmeans(data, iters, seed)
+        self.set_codebook(centroids)
+        return centroids
+
+    @torch.no_grad()
+    def _kmeans(self, data: torch.Tensor, iters: int, seed: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """K centroids of the rows data [n, D]: seeded random rows (drawn in proportion to `weights` when given),
+        then `iters` Lloyd iterations, each row counting as its weight (a code that no row picks stays where it
+        is; unit length under cosine)."""
         k = self.codebook_size
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        centroids = data[torch.randint(0, data.shape[0], (k,), generator=generator).to(data.device)].clone()
+        if weights is None:
+            start = torch.randint(0, data.shape[0], (k,), generator=generator)
+        else:
+            start = torch.multinomial(weights.cpu().double(), k, replacement=True, generator=generator)
+        centroids = data[start.to(data.device)].clone()
+        row_weights = torch.ones(data.shape[0], device=data.device) if weights is None else weights.to(data.device).float()
         for _ in range(iters):
             ids = self.nearest_codes(data, centroids)
-            sums = torch.zeros_like(centroids).index_add_(0, ids, data)
-            counts = torch.bincount(ids, minlength=k).float()
+            sums = torch.zeros_like(centroids).index_add_(0, ids, data * row_weights[:, None])
+            counts = torch.zeros(k, device=data.device).index_add_(0, ids, row_weights)
             filled = counts > 0
             centroids[filled] = sums[filled] / counts[filled, None]
             if self.config.distance == "cosine":
                 centroids = F.normalize(centroids, dim=-1)
-        self.set_codebook(centroids)
         return centroids
 
     @torch.no_grad()
@@ -143,12 +157,15 @@ class VectorQuantizer(QuantizerBase):
             self.ema_cluster_size.fill_(1.0)
 
     @torch.no_grad()
-    def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> None:
-        """EMA codebook update and dead-code restart, with statistics summed across processes."""
-        counts = _all_reduce_sum(counts.clone())
+    def _training_updates(self, z: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor,
+                          restart_rows: torch.Tensor | None = None, usage_counts: torch.Tensor | None = None) -> None:
+        """EMA codebook update and dead-code restart (from `restart_rows`, default z; a code's running usage from
+        `usage_counts`, default counts), with statistics summed across processes."""
+        counts = sum_over_processes(counts.clone())
+        usage_counts = counts if usage_counts is None else sum_over_processes(usage_counts.clone())
         if self.config.use_ema:
             sums = torch.zeros_like(self.ema_embed_sum).index_add_(0, ids, z.float())
-            sums = _all_reduce_sum(sums)
+            sums = sum_over_processes(sums)
             decay = self.config.ema_decay
             self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
             self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
@@ -157,9 +174,9 @@ class VectorQuantizer(QuantizerBase):
             smoothed = (self.ema_cluster_size + eps) / (total + k * eps) * total  # Laplace smoothing
             self.codebook.copy_(self.ema_embed_sum / smoothed.unsqueeze(1))
         decay = self.config.usage_decay
-        self.usage_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.usage_count.mul_(decay).add_(usage_counts, alpha=1 - decay)
         if self.config.dead_code_threshold > 0:
-            self._restart_dead_codes(z)
+            self._restart_dead_codes(z if restart_rows is None else restart_rows)
 
     def _restart_dead_codes(self, z: torch.Tensor) -> None:
         """Replace codes whose running usage fell below the threshold by distinct encoder outputs of this batch.
@@ -168,7 +185,7 @@ class VectorQuantizer(QuantizerBase):
         dead = dead_codes.unsqueeze(1)
         rank_among_dead = (torch.cumsum(dead_codes.long(), 0) - 1).clamp_min(0) % z.shape[0]
         pick = torch.randperm(z.shape[0], device=z.device)[rank_among_dead]  # distinct while there are enough rows
-        replacement = _broadcast_from_rank0(z[pick].float().contiguous())
+        replacement = broadcast_from_rank0(z[pick].float().contiguous())
         self.codebook.data.copy_(torch.where(dead, replacement.to(self.codebook.dtype), self.codebook.data))
         if self.config.use_ema:
             self.ema_cluster_size.copy_(torch.where(dead[:, 0], 1.0, self.ema_cluster_size))
@@ -195,13 +212,15 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor summed over the processes of a distributed run (in place); itself in a single process."""
     if _distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def _broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+def broadcast_from_rank0(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's tensor on every process (in place), so that every process makes the same codebook change."""
     if _distributed():
         dist.broadcast(tensor, src=0)
     return tensor
