@@ -117,19 +117,19 @@ def test_init_from_starts_at_a_saved_prior_and_refuses_one_that_does_not_fit(tmp
 
 def test_more_training_images_encode_only_the_new_ones(tmp_path, tok_dir, monkeypatch):
     import image_tokenizer.pretokenize as pretokenize_module
-    from training import train_prior
+    from training import prior_data, train_prior
 
     encoded = []
     real = pretokenize_module.pretokenize
     monkeypatch.setattr(pretokenize_module, "pretokenize", lambda images, *a, **k: encoded.append(len(images)) or real(images, *a, **k))
-    monkeypatch.setattr(train_prior, "CACHE_PART_IMAGES", 16)
+    monkeypatch.setattr(prior_data, "CACHE_PART_IMAGES", 16)
     tok = ImageTokenizer.from_pretrained(tok_dir)
     small = train_prior.shapes_tokens(tiny(tmp_path, tok_dir, num_train_images=32), tok, "train")
     assert encoded == [16, 16] and len(small) == 64  # two parts, each with its mirrored rows
     large = train_prior.shapes_tokens(tiny(tmp_path, tok_dir, num_train_images=40), tok, "train")
     assert encoded == [16, 16, 8] and len(large) == 80  # the cached parts are reused
     assert large[:64]["input_ids"] == small[:]["input_ids"]
-    monkeypatch.setattr(train_prior, "CACHE_PART_IMAGES", 1000)
+    monkeypatch.setattr(prior_data, "CACHE_PART_IMAGES", 1000)
     fresh = train_prior.shapes_tokens(tiny(tmp_path / "fresh", tok_dir, num_train_images=40), tok, "train")
     assert fresh[:]["input_ids"] == large[:]["input_ids"]  # the same rows as encoding all 40 images at once
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.hf_argparser import HfArg
 
@@ -37,9 +36,18 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from image_tokenizer.errors import ConfigError
 from image_tokenizer.prior import PriorConfig
-from image_tokenizer.prior.next_scale import teacher_forcing
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
+from training.prior_collator import ROW_COLUMN, PriorCollator, epoch_callback
+from training.prior_data import (  # noqa: F401  (load_token_dataset, shapes_tokens: also imported from here)
+    INIT_MODEL_KEYS,
+    check_recorded_layout,
+    check_tokens,
+    class_names,
+    load_token_dataset,
+    prepare_data,
+    shapes_tokens,
+)
 from training.prior_progress import (
     StepPlan,
     close_progress_bars,
@@ -123,64 +131,6 @@ class PriorTrainConfig:
                 raise TrainingError(f"time_budget_minutes fits a cosine schedule; lr_scheduler is {self.lr_scheduler!r}")
 
 
-class PriorCollator:
-    """Rows {input_ids, <label>} -> {input_ids, labels} with the layout's prefix; only image ids are predicted.
-    A next-scale layout gets its teacher-forcing batch instead (prior/next_scale.py: the scales' inputs, the
-    block-causal 4D attention mask and the targets aligned with their positions).
-
-    In training mode each class label is replaced by the null class with probability p_uncond. The draw is a
-    function of (seed, epoch, row index), not of a random stream: the Trainer's dataloader collates one batch
-    ahead of the step it checkpoints, so a stream would differ after a resume; this way a resumed run drops
-    exactly the labels an uninterrupted one drops."""
-
-    def __init__(self, layout: TokenLayout, label_column: str | None, class_values: list, p_uncond: float,
-                 seed: int = 0, train: bool = True):
-        self.layout, self.label_column, self.p_uncond, self.seed, self.train = layout, label_column, p_uncond, seed, train
-        self.class_index = {value: index for index, value in enumerate(class_values)}
-        self.epoch = 0  # set by EpochToCollator
-
-    def for_eval(self) -> PriorCollator:
-        return PriorCollator(self.layout, self.label_column, list(self.class_index), self.p_uncond, self.seed, train=False)
-
-    def _dropped(self, rows: list[dict[str, Any]]) -> torch.Tensor:
-        draws = [np.random.default_rng([self.seed, self.epoch, int(row.get(ROW_COLUMN, i))]).random() for i, row in enumerate(rows)]
-        return torch.tensor(draws) < self.p_uncond
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids = torch.from_numpy(np.stack([np.asarray(row["input_ids"], dtype=np.int64) for row in rows]))
-        if ids.shape[1] != self.layout.num_image_tokens:
-            raise TrainingError(f"rows hold {ids.shape[1]} ids; the layout needs {self.layout.num_image_tokens} "
-                                f"({self.layout.id_layout.describe()})")
-        labels = None
-        if self.layout.conditional:
-            labels = torch.tensor([self.class_index[row[self.label_column]] for row in rows], dtype=torch.long)
-            prefix = self.layout.prefix(labels, len(rows))
-            if self.train and self.p_uncond > 0:
-                prefix[self._dropped(rows), 0] = self.layout.null_class_token_id
-        else:
-            prefix = self.layout.prefix(None, len(rows))
-        if self.layout.next_scale:
-            return teacher_forcing(self.layout, prefix, ids)
-        input_ids = torch.cat([prefix, ids], dim=1)
-        targets = input_ids.clone()
-        targets[:, : self.layout.prefix_length] = -100
-        return {"input_ids": input_ids, "labels": targets}
-
-
-ROW_COLUMN = "row_index"
-
-
-def epoch_callback(collator: PriorCollator) -> Any:
-    """A TrainerCallback that tells the collator which epoch it is collating (also after a resume)."""
-    from transformers import TrainerCallback
-
-    class EpochToCollator(TrainerCallback):
-        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            collator.epoch = int(state.epoch or 0)
-
-    return EpochToCollator()
-
-
 def bits_per_token(loss_nats: float) -> float:
     return loss_nats / math.log(2)
 
@@ -220,101 +170,6 @@ def make_trainer_class() -> type:
                 self.data_collator = train_collator
 
     return PriorTrainer
-
-
-def load_token_dataset(path: str, held_out: bool = False) -> Any:
-    """A pre-tokenized dataset (data/specs.load_token_splits: a save_to_disk folder, a `pretokenize` output, or a
-    folder of parquet files). Of an output with several splits, `train` (data/splits.py decides), or with held_out
-    its test, then validation split; an output of one split is that split, whatever its name."""
-    from image_tokenizer.data.specs import load_token_splits
-    from image_tokenizer.data.splits import held_out_split, named_split
-    from image_tokenizer.errors import DataError
-
-    try:
-        loaded = load_token_splits(path)
-    except DataError as error:
-        raise TrainingError(str(error)) from None
-    splits = sorted(loaded)
-    if len(splits) == 1:
-        return loaded[splits[0]]
-    return loaded[held_out_split(splits, path, "eval_data") if held_out else named_split(path, "train", splits)]
-
-
-INIT_MODEL_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-CACHE_PART_IMAGES = 20000  # images per cached token part: raising num_train_images encodes only the new images
-
-
-def shapes_tokens(config: PriorTrainConfig, tokenizer: ImageTokenizer, split: str) -> Any:
-    """Shapes images pre-tokenized with the tokenizer, cached in parts under output_dir/tokens/<split>/ (a part
-    is reused when the tokenizer, seed, image range and flip setting are the same)."""
-    import datasets
-
-    train = split == "train"
-    count, seed = (config.num_train_images, config.train_seed) if train else (config.eval_images, config.eval_seed)
-    flip = config.flip_augment and train
-    folder = Path(config.output_dir) / "tokens" / split
-    device = config.tokenize_device or ("cuda" if torch.cuda.is_available() else None)
-    parts = [shapes_token_part(folder, tokenizer, seed, start, min(CACHE_PART_IMAGES, count - start), flip, config.num_proc, device)
-             for start in range(0, count, CACHE_PART_IMAGES)]
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-
-
-def shapes_token_part(folder: Path, tokenizer: ImageTokenizer, seed: int, start: int, count: int, flip: bool,
-                      num_proc: int | None, device: str | None = None) -> Any:
-    """Images start .. start+count-1 of the shapes set `seed`, tokenized (cached in folder/images-<start>-<end>)."""
-    import datasets
-
-    from image_tokenizer.data.shapes import to_dataset
-    from image_tokenizer.pretokenize import pretokenize, tokenizer_fingerprint, write_token_dataset
-
-    key = {"tokenizer_sha256": tokenizer_fingerprint(tokenizer), "seed": seed, "start": start, "images": count, "flip": flip}
-    part = folder / f"images-{start:07d}-{start + count:07d}"
-    info_file = part / "pretokenize_info.json"
-    if info_file.is_file() and json.loads(info_file.read_text()).get("key") == key:
-        return datasets.load_from_disk(str(part))
-    images = to_dataset(count, seed=seed, start=start)
-    keep = ["image", "num_shapes", "type_counts"]
-    images = images.remove_columns([c for c in images.column_names if c not in keep])
-    tokens = pretokenize(images, tokenizer, num_proc=num_proc, flip=flip, device=device)
-    info = {"fingerprint": tokens._fingerprint, "key": key, "source": f"shapes seed {seed}, images {start}..{start + count - 1}",
-            "rows": len(tokens)}
-    write_token_dataset(tokens, str(part), "arrow", info, overwrite=True, report=None)
-    return datasets.load_from_disk(str(part))
-
-
-def prepare_data(config: PriorTrainConfig, tokenizer: ImageTokenizer) -> tuple[Any, Any]:
-    if config.data == "shapes":
-        return shapes_tokens(config, tokenizer, "train"), shapes_tokens(config, tokenizer, "eval")
-    train = load_token_dataset(config.data)
-    if config.eval_data:
-        return train, load_token_dataset(config.eval_data, held_out=True)
-    split = train.train_test_split(test_size=config.eval_fraction, seed=config.seed)
-    return split["train"], split["test"]
-
-
-def check_tokens(dataset: Any, layout: TokenLayout, label_column: str | None, name: str) -> None:
-    """Every row is a full grid of this tokenizer's ids, and the label column exists."""
-    missing = [c for c in ["input_ids"] + ([label_column] if label_column else []) if c not in dataset.column_names]
-    if missing:
-        raise TrainingError(f"{name} data has no column(s) {missing}; columns are {dataset.column_names}")
-    if "grid_h" in dataset.column_names:
-        grids = set(zip(dataset["grid_h"], dataset["grid_w"]))
-        if grids != {layout.grid_size}:
-            raise TrainingError(f"{name} data has grids {sorted(grids)}; the tokenizer's grid is {layout.grid_size}")
-
-
-def check_recorded_layout(path: str, tokenizer: ImageTokenizer) -> None:
-    """A pre-tokenized dataset that records its id layout (pretokenize_info.json) must hold this tokenizer's."""
-    from image_tokenizer.data.specs import token_layout
-    from image_tokenizer.errors import DataError
-
-    try:
-        recorded = token_layout(path)
-    except DataError as error:
-        raise TrainingError(str(error)) from None
-    if recorded is not None and recorded != tokenizer.layout:
-        raise TrainingError(f"{path}: its rows hold {recorded.kind} ids ({recorded.describe()}); the tokenizer "
-                            f"{tokenizer.layout.kind} ids ({tokenizer.layout.describe()}): pre-tokenize with this tokenizer")
 
 
 def training_arguments(config: PriorTrainConfig, out: Path) -> Any:
@@ -462,16 +317,6 @@ def _must_match(prior: ImagePrior) -> dict[str, Any]:
     """The token layout, less the tokenizer's name or path (its codebook hash is kept), and the model sizes."""
     layout = {key: value for key, value in dataclasses.asdict(prior.layout).items() if key != "tokenizer"}
     return {**layout, **{key: getattr(prior.model.config, key, None) for key in INIT_MODEL_KEYS}}
-
-
-def class_names(dataset: Any, label_column: str | None, values: list) -> list[str]:
-    """Names of the class tokens: a ClassLabel feature's own names ('cat', 'dog'), else the values as text."""
-    import datasets
-
-    feature = dataset.features.get(label_column) if label_column else None
-    if isinstance(feature, datasets.ClassLabel):
-        return [feature.int2str(int(v)) for v in values]
-    return [str(v) for v in values]
 
 
 def portable_name(tokenizer: str) -> str:
