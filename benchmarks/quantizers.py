@@ -44,11 +44,12 @@ from image_tokenizer.image_processing import normalize, postprocess
 from image_tokenizer.metrics import codebook_usage, hole_recall, psnr, step_usage
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
-from training.codebook import kmeans_init
+from training.codebook import kmeans_init, parameter_groups
 
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's released schedule; its last scale is this model's 16x16 grid
 ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
 NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
+CODEBOOK_LR_SCALE = {"f_multiscale_var_codebook_lr_10": 10.0}  # the codebook's lr / --lr (train_tokenizer's codebook_lr_scale)
 
 
 def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
@@ -61,6 +62,7 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
         "f_multiscale_var_cosine_like_b": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
                                                           dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
                                                           ema_decay=0.8),
+        "f_multiscale_var_codebook_lr_10": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),  # CODEBOOK_LR_SCALE
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -135,7 +137,7 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
 def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.ndarray, holes: np.ndarray) -> dict:
     model = build(kind, args)
     preprocessing = model.config.preprocessing
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, args.lr, CODEBOOK_LR_SCALE.get(kind, 1.0)), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
     if uses_kmeans(kind):  # our training recipe's k-means init from the first batches

@@ -257,3 +257,20 @@ def test_a_starved_scale_gets_the_least_used_codes_on_its_own_rows():
         means = z.mean(dim=(2, 3))
         matches = [torch.isclose(code[None], means, atol=1e-6).all(dim=1) for code in quantizer.codebook.detach()[changed]]
         assert len({int(m.nonzero()[0]) for m in matches if m.any()}) == fed_1x1
+
+
+def test_the_codebook_can_take_a_larger_learning_rate_than_the_rest():
+    """parameter_groups puts a codebook learned by gradient in a group of its own at lr x codebook_lr_scale; at
+    scale 1, or with an EMA codebook (a buffer), there is one group of every parameter."""
+    from image_tokenizer.modeling import VQModel
+    from training.codebook import parameter_groups
+
+    model = VQModel(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8))
+    rest, codebook = parameter_groups(model, 1e-3, 10.0)
+    assert codebook["params"] == [model.quantizer.codebook] and codebook["lr"] == pytest.approx(1e-2)
+    assert rest["lr"] == 1e-3 and len(rest["params"]) == len(list(model.parameters())) - 1
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, 1.0)] == [len(list(model.parameters()))]
+    ema = VQModel(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8, use_ema=True))
+    assert [len(g["params"]) for g in parameter_groups(ema, 1e-3, 10.0)] == [len(list(ema.parameters()))]
+    with pytest.raises(Exception, match="codebook_lr_scale"):
+        TrainConfig(codebook_lr_scale=0.0).validate()
