@@ -12,8 +12,9 @@ loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does
 scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) residual depth 4 (RQ-VAE) look up
 the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
 residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
-using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2). Their usage per scale / depth is a table of its
-own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
+using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2), with L2 and
+EMA 0.99, and with the codebook at 10 x the lr of the rest (CODEBOOK_LR_SCALE). Their usage per scale / depth is a
+table of its own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
 Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
 benchmarks/results/quantizers.{json,md}.
 """
@@ -63,6 +64,7 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
                                                           dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
                                                           ema_decay=0.8),
         "f_multiscale_var_codebook_lr_10": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),  # CODEBOOK_LR_SCALE
+        "f_multiscale_var_ema": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, use_ema=True),  # L2, EMA 0.99
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -143,7 +145,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     if uses_kmeans(kind):  # our training recipe's k-means init from the first batches
         first = [to_input(train_images[rng.integers(0, len(train_images), args.batch_size)]) for _ in range(4)]
         kmeans_init(model, first, iters=10, accelerator=argparse.Namespace(num_processes=1))
-    times = []
+    times, k = [], model.quantizer.codebook_size
     model.train()
     for step in range(args.steps):
         batch = to_input(train_images[rng.integers(0, len(train_images), args.batch_size)])
@@ -155,7 +157,8 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         optimizer.step()
         times.append(time.perf_counter() - start)
         if (step + 1) % args.print_every == 0:
-            print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
+            coarsest = "" if out.quantizer.step_usage is None else f", first step {float(out.quantizer.step_usage[0]) * k:.0f} codes"
+            print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}{coarsest}", flush=True)
     model.eval()
     k = model.quantizer.codebook_size  # fsq's 1,000 codes differ from --codebook-size
     counts = torch.zeros(k, dtype=torch.float64)
