@@ -261,6 +261,7 @@ def table_lines(results: dict) -> list[str]:
         "",
         "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
         *[f"`{c}`  " for c in results["commands"]],
+        *[f"{note}  " for note in results.get("notes", [])],
         machine_line(results["machine"]) + "  ",
         (f"Same encoder/decoder (ch={args['ch']}, z={args['z_channels']}), {args['steps']} steps of batch "
         f"{args['batch_size']}, K={args['codebook_size']} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
@@ -322,17 +323,19 @@ def main() -> None:
     lock = os.open(out, os.O_RDONLY)
     fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the process exits
     previous = out / "quantizers.json"
-    kept, commands = [], []
+    kept, commands, notes = [], [], []  # notes: what a reader must know about rows of different code versions
     if args.only and previous.is_file():
         old = json.loads(previous.read_text())
         kept = [r for r in old["rows"] if (r["quantizer"], r.get("seed", 0)) not in {(k, args.seed) for k in args.only}]
         commands = old.get("commands", [old["command"]])
+        notes = old.get("notes", [])
     order = lambda r: (kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds), r.get("seed", 0))
     rows = sorted(kept + rows, key=order)
     command = " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]])
     results = {
         "command": command,
         "commands": commands + [command],  # --only runs replace rows of an earlier run with the same settings
+        "notes": notes,
         "machine": machine_info(),
         "settings": vars(args),
         "rows": rows,
