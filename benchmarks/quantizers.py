@@ -12,8 +12,9 @@ loss. (d) and (e) project the 16 latent channels to 4 / 10 and back, as (c) does
 scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) residual depth 4 (RQ-VAE) look up
 the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
 residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
-using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2). Their usage per scale / depth is a table of its
-own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
+using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2), with L2 and
+EMA 0.99, and with the codebook at 10 x the lr of the rest (CODEBOOK_LR_SCALE). Their usage per scale / depth is a
+table of its own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
 Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
 benchmarks/results/quantizers.{json,md}.
 """
@@ -44,11 +45,12 @@ from image_tokenizer.image_processing import normalize, postprocess
 from image_tokenizer.metrics import codebook_usage, hole_recall, psnr, step_usage
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
-from training.codebook import kmeans_init
+from training.codebook import kmeans_init, parameter_groups
 
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's released schedule; its last scale is this model's 16x16 grid
 ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
 NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
+CODEBOOK_LR_SCALE = {"f_multiscale_var_codebook_lr_10": 10.0}  # the codebook's lr / --lr (train_tokenizer's codebook_lr_scale)
 
 
 def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
@@ -61,6 +63,8 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
         "f_multiscale_var_cosine_like_b": QuantizerConfig(**multiscale, distance="cosine", gradient="rotation",
                                                           dead_code_threshold=2.0, usage_decay=0.8, use_ema=True,
                                                           ema_decay=0.8),
+        "f_multiscale_var_codebook_lr_10": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),  # CODEBOOK_LR_SCALE
+        "f_multiscale_var_ema": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, use_ema=True),  # L2, EMA 0.99
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -135,13 +139,13 @@ def build(kind: str, args: argparse.Namespace) -> VQModel:
 def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.ndarray, holes: np.ndarray) -> dict:
     model = build(kind, args)
     preprocessing = model.config.preprocessing
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, args.lr, CODEBOOK_LR_SCALE.get(kind, 1.0)), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
     if uses_kmeans(kind):  # our training recipe's k-means init from the first batches
         first = [to_input(train_images[rng.integers(0, len(train_images), args.batch_size)]) for _ in range(4)]
         kmeans_init(model, first, iters=10, accelerator=argparse.Namespace(num_processes=1))
-    times = []
+    times, k = [], model.quantizer.codebook_size
     model.train()
     for step in range(args.steps):
         batch = to_input(train_images[rng.integers(0, len(train_images), args.batch_size)])
@@ -153,7 +157,8 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         optimizer.step()
         times.append(time.perf_counter() - start)
         if (step + 1) % args.print_every == 0:
-            print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}", flush=True)
+            coarsest = "" if out.quantizer.step_usage is None else f", first step {float(out.quantizer.step_usage[0]) * k:.0f} codes"
+            print(f"  {kind} step {step + 1}: loss {float(loss.detach()):.4f} batch usage {float(out.quantizer.usage):.3f}{coarsest}", flush=True)
     model.eval()
     k = model.quantizer.codebook_size  # fsq's 1,000 codes differ from --codebook-size
     counts = torch.zeros(k, dtype=torch.float64)
@@ -256,6 +261,7 @@ def table_lines(results: dict) -> list[str]:
         "",
         "Commands (later `--only` runs replaced or added rows, same settings otherwise):  ",
         *[f"`{c}`  " for c in results["commands"]],
+        *[f"{note}  " for note in results.get("notes", [])],
         machine_line(results["machine"]) + "  ",
         (f"Same encoder/decoder (ch={args['ch']}, z={args['z_channels']}), {args['steps']} steps of batch "
         f"{args['batch_size']}, K={args['codebook_size']} (FSQ: 1,000), L1 + the quantizer's loss; metrics on "
@@ -317,17 +323,19 @@ def main() -> None:
     lock = os.open(out, os.O_RDONLY)
     fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the process exits
     previous = out / "quantizers.json"
-    kept, commands = [], []
+    kept, commands, notes = [], [], []  # notes: what a reader must know about rows of different code versions
     if args.only and previous.is_file():
         old = json.loads(previous.read_text())
         kept = [r for r in old["rows"] if (r["quantizer"], r.get("seed", 0)) not in {(k, args.seed) for k in args.only}]
         commands = old.get("commands", [old["command"]])
+        notes = old.get("notes", [])
     order = lambda r: (kinds.index(r["quantizer"]) if r["quantizer"] in kinds else len(kinds), r.get("seed", 0))
     rows = sorted(kept + rows, key=order)
     command = " ".join(["python", "benchmarks/quantizers.py", *sys.argv[1:]])
     results = {
         "command": command,
         "commands": commands + [command],  # --only runs replace rows of an earlier run with the same settings
+        "notes": notes,
         "machine": machine_info(),
         "settings": vars(args),
         "rows": rows,

@@ -31,11 +31,13 @@ def tiny(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
-    straight = train(tiny(tmp_path / "a", steps=7))
-    first = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100), stop_at=4)  # interrupted after step 4
+@pytest.mark.parametrize("codebook_lr_scale", [1.0, 10.0])  # 10: the codebook in a parameter group of its own
+def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path, codebook_lr_scale):
+    straight = train(tiny(tmp_path / "a", steps=7, codebook_lr_scale=codebook_lr_scale))
+    first = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100, codebook_lr_scale=codebook_lr_scale),
+                  stop_at=4)  # interrupted after step 4
     assert first["step"] == 4 and not (tmp_path / "b" / "run" / "final").exists()
-    resumed = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100), resume=True)
+    resumed = train(tiny(tmp_path / "b", steps=7, checkpoint_every=100, codebook_lr_scale=codebook_lr_scale), resume=True)
     assert resumed["step"] == 7
     a, b = straight["model"].state_dict(), resumed["model"].state_dict()
     assert a.keys() == b.keys()

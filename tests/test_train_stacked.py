@@ -72,6 +72,29 @@ def test_kmeans_init_gives_the_deeper_residuals_codes_too():
     assert bool((usage > 0.5).all())  # 40 codes, 2,048 positions: every depth uses most of them
 
 
+@pytest.mark.parametrize("kind", ["vq", "multiscale", "residual"])
+def test_kmeans_codes_survive_the_first_training_steps_and_a_fresh_codebook_restarts_from_data(kind):
+    """Codes set by k-means start with the restart grace: under the default dead-code restart (threshold 1, usage
+    decay 0.99) a zero running usage would declare nearly all of them dead at step 1 and replace them by batch rows.
+    A codebook nobody set (random init) still restarts from the batch at step 1."""
+    config = QuantizerConfig(kind=kind, codebook_size=40, codebook_dim=4, **({} if kind == "vq" else
+                             {"scales": SCALES} if kind == "multiscale" else {"depth": 3}))
+    assert config.dead_code_threshold == 1.0 and config.usage_decay == 0.99 and not config.use_ema
+    z = features_with_small_global_differences()
+    torch.manual_seed(0)
+    quantizer = build_quantizer(4, config)
+    centroids = quantizer.kmeans_init(z, iters=5).clone()
+    for _ in range(3):
+        quantizer.train()(z)
+    kept = (quantizer.codebook.detach() == centroids).all(dim=1)
+    assert kept.float().mean() >= 0.75  # starved-step feeding may move a few; restart none
+    torch.manual_seed(0)
+    fresh = build_quantizer(4, config)
+    random_init = fresh.codebook.detach().clone()
+    fresh.train()(z[:2])  # 128 positions: no code gets the 100 hits that keep it alive at decay 0.99
+    assert (fresh.codebook.detach() != random_init).any(dim=1).float().mean() >= 0.75
+
+
 def test_dead_code_restart_counts_every_step_and_restarts_on_coarse_scales_too():
     """A code that only a fine scale chose is alive; a code no scale chose restarts on some scale's residual row,
     the 1x1 scale's (each image's mean feature) among them."""
@@ -79,6 +102,7 @@ def test_dead_code_restart_counts_every_step_and_restarts_on_coarse_scales_too()
     quantizer = stacked("multiscale", dead_code_threshold=0.1, usage_decay=0.5, phi_ratio=0.0, phi_convs=0)
     z = features_with_small_global_differences(8)
     quantizer.set_codebook(quantizer.codebook.detach() * 3)  # far from the features: most codes go unused
+    quantizer.usage_count.zero_()  # as a codebook nobody set: no grace
     before = quantizer.codebook.detach().clone()
     step_ids = quantizer.step_ids(quantizer.encode_ids(z))
     first, later = set(step_ids[0].unique().tolist()), set(torch.cat([s.reshape(-1) for s in step_ids[1:]]).tolist())
@@ -193,6 +217,7 @@ def test_a_hit_at_a_coarse_scale_keeps_a_code_alive_as_many_hits_at_the_finest_d
     codes[:8] = means  # each image's 1x1 lookup: its own code, once
     codes[8] = z[0, :, 0, 0] - means[0]  # the outlier's 8x8 residual: code 8, once
     quantizer.set_codebook(codes)
+    quantizer.usage_count.zero_()  # no grace: one step's hits decide
     hits = torch.stack([torch.bincount(ids.reshape(-1), minlength=40) for ids in quantizer.step_ids(quantizer.encode_ids(z))])
     assert torch.equal(hits[0, :8], torch.ones(8, dtype=torch.long)) and hits[1, :8].sum() == 0
     assert hits[0, 8] == 0 and hits[1, 8] == 1
@@ -232,3 +257,20 @@ def test_a_starved_scale_gets_the_least_used_codes_on_its_own_rows():
         means = z.mean(dim=(2, 3))
         matches = [torch.isclose(code[None], means, atol=1e-6).all(dim=1) for code in quantizer.codebook.detach()[changed]]
         assert len({int(m.nonzero()[0]) for m in matches if m.any()}) == fed_1x1
+
+
+def test_the_codebook_can_take_a_larger_learning_rate_than_the_rest():
+    """parameter_groups puts a codebook learned by gradient in a group of its own at lr x codebook_lr_scale; at
+    scale 1, or with an EMA codebook (a buffer), there is one group of every parameter."""
+    from image_tokenizer.modeling import VQModel
+    from training.codebook import parameter_groups
+
+    model = VQModel(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8))
+    rest, codebook = parameter_groups(model, 1e-3, 10.0)
+    assert codebook["params"] == [model.quantizer.codebook] and codebook["lr"] == pytest.approx(1e-2)
+    assert rest["lr"] == 1e-3 and len(rest["params"]) == len(list(model.parameters())) - 1
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, 1.0)] == [len(list(model.parameters()))]
+    ema = VQModel(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8, use_ema=True))
+    assert [len(g["params"]) for g in parameter_groups(ema, 1e-3, 10.0)] == [len(list(ema.parameters()))]
+    with pytest.raises(Exception, match="codebook_lr_scale"):
+        TrainConfig(codebook_lr_scale=0.0).validate()

@@ -1,6 +1,7 @@
 """The codebook during a tokenizer's training: k-means initialisation before step 0 (every learned kind: vq, and
-multiscale and residual per step through their own `kmeans_init`) and the usage figures logged every log_every
-steps, per scale or depth for the stacked kinds."""
+multiscale and residual per step through their own `kmeans_init`), the optimizer's parameter groups (the learned
+codebook may take a larger learning rate than the rest) and the usage figures logged every log_every steps, per
+scale or depth for the stacked kinds."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def kmeans_init(model: VQModel, batches: list[torch.Tensor], iters: int, acceler
     if accelerator.num_processes > 1:
         torch.distributed.broadcast(centroids, src=0)
         model.quantizer.set_codebook(centroids)
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, codebook_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: everything at `lr`, except a codebook learned by gradient
+    (quantizer.codebook as a parameter: vq, multiscale, residual without EMA) at lr x codebook_lr_scale. A coarse
+    scale's codes must follow the encoder's mean feature, which moves faster early in training than Adam moves a
+    code at the encoder's lr."""
+    named = dict(model.named_parameters())
+    codebook = named.pop("quantizer.codebook", None)
+    if codebook is None or codebook_lr_scale == 1.0:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    return [{"params": list(named.values()), "lr": lr}, {"params": [codebook], "lr": lr * codebook_lr_scale}]
 
 
 def usage_logs(quantizer_output: Any, quantizer: Any) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from image_tokenizer.image_processing import MAX_IMAGE_PIXELS, postprocess
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.visualize import side_by_side
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.codebook import kmeans_init, usage_logs
+from training.codebook import kmeans_init, parameter_groups, usage_logs
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.data import StepBatches, open_source, to_model_input
@@ -81,6 +81,8 @@ class TrainConfig:
     steps: int = HfArg(default=10000, help="optimizer steps")
     batch_size: int = HfArg(default=64, help="images per step, across all processes")
     lr: float = HfArg(default=2e-4, help="the generator's peak learning rate (AdamW)")
+    codebook_lr_scale: float = HfArg(default=1.0, help="a codebook learned by gradient (vq, multiscale, residual "
+                                     "without EMA) trains at lr times this")
     disc_lr: float = HfArg(default=2e-4, help="the critic's learning rate (constant)")
     betas: tuple[float, float] = HfArg(default=(0.5, 0.9), help="AdamW's betas, for both optimizers")
     weight_decay: float = HfArg(default=0.0, help="the generator's AdamW weight decay")
@@ -109,6 +111,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise TrainingError("steps and batch_size must be positive")
+        if self.codebook_lr_scale <= 0:
+            raise TrainingError(f"codebook_lr_scale must be positive, got {self.codebook_lr_scale}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise TrainingError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -212,7 +216,8 @@ def build_parts(config: TrainConfig, tok_config: ImageTokenizerConfig) -> Parts:
         for module in (model, disc):
             if module is not None:
                 module.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    groups = parameter_groups(model, config.lr, config.codebook_lr_scale)
+    opt_g = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     parts = Parts({"model": model}, {"g": opt_g}, {"g": torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))})
     if disc is not None:
         parts.models["discriminator"] = disc

@@ -38,6 +38,7 @@ class VectorQuantizer(QuantizerBase):
             self.register_buffer("ema_embed_sum", init.clone())
         else:
             self.codebook = nn.Parameter(init)
+        # Zero: a codebook nobody has set is all dead at the first training step, and restarts on that batch's rows.
         self.register_buffer("usage_count", torch.zeros(k))
 
     def effective_codebook(self, device: torch.device | str | None = None) -> torch.Tensor:
@@ -53,7 +54,7 @@ class VectorQuantizer(QuantizerBase):
         """The codebook read from codebook.safetensors, and fresh training statistics."""
         if codebook is None:
             raise ValueError("a vq quantizer needs its codebook")
-        state = {"codebook": codebook, "usage_count": torch.zeros_like(self.usage_count)}
+        state = {"codebook": codebook, "usage_count": torch.full_like(self.usage_count, self.restart_grace)}
         if self.config.use_ema:
             state["ema_cluster_size"] = torch.ones_like(self.ema_cluster_size)
             state["ema_embed_sum"] = codebook.clone()
@@ -148,10 +149,18 @@ class VectorQuantizer(QuantizerBase):
                 centroids = F.normalize(centroids, dim=-1)
         return centroids
 
+    @property
+    def restart_grace(self) -> float:
+        """The running usage a code starts from when it is set (restarted, k-means, loaded): twice the dead-code
+        threshold, about 70 steps at usage_decay 0.99 before it can be declared dead."""
+        return 2 * self.config.dead_code_threshold
+
     @torch.no_grad()
     def set_codebook(self, codes: torch.Tensor) -> None:
-        """Replace the K x D codebook (and the EMA statistics that go with it)."""
+        """Replace the K x D codebook (and the EMA statistics that go with it). Every code gets the restart grace:
+        with a usage of zero, dead-code restart would replace the codes set here (k-means centroids) at step 1."""
         self.codebook.data.copy_(codes.to(self.codebook.dtype))
+        self.usage_count.fill_(self.restart_grace)
         if self.config.use_ema:
             self.ema_embed_sum.copy_(codes)
             self.ema_cluster_size.fill_(1.0)
@@ -190,8 +199,8 @@ class VectorQuantizer(QuantizerBase):
         if self.config.use_ema:
             self.ema_cluster_size.copy_(torch.where(dead[:, 0], 1.0, self.ema_cluster_size))
             self.ema_embed_sum.copy_(torch.where(dead, replacement, self.ema_embed_sum))
-        # A grace period (about 70 steps at decay 0.99) before a restarted code can be declared dead again.
-        self.usage_count.copy_(torch.where(dead[:, 0], 2 * self.config.dead_code_threshold, self.usage_count))
+        # A grace period before a restarted code can be declared dead again.
+        self.usage_count.copy_(torch.where(dead[:, 0], self.restart_grace, self.usage_count))
 
 
 def rotate_to(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -166,7 +166,7 @@ class StackedQuantizer(VectorQuantizer):
         """Per-step restart: a step whose lookups in this batch (summed over processes) chose fewer distinct codes
         than STARVED_SHARE of those they could reach, min(K, lookups), takes the least-used codes for its own rows.
         Dead-code restart alone cannot do it: one code taking every image's 1x1 lookup is never dead."""
-        k, grace = self.codebook_size, 2 * self.config.dead_code_threshold
+        k, grace = self.codebook_size, self.restart_grace
         fed = torch.zeros(k, dtype=torch.bool, device=self.usage_count.device)  # not taken twice in one batch
         for rows, ids in zip(steps.rows, steps.ids):
             n = rows.shape[0]
