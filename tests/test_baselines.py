@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from tests.helpers import tiny_config
 from training.baselines.models import VAE, Autoencoder, gaussian_kl, reparameterize
 from training.baselines.train_baseline import BaselineConfig, load_baseline, reconstruct
 from training.baselines.train_baseline import train as train_baseline
 from training.train_tokenizer import TrainConfig
 from training.train_tokenizer import train as train_tokenizer
-from tests.helpers import tiny_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 TINY_MODEL = {"resolution": 64, "ch": 8, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "z_channels": 8, "norm_groups": 4,

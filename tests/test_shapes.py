@@ -24,7 +24,7 @@ def test_generation_is_deterministic_per_seed_and_index():
         np.testing.assert_array_equal(x.hole_mask, y.hole_mask)
     # Image i does not depend on what else was generated.
     np.testing.assert_array_equal(make_sample(TRAIN_SEED, 13).image, a[13].image)
-    np.testing.assert_array_equal(list(generate(3, TRAIN_SEED, start=10))[0].image, a[10].image)
+    np.testing.assert_array_equal(next(iter(generate(3, TRAIN_SEED, start=10))).image, a[10].image)
 
 
 def test_train_and_heldout_seeds_differ():
