@@ -274,3 +274,21 @@ def test_the_codebook_can_take_a_larger_learning_rate_than_the_rest():
     assert [len(g["params"]) for g in parameter_groups(ema, 1e-3, 10.0)] == [len(list(ema.parameters()))]
     with pytest.raises(Exception, match="codebook_lr_scale"):
         TrainConfig(codebook_lr_scale=0.0).validate()
+
+
+def test_a_saved_tokenizer_loads_as_it_was_and_init_from_keeps_its_codes(tmp_path):
+    """Loading gives back the saved state exactly (fresh training statistics, so the fingerprint is the saved
+    model's); training that starts from it (init_from) gives every loaded code the restart grace."""
+    from image_tokenizer.checkpoint import tokenizer_fingerprint
+    from image_tokenizer.modeling import VQModel
+    from training.train_tokenizer import load_initial_weights
+
+    torch.manual_seed(0)
+    tokenizer = ImageTokenizer(tiny_config())
+    tokenizer.save_pretrained(tmp_path / "tok")
+    loaded = ImageTokenizer.from_pretrained(tmp_path / "tok")
+    assert tokenizer_fingerprint(loaded) == tokenizer_fingerprint(tokenizer)
+    model = VQModel(tiny_config())
+    load_initial_weights(model, str(tmp_path / "tok"))
+    assert torch.equal(model.quantizer.codebook, loaded.model.quantizer.codebook)
+    assert torch.all(model.quantizer.usage_count == model.quantizer.restart_grace)

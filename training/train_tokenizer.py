@@ -177,6 +177,7 @@ def load_initial_weights(model: VQModel, name_or_path: str) -> None:
         details = "; ".join(f"{key}: run {wanted.get(key)!r} vs saved {found.get(key)!r}" for key in differing)
         raise TrainingError(f"init_from {name_or_path}: its model config differs from this run's ({details})")
     model.load_state_dict(initial.model.state_dict(), strict=True)
+    model.quantizer.protect_codes()  # fine-tuning keeps the loaded codes: none is dead before it has been used
 
 
 def drop_log_rows_after(log_path: Path, step: int) -> None:

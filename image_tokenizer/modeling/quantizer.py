@@ -54,7 +54,9 @@ class VectorQuantizer(QuantizerBase):
         """The codebook read from codebook.safetensors, and fresh training statistics."""
         if codebook is None:
             raise ValueError("a vq quantizer needs its codebook")
-        state = {"codebook": codebook, "usage_count": torch.full_like(self.usage_count, self.restart_grace)}
+        # Zero usage, as a fresh codebook: a loaded model's state (and its fingerprint) equals the one it was saved
+        # from. Training from it (init_from) calls protect_codes so that restart keeps the loaded codes.
+        state = {"codebook": codebook, "usage_count": torch.zeros_like(self.usage_count)}
         if self.config.use_ema:
             state["ema_cluster_size"] = torch.ones_like(self.ema_cluster_size)
             state["ema_embed_sum"] = codebook.clone()
@@ -156,11 +158,17 @@ class VectorQuantizer(QuantizerBase):
         return 2 * self.config.dead_code_threshold
 
     @torch.no_grad()
+    def protect_codes(self) -> None:
+        """Give every code the restart grace: codes set on purpose (k-means, a loaded model to fine-tune) are not
+        replaced by dead-code restart at the first steps, before they have had a chance to be used."""
+        self.usage_count.fill_(self.restart_grace)
+
+    @torch.no_grad()
     def set_codebook(self, codes: torch.Tensor) -> None:
         """Replace the K x D codebook (and the EMA statistics that go with it). Every code gets the restart grace:
         with a usage of zero, dead-code restart would replace the codes set here (k-means centroids) at step 1."""
         self.codebook.data.copy_(codes.to(self.codebook.dtype))
-        self.usage_count.fill_(self.restart_grace)
+        self.protect_codes()
         if self.config.use_ema:
             self.ema_embed_sum.copy_(codes)
             self.ema_cluster_size.fill_(1.0)

@@ -55,6 +55,9 @@ class QuantizerBase(nn.Module):
         """Ids of any shape -> their fp32 code vectors [..., D] in the lookup space."""
         return F.embedding(ids, self.effective_codebook(device=ids.device))
 
+    def protect_codes(self) -> None:
+        """Keep the current codes through the first training steps (learned codebooks; implied ones have none)."""
+
     def initial_state(self, codebook: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The state entries a saved model does not hold in model.safetensors (the codebook, training statistics)."""
         return {}
