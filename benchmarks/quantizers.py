@@ -47,7 +47,7 @@ from image_tokenizer.modeling import VQModel
 from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
 from training.codebook import kmeans_init, parameter_groups
 
-VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's released schedule; its last scale is this model's 16x16 grid
+VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's published schedule; its last scale is this model's 16x16 grid
 ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
 NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
 CODEBOOK_LR_SCALE = {"f_multiscale_var_codebook_lr_10": 10.0}  # the codebook's lr / --lr (train_tokenizer's codebook_lr_scale)
