@@ -26,6 +26,7 @@ from .modeling import VQModel
 from .modeling.blocks import channels_last
 from .modeling.micro_batches import micro_batch_size, run_in_micro_batches
 from .sequences import SequenceOptions, empty_sequences, to_sequences
+from .special_tokens import SpecialTokensMixin
 from .text_vocab import ImageTextMapping
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ AUTO_TOKENIZER_KWARGS = {"_from_auto", "_commit_hash", "trust_remote_code", "cod
 MAX_NATIVE_PIXELS = 2048 * 2048  # native_size encodes keep the image's size, and the model's memory grows with it
 
 
-class ImageTokenizer(HubMixin):
+class ImageTokenizer(SpecialTokensMixin, HubMixin):
     """Turns images into codebook ids and back: a grid [h, w] of ids, or as the layout says (`layout`: the scales
     of a multiscale tokenizer concatenated [N], a residual one's [h, w, depth], a 1d one's [N]).
 
@@ -107,35 +108,6 @@ class ImageTokenizer(HubMixin):
         if not isinstance(grids, (list, tuple)):
             raise InvalidIdsError(f"join_scales takes a list of grids, one per scale, got {type(grids).__name__}")
         return self.layout.join_scales([as_id_tensor(g) for g in grids])
-
-    @property
-    def boi_token_id(self) -> int:
-        return self.vocab.boi_token_id
-
-    @property
-    def eoi_token_id(self) -> int:
-        return self.vocab.eoi_token_id
-
-    @property
-    def pad_token_id(self) -> int:
-        return self.vocab.pad_token_id
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return self.vocab.all_special_ids
-
-    @property
-    def all_special_tokens(self) -> list[str]:
-        return list(self.vocab.special_tokens + self.vocab.class_tokens)
-
-    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
-        return self.vocab.convert_ids_to_tokens(ids)
-
-    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
-        return self.vocab.convert_tokens_to_ids(tokens)
-
-    def get_vocab(self) -> dict[str, int]:
-        return self.vocab.get_vocab()
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -348,26 +320,6 @@ class ImageTokenizer(HubMixin):
     def model_max_length(self) -> int:
         """Longest sequence at the trained resolution: <boi> + an image's ids (h*w for a grid) + <eoi>."""
         return self.layout.ids_per_image + 2
-
-    @property
-    def bos_token_id(self) -> int:
-        return self.boi_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return self.eoi_token_id
-
-    @property
-    def bos_token(self) -> str:
-        return self.convert_ids_to_tokens(self.boi_token_id)
-
-    @property
-    def eos_token(self) -> str:
-        return self.convert_ids_to_tokens(self.eoi_token_id)
-
-    @property
-    def pad_token(self) -> str:
-        return self.convert_ids_to_tokens(self.pad_token_id)
 
     # ----- save / load / push -----
     def _save_pretrained(self, directory: Path, model_name: str) -> list[Path]:

@@ -121,6 +121,18 @@ def load_weights_file(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def nested_state_dict(path: Path, what: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(the `state_dict` entry of a pickled training checkpoint, the names of its other entries), as Lightning and
+    RQ-VAE save them; anything else is refused, naming `what` the file should have been."""
+    checkpoint = load_pickled_checkpoint(path)
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not is_state_dict(state):
+        found = sorted(str(k)[:60] for k in checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ConversionError(f"{path}: not {what}: expected a dict whose 'state_dict' holds the weights (tensors by "
+                              f"name), found {found}")
+    return state, sorted(str(k)[:60] for k in checkpoint if k != "state_dict")
+
+
 def is_state_dict(value: Any) -> bool:
     """True for a dict of tensors keyed by strings, what every format's weights must be before keys are renamed."""
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import ConversionError, shorten
-from .common import is_state_dict, load_pickled_checkpoint, read_yaml, source_file
+from .common import nested_state_dict, read_yaml, source_file
 
 TRAINING_ONLY = {"loss.": "discriminator and LPIPS", "model_ema.": "EMA copies"}
 EMA_PREFIX = "model_ema."
@@ -110,13 +110,7 @@ def data_resolution(yaml_path: Path) -> int | None:
 def lightning_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """`state_dict` of a Lightning checkpoint (read with weights_only=True, every tensor checked against its storage
     and the budgets of tensor_budget.py); anything else is refused."""
-    checkpoint = load_pickled_checkpoint(path)
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not is_state_dict(state):
-        found = sorted(str(k)[:60] for k in checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ConversionError(f"{path}: not a Lightning checkpoint: expected a dict whose 'state_dict' holds the "
-                              f"weights (tensors by name), found {found}")
-    return state
+    return nested_state_dict(path, "a Lightning checkpoint")[0]
 
 
 def inference_weights(state: dict[str, torch.Tensor], parts: tuple[str, ...], use_ema: bool | None,

@@ -24,8 +24,7 @@ from .common import (
     ALPHA_DROPPED,
     Converted,
     at_resolution,
-    is_state_dict,
-    load_pickled_checkpoint,
+    nested_state_dict,
     read_yaml,
     rename_keys,
     require,
@@ -131,13 +130,7 @@ def read_arch(path: Path) -> dict[str, Any]:
 
 def checkpoint_state(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     """(model.pt's `state_dict`, the names of the checkpoint's other entries); anything else is refused."""
-    checkpoint = load_pickled_checkpoint(path)
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not is_state_dict(state):
-        found = sorted(str(k)[:60] for k in checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ConversionError(f"{path}: not an RQ-VAE checkpoint: expected a dict whose 'state_dict' holds the weights "
-                              f"(tensors by name), found {found}")
-    return state, sorted(str(k)[:60] for k in checkpoint if k != "state_dict")
+    return nested_state_dict(path, "an RQ-VAE checkpoint")
 
 
 def shared_codebook(state: dict[str, torch.Tensor], args: dict[str, Any], checkpoint: Path, yaml_path: Path) -> torch.Tensor:
