@@ -13,7 +13,8 @@ scales 1, 2, 3, 4, 5, 6, 8, 10, 13, 16 on the 16x16 grid, phi as VAR's) and (g) 
 the 16 channels themselves in one shared codebook, with the anti-collapse options (k-means init on every step's
 residuals, dead-code restart, rotation trick) and once without them; (f) also with a cosine lookup (VAR's
 using_znorm), EMA codebook updates and faster expiry (vector-quantize-pytorch's recommended 0.8 and 2), with L2 and
-EMA 0.99, and with the codebook at 10 x the lr of the rest (CODEBOOK_LR_SCALE). Their usage per scale / depth is a
+EMA 0.99, with the codebook at 10 x the lr of the rest (CODEBOOK_LR_SCALE), with a cosine lr (COSINE_LR), and with
+the cosine lr and the 1x1 and 2x2 scales restarting codes at every batch (coarse_restart_steps). Their usage per scale / depth is a
 table of its own; a scale is collapsed when it uses under 10 % of the codes its positions could reach (metrics.collapsed).
 Training uses L1 + the quantizer's loss (no GAN), so the rows differ only in the quantizer. Writes
 benchmarks/results/quantizers.{json,md}.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import os
 import statistics
 import sys
@@ -51,6 +53,10 @@ VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's published schedule; its 
 ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
 NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
 CODEBOOK_LR_SCALE = {"f_multiscale_var_codebook_lr_10": 10.0}  # the codebook's lr / --lr (train_tokenizer's codebook_lr_scale)
+# Rows whose lr follows a cosine from --lr to a tenth of it over the steps (train_tokenizer's schedule, no warm-up);
+# the others keep --lr constant.
+COSINE_LR = ("f_multiscale_var_cosine_lr", "f_multiscale_var_coarse_restart")
+MIN_LR_RATIO = 0.1
 
 
 def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
@@ -65,6 +71,10 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
                                                           ema_decay=0.8),
         "f_multiscale_var_codebook_lr_10": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),  # CODEBOOK_LR_SCALE
         "f_multiscale_var_ema": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, use_ema=True),  # L2, EMA 0.99
+        "f_multiscale_var_cosine_lr": QuantizerConfig(**multiscale, **ANTI_COLLAPSE),  # COSINE_LR
+        # the 1x1 and 2x2 scales restart half of min(K, their lookups) at every batch, with the cosine lr
+        "f_multiscale_var_coarse_restart": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, coarse_restart_steps=2,
+                                                           coarse_restart_share=0.5),
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
@@ -140,6 +150,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     model = build(kind, args)
     preprocessing = model.config.preprocessing
     optimizer = torch.optim.Adam(parameter_groups(model, args.lr, CODEBOOK_LR_SCALE.get(kind, 1.0)), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(kind, step, args.steps))
     rng = np.random.default_rng(args.seed)
     to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
     if uses_kmeans(kind):  # our training recipe's k-means init from the first batches
@@ -155,6 +166,7 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         times.append(time.perf_counter() - start)
         if (step + 1) % args.print_every == 0:
             coarsest = "" if out.quantizer.step_usage is None else f", first step {float(out.quantizer.step_usage[0]) * k:.0f} codes"
@@ -185,6 +197,13 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         "final_train_loss": float(loss.detach()),
         **per_step,
     }
+
+
+def lr_factor(kind: str, step: int, steps: int) -> float:
+    """The share of --lr at a step: 1 throughout, or (COSINE_LR rows) a cosine from 1 down to MIN_LR_RATIO."""
+    if kind not in COSINE_LR:
+        return 1.0
+    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, steps - 1))))
 
 
 def held_out_step_usage(model: VQModel, ids: torch.Tensor) -> list[dict]:

@@ -75,7 +75,7 @@ def write_checkpoint(directory: Path, config: ImageTokenizerConfig, model: VQMod
 
 # Config keys added after fingerprints were first recorded, left out while unset (and `layout`, derived from the
 # quantizer), so a tokenizer that does not use them keeps the fingerprint its pre-tokenized outputs recorded.
-UNFINGERPRINTED_WHEN_UNSET = ("scales", "depth", "phi_ratio", "phi_convs")
+UNFINGERPRINTED_WHEN_UNSET = ("scales", "depth", "phi_ratio", "phi_convs", "coarse_restart_steps", "coarse_restart_share")
 
 
 def tokenizer_fingerprint(tokenizer: ImageTokenizer) -> str:

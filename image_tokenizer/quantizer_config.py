@@ -16,6 +16,8 @@ LEARNED_KINDS = ("vq", "multiscale", "residual")  # kinds with a learned codeboo
 DISTANCES = ("cosine", "l2", "dot")
 STACKED_DISTANCES = {"multiscale": ("l2", "cosine"), "residual": ("l2",)}  # VAR's two lookups; RQ-VAE's one
 FIELD_KINDS = {"scales": "multiscale", "phi_ratio": "multiscale", "phi_convs": "multiscale", "depth": "residual"}
+STACKED_KINDS = ("multiscale", "residual")  # several lookups per image in one learned codebook
+COARSE_RESTART_SHARE = 0.5  # coarse_restart_share when coarse_restart_steps is set and the share is not
 VAR_PHI_RATIO, VAR_PHI_CONVS = 0.5, 4  # VAR's quant_resi and share_quant_resi
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
@@ -55,6 +57,8 @@ class QuantizerConfig:
     depth: int | None = None  # residual: codes per position (RQ-VAE: 4), each quantizing what the earlier ones left
     phi_ratio: float | None = None  # multiscale: rho in phi(h) = (1 - rho) h + rho conv3x3(h) (VAR's quant_resi; default 0.5, 0 = no convs)
     phi_convs: int | None = None  # multiscale: phi convolutions the scales share (VAR's share_quant_resi; default 4)
+    coarse_restart_steps: int | None = None  # multiscale/residual: the coarsest steps (scales, depths) that restart codes on their own rows at every training batch, starved or not (VAR's 1x1 and 2x2 collapse without it: 2); None = none
+    coarse_restart_share: float | None = None  # with coarse_restart_steps: the share of min(K, a step's lookups in a batch) restarted (default 0.5)
 
     def __post_init__(self) -> None:
         if self.levels is not None:
@@ -68,6 +72,8 @@ class QuantizerConfig:
         """Fill in what the kind implies: the learned kinds' defaults and distance (multiscale: VAR's phi), or fsq/lfq's
         codebook size and dimension."""
         if self.kind in LEARNED_KINDS:
+            if self.coarse_restart_steps is not None and self.coarse_restart_share is None:
+                self.coarse_restart_share = COARSE_RESTART_SHARE
             if self.kind == "multiscale":
                 self.phi_ratio = VAR_PHI_RATIO if self.phi_ratio is None else self.phi_ratio
                 self.phi_convs = (VAR_PHI_CONVS if self.phi_ratio else 0) if self.phi_convs is None else self.phi_convs
@@ -117,6 +123,7 @@ class QuantizerConfig:
             self._validate_fsq()
         else:
             self._validate_lfq()
+        self._validate_coarse_restart()
         for name in ("codebook_size", "codebook_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -169,6 +176,23 @@ class QuantizerConfig:
         if not _is_int(self.phi_convs) or not 0 <= self.phi_convs <= MAX_SCALES or (self.phi_convs == 0) != (self.phi_ratio == 0):
             raise ConfigError(f"quantizer.phi_convs must be an integer from 1 to {MAX_SCALES} (0 exactly when phi_ratio is 0: "
                               f"phi is then the identity), got {shorten(self.phi_convs)} with phi_ratio {self.phi_ratio}")
+
+    def _validate_coarse_restart(self) -> None:
+        """coarse_restart_steps/share: stacked kinds only, at most the kind's steps, a share in (0, 1]."""
+        steps, share = self.coarse_restart_steps, self.coarse_restart_share
+        if steps is None and share is None:
+            return
+        if self.kind not in STACKED_KINDS:
+            raise ConfigError(f"quantizer.coarse_restart_steps and coarse_restart_share apply to kinds {STACKED_KINDS}, "
+                              f"not {shorten(self.kind)}; remove them or set quantizer.kind")
+        if steps is None:
+            raise ConfigError("quantizer.coarse_restart_share is set without coarse_restart_steps; give both or neither")
+        total = self.depth if self.kind == "residual" else len(self.scales)
+        if not (_is_int(steps) and 1 <= steps <= total):
+            raise ConfigError(f"quantizer.coarse_restart_steps must be an integer from 1 to the {self.kind} quantizer's "
+                              f"{total} steps, got {shorten(steps)}")
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 < share <= 1:
+            raise ConfigError(f"quantizer.coarse_restart_share must be a number in (0, 1], got {shorten(share)}")
 
     def _validate_implicit(self, definition: str) -> None:
         """What fsq and lfq share: no vq-only options, and codebook_size/dim (when given) equal to the implied ones."""

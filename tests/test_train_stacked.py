@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from image_tokenizer import ImageTokenizer, QuantizerConfig
+from image_tokenizer import ConfigError, ImageTokenizer, QuantizerConfig
 from image_tokenizer.metrics import collapsed, step_usage
 from image_tokenizer.modeling import VectorQuantizer, build_quantizer
 from tests.helpers import tiny_config
@@ -257,6 +257,68 @@ def test_a_starved_scale_gets_the_least_used_codes_on_its_own_rows():
         means = z.mean(dim=(2, 3))
         matches = [torch.isclose(code[None], means, atol=1e-6).all(dim=1) for code in quantizer.codebook.detach()[changed]]
         assert len({int(m.nonzero()[0]) for m in matches if m.any()}) == fed_1x1
+
+
+def test_coarse_steps_restart_their_share_at_every_batch_starved_or_not():
+    """With coarse_restart_steps 1, the 1x1 scale restarts ceil(share x min(K, lookups)) of the least-used codes on
+    its own rows at every batch, even when it already chose as many distinct codes as STARVED_SHARE asks (so the
+    starved-step rule alone feeds nothing, as the run without it shows); the 8x8 scale, not coarse, is fed by that
+    rule only. The restarted codes get the restart grace, so dead-code restart leaves them be at the next batch."""
+    from math import ceil
+
+    for coarse in (None, 1):
+        torch.manual_seed(0)
+        config = QuantizerConfig(kind="multiscale", scales=(1, 8), codebook_size=100, codebook_dim=4, phi_ratio=0.0,
+                                 dead_code_threshold=0.01, coarse_restart_steps=coarse,
+                                 coarse_restart_share=coarse and 0.25)
+        quantizer = build_quantizer(4, config)
+        z = torch.randn(32, 4, 8, 8) + 5 * torch.randn(32, 4, 1, 1)  # image means far apart
+        quantizer.set_codebook(torch.cat([z.mean(dim=(2, 3)), torch.randn(68, 4)]))  # a code on each image's mean
+        quantizer.usage_count.fill_(1.0)  # none dead
+        ids = quantizer.step_ids(quantizer.encode_ids(z))
+        assert len(ids[0].unique()) >= ceil(0.25 * 32) and len(ids[1].unique()) >= ceil(0.25 * 100)  # not starved
+        codes = quantizer.codebook.detach().clone()
+        quantizer.train()(z)
+        changed = (quantizer.codebook.detach() != codes).any(dim=1)
+        if coarse is None:
+            assert not changed.any()
+            continue
+        assert int(changed.sum()) == ceil(0.25 * min(100, 32))
+        means = z.mean(dim=(2, 3))
+        for code in quantizer.codebook.detach()[changed]:
+            assert torch.isclose(code[None], means, atol=1e-6).all(dim=1).any()  # each on one image's 1x1 row
+        assert bool((quantizer.usage_count[changed] == quantizer.restart_grace).all())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"kind": "vq", "coarse_restart_steps": 1}, "apply to kinds ('multiscale', 'residual'), not 'vq'"),
+        ({"kind": "multiscale", "scales": [1, 8], "coarse_restart_steps": 3}, "from 1 to the multiscale quantizer's 2 steps"),
+        ({"kind": "residual", "depth": 2, "coarse_restart_steps": 0}, "from 1 to the residual quantizer's 2 steps"),
+        ({"kind": "residual", "depth": 2, "coarse_restart_steps": 1, "coarse_restart_share": 1.5}, "in (0, 1]"),
+        ({"kind": "residual", "depth": 2, "coarse_restart_share": 0.5}, "without coarse_restart_steps"),
+    ],
+)
+def test_coarse_restart_config_rules(options, message):
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(codebook_size=16, **options)
+    assert message in str(caught.value)
+
+
+def test_coarse_restart_defaults_and_leaves_fingerprints_alone():
+    """The share defaults to a half once the steps are set; unset, neither field enters the fingerprint, so every
+    tokenizer saved before they existed keeps its fingerprint (test_tokenizer pins shapes-64's)."""
+    from image_tokenizer import ImageTokenizer
+    from image_tokenizer.checkpoint import UNFINGERPRINTED_WHEN_UNSET, tokenizer_fingerprint
+
+    assert QuantizerConfig(kind="residual", depth=2, coarse_restart_steps=1).coarse_restart_share == 0.5
+    assert {"coarse_restart_steps", "coarse_restart_share"} <= set(UNFINGERPRINTED_WHEN_UNSET)
+    torch.manual_seed(0)
+    plain = ImageTokenizer(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8))
+    torch.manual_seed(0)
+    coarse = ImageTokenizer(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8, coarse_restart_steps=2))
+    assert tokenizer_fingerprint(plain) != tokenizer_fingerprint(coarse)  # set: part of what the tokenizer is
 
 
 def test_the_codebook_can_take_a_larger_learning_rate_than_the_rest():

@@ -165,14 +165,21 @@ class StackedQuantizer(VectorQuantizer):
     def _feed_starved_steps(self, steps: Steps) -> None:
         """Per-step restart: a step whose lookups in this batch (summed over processes) chose fewer distinct codes
         than STARVED_SHARE of those they could reach, min(K, lookups), takes the least-used codes for its own rows.
-        Dead-code restart alone cannot do it: one code taking every image's 1x1 lookup is never dead."""
+        Dead-code restart alone cannot do it: one code taking every image's 1x1 lookup is never dead. The first
+        `coarse_restart_steps` steps restart coarse_restart_share of theirs at every batch: the images' mean features
+        drift together faster than they differ, so only codes placed on the newest rows stay near them."""
         k, grace = self.codebook_size, self.restart_grace
+        coarse = self.config.coarse_restart_steps or 0
         fed = torch.zeros(k, dtype=torch.bool, device=self.usage_count.device)  # not taken twice in one batch
-        for rows, ids in zip(steps.rows, steps.ids):
+        for step, (rows, ids) in enumerate(zip(steps.rows, steps.ids)):
             n = rows.shape[0]
-            want = math.ceil(STARVED_SHARE * min(k, n))
-            used = (sum_over_processes(self.batch_counts(ids)) > 0).sum()
-            take = torch.arange(want, device=rows.device) < (want - used)  # as many codes as are missing
+            if step < coarse:  # a coarse step restarts its share every batch, starved or not
+                want = math.ceil(self.config.coarse_restart_share * min(k, n))
+                take = torch.ones(want, dtype=torch.bool, device=rows.device)
+            else:
+                want = math.ceil(STARVED_SHARE * min(k, n))
+                used = (sum_over_processes(self.batch_counts(ids)) > 0).sum()
+                take = torch.arange(want, device=rows.device) < (want - used)  # as many codes as are missing
             codes = torch.argsort(self.usage_count.masked_fill(fed, float("inf")))[:want]  # the least used
             picked = rows[torch.randperm(n, device=rows.device)[:want] if n >= want else torch.randint(0, n, (want,), device=rows.device)]
             replacement = broadcast_from_rank0(picked.float().contiguous())
