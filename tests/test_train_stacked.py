@@ -137,7 +137,8 @@ def image_folder(path, count: int = 24):
 
 
 @pytest.mark.parametrize("quantizer, labels, ids_shape", [
-    ({"kind": "multiscale", "scales": SCALES}, [f"scale {p}x{p}" for p in SCALES], (2, sum(p * p for p in SCALES))),
+    ({"kind": "multiscale", "scales": SCALES, "coarse_restart_steps": 2}, [f"scale {p}x{p}" for p in SCALES],
+     (2, sum(p * p for p in SCALES))),
     ({"kind": "residual", "depth": 3}, ["depth 0", "depth 1", "depth 2"], (2, 8, 8, 3)),
 ])
 def test_stacked_tokenizers_train_save_load_encode_and_decode(tmp_path, quantizer, labels, ids_shape):
