@@ -130,6 +130,7 @@ def main() -> None:
                         help="DataLoader decoding workers (pretokenize's default: up to 8 on a GPU, none on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; medians are reported")
     parser.add_argument("--ceiling-images", type=int, default=256, help="images timed for the model-alone ceiling")
+    parser.add_argument("--matmul-side", type=int, default=2048, help="side of the fp32 matrix product timed for the peak (smaller for a toy run)")
     parser.add_argument("--naive-num", type=int, default=None, help="time the naive loop on this many files (default: all)")
     parser.add_argument("--profile", action="store_true", help="add a cProfile of one run of ours")
     parser.add_argument("--name", help="results file name (default pretokenize_<device>)")
@@ -179,7 +180,7 @@ def main() -> None:
     ceiling_images = max(args.ceiling_images, micro)
     ceiling = {str(batch): model_ceiling(tokenizer, batch, images=ceiling_images) for batch in (1, micro)}
     flops = flops_per_image(tokenizer)
-    peak = matmul_peak_flops(args.device)
+    peak = matmul_peak_flops(args.device, args.matmul_side)
     ceiling_nchw = {str(batch): model_ceiling(tokenizer, batch, images=ceiling_images, channels_last=False)
                     for batch in (1, micro)}
 
@@ -199,6 +200,7 @@ def main() -> None:
         "model_only_images_per_s_by_batch_nchw": ceiling_nchw,
         "encode_flops_per_image": flops,
         "matmul_peak_flops": peak,
+        "matmul_side": args.matmul_side,
         "settings": vars(args),
         "ours_profile": profile_rows,
     }
@@ -234,7 +236,8 @@ def main() -> None:
         ),
         "",
         f"Arithmetic: encoding one image costs {flops / 1e6:.0f} MFLOP (torch's FlopCounterMode). The naive loop runs at "
-        f"{gflops['naive']:.0f} GFLOP/s, ours at {gflops['ours']:.0f}; a large fp32 matrix product on all threads reaches "
+        f"{gflops['naive']:.0f} GFLOP/s, ours at {gflops['ours']:.0f}; a {args.matmul_side}x{args.matmul_side} fp32 matrix "
+        "product on all threads reaches "
         f"{peak / 1e9:.0f} GFLOP/s here. A 5x ratio needs {5 * gflops['naive']:.0f} GFLOP/s, "
         f"{5 * gflops['naive'] * 1e9 / peak:.0%} of that matmul peak, from 3x3 convolutions of "
         f"{tokenizer.config.ch} to {tokenizer.config.ch * max(tokenizer.config.ch_mult)} channels.",

@@ -2,7 +2,7 @@
 and peak memory, and the memory of the quantizer's lookup at batch 64.
 
     python benchmarks/published_size.py [--shape llamagen-vq16|open-magvit2-256-l|cosmos-di16x16] [--device cpu|cuda]
-        [--encode-batch 64] [--decode-batch 16] [--save DIR]
+        [--encode-batch 64] [--decode-batch 16] [--save DIR] [--ch 32 --resolution 64 (a toy-size run)]
 
 Shapes: LlamaGen's VQ-16 (K = 16,384 nearest-code lookup; the default) and Open-MAGVIT2-256-L (ch 128,
 ch_mult 1,1,2,2,4, 4 ResNet blocks per level, LFQ with 18 bits: K = 262,144). Random weights (speed and memory
@@ -58,24 +58,26 @@ COSMOS_DI16 = {"architecture": "cosmos", "resolution": 256, "ch": 128, "ch_mult"
                "quantizer": {"kind": "fsq", "levels": (8, 8, 8, 5, 5, 5)}}
 
 
-def write_cosmos_tokenizer(path: Path, ch: int = COSMOS_DI16["ch"]) -> int:
-    """A Cosmos-DI16x16-shaped tokenizer with random weights, saved as ours; `ch` narrows it (a toy-size run)."""
+def write_cosmos_tokenizer(path: Path, ch: int = COSMOS_DI16["ch"], resolution: int = 256) -> int:
+    """A Cosmos-DI16x16-shaped tokenizer with random weights, saved as ours; `ch` and `resolution` shrink it (a
+    toy-size run)."""
     from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
 
     torch.manual_seed(0)
-    tok = ImageTokenizer(ImageTokenizerConfig(**{**COSMOS_DI16, "ch": ch}))
+    tok = ImageTokenizer(ImageTokenizerConfig(**{**COSMOS_DI16, "ch": ch, "resolution": resolution}))
     tok.save_pretrained(path)
     return sum(p.numel() for p in tok.model.parameters())
 
 
-def write_llamagen_checkpoint(path: Path, ch: int = VQ16["ch"]) -> int:
+def write_llamagen_checkpoint(path: Path, ch: int = VQ16["ch"], resolution: int = 256) -> int:
     """Our VQ-16-sized model with random weights, saved as LlamaGen saves it (`model` key, conv_blocks names);
-    `ch` narrows it (a toy-size run of the same code path)."""
+    `ch` and `resolution` shrink it (a toy-size run of the same code path)."""
     from image_tokenizer import ImageTokenizerConfig
     from image_tokenizer.modeling import VQModel
 
     torch.manual_seed(0)
-    model = VQModel(ImageTokenizerConfig(**{**VQ16, "ch": ch}))
+    sized = {"ch": ch, "resolution": resolution, "attn_resolutions": (resolution // 16,)}  # attention at the lowest level
+    model = VQModel(ImageTokenizerConfig(**{**VQ16, **sized}))
     levels, mid = len(VQ16["ch_mult"]), {"block_1": "0", "attn_1": "1", "block_2": "2"}
     state = {}
     for key, tensor in model.state_dict().items():
@@ -96,14 +98,15 @@ def write_llamagen_checkpoint(path: Path, ch: int = VQ16["ch"]) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def write_open_magvit2_checkpoint(path: Path, ch: int = MAGVIT2_256_L["ch"]) -> int:
+def write_open_magvit2_checkpoint(path: Path, ch: int = MAGVIT2_256_L["ch"], resolution: int = 256) -> int:
     """An Open-MAGVIT2-256-L-shaped model with random weights, saved as Open-MAGVIT2 saves it: a Lightning `.ckpt`
-    (our magvit2 modules use the published key names) beside its yaml; `ch` narrows it for a toy-size run."""
+    (our magvit2 modules use the published key names) beside its yaml; `ch` and `resolution` shrink it for a
+    toy-size run."""
     from image_tokenizer import ImageTokenizerConfig
     from image_tokenizer.modeling import VQModel
 
     torch.manual_seed(0)
-    model = VQModel(ImageTokenizerConfig(**{**MAGVIT2_256_L, "ch": ch}))
+    model = VQModel(ImageTokenizerConfig(**{**MAGVIT2_256_L, "ch": ch, "resolution": resolution}))
     state = {k: v for k, v in model.state_dict().items() if k.startswith(("encoder.", "decoder."))}
     torch.save({"state_dict": state, "pytorch-lightning_version": "2.2.0"}, path)
     path.with_suffix(".yaml").write_text(MAGVIT2_YAML.format(ch=ch))
@@ -121,14 +124,14 @@ SHAPES = {
 }
 
 
-def load_tokenizer(checkpoint: str, shape: str):
+def load_tokenizer(checkpoint: str, shape: str, resolution: int = 256):
     """The measured tokenizer: converted from the publisher's layout, or loaded as saved (Cosmos)."""
     import image_tokenizer
 
     format_name = SHAPES[shape][1]
     if format_name is None:
         return image_tokenizer.ImageTokenizer.from_pretrained(checkpoint)
-    return image_tokenizer.convert(checkpoint, format=format_name, resolution=256)
+    return image_tokenizer.convert(checkpoint, format=format_name, resolution=resolution)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -137,26 +140,27 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def measure(task: str, checkpoint: str, shape: str, device: str, batch: int, repeats: int) -> dict:
+def measure(task: str, checkpoint: str, shape: str, device: str, batch: int, repeats: int, resolution: int = 256) -> dict:
     """One step in this (fresh) process: images/s over `repeats` timed calls after a warm-up, and peak memory."""
     import numpy as np
 
     load = os.getloadavg()[0]
-    tok = load_tokenizer(checkpoint, shape).to(device)
+    tok = load_tokenizer(checkpoint, shape, resolution).to(device)
     base = peak_memory_mb(device)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
-    ids = torch.from_numpy(rng.integers(0, tok.config.quantizer.codebook_size, (batch, 16, 16)))
+    images = rng.integers(0, 256, (batch, resolution, resolution, 3), dtype=np.uint8)
+    side = resolution // 16  # every shape here downsamples 16 times: 16x16 tokens at 256x256
+    ids = torch.from_numpy(rng.integers(0, tok.config.quantizer.codebook_size, (batch, side, side)))
     if task == "encode":
         step = lambda: tok.encode(images)
     elif task == "decode":
         step = lambda: tok.decode(ids, output_type="pt")
     elif tok.config.quantizer.kind == "vq":  # the nearest-code lookup alone: batch x 256 latents against K codes
-        z = torch.randn(batch * 256, tok.config.quantizer.codebook_dim, device=device)
+        z = torch.randn(batch * side * side, tok.config.quantizer.codebook_dim, device=device)
         codes = tok.model.quantizer.effective_codebook()
         step = lambda: tok.model.quantizer.nearest_codes(z, codes)
     else:  # an implicit codebook's lookup alone, on the quantizer's [B, C, 16, 16] input
-        z = torch.randn(batch, tok.model.quantizer.dim, 16, 16, device=device)
+        z = torch.randn(batch, tok.model.quantizer.dim, side, side, device=device)
         step = lambda: tok.model.quantizer.encode_ids(z)
     step()
     times = []
@@ -177,7 +181,8 @@ def measure(task: str, checkpoint: str, shape: str, device: str, batch: int, rep
 def run_child(task: str, checkpoint: Path, args: argparse.Namespace, batch: int) -> dict:
     command = [sys.executable, __file__, "--child", task, "--checkpoint", str(checkpoint), "--shape", args.shape,
                "--device", args.device,
-               "--repeats", str(args.repeats), "--encode-batch", str(batch), "--threads", str(args.threads)]
+               "--repeats", str(args.repeats), "--encode-batch", str(batch), "--threads", str(args.threads),
+               "--resolution", str(args.resolution)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -191,6 +196,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--ch", type=int, default=128, help="base width (default the published 128; a multiple of 32, smaller for a toy run)")
+    parser.add_argument("--resolution", type=int, default=256, help="image side (default the published 256; a multiple of 16, smaller for a toy run)")
     parser.add_argument("--save", help="also save the converted tokenizer in this folder")
     parser.add_argument("--name", help="results file name (default published_size_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
@@ -200,35 +206,37 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(measure(args.child, args.checkpoint, args.shape, args.device, args.encode_batch, args.repeats)))
+        print(json.dumps(measure(args.child, args.checkpoint, args.shape, args.device, args.encode_batch, args.repeats,
+                                 args.resolution)))
         return
 
     config, format_name, write_checkpoint, file_name, title, quantizer = SHAPES[args.shape]
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / file_name
-        parameters = write_checkpoint(checkpoint, args.ch)
+        parameters = write_checkpoint(checkpoint, args.ch, args.resolution)
         rows = [run_child("encode", checkpoint, args, args.encode_batch),
                 run_child("decode", checkpoint, args, args.decode_batch),
                 run_child("lookup", checkpoint, args, args.encode_batch)]
         if args.save:
-            load_tokenizer(str(checkpoint), args.shape).save_pretrained(args.save)
-    machine = machine_info()
+            load_tokenizer(str(checkpoint), args.shape, args.resolution).save_pretrained(args.save)
+    machine, side = machine_info(), args.resolution // 16
     results = {"command": " ".join(["python", "benchmarks/published_size.py", *sys.argv[1:]]), "machine": machine,
-               "device": args.device, "shape": args.shape, "config": {**config, "ch": args.ch},
+               "device": args.device, "shape": args.shape,
+               "config": {**config, "ch": args.ch, "resolution": args.resolution},
                "parameters": parameters, "rows": rows}
     lines = [
-        f"# {title} at 256x256 ({args.device})", "",
+        f"# {title} at {args.resolution}x{args.resolution} ({args.device})", "",
         f"Command: `{results['command']}`", machine_line(machine), "",
         (("Random weights in the publisher's layout, converted with `image_tokenizer.convert(..., "
           f"format='{format_name}')`" if format_name else "Random weights in the module `convert --format cosmos` "
-          "builds, saved as ours") + f": {parameters:,} parameters, {quantizer}, 16x16 tokens per image. Each row ran "
+          "builds, saved as ours") + f": {parameters:,} parameters, {quantizer}, {side}x{side} tokens per image. Each row ran "
          "in a fresh process; peak memory is that process's peak (model included), best of the timed calls; the "
          "load average (1 minute) before and after each step shows whether the CPU was shared."), "",
         "| step | batch | images/s | peak memory (MB) | memory before the step (MB) | load average |",
         "|---|---|---|---|---|---|",
     ]
     names = {"encode": "`tok.encode(uint8 numpy batch)`", "decode": "`tok.decode(ids)`",
-             "lookup": f"the quantizer's lookup alone (batch x 256 latents, {quantizer})"}
+             "lookup": f"the quantizer's lookup alone (batch x {side * side} latents, {quantizer})"}
     for row in rows:
         load = " / ".join(f"{x:.1f}" for x in row.get("load_average_1min", []))
         lines.append(f"| {names[row['task']]} | {row['batch']} | {row['images_per_s']:.2f} | "

@@ -58,7 +58,8 @@ def seconds_per_step(system: str, steps: int = 60, batch_size: int | None = None
     data["batch_size"] = batch_size or data["batch_size"]
     log_every = max(1, steps // 6)
     with tempfile.TemporaryDirectory() as tmp:
-        common = {"output_dir": tmp, "steps": steps, "num_train_images": 512, "eval_images": 0,
+        images = min(512, steps * data["batch_size"])  # 512 at most: a short timed run (60 steps) cycles through them
+        common = {"output_dir": tmp, "steps": steps, "num_train_images": images, "eval_images": 0,
                   "log_every": log_every, "progress": False}
         if system in ("ae", "vae"):
             train_baseline(BaselineConfig(**{**data, **common}))

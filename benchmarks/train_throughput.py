@@ -36,8 +36,11 @@ VARIANTS = {
 }
 
 
-def run(variant: str, steps: int, on_gpu: bool, folder: Path, num_images: int = 4096, batch_size: int | None = None) -> dict:
+def run(variant: str, steps: int, on_gpu: bool, folder: Path, num_images: int = 4096, batch_size: int | None = None,
+        model_ch: int | None = None) -> dict:
     recipe = json.loads((ROOT / "training" / "configs" / "shapes64.json").read_text())
+    if model_ch:  # a toy run: the recipe's model narrowed (GroupNorm in groups of 8 fits any width from 8)
+        recipe["model"].update(ch=model_ch, norm_groups=8)
     recipe["loss"].update(disc_start=0, gan_start=0)  # the GAN is on: the expensive part of the recipe
     recipe.update(
         output_dir=str(folder / variant), steps=steps, log_every=max(1, steps // 5), image_every=0, checkpoint_every=0,
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--variants", default=None, help="comma-separated: baseline, recipe, fast, compiled")
     parser.add_argument("--num-images", type=int, default=4096, help="training images made for the runs")
     parser.add_argument("--batch-size", type=int, help="one batch size for every variant (a toy run)")
+    parser.add_argument("--model-ch", type=int, help="the model's base width instead of the recipe's 64 (a toy run)")
     parser.add_argument("--name", help="results file name (default train_throughput_<device>)")
     parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
@@ -66,12 +70,14 @@ def main() -> None:
     steps = args.steps or (200 if on_gpu else 10)
     variants = (args.variants or ("baseline,recipe,fast,compiled" if on_gpu else "baseline,recipe")).split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        measured = {variant: run(variant, steps, on_gpu, Path(tmp), args.num_images, args.batch_size) for variant in variants}
+        measured = {variant: run(variant, steps, on_gpu, Path(tmp), args.num_images, args.batch_size, args.model_ch)
+                    for variant in variants}
     device = "cuda" if on_gpu else "cpu"
     results = {
         "command": " ".join(["python", "benchmarks/train_throughput.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "steps": steps,
+        "model_ch": args.model_ch,
         "variants": measured,
     }
     lines = [
@@ -86,7 +92,8 @@ def main() -> None:
         *[f"| {name} | {m['batch_size']} | {m['mixed_precision']} | {m['settings'] or 'as in the recipe'} | {m['images_per_s']:,.1f} |"
           for name, m in measured.items()],
         "",
-        f"{steps} steps per variant; the first of five logging intervals (warm-up, compilation) is left out.",
+        f"{steps} steps per variant; the first of five logging intervals (warm-up, compilation) is left out."
+        + (f" The model narrowed to ch {args.model_ch} (a toy run)." if args.model_ch else ""),
     ]
     write_results(args.output_dir, args.name or f"train_throughput_{device}", results, lines)
 

@@ -16,6 +16,8 @@ import json, sys
 import numpy as np, torch
 import image_tokenizer  # registers the Auto classes when transformers is imported
 assert "transformers" not in sys.modules  # not imported by ours: every CLI call would pay for it
+import image_tokenizer.converters.taming as taming  # a converter module imported: `convert` is still the function
+convert = [callable(image_tokenizer.convert), taming.NAME]
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 folder = sys.argv[1]
 config = AutoConfig.from_pretrained(folder)
@@ -25,11 +27,13 @@ image = np.zeros((16, 16, 3), np.uint8)
 out = model(torch.zeros(1, 3, 16, 16))
 print(json.dumps({"config": type(config).__name__, "model_type": config.model_type, "model": type(model).__name__,
                   "tokenizer": type(tokenizer).__name__, "ids": tokenizer.encode(image).tolist(),
-                  "model_ids": out.ids[0].tolist(), "input_ids": len(tokenizer(image)["input_ids"][0])}))
+                  "model_ids": out.ids[0].tolist(), "input_ids": len(tokenizer(image)["input_ids"][0]), "convert": convert}))
 """
 
 
 def test_auto_classes_load_our_folder_in_a_fresh_interpreter(tmp_path):
+    """One fresh interpreter (they cost a CPU second each): the Auto classes, and `image_tokenizer.convert` still
+    the function after a converter module is imported."""
     torch.manual_seed(0)
     tok = ImageTokenizer(tiny_config())
     tok.save_pretrained(tmp_path / "tok")
@@ -41,6 +45,7 @@ def test_auto_classes_load_our_folder_in_a_fresh_interpreter(tmp_path):
     expected = tok.encode(torch.zeros(3, 16, 16, dtype=torch.uint8)).tolist()
     assert result["ids"] == expected and result["input_ids"] == 8 * 8 + 2
     assert result["model_ids"] == tok.model.encode_ids(torch.zeros(1, 3, 16, 16))[0].tolist()
+    assert result["convert"] == [True, "taming"]
 
 
 def test_a_function_runs_when_its_module_is_imported_before_or_after(tmp_path, monkeypatch):

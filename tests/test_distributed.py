@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -10,10 +9,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 
-def test_two_processes_stay_in_sync(tmp_path):
+def test_two_processes_stay_in_sync(tmp_path, preloaded_python):
     worker = Path(__file__).with_name("distributed_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(worker), str(tmp_path)]  # a fresh interpreter, so forking is safe
+    # Not this test process (its threads make forking unsafe): a fresh script, run by the preloaded python
+    command = [preloaded_python, str(worker), str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=worker.parents[1], check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     with safe_open(str(tmp_path / "rank0.safetensors"), "pt") as handle:

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_ctrl_c_during_a_two_process_map_is_one_line_and_130(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "model")
     out = tmp_path / "tokens"
-    argv = [sys.executable, "-m", "image_tokenizer.cli", "pretokenize", "--data", "shapes", "--num", "3000",
+    # 1,500 rows at batch 1 keep the map busy for seconds (about 130 rows/s on 2 shared cores), so Ctrl-C lands in it
+    argv = [sys.executable, "-m", "image_tokenizer.cli", "pretokenize", "--data", "shapes", "--num", "1500",
             "--num-proc", "2", "--batch-size", "1", "--model", str(tmp_path / "model"), "--output", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     # A new session stands in for the terminal's process group: Ctrl-C signals every process in it.

@@ -40,6 +40,13 @@ def test_parallel_generation_matches_serial():
     np.testing.assert_array_equal(serial_masks, parallel_masks)
 
 
+def _colours(image: np.ndarray) -> set[tuple[int, int, int]]:
+    """The distinct (r, g, b) of an image, each packed into one integer for np.unique (a set of 4,096 tuples per
+    image took 0.7 CPU seconds for 300 images)."""
+    rgb = image.reshape(-1, 3).astype(np.int32)
+    return {(v >> 16, v >> 8 & 255, v & 255) for v in np.unique(rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2]).tolist()}
+
+
 def test_images_follow_the_spec():
     samples = list(generate(300, seed=TRAIN_SEED))
     counts = {s.num_shapes for s in samples}
@@ -49,7 +56,7 @@ def test_images_follow_the_spec():
     for s in samples:
         assert s.image.shape == (64, 64, 3) and s.image.dtype == np.uint8
         palette = {tuple(shape.color) for shape in s.shapes} | {(0, 0, 0)}  # black background, uniform colours
-        assert {tuple(p) for p in s.image.reshape(-1, 3)} <= palette
+        assert _colours(s.image) <= palette
         assert sum(s.type_counts) == s.num_shapes
         for shape in s.shapes:
             assert max(shape.color) >= 100  # never near-black, so it differs from the background

@@ -8,9 +8,10 @@ TOKENS=$1
 NUM_TRAIN=$2
 PY=${PY:-python}
 mkdir -p "$TOKENS"
+pids=()
 $PY - "$NUM_TRAIN" "${NUM_HELDOUT:-1000}" <<'EOF' > "$TOKENS/../parts.txt"
 import sys
-from training.train_prior import CACHE_PART_IMAGES
+from training.prior_data import CACHE_PART_IMAGES
 n = int(sys.argv[1])
 for start in range(0, n, CACHE_PART_IMAGES):
     print("train", 0, start, min(CACHE_PART_IMAGES, n - start), 1)
@@ -22,10 +23,11 @@ import sys
 from pathlib import Path
 import torch
 from image_tokenizer import ImageTokenizer
-from training.train_prior import shapes_token_part
+from training.prior_data import shapes_token_part
 folder, seed, start, count, flip = Path(sys.argv[1]), *map(int, sys.argv[2:6])
 device = "cuda" if torch.cuda.is_available() else None
 shapes_token_part(folder, ImageTokenizer.from_pretrained("shapes-64"), seed, start, count, bool(flip), None, device)
 EOF
+  pids+=($!)
 done < "$TOKENS/../parts.txt"
-wait
+for pid in "${pids[@]}"; do wait "$pid"; done  # a part that failed fails this script (set -e)

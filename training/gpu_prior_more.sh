@@ -27,7 +27,7 @@ log() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$RUNS/timeline.txt"; }
 left() { local s=$(( $1 - $(date +%s) + START )); echo $(( s > 10 ? s : 10 )); }  # seconds until $1 after start (at least 10)
 
 log "data: $NUM_TRAIN images in parts, plus the held-out part"
-PY=$PY bash training/gpu_prior_data.sh "$RUNS/tokens" "$NUM_TRAIN"
+PY=$PY bash training/gpu_prior_data.sh "$RUNS/tokens" "$NUM_TRAIN" || { log "data failed: see $RUNS/part-*.log"; exit 1; }
 log "data ready: $(du -sh "$RUNS/tokens" | cut -f1)"
 
 budget=$($PY -c "print(max(0.5, ($TRAIN_END_S - $(( $(date +%s) - START ))) / 60))")

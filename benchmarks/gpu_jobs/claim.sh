@@ -9,7 +9,8 @@
 source "$(dirname "$0")/common.sh"
 RUNS=$RUNS_ROOT/claim
 if smoke; then
-  STEPS=2; BATCH=4; size="--num_train_images 16 --eval_images 8"; prior_size="--max_steps 1 --num_train_images 16 --eval_images 4 --sample_images 0"
+  STEPS=2; BATCH=4; size="--num_train_images 16 --eval_images 8"; prior_size="--max_steps 1 --num_train_images 16 --eval_images 4 --sample_images 0
+              --hidden_size 32 --num_hidden_layers 1 --num_attention_heads 2"
   score="--num 8 --rows 2 --time-steps 2"
 else
   STEPS=${STEPS:-10000}; BATCH=${BATCH:-64}; size=""; prior_size=""; score="--num 1000 --time-steps 60"

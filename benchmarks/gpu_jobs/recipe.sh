@@ -9,7 +9,7 @@ source "$(dirname "$0")/common.sh"
 RUNS=$RUNS_ROOT/recipe
 if smoke; then
   size="--steps 2 --batch_size 4 --num_train_images 16 --eval_images 8 --kmeans_init false --log_every 1 --checkpoint_every 1
-        --image_every 0 --num_workers 0 --mixed_precision no"
+        --image_every 0 --num_workers 0 --mixed_precision no --model.ch 16 --model.z_channels 8 --model.norm_groups 8"
 else
   size="--checkpoint_every 500"
 fi

@@ -4,7 +4,7 @@
 # bf16 + compile (throughput.py) on the converted model.
 source "$(dirname "$0")/common.sh"
 if smoke; then
-  sizes="--ch 32 --encode-batch 1 --decode-batch 1 --repeats 1"; throughput="--batch-size 1 --repeats 1 --variants plain"
+  sizes="--ch 32 --resolution 64 --encode-batch 1 --decode-batch 1 --repeats 1"; throughput="--batch-size 1 --repeats 1 --variants plain"
 else
   sizes="--encode-batch 64 --decode-batch 16 --repeats 3"; throughput="--batch-size 256 --repeats 3 --variants plain,bf16,bf16-compiled"
 fi

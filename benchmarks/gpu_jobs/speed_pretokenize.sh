@@ -3,7 +3,7 @@
 # without, against the naive one-image loop (timed on its first 1,000 files). Target: >= 10,000 images/s.
 source "$(dirname "$0")/common.sh"
 if smoke; then
-  size="--model shapes-64-small --num 4 --naive-num 2 --repeats 1 --ceiling-images 4 --num-proc 1"
+  size="--model shapes-64-small --num 4 --naive-num 2 --repeats 1 --ceiling-images 4 --num-proc 1 --matmul-side 256"
 else
   size="--num 20000 --naive-num 1000 --repeats 2"
 fi

@@ -4,7 +4,7 @@
 # only its own figure). Target: >= 4,000 images/s.
 source "$(dirname "$0")/common.sh"
 if smoke; then
-  size="--steps 2 --num-images 8 --batch-size 2"; eager=baseline; compiled=recipe
+  size="--steps 2 --num-images 8 --batch-size 2 --model-ch 16"; eager=baseline; compiled=recipe
 else
   size="--steps 200"; eager=baseline,recipe,fast; compiled=compiled
 fi

@@ -89,26 +89,29 @@ class ShapeSample:
         }
 
 
-def _polygon_contains(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Even-odd ray casting of many points against one polygon (vertices [N, 2] as (u, v)), all edges at once."""
-    au, av = vertices[:, 0, None], vertices[:, 1, None]
-    bu, bv = np.roll(vertices[:, 0], 1)[:, None], np.roll(vertices[:, 1], 1)[:, None]
-    shape = np.broadcast_shapes(u.shape, v.shape)
-    u, v = np.broadcast_to(u, shape).reshape(1, -1), np.broadcast_to(v, shape).reshape(1, -1)
+def _polygon_contains(u: np.ndarray, v: np.ndarray, edges: np.ndarray, radius: float) -> np.ndarray:
+    """Even-odd ray casting of many points (u and v of one shape) against one polygon, all edges at once: `edges`
+    [4, N, 1] holds each edge's start and end (au, av, bu, bv) on the unit polygon, scaled here by `radius`."""
+    au, av, bu, bv = edges * radius
+    shape = u.shape
+    u, v = u.reshape(1, -1), v.reshape(1, -1)
     crosses = (av > v) != (bv > v)
     with np.errstate(divide="ignore", invalid="ignore"):
         at = (bu - au) * (v - av) / (bv - av) + au
     return (np.count_nonzero(crosses & (u < at), axis=0) % 2 == 1).reshape(shape)
 
 
-def _unit_polygon(radii: list[float], offset_degrees: float = 90.0) -> np.ndarray:
+def _unit_polygon_edges(radii: list[float], offset_degrees: float = 90.0) -> np.ndarray:
+    """The edges of a polygon of half-extent 1 (vertex i at radii[i]), as `_polygon_contains` takes them."""
     count = len(radii)
     angles = np.deg2rad(offset_degrees + 360.0 * np.arange(count) / count)
-    return np.stack([np.cos(angles) * radii, -np.sin(angles) * radii], axis=1)
+    vertices = np.stack([np.cos(angles) * radii, -np.sin(angles) * radii], axis=1)
+    ends = np.roll(vertices, 1, axis=0)  # edge i runs from vertex i - 1 to vertex i
+    return np.stack([vertices[:, 0], vertices[:, 1], ends[:, 0], ends[:, 1]])[:, :, None]
 
 
-_TRIANGLE = _unit_polygon([1.0] * 3)
-_STAR = _unit_polygon([1.0, 0.45] * 5)
+_TRIANGLE = _unit_polygon_edges([1.0] * 3)
+_STAR = _unit_polygon_edges([1.0, 0.45] * 5)
 
 
 def _shape_contains(kind: str, u: np.ndarray, v: np.ndarray, radius: float, aspect: float) -> np.ndarray:
@@ -120,9 +123,9 @@ def _shape_contains(kind: str, u: np.ndarray, v: np.ndarray, radius: float, aspe
     if kind == "oval":
         return (u / radius) ** 2 + (v / (radius * aspect)) ** 2 <= 1.0
     if kind == "triangle":
-        return _polygon_contains(u, v, _TRIANGLE * radius)
+        return _polygon_contains(u, v, _TRIANGLE, radius)
     if kind == "star":
-        return _polygon_contains(u, v, _STAR * radius)
+        return _polygon_contains(u, v, _STAR, radius)
     raise ValueError(f"unknown shape type {kind!r}")
 
 
