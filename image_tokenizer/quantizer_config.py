@@ -17,7 +17,7 @@ DISTANCES = ("cosine", "l2", "dot")
 STACKED_DISTANCES = {"multiscale": ("l2", "cosine"), "residual": ("l2",)}  # VAR's two lookups; RQ-VAE's one
 FIELD_KINDS = {"scales": "multiscale", "phi_ratio": "multiscale", "phi_convs": "multiscale", "depth": "residual"}
 STACKED_KINDS = ("multiscale", "residual")  # several lookups per image in one learned codebook
-COARSE_RESTART_SHARE = 0.5  # coarse_restart_share when coarse_restart_steps is set and the share is not
+COARSE_RESTART_SHARE = 1.0  # coarse_restart_share when coarse_restart_steps is set and the share is not
 VAR_PHI_RATIO, VAR_PHI_CONVS = 0.5, 4  # VAR's quant_resi and share_quant_resi
 BIT_ORDERS = ("lsb_first", "msb_first")
 MAX_IMPLICIT_BITS = 20  # fsq and lfq codebooks hold at most 2^20 codes
@@ -58,7 +58,7 @@ class QuantizerConfig:
     phi_ratio: float | None = None  # multiscale: rho in phi(h) = (1 - rho) h + rho conv3x3(h) (VAR's quant_resi; default 0.5, 0 = no convs)
     phi_convs: int | None = None  # multiscale: phi convolutions the scales share (VAR's share_quant_resi; default 4)
     coarse_restart_steps: int | None = None  # multiscale/residual: the coarsest steps (scales, depths) that restart codes on their own rows at every training batch, starved or not (VAR's 1x1 and 2x2 collapse without it: 2); None = none
-    coarse_restart_share: float | None = None  # with coarse_restart_steps: the share of min(K, a step's lookups in a batch) restarted (default 0.5)
+    coarse_restart_share: float | None = None  # with coarse_restart_steps: the share of min(K, a step's lookups in a batch) restarted (default 1: every row)
 
     def __post_init__(self) -> None:
         if self.levels is not None:

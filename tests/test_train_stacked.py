@@ -308,12 +308,12 @@ def test_coarse_restart_config_rules(options, message):
 
 
 def test_coarse_restart_defaults_and_leaves_fingerprints_alone():
-    """The share defaults to a half once the steps are set; unset, neither field enters the fingerprint, so every
+    """The share defaults to 1 (every row of those steps) once the steps are set; unset, neither field enters the fingerprint, so every
     tokenizer saved before they existed keeps its fingerprint (test_tokenizer pins shapes-64's)."""
     from image_tokenizer import ImageTokenizer
     from image_tokenizer.checkpoint import UNFINGERPRINTED_WHEN_UNSET, tokenizer_fingerprint
 
-    assert QuantizerConfig(kind="residual", depth=2, coarse_restart_steps=1).coarse_restart_share == 0.5
+    assert QuantizerConfig(kind="residual", depth=2, coarse_restart_steps=1).coarse_restart_share == 1.0
     assert {"coarse_restart_steps", "coarse_restart_share"} <= set(UNFINGERPRINTED_WHEN_UNSET)
     torch.manual_seed(0)
     plain = ImageTokenizer(tiny_config(kind="multiscale", scales=SCALES, codebook_dim=8))
