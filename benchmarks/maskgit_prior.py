@@ -71,7 +71,9 @@ def matched_intermediate_size(layout: TokenLayout, args: argparse.Namespace) -> 
     sizes = {"hidden_size": args.hidden_size, "num_hidden_layers": args.layers, "num_attention_heads": args.heads}
     raster = dataclasses.replace(layout, prediction="raster")
     target = count(build_prior_model(raster, PriorConfig(architecture="llama", **sizes)))
-    width = lambda m: count(build_prior_model(layout, PriorConfig(architecture="bert", intermediate_size=m, **sizes)))  # noqa: E731
+    def width(mlp: int) -> int:
+        return count(build_prior_model(layout, PriorConfig(architecture="bert", intermediate_size=mlp, **sizes)))
+
     best = min(range(args.hidden_size, 8 * args.hidden_size + 1, 8), key=lambda m: abs(width(m) - target))
     return best, width(best), target
 
@@ -156,8 +158,8 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         f"Command: `{results['command']}`  ",
         machine_line(results["machine"]) + f", {results['torch_threads']} torch thread(s) (shared with other jobs: "
         "times are wall clock on a loaded machine)  ",
-        f"Tokenizer: the bundled `{TOKENIZER}` ({results['tokenizer']}), for both priors, so the distances compare "
-        "the priors alone.  ",
+        (f"Tokenizer: the bundled `{TOKENIZER}` ({results['tokenizer']}), for both priors, so the distances compare "
+         "the priors alone.  "),
         (f"Priors: {results['prior_sizes']}; raster LlamaForCausalLM {priors['raster']['parameters']:,} parameters, "
          f"maskgit BertForMaskedLM {priors['maskgit']['parameters']:,} (MLP width {results['bert_mlp']} to match); "
          f"{results['prior_training']} each, the same batches, on {results['prior_rows']}; label dropout 0.1."),

@@ -3,6 +3,7 @@ for grid and 1d layouts, saved and loaded as a plain transformers checkpoint."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from types import SimpleNamespace
 
@@ -71,7 +72,7 @@ def test_each_step_fills_the_scheduled_count_and_never_unfills_a_kept_id(kind):
     assert ids.shape == (3, *layout.image_shape) and ids.dtype == torch.long and 0 <= ids.min() and ids.max() < 64
     seen = [step[:, layout.prefix_length :] for step in model.inputs] + [ids.reshape(3, -1)]
     assert len(model.inputs) == 4 and (seen[0] == layout.mask_token_id).all()  # one pass per step, from all masked
-    for t, (before, after) in enumerate(zip(seen, seen[1:])):
+    for t, (before, after) in enumerate(itertools.pairwise(seen)):
         masked = after == layout.mask_token_id
         assert (masked.sum(1) == maskgit.masked_counts(n, 4)[t]).all()
         kept = before != layout.mask_token_id
@@ -176,6 +177,8 @@ def test_a_maskgit_prior_only_where_it_fits():
     assert PriorTrainConfig().prior_config().architecture == "llama"
     with pytest.raises(TrainingError, match="mask_schedule must be one of"):
         PriorTrainConfig(prediction="maskgit", mask_schedule="linear").validate()
+    with pytest.raises(TrainingError, match="maskgit takes 'bert'"):
+        PriorTrainConfig(prediction="maskgit", architecture="llama").validate()
 
 
 def test_complete_and_defaults_refuse_what_maskgit_does_not_do(prior):

@@ -124,6 +124,9 @@ class PriorTrainConfig:
     def validate(self) -> None:
         if self.prediction not in ("auto", "raster", "next_scale", "maskgit"):
             raise TrainingError(f"prediction must be 'auto', 'raster', 'next_scale' or 'maskgit', got {self.prediction!r}")
+        if self.architecture != "auto" and (self.architecture == "bert") != (self.prediction == "maskgit"):
+            raise TrainingError(f"prediction {self.prediction!r} with architecture {self.architecture!r}: maskgit takes "
+                                "'bert' (bidirectional), raster and next_scale 'llama' or 'gpt2'; 'auto' picks")
         if self.mask_schedule not in MASK_SCHEDULES:
             raise TrainingError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {self.mask_schedule!r}")
         if not 0.0 <= self.p_uncond < 1.0:

@@ -25,6 +25,7 @@ import torch
 
 from .layout import TokenLayout
 from .sampling import SamplingOptions
+
 DEFAULT_STEPS = 8  # the MaskGIT paper's and TiTok L-32's
 DEFAULT_CONFIDENCE_TEMPERATURE = 4.5  # the MaskGIT paper's choice_temperature
 

@@ -15,7 +15,6 @@ import torch
 from ..errors import InvalidRequestError
 from .layout import TokenLayout
 
-
 MASK_SCHEDULES = ("cosine", "arccos")  # maskgit: how many ids stay masked after each step (prior/maskgit.py)
 GUIDANCE_SCHEDULES = ("constant", "linear")  # maskgit: guidance held, or ramped up from 1 over the steps
 
