@@ -13,7 +13,8 @@
    per batch (counted on the model), images per second (sampling, then sampling + decoding), the Fréchet
    distance in the bundled shapes classifier's features to held-out images (as benchmarks/generation_quality.py
    measures it) and the share whose classifier count equals the label asked for. MaskGIT also at other step
-   counts, with the publisher's arccos schedule and with linearly ramped guidance.
+   counts, with the publisher's arccos schedule, with linearly ramped guidance and at other confidence
+   temperatures.
 
 Writes benchmarks/results/maskgit_prior.{json,md}.
 """
@@ -58,7 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
     parser.add_argument("--guidance", type=float, default=2.0, help="the guided sets' scale")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 16], help="maskgit sampling steps: the first "
-                        "unguided, guided, ramped and with the arccos schedule; the others guided")
+                        "unguided, guided, ramped and with the arccos schedule; the others unguided")
+    parser.add_argument("--confidence-temperatures", type=float, nargs="*", default=[1.0],
+                        help="maskgit at the first step count, unguided, with these confidence temperatures too")
     parser.add_argument("--batch-size", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (on a shared machine, two threads "
                         "spinning against other jobs ran a forward pass 12x slower than one)")
@@ -120,8 +123,9 @@ def sampling_sets(args: argparse.Namespace) -> list[tuple[str, str, dict[str, An
               {"guidance": g, "steps": first, "guidance_schedule": "linear"}),
              (f"maskgit prior, {first} steps, arccos schedule, guidance {g:g}", "maskgit",
               {"guidance": g, "steps": first, "mask_schedule": "arccos"})]
-    sets += [(f"maskgit prior, {steps} steps, guidance {g:g}", "maskgit", {"guidance": g, "steps": steps})
-             for steps in args.steps[1:]]
+    sets += [(f"maskgit prior, {steps} steps", "maskgit", {"guidance": 1.0, "steps": steps}) for steps in args.steps[1:]]
+    sets += [(f"maskgit prior, {first} steps, confidence temperature {tau:g}", "maskgit",
+              {"guidance": 1.0, "steps": first, "confidence_temperature": tau}) for tau in args.confidence_temperatures]
     return sets
 
 

@@ -80,8 +80,7 @@ class PriorTrainConfig:
     prediction: str = HfArg(default="auto", help='"raster" (one id per step), "next_scale" (one scale per forward pass, '
                             'multiscale tokenizers), "maskgit" (masked-token modelling, grid and 1d tokenizers) or '
                             '"auto": next_scale for a multiscale tokenizer, else raster')
-    mask_schedule: str = HfArg(default="cosine", help='maskgit: the masked share of a row is ratio(u), u ~ U(0, 1): '
-                               '"cosine" (MaskGIT) or "arccos" (1d-tokenizer)')
+    mask_schedule: str = HfArg(default="cosine", help='maskgit: a row masks ratio(u) of its ids: "cosine" or "arccos"')
     architecture: str = HfArg(default="auto", help='"llama" or "gpt2" (causal), "bert" (maskgit), or "auto": bert for '
                               'maskgit, else llama')
     hidden_size: int = HfArg(default=256, help="the transformer's width")
@@ -114,9 +113,8 @@ class PriorTrainConfig:
 
     def prior_config(self) -> PriorConfig:
         """The prior's architecture and sizes (PriorConfig) from this config's fields, checked."""
-        architecture = self.architecture
-        if architecture == "auto":
-            architecture = "bert" if self.prediction == "maskgit" else "llama"
+        auto = "bert" if self.prediction == "maskgit" else "llama"
+        architecture = auto if self.architecture == "auto" else self.architecture
         return PriorConfig(architecture=architecture, hidden_size=self.hidden_size,
                            num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
                            intermediate_size=self.intermediate_size, dropout=self.dropout).validate()
