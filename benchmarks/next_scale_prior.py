@@ -120,10 +120,12 @@ def train_priors(args: argparse.Namespace, tokenizer_dir: Path, rows: tuple[Path
     return records
 
 
-def sample(prior: ImagePrior, labels: list[str], guidance: float, batch_size: int, seed: int, repeats: int) -> dict[str, Any]:
-    """Generate images for `labels`, counting the LM's forward passes; ids time and decode time apart, each the
-    fastest of `repeats` runs after a warm-up call (the same seed gives the same ids every run)."""
-    prior.generate(2, seed=seed, class_labels=labels[:2], guidance_scale=guidance, output_type="np")  # warm-up
+def sample(prior: ImagePrior, labels: list[str], guidance: float, batch_size: int, seed: int, repeats: int,
+           **sampling: Any) -> dict[str, Any]:
+    """Generate images for `labels` (other sampling keywords passed on), counting the LM's forward passes; ids
+    time and decode time apart, each the fastest of `repeats` runs after a warm-up call (the same seed gives the
+    same ids every run)."""
+    prior.generate(2, seed=seed, class_labels=labels[:2], guidance_scale=guidance, output_type="np", **sampling)  # warm-up
     calls: list[int] = []
     forward = prior.model.forward
     prior.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
@@ -132,7 +134,7 @@ def sample(prior: ImagePrior, labels: list[str], guidance: float, batch_size: in
         for _ in range(repeats):
             start = time.perf_counter()
             ids = prior.generate(len(labels), seed=seed, class_labels=labels, guidance_scale=guidance,
-                                 batch_size=batch_size, output_type="ids")
+                                 batch_size=batch_size, output_type="ids", **sampling)
             sampled = min(sampled, time.perf_counter() - start)
             start = time.perf_counter()
             images = prior.tokenizer.decode(ids, output_type="np")

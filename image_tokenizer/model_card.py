@@ -138,9 +138,13 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
                      "(nearest) to the next scale's side, under a block-causal attention mask")
         generates = (f"the {len(layout.scales)} scales of a multiscale tokenizer ({layout.num_image_tokens} ids), one "
                      "forward pass per scale")
+    if layout.maskgit:
+        sequence += f", any of them replaced by `<mask>` = {layout.mask_token_id}"
+        generates = (f"all {layout.num_image_tokens} ids in a few parallel steps (MaskGIT: from all `<mask>`, each step "
+                     "keeps the most confident ids and masks the rest again)")
     data = ModelCardData(
         library_name="transformers",
-        tags=["image-tokenizer", "image-generation", "autoregressive", *(["class-conditional"] if layout.conditional else [])],
+        tags=["image-tokenizer", "image-generation", "maskgit" if layout.maskgit else "autoregressive", *(["class-conditional"] if layout.conditional else [])],
         # The Hub has no class-conditional task; a conditional prior is prompted by a class name, a short text.
         pipeline_tag="text-to-image" if layout.conditional else "unconditional-image-generation",
         **{CARD_INFO_KEY: card_info},
@@ -151,6 +155,9 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
         model_name=model_name,
         repo_id=load_name or model_name,
         architecture=type(prior.model).__name__,
+        maskgit=layout.maskgit,
+        lm_kind="bidirectional masked language model" if layout.maskgit else "causal language model",
+        auto_class="AutoModelForMaskedLM" if layout.maskgit else "AutoModelForCausalLM",
         parameters=f"{sum(p.numel() for p in prior.model.parameters()):,}",
         tokenizer=layout.tokenizer,
         grid_h=grid_h,
@@ -161,7 +168,7 @@ def render_prior_card(prior: ImagePrior, model_name: str, card_info: dict[str, A
         pad=layout.pad_token_id,
         conditional=layout.conditional,
         generates=generates,
-        completes=layout.kind == "grid",
+        completes=layout.kind == "grid" and not layout.maskgit,
         first_class=layout.class_names[0] if layout.conditional else "",
         class_list=", ".join(repr(name) for name in layout.class_names),
         conditioning=conditioning,

@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from image_tokenizer.errors import ConfigError
 from image_tokenizer.prior import PriorConfig
+from image_tokenizer.prior.sampling import MASK_SCHEDULES
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.prior_collator import ROW_COLUMN, PriorCollator, epoch_callback
@@ -77,8 +78,11 @@ class PriorTrainConfig:
                                      "unconditional on other data; none: unconditional")
     p_uncond: float = HfArg(default=0.1, help="label dropout for classifier-free guidance")
     prediction: str = HfArg(default="auto", help='"raster" (one id per step), "next_scale" (one scale per forward pass, '
-                            'multiscale tokenizers) or "auto": next_scale for a multiscale tokenizer, else raster')
-    architecture: str = HfArg(default="llama", help='"llama" or "gpt2"')
+                            'multiscale tokenizers), "maskgit" (masked-token modelling, grid and 1d tokenizers) or '
+                            '"auto": next_scale for a multiscale tokenizer, else raster')
+    mask_schedule: str = HfArg(default="cosine", help='maskgit: a row masks ratio(u) of its ids: "cosine" or "arccos"')
+    architecture: str = HfArg(default="auto", help='"llama" or "gpt2" (causal), "bert" (maskgit), or "auto": bert for '
+                              'maskgit, else llama')
     hidden_size: int = HfArg(default=256, help="the transformer's width")
     num_hidden_layers: int = HfArg(default=4, help="transformer layers")
     num_attention_heads: int = HfArg(default=4, help="attention heads (hidden_size must be a multiple)")
@@ -109,13 +113,20 @@ class PriorTrainConfig:
 
     def prior_config(self) -> PriorConfig:
         """The prior's architecture and sizes (PriorConfig) from this config's fields, checked."""
-        return PriorConfig(architecture=self.architecture, hidden_size=self.hidden_size,
+        auto = "bert" if self.prediction == "maskgit" else "llama"
+        architecture = auto if self.architecture == "auto" else self.architecture
+        return PriorConfig(architecture=architecture, hidden_size=self.hidden_size,
                            num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
                            intermediate_size=self.intermediate_size, dropout=self.dropout).validate()
 
     def validate(self) -> None:
-        if self.prediction not in ("auto", "raster", "next_scale"):
-            raise TrainingError(f"prediction must be 'auto', 'raster' or 'next_scale', got {self.prediction!r}")
+        if self.prediction not in ("auto", "raster", "next_scale", "maskgit"):
+            raise TrainingError(f"prediction must be 'auto', 'raster', 'next_scale' or 'maskgit', got {self.prediction!r}")
+        if self.architecture != "auto" and (self.architecture == "bert") != (self.prediction == "maskgit"):
+            raise TrainingError(f"prediction {self.prediction!r} with architecture {self.architecture!r}: maskgit takes "
+                                "'bert' (bidirectional), raster and next_scale 'llama' or 'gpt2'; 'auto' picks")
+        if self.mask_schedule not in MASK_SCHEDULES:
+            raise TrainingError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {self.mask_schedule!r}")
         if not 0.0 <= self.p_uncond < 1.0:
             raise TrainingError(f"p_uncond must be in [0, 1), got {self.p_uncond}")
         if self.max_steps < 1 or self.batch_size < 1:
@@ -273,7 +284,8 @@ def train(config: PriorTrainConfig, resume: bool = False) -> dict[str, Any]:
         train_data, eval_data = prepare_data(config, tokenizer)
     layout, class_values = checked_layout(config, tokenizer, train_data, eval_data)
     prior = build_prior(config, layout, tokenizer)
-    collator = PriorCollator(layout, config.label_column, class_values, config.p_uncond, config.seed)
+    collator = PriorCollator(layout, config.label_column, class_values, config.p_uncond, config.seed,
+                             mask_schedule=config.mask_schedule)
     if ROW_COLUMN not in train_data.column_names:
         train_data = train_data.add_column(ROW_COLUMN, list(range(len(train_data))))
     trainer = make_trainer_class()(
@@ -356,7 +368,8 @@ def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: 
             **({"time budget": f"{config.time_budget_minutes} min (max_steps {config.max_steps})"} if config.time_budget_minutes else {}),
             "batch size": config.batch_size * trainer.args.world_size * config.gradient_accumulation_steps,
             "label dropout (CFG)": config.p_uncond if prior.layout.conditional else "n/a",
-            "prediction": prior.layout.prediction,
+            "prediction": prior.layout.prediction + (f" ({config.mask_schedule} mask schedule; bits per masked id)"
+                                                     if prior.layout.maskgit else ""),
             "parameters": params,
         },
         "prior_config": config.prior_config().to_json(),  # the architecture and sizes, as PriorConfig.from_json reads them

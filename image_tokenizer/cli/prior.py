@@ -30,8 +30,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     prior = load_prior(args.model, args.tokenizer, args.device)
     grid_size = tuple(args.grid) if args.grid else None
+    maskgit = {"steps": args.steps} if args.steps is not None else {}
     ids = prior.generate(args.num, class_labels=args.class_label, batch_size=args.batch_size, output_type="ids",
-                         grid_size=grid_size, **sampling_kwargs(args))
+                         grid_size=grid_size, **sampling_kwargs(args), **maskgit)
     images = prior.tokenizer.decode(ids)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--grid", type=positive_int, nargs=2, metavar=("H", "W"), help="token grid larger than trained: sliding window")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--columns", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, help="a maskgit prior's parallel sampling steps (default 8)")
     add_sampling_options(p)
     add_common_options(p, DEFAULT_PRIOR)
     p.set_defaults(func=cmd_generate)

@@ -1,5 +1,6 @@
 """A prior's transformer, in one dataclass: PriorConfig (architecture and sizes, JSON in and out), and
-`build_causal_lm`, which makes a fresh transformers causal LM of that config for a token layout."""
+`build_prior_model`, which makes a fresh transformers model of that config for a token layout: a causal LM
+(`build_causal_lm`) for raster and next-scale priors, a masked LM (`build_masked_lm`) for a maskgit one."""
 
 from __future__ import annotations
 
@@ -11,22 +12,23 @@ from ..config_fields import with_overrides
 from ..errors import ConfigError
 from .layout import TokenLayout
 
-ARCHITECTURES = ("llama", "gpt2")
+CAUSAL_ARCHITECTURES = ("llama", "gpt2")
+ARCHITECTURES = (*CAUSAL_ARCHITECTURES, "bert")
 
 
 @dataclass
 class PriorConfig:
     """The architecture and sizes of a prior's causal LM (the vocabulary and sequence length come from the layout)."""
 
-    architecture: str = "llama"  # "llama" or "gpt2" (transformers' LlamaConfig or GPT2Config)
+    architecture: str = "llama"  # "llama" or "gpt2" (causal), or "bert" (BertForMaskedLM, a maskgit prior's)
     hidden_size: int = 256  # the transformer's width
     num_hidden_layers: int = 4  # transformer layers
     num_attention_heads: int = 4  # attention heads (hidden_size must be a multiple)
-    intermediate_size: int | None = None  # llama: the MLP's width (None: 4 x hidden_size)
+    intermediate_size: int | None = None  # llama, bert: the MLP's width (None: 4 x hidden_size)
     num_key_value_heads: int | None = None  # llama: key/value heads (None: num_attention_heads)
     max_position_embeddings: int | None = None  # llama: positions (None: the layout's sequence length)
     tie_word_embeddings: bool = True  # llama: the output layer shares the input embeddings
-    dropout: float = 0.0  # dropout probability (llama: attention; gpt2: residual, embedding and attention)
+    dropout: float = 0.0  # dropout probability (llama: attention; gpt2, bert: residual, embedding and attention)
 
     @classmethod
     def build(cls, config: PriorConfig | None = None, overrides: dict[str, Any] | None = None) -> PriorConfig:
@@ -36,7 +38,7 @@ class PriorConfig:
     def validate(self) -> PriorConfig:
         """Refuse an architecture we cannot build or sizes that do not fit together; returns self."""
         if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be 'llama' or 'gpt2', got {self.architecture!r}")
+            raise ConfigError(f"architecture must be 'llama' or 'gpt2' (causal), or 'bert' (maskgit), got {self.architecture!r}")
         if min(self.hidden_size, self.num_hidden_layers, self.num_attention_heads) < 1:
             raise ConfigError("hidden_size, num_hidden_layers and num_attention_heads must be positive")
         if self.hidden_size % self.num_attention_heads:
@@ -85,3 +87,33 @@ def build_causal_lm(layout: TokenLayout, config: PriorConfig | None = None) -> A
             resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout, **common,
         )
     return AutoModelForCausalLM.from_config(model_config)
+
+
+def build_prior_model(layout: TokenLayout, config: PriorConfig | None = None) -> Any:
+    """A fresh model for the layout's prediction: a causal LM (raster, next_scale) or a masked LM (maskgit)."""
+    config = (config or PriorConfig(architecture="bert" if layout.maskgit else "llama")).validate()
+    if layout.maskgit != (config.architecture == "bert"):
+        wanted = "'bert'" if layout.maskgit else "'llama' or 'gpt2'"
+        raise ConfigError(f"a {layout.prediction} prior needs architecture {wanted}, got {config.architecture!r} "
+                          "(maskgit predicts masked ids with a bidirectional model; raster and next_scale, the next ids)")
+    return build_masked_lm(layout, config) if layout.maskgit else build_causal_lm(layout, config)
+
+
+def build_masked_lm(layout: TokenLayout, config: PriorConfig) -> Any:
+    """A fresh BertForMaskedLM of `config` over the layout's vocabulary (image ids, specials, classes, `<mask>`).
+
+    BERT because a maskgit prior must attend both ways and load with a plain Auto class: BertForMaskedLM is what
+    `AutoModelForMaskedLM` builds from its config.json, with no custom code, and the publisher's MaskGIT
+    (bytedance/1d-tokenizer) is a BertModel too. A Llama made non-causal would load through no Auto class as
+    such: AutoModelForCausalLM would bring it back causal. Absolute learned positions, one token type."""
+    from transformers import AutoModelForMaskedLM, BertConfig
+
+    hidden = config.hidden_size
+    model_config = BertConfig(
+        vocab_size=layout.vocab_size, hidden_size=hidden, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size or 4 * hidden,
+        max_position_embeddings=config.max_position_embeddings or layout.sequence_length, type_vocab_size=1,
+        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
+        pad_token_id=layout.pad_token_id, tie_word_embeddings=config.tie_word_embeddings,
+    )
+    return AutoModelForMaskedLM.from_config(model_config)

@@ -5,7 +5,9 @@ multiscale tokenizer's scales coarse to fine, a residual one's [h, w, depth] wit
 `<boi> ids...`. Class-conditional: `<class_c> <boi> ids...`, where a null class token stands in for "no label"
 (trained by label dropout, used for classifier-free guidance). Image ids 0..K-1 and `<boi>/<eoi>/<pad>` at K.. are
 the tokenizer's own; class tokens follow. `prediction` says how the prior predicts them: "raster", one id per
-step, or "next_scale" (multiscale only; next_scale.py), one whole scale per step. Saved as prior_layout.json
+step, "next_scale" (multiscale only; next_scale.py), one whole scale per step, or "maskgit" (grid and 1d;
+maskgit.py), all ids in a few passes of a bidirectional model, whose vocabulary ends with a `<mask>` token after
+the class tokens. Saved as prior_layout.json
 beside the transformers checkpoint; a file without kind and prediction is a grid raster prior.
 """
 
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from ..tokenizer import ImageTokenizer
 
 LAYOUT_NAME = "prior_layout.json"
-PREDICTIONS = ("raster", "next_scale")
+PREDICTIONS = ("raster", "next_scale", "maskgit")
+MASKGIT_KINDS = ("grid", "1d")
 LAYOUT_FORMAT = "image-tokenizer-prior-layout"
 
 
@@ -48,7 +51,8 @@ class TokenLayout:
     kind: str = "grid"  # the tokenizer's id layout (layouts.LAYOUT_KINDS): grid, multiscale or residual
     scales: list[int] = field(default_factory=list)  # multiscale: the scale sides, coarse to fine
     depth: int = 1  # residual: codes per position
-    prediction: str = "raster"  # "raster" (one id per step) or "next_scale" (one scale per step; multiscale only)
+    prediction: str = "raster"  # "raster" (one id per step), "next_scale" (one scale per step; multiscale only)
+    # or "maskgit" (masked-token modelling, a few parallel steps; grid and 1d)
 
     def __post_init__(self) -> None:
         self.grid_size = tuple(int(v) for v in self.grid_size)
@@ -65,6 +69,9 @@ class TokenLayout:
         if self.prediction == "next_scale" and self.kind != "multiscale":
             raise ConfigError(f"next_scale prediction needs a multiscale tokenizer (scales to predict one by one); this "
                               f"tokenizer's layout is {self.kind!r}: use prediction 'raster'")
+        if self.prediction == "maskgit" and self.kind not in MASKGIT_KINDS:
+            raise ConfigError(f"maskgit prediction is built for grid and 1d tokenizers; this tokenizer's layout is "
+                              f"{self.kind!r}: use prediction 'next_scale' or 'raster'")
 
     @classmethod
     def for_tokenizer(
@@ -96,6 +103,18 @@ class TokenLayout:
         return self.prediction == "next_scale"
 
     @property
+    def maskgit(self) -> bool:
+        """Whether the prior is a bidirectional masked-token model sampled in parallel steps (maskgit.py)."""
+        return self.prediction == "maskgit"
+
+    @property
+    def mask_token_id(self) -> int:
+        """The `<mask>` id of a maskgit prior: the last id of its vocabulary, after the class tokens."""
+        if not self.maskgit:
+            raise ConfigError(f"a {self.prediction} prior has no mask token")
+        return self.first_class_token_id + (self.num_classes + 1 if self.conditional else 0)
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         """One image's ids as the tokenizer takes them: (h, w), (N,) or (h, w, depth)."""
         return self.id_layout.shape
@@ -120,7 +139,8 @@ class TokenLayout:
 
     @property
     def vocab_size(self) -> int:
-        return self.first_class_token_id + (self.num_classes + 1 if self.conditional else 0)
+        classes = self.num_classes + 1 if self.conditional else 0
+        return self.first_class_token_id + classes + (1 if self.maskgit else 0)
 
     @property
     def num_image_tokens(self) -> int:

@@ -1,7 +1,8 @@
 """ImagePrior: a plain transformers causal LM over image token ids, with the token layout that says what they mean.
 
 The saved prior is a standard transformers checkpoint (config.json, model.safetensors, generation_config.json)
-that `AutoModelForCausalLM` loads without this package, plus prior_layout.json and a model card. `generate` and
+that `AutoModelForCausalLM` loads without this package, plus prior_layout.json and a model card. A maskgit prior
+(layout.prediction "maskgit") is a BertForMaskedLM instead, which `AutoModelForMaskedLM` loads. `generate` and
 `complete` check the request, then hand the model, layout and options to the samplers (sampling.py).
 """
 
@@ -20,8 +21,9 @@ from ..errors import CheckpointError, InvalidIdsError, InvalidRequestError
 from ..fileio import atomic_write_text
 from ..hub import HubMixin
 from ..inputs import as_id_tensor, as_ids, holds_ids
-from .config import PriorConfig, build_causal_lm
+from .config import PriorConfig, build_prior_model
 from .layout import LAYOUT_NAME, TokenLayout
+from .maskgit import sample_maskgit
 from .next_scale import sample_scales
 from .sampling import SamplingKwargs, SamplingOptions, sample_rows, sample_sliding, seeded
 
@@ -61,6 +63,10 @@ class ImagePrior(HubMixin):
                 f"the model's vocabulary ({model.config.vocab_size}) is smaller than the layout's ({layout.vocab_size})"
             )
         self.model, self.layout, self.card_info = model.eval(), layout, dict(card_info or {})
+        if getattr(model, "generation_config", None) is None:  # a masked LM has none: it holds the sampling defaults
+            from transformers import GenerationConfig
+
+            model.generation_config = GenerationConfig()
         self._tokenizer = None
         self.loaded_from: Path | None = None  # the folder _from_pretrained read, for where its tokenizer may come from
         if tokenizer is not None:
@@ -70,9 +76,10 @@ class ImagePrior(HubMixin):
     @classmethod
     def from_layout(cls, layout: TokenLayout, config: PriorConfig | None = None, tokenizer: ImageTokenizer | None = None,
                     **sizes: Any) -> ImagePrior:
-        """A fresh, untrained prior for the layout: a causal LM of `config` (PriorConfig), whose fields may also be
-        given as keywords (from_layout(layout, hidden_size=512))."""
-        return cls(build_causal_lm(layout, PriorConfig.build(config, sizes)), layout, tokenizer)
+        """A fresh, untrained prior for the layout: a causal LM (a masked LM for a maskgit layout) of `config`
+        (PriorConfig), whose fields may also be given as keywords (from_layout(layout, hidden_size=512))."""
+        config = config or PriorConfig(architecture="bert" if layout.maskgit else "llama")
+        return cls(build_prior_model(layout, PriorConfig.build(config, sizes)), layout, tokenizer)
 
     @property
     def tokenizer(self) -> ImageTokenizer:
@@ -113,7 +120,7 @@ class ImagePrior(HubMixin):
         """A saved prior folder (layout, transformers checkpoint, card). Weights come from safetensors only.
         They run in float32 whatever dtype they are stored in (a bundled prior may be stored in bfloat16 to halve
         its size), unless dtype names another, or "auto" keeps the stored one."""
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, GenerationConfig
 
         from ..model_card import load_card_info
 
@@ -122,10 +129,13 @@ class ImagePrior(HubMixin):
         layout = TokenLayout.load(directory)
         if not (directory / "model.safetensors").is_file():
             raise CheckpointError(f"{directory}: model.safetensors not found (priors load from safetensors only)")
+        auto, kind = (AutoModelForMaskedLM, "masked") if layout.maskgit else (AutoModelForCausalLM, "causal")
         try:
-            model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True, dtype=dtype)
+            model = auto.from_pretrained(directory, use_safetensors=True, dtype=dtype)
+            if layout.maskgit:  # a masked LM reads no generation_config.json itself
+                model.generation_config = GenerationConfig.from_pretrained(directory)
         except (OSError, ValueError) as error:
-            raise CheckpointError(f"{directory}: cannot load the causal LM ({error})") from None
+            raise CheckpointError(f"{directory}: cannot load the {kind} LM ({error})") from None
         prior = cls(model, layout, tokenizer, load_card_info(directory))
         prior.loaded_from = directory
         try:
@@ -142,6 +152,8 @@ class ImagePrior(HubMixin):
         self.model.generation_config = self.generation_config()
         with tempfile.TemporaryDirectory(dir=directory, prefix=".save-") as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
+            if not (Path(tmp) / "generation_config.json").is_file():  # a masked LM does not write it
+                self.model.generation_config.save_pretrained(tmp)
             for name in ("model.safetensors", "generation_config.json", "config.json"):  # config.json last
                 os.replace(Path(tmp) / name, directory / name)
         self.layout.save(directory)
@@ -176,6 +188,9 @@ class ImagePrior(HubMixin):
         """Change the defaults (checked; saved with the prior in generation_config.json)."""
         if "guidance_scale" in sampling:
             raise InvalidRequestError("guidance_scale is not a default: plain model.generate has no null class to guide against")
+        if SamplingOptions.from_kwargs(sampling).maskgit_options():
+            raise InvalidRequestError("only temperature, top_k and top_p are sampling defaults; pass the maskgit "
+                                      "options (steps, ...) to generate")
         options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
         config = self.model.generation_config
         config.temperature, config.top_k, config.top_p = options.temperature, options.top_k or 0, options.top_p
@@ -192,17 +207,20 @@ class ImagePrior(HubMixin):
         **sampling: Unpack[SamplingKwargs],
     ) -> Any:
         """Sample images (or ids [B, h, w] with output_type="ids"; other layouts: the tokenizer's shape) with the
-        KV cache: token by token, or one forward pass per scale for a next-scale prior (`layout.prediction`).
+        KV cache: token by token, or one forward pass per scale for a next-scale prior (`layout.prediction`); a
+        maskgit prior fills all ids in `steps` parallel passes (prior/maskgit.py).
 
         class_labels: one index or one per image (None: the null class on a conditional prior). guidance_scale
         > 1 applies classifier-free guidance against the null class. A grid_size larger than the trained grid
         samples with a sliding window (VQGAN paper, sec. 3.2). The same seed and batch_size give the same images.
-        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs); those not given come
-        from `sampling_defaults`.
+        Sampling keywords: temperature, top_k, top_p, guidance_scale (SamplingKwargs), and for a maskgit prior
+        steps, confidence_temperature, mask_schedule, guidance_schedule; those not given come from
+        `sampling_defaults`.
         """
         options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
         labels = self._labels_for(class_labels, num_images)
         self._check_request(options.guidance_scale, output_type)
+        self._check_maskgit_options(options, grid_size)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidRequestError(f"batch_size must be positive, got {batch_size}")
         grid = tuple(grid_size) if grid_size is not None else self.layout.grid_size
@@ -216,7 +234,9 @@ class ImagePrior(HubMixin):
             for start in range(0, num_images, batch_size):
                 chunk = None if labels is None else labels[start : start + batch_size]
                 count = min(batch_size, num_images - start)
-                if self.layout.next_scale:
+                if self.layout.maskgit:
+                    grids.append(sample_maskgit(self.model, self.layout, chunk, count, options))
+                elif self.layout.next_scale:
                     grids.append(sample_scales(self.model, self.layout, chunk, count, options))
                 elif grid == self.layout.grid_size:
                     grids.append(sample_rows(self.model, self.layout, chunk, count, torch.zeros(count, 0, dtype=torch.long), options))
@@ -242,6 +262,10 @@ class ImagePrior(HubMixin):
         Sampling keywords as for generate.
         """
         options = SamplingOptions.from_kwargs(sampling, self.sampling_defaults)
+        if self.layout.maskgit:
+            raise InvalidRequestError("complete continues a causal prior's top rows; a maskgit prior only generates")
+        if options.maskgit_options():
+            raise InvalidRequestError(f"{', '.join(options.maskgit_options())}: maskgit options; complete takes none")
         if self.layout.kind != "grid":
             raise InvalidRequestError(f"complete continues a grid's top rows; this prior's tokenizer is "
                                       f"{self.layout.kind!r} ({self.layout.id_layout.describe()})")
@@ -274,6 +298,20 @@ class ImagePrior(HubMixin):
             raise InvalidRequestError(f"output_type must be 'pil', 'np', 'pt' or 'ids', got {output_type!r}")
         if output_type != "ids":
             self.load_tokenizer()
+
+    def _check_maskgit_options(self, options: SamplingOptions, grid_size: Any) -> None:
+        """steps and the other maskgit options only for a maskgit prior, steps at most one per id; no sliding window."""
+        given = options.maskgit_options()
+        if given and not self.layout.maskgit:
+            raise InvalidRequestError(f"{', '.join(given)}: maskgit options, but this is a {self.layout.prediction} prior")
+        if not self.layout.maskgit:
+            return
+        if options.steps is not None and options.steps > self.layout.num_image_tokens:
+            raise InvalidRequestError(f"steps must be in 1..{self.layout.num_image_tokens} (one id or more per step), "
+                                      f"got {options.steps}")
+        if grid_size is not None and tuple(grid_size) != self.layout.grid_size:
+            raise InvalidRequestError("grid_size (sliding-window sampling) applies to causal grid priors; a maskgit "
+                                      f"prior samples its trained {self.layout.id_layout.describe()}")
 
     def _prefix_ids(self, prefix: Any, rows: int | None) -> torch.Tensor:
         h, w = self.layout.grid_size
@@ -310,7 +348,8 @@ class ImagePrior(HubMixin):
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         kind = f"{self.layout.num_classes} classes + null" if self.layout.conditional else "unconditional"
-        order = f", {self.layout.kind} {self.layout.prediction}" if self.layout.kind != "grid" else ""
+        plain = self.layout.kind == "grid" and self.layout.prediction == "raster"
+        order = "" if plain else f", {self.layout.kind} {self.layout.prediction}"
         return (
             f"ImagePrior({type(self.model).__name__}, {params / 1e6:.2f} M parameters, grid {self.layout.grid_size}"
             f"{order}, {kind}, tokenizer {self.layout.tokenizer!r})"

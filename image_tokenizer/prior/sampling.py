@@ -15,6 +15,9 @@ import torch
 from ..errors import InvalidRequestError
 from .layout import TokenLayout
 
+MASK_SCHEDULES = ("cosine", "arccos")  # maskgit: how many ids stay masked after each step (prior/maskgit.py)
+GUIDANCE_SCHEDULES = ("constant", "linear")  # maskgit: guidance held, or ramped up from 1 over the steps
+
 
 class SamplingKwargs(TypedDict, total=False):
     """The sampling keywords of generate and complete, written once (SamplingOptions checks them)."""
@@ -23,6 +26,10 @@ class SamplingKwargs(TypedDict, total=False):
     top_k: int | None  # keep the k most likely ids (None: all)
     top_p: float  # nucleus sampling, in (0, 1]
     guidance_scale: float  # classifier-free guidance against the null class; 1.0 is off
+    steps: int | None  # maskgit only: parallel sampling steps, 1..N ids (None: 8)
+    confidence_temperature: float | None  # maskgit only: Gumbel noise on the confidence, annealed to 0 (None: 4.5)
+    mask_schedule: str | None  # maskgit only: "cosine" (None) or "arccos": how many ids stay masked per step
+    guidance_schedule: str | None  # maskgit only: "constant" (None) or "linear": guidance ramped up from 1
 
 
 @dataclass
@@ -33,6 +40,10 @@ class SamplingOptions:
     top_k: int | None = None
     top_p: float = 1.0
     guidance_scale: float = 1.0
+    steps: int | None = None  # the maskgit options (prior/maskgit.py); None: that sampler's default
+    confidence_temperature: float | None = None
+    mask_schedule: str | None = None
+    guidance_schedule: str | None = None
 
     @classmethod
     def from_kwargs(cls, kwargs: SamplingKwargs, defaults: SamplingOptions | None = None) -> SamplingOptions:
@@ -47,7 +58,13 @@ class SamplingOptions:
         top_k = "off" if self.top_k is None else self.top_k
         top_p = "off" if self.top_p == 1.0 else f"{self.top_p:g}"
         guidance = f", guidance {self.guidance_scale:g}" if self.guidance_scale != 1.0 else ""
-        return f"temperature {self.temperature:g}, top-k {top_k}, top-p {top_p}{guidance}"
+        maskgit = "".join(f", {name.replace('_', ' ')} {value}" for name, value in self.maskgit_options().items())
+        return f"temperature {self.temperature:g}, top-k {top_k}, top-p {top_p}{guidance}{maskgit}"
+
+    def maskgit_options(self) -> dict[str, Any]:
+        """The maskgit-only options that were set (a causal prior refuses them)."""
+        names = ("steps", "confidence_temperature", "mask_schedule", "guidance_schedule")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
@@ -58,6 +75,14 @@ class SamplingOptions:
             raise InvalidRequestError(f"top_k must be a positive integer or None, got {self.top_k}")
         if not isinstance(self.guidance_scale, (int, float)) or self.guidance_scale < 0:
             raise InvalidRequestError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1):
+            raise InvalidRequestError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.confidence_temperature is not None and not (
+                isinstance(self.confidence_temperature, (int, float)) and self.confidence_temperature >= 0):
+            raise InvalidRequestError(f"confidence_temperature must be >= 0, got {self.confidence_temperature!r}")
+        for name, allowed in (("mask_schedule", MASK_SCHEDULES), ("guidance_schedule", GUIDANCE_SCHEDULES)):
+            if getattr(self, name) not in (None, *allowed):
+                raise InvalidRequestError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def warpers(self, layout: TokenLayout) -> Any:
         """transformers' own processors: suppress non-image ids, then temperature, top-k, top-p."""
