@@ -64,6 +64,17 @@ def test_tiny_prior_trains_and_saves_a_loadable_model(tmp_path, tok_dir):
     assert ids.shape == (2, 8, 8)
 
 
+def test_a_maskgit_prior_trains_end_to_end_and_samples_in_its_steps(tmp_path, tok_dir):
+    """train_prior's --prediction maskgit: a BERT masked LM on the same data path, saved, loaded and sampled in T
+    parallel steps (one pass each) into the tokenizer's grid."""
+    result = train(tiny(tmp_path, tok_dir, prediction="maskgit", max_steps=6, lr=3e-3))
+    prior = ImagePrior.from_pretrained(result["final_dir"])
+    assert prior.layout.prediction == "maskgit" and type(prior.model).__name__ == "BertForMaskedLM"
+    assert math.isfinite(prior.card_info["metrics"]["heldout_bits_per_token"])
+    ids = prior.generate(2, seed=0, class_labels=[0, 4], steps=3, output_type="ids")
+    assert ids.shape == (2, 8, 8) and int(ids.max()) < prior.layout.codebook_size
+
+
 def test_bf16_trains_on_a_cpu_too(tmp_path, tok_dir):
     # bf16 autocast halves a CPU step where the CPU has bf16 units; the Trainer needs use_cpu for it
     result = train(tiny(tmp_path, tok_dir, max_steps=3, bf16=True, eval_steps=3, save_steps=3))
