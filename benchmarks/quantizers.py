@@ -55,7 +55,7 @@ NO_ANTI_COLLAPSE = {"dead_code_threshold": 0.0, "gradient": "ste"}
 CODEBOOK_LR_SCALE = {"f_multiscale_var_codebook_lr_10": 10.0}  # the codebook's lr / --lr (train_tokenizer's codebook_lr_scale)
 # Rows whose lr follows a cosine from --lr to a tenth of it over the steps (train_tokenizer's schedule, no warm-up);
 # the others keep --lr constant.
-COSINE_LR = ("f_multiscale_var_cosine_lr", "f_multiscale_var_coarse_restart")
+COSINE_LR = ("f_multiscale_var_cosine_lr", "f_multiscale_var_coarse_restart", "f_multiscale_var_coarse_restart_share_1")
 MIN_LR_RATIO = 0.1
 
 
@@ -75,6 +75,10 @@ def stacked_quantizers(k: int, z: int) -> dict[str, QuantizerConfig]:
         # the 1x1 and 2x2 scales restart half of min(K, their lookups) at every batch, with the cosine lr
         "f_multiscale_var_coarse_restart": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, coarse_restart_steps=2,
                                                            coarse_restart_share=0.5),
+        "f_multiscale_var_coarse_restart_share_1": QuantizerConfig(**multiscale, **ANTI_COLLAPSE, coarse_restart_steps=2,
+                                                                   coarse_restart_share=1.0),  # every 1x1, 2x2 row
+        "f_multiscale_var_coarse_restart_share_1_constant_lr": QuantizerConfig(
+            **multiscale, **ANTI_COLLAPSE, coarse_restart_steps=2, coarse_restart_share=1.0),
         "f_multiscale_no_anti_collapse": QuantizerConfig(**multiscale, **NO_ANTI_COLLAPSE),
         "g_residual_depth_4": QuantizerConfig(**residual, **ANTI_COLLAPSE),
         "g_residual_no_anti_collapse": QuantizerConfig(**residual, **NO_ANTI_COLLAPSE),
