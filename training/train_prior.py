@@ -1,4 +1,4 @@
-"""Stage 2: train the GPT-style prior (a transformers causal LM) on pre-tokenized images with the Trainer.
+"""Stage 2: train the prior (a transformers causal LM, or masked LM for maskgit) on pre-tokenized images (Trainer).
 
     python training/train_prior.py --config training/configs/shapes64_prior.json [--max_steps 200]
     accelerate launch --num_processes 8 training/train_prior.py --config ...      # DDP through Trainer
