@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 from _machine import machine_info, machine_line, write_results
 from generation_quality import shapes_reference
-from next_scale_prior import sample, token_rows
+from next_scale_prior import add_prior_arguments, sample, token_rows
 
 from image_tokenizer import ImagePrior, ImageTokenizer, TokenLayout
 from image_tokenizer.feature_classifier import frechet_distance
@@ -49,23 +49,14 @@ PREDICTIONS = ("maskgit", "raster")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/maskgit", help="the rows and priors go here")
-    parser.add_argument("--train-images", type=int, default=2000, help="shapes images for the priors (x2 mirrored)")
-    parser.add_argument("--prior-steps", type=int, default=1500, help="each prior's optimizer steps (cosine to the last)")
-    parser.add_argument("--repeats", type=int, default=1, help="sampling timings: the fastest of this many runs")
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--prior-batch-size", type=int, default=16)
-    parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
+    add_prior_arguments(parser, prior_steps=1500, repeats=1)
     parser.add_argument("--guidance", type=float, default=2.0, help="the guided sets' scale")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 16], help="maskgit sampling steps: the first "
                         "unguided, guided, ramped and with the arccos schedule; the others unguided")
     parser.add_argument("--confidence-temperatures", type=float, nargs="*", default=[1.0],
                         help="maskgit at the first step count, unguided, with these confidence temperatures too")
-    parser.add_argument("--batch-size", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (on a shared machine, two threads "
                         "spinning against other jobs ran a forward pass 12x slower than one)")
-    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     return parser.parse_args()
 
 

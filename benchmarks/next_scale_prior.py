@@ -49,23 +49,28 @@ TOKENIZER_CONFIG = "training/configs/shapes64_multiscale_cpu.json"
 PREDICTIONS = ("next_scale", "raster")
 
 
+def add_prior_arguments(parser: argparse.ArgumentParser, prior_steps: int, repeats: int) -> None:
+    """What every prior comparison on shapes sets: data, each prior's steps and sizes, sampled sets, outputs."""
+    parser.add_argument("--train-images", type=int, default=2000, help="shapes images for the priors (x2 mirrored)")
+    parser.add_argument("--prior-steps", type=int, default=prior_steps, help="each prior's optimizer steps (cosine to the last)")
+    parser.add_argument("--repeats", type=int, default=repeats, help="sampling timings: the fastest of this many runs")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--prior-batch-size", type=int, default=16)
+    parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
+    parser.add_argument("--batch-size", type=int, default=150)
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/next_scale", help="the tokenizer, rows and priors go here")
     parser.add_argument("--tokenizer", help="a saved multiscale tokenizer to use instead of training one")
-    parser.add_argument("--train-images", type=int, default=2000, help="shapes images for the priors (x2 mirrored)")
-    parser.add_argument("--prior-steps", type=int, default=3000, help="each prior's optimizer steps (cosine to the last)")
+    add_prior_arguments(parser, prior_steps=3000, repeats=3)
     parser.add_argument("--prior-minutes", type=float, help="instead of --prior-steps: each prior's wall-clock budget "
                         "(on a shared machine the two runs then see different loads, so the same time is not the same work)")
-    parser.add_argument("--repeats", type=int, default=3, help="sampling timings: the fastest of this many runs")
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--prior-batch-size", type=int, default=16)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--num", type=int, default=300, help="images per generated set (and held-out images)")
     parser.add_argument("--guidance", type=float, default=1.0, help="a guided set too, when not 1")
-    parser.add_argument("--batch-size", type=int, default=150)
-    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "results"))
     return parser.parse_args()
 
 
