@@ -1,0 +1,134 @@
+"""A 1D tokenizer distilled from a 2D one (training/distil_1d.py), for N = 16, 32 and 64 tokens, against the proxy's
+own grid: PSNR, SSIM and codebook usage on the held-out emoji, after stage 1 and after stage 2, and the
+sequence-length saving.
+
+    python benchmarks/distil_1d.py [--tokens 16 32 64] [--config training/configs/emoji64_titok_distil_cpu.json]
+    python benchmarks/distil_1d.py --tokens 32 --runs-dir /tmp/distil --name distil_1d_try -- --stage1_steps 100
+
+Each N trains with the config (its vit.num_latent_tokens set to N; arguments after `--` override any field, as
+flags of training/distil_1d.py), runs to the end of stage 1, is scored, resumes from its checkpoint for stage 2
+and is scored again. Every model, the proxy included, is scored on the same held-out images (the emoji test split,
+748 images, both styles, on white). Writes benchmarks/results/NAME.{json,md} with the command, the machine and
+the load average; run folders go under --runs-dir (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+from _machine import machine_info, machine_line, write_results
+
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set
+
+METRICS = ("psnr_db", "ssim", "codebook_usage", "perplexity")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def score(tokenizer: ImageTokenizer, held_out) -> dict:
+    metrics = evaluate_tokenizer(tokenizer, held_out.images, labels=held_out.labels)
+    return {name: round(metrics[name], 4) for name in METRICS}
+
+
+def last_row(metrics_path: Path, stage: int) -> dict:
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    return next((row for row in reversed(rows) if row["stage"] == stage), {})
+
+
+def distil_one(tokens: int, args: argparse.Namespace, held_out) -> dict:
+    """Train stage 1, score it, resume for stage 2, score again; with wall and CPU seconds of each stage."""
+    from training.distil_1d import train
+    from training.distil_1d import parse_config as parse_distil
+
+    out = Path(args.runs_dir) / f"n{tokens}"
+    argv = ["--config", args.config, "--vit.num_latent_tokens", str(tokens), "--output_dir", str(out),
+            "--model_name", f"emoji-64-titok-{tokens}", "--eval_images", "0", "--no_progress", *args.extra]
+    config, _ = parse_distil(argv)
+    if out.exists():
+        raise SystemExit(f"{out} exists; remove it or pass another --runs-dir")
+    row: dict = {"tokens": tokens, "sequence_saving": f"{256 // tokens}x" if 256 % tokens == 0 else round(256 / tokens, 2)}
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    summary = train(config, stop_at=config.stage1_steps)
+    row["stage1_wall_s"], row["stage1_cpu_s"] = round(time.perf_counter() - wall, 1), round(cpu_seconds() - cpu, 1)
+    stage1 = ImageTokenizer(summary["model"].config, summary["model"].eval())
+    row["after_stage1"] = score(stage1, held_out)
+    row["stage1_final_train_row"] = last_row(out / "metrics.jsonl", 1)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    summary = train(config, resume=True)
+    row["stage2_wall_s"], row["stage2_cpu_s"] = round(time.perf_counter() - wall, 1), round(cpu_seconds() - cpu, 1)
+    final = ImageTokenizer.from_pretrained(summary["final_dir"])  # what was saved, loaded back
+    row["after_stage2"] = score(final, held_out)
+    row["stage2_final_train_row"] = last_row(out / "metrics.jsonl", 2)
+    row.update(stage1_steps=config.stage1_steps, stage2_steps=config.stage2_steps, batch_size=config.batch_size,
+               vit={k: v for k, v in json.loads(json.dumps(final.config.to_dict()["vit"])).items()},
+               codebook_size=final.config.quantizer.codebook_size, load_average_after=round(os.getloadavg()[0], 2))
+    return row
+
+
+def table(results: dict) -> list[str]:
+    proxy = results["proxy"]
+    lines = [f"# 1D tokenizers distilled from {results['proxy_name']} (held-out emoji, {results['num_images']} images)",
+             "", f"`{results['command']}`", "", machine_line(results["machine"]) + " (shared with other jobs: load "
+             f"average {results['load_average_before']} before, {results['load_averages_after']} after each N; "
+             "seconds are wall and process CPU)", "",
+             "| tokenizer | ids per image | sequence saving | PSNR (dB) | SSIM | codebook usage | PSNR after stage 1 | "
+             "SSIM after stage 1 | train wall s (stage 1 + 2) |", "|---|---|---|---|---|---|---|---|---|",
+             f"| {results['proxy_name']} (proxy, 16x16 grid) | 256 | 1x | {proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | "
+             f"{proxy['codebook_usage']:.3f} | | | |"]
+    for row in results["rows"]:
+        s1, s2 = row["after_stage1"], row["after_stage2"]
+        lines.append(f"| 1D, N = {row['tokens']} | {row['tokens']} | {row['sequence_saving']} | {s2['psnr_db']:.2f} | "
+                     f"{s2['ssim']:.3f} | {s2['codebook_usage']:.3f} | {s1['psnr_db']:.2f} | {s1['ssim']:.3f} | "
+                     f"{row['stage1_wall_s']:.0f} + {row['stage2_wall_s']:.0f} |")
+    first = results["rows"][0] if results["rows"] else {}
+    lines += ["", f"Each 1D tokenizer: {first.get('stage1_steps')} stage-1 steps (cross-entropy on the proxy's ids) and "
+              f"{first.get('stage2_steps')} stage-2 steps (decoder to pixels, L2), batch {first.get('batch_size')}, "
+              f"ViT {json.dumps({k: first.get('vit', {}).get(k) for k in ('encoder_width', 'encoder_layers', 'decoder_width', 'decoder_layers', 'encoder_patch_size')})}, "
+              f"{first.get('codebook_size')} codes. Codebook usage is each tokenizer's own codebook "
+              "(the proxy's 2,048 codes; the 1D tokenizer's codes). The stage-1 rows of metrics.jsonl (cross-entropy, "
+              "share of the proxy's ids predicted) are in the JSON file.", "",
+              "A CPU budget of about ten minutes per N on a shared 2-core machine: far from TiTok's 1M + 500k steps; "
+              "the rows compare N under one budget, not the method's ceiling. The full-size run is the GPU "
+              "queue's job `distil_1d`."]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--config", default=str(ROOT / "training/configs/emoji64_titok_distil_cpu.json"))
+    parser.add_argument("--runs-dir", default="runs/distil_1d_benchmark")
+    parser.add_argument("--num", type=int, default=0, help="held-out images (0 = the whole test split)")
+    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="distil_1d")
+    parser.add_argument("extra", nargs="*", help="after --: flags of training/distil_1d.py for every N")
+    args = parser.parse_args()
+    config = json.loads(Path(args.config).read_text())
+    proxy_name = config.get("proxy", "emoji-64-small")
+    proxy = ImageTokenizer.from_pretrained(proxy_name)
+    held_out = load_eval_set("emoji", proxy.config.resolution, proxy.config.preprocessing, num=args.num)
+    results = {"command": "python " + " ".join(sys.argv), "machine": machine_info(),
+               "load_average_before": round(os.getloadavg()[0], 2), "proxy_name": proxy_name,
+               "num_images": len(held_out.images), "proxy": score(proxy, held_out), "rows": [],
+               "load_averages_after": []}
+    for tokens in args.tokens:
+        results["rows"].append(distil_one(tokens, args, held_out))
+        results["load_averages_after"].append(results["rows"][-1]["load_average_after"])
+        write_results(args.output_dir, args.name, results, table(results))  # each N as soon as it is done
+
+
+if __name__ == "__main__":
+    main()
