@@ -7,7 +7,7 @@ sequence-length saving.
 
 Each N trains with the config (its vit.num_latent_tokens set to N; arguments after `--` override any field, as
 flags of training/distil_1d.py), runs to the end of stage 1, is scored, resumes from its checkpoint for stage 2
-and is scored again. Every model, the proxy included, is scored on the same held-out images (the emoji test split,
+and is scored again; a later call goes on from a run's last checkpoint (the GPU job runs in segments). Every model, the proxy included, is scored on the same held-out images (the emoji test split,
 748 images, both styles, on white). Writes benchmarks/results/NAME.{json,md} with the command, the machine and
 the load average; run folders go under --runs-dir (not committed).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
@@ -29,6 +30,7 @@ from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
 from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set
+from image_tokenizer.fileio import atomic_write_text
 
 METRICS = ("psnr_db", "ssim", "codebook_usage", "perplexity")
 
@@ -48,24 +50,28 @@ def last_row(metrics_path: Path, stage: int) -> dict:
     return next((row for row in reversed(rows) if row["stage"] == stage), {})
 
 
-def distil_one(tokens: int, args: argparse.Namespace, held_out) -> dict:
-    """Train stage 1, score it, resume for stage 2, score again; with wall and CPU seconds of each stage."""
+def distil_one(tokens: int, args: argparse.Namespace, held_out, proxy_ids: int) -> dict:
+    """Train stage 1, score it, resume for stage 2, score again. Resumable: a call that finds the run's checkpoints
+    goes on from the last one (a scored stage 1 is kept in stage1.json, a finished row in row.json); the seconds
+    are wall and process CPU of the calls that ran each stage."""
     from training.distil_1d import train
     from training.distil_1d import parse_config as parse_distil
 
     out = Path(args.runs_dir) / f"n{tokens}"
+    if (out / "row.json").is_file():
+        return json.loads((out / "row.json").read_text())
     argv = ["--config", args.config, "--vit.num_latent_tokens", str(tokens), "--output_dir", str(out),
             "--model_name", f"emoji-64-titok-{tokens}", "--eval_images", "0", "--no_progress", *args.extra]
     config, _ = parse_distil(argv)
-    if out.exists():
-        raise SystemExit(f"{out} exists; remove it or pass another --runs-dir")
-    row: dict = {"tokens": tokens, "sequence_saving": f"{256 // tokens}x" if 256 % tokens == 0 else round(256 / tokens, 2)}
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    summary = train(config, stop_at=config.stage1_steps)
-    row["stage1_wall_s"], row["stage1_cpu_s"] = round(time.perf_counter() - wall, 1), round(cpu_seconds() - cpu, 1)
-    stage1 = ImageTokenizer(summary["model"].config, summary["model"].eval())
-    row["after_stage1"] = score(stage1, held_out)
-    row["stage1_final_train_row"] = last_row(out / "metrics.jsonl", 1)
+    row = json.loads((out / "stage1.json").read_text()) if (out / "stage1.json").is_file() else {}
+    if not row:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        summary = train(config, resume=True, stop_at=config.stage1_steps)  # resume: from a checkpoint if there is one
+        row = {"tokens": tokens, "sequence_saving": round(proxy_ids / tokens, 2), "stage1_wall_s": round(time.perf_counter() - wall, 1),
+               "stage1_cpu_s": round(cpu_seconds() - cpu, 1)}
+        row["after_stage1"] = score(ImageTokenizer(summary["model"].config, summary["model"].eval()), held_out)
+        row["stage1_final_train_row"] = last_row(out / "metrics.jsonl", 1)
+        atomic_write_text(out / "stage1.json", json.dumps(row, indent=2) + "\n")
     wall, cpu = time.perf_counter(), cpu_seconds()
     summary = train(config, resume=True)
     row["stage2_wall_s"], row["stage2_cpu_s"] = round(time.perf_counter() - wall, 1), round(cpu_seconds() - cpu, 1)
@@ -73,8 +79,9 @@ def distil_one(tokens: int, args: argparse.Namespace, held_out) -> dict:
     row["after_stage2"] = score(final, held_out)
     row["stage2_final_train_row"] = last_row(out / "metrics.jsonl", 2)
     row.update(stage1_steps=config.stage1_steps, stage2_steps=config.stage2_steps, batch_size=config.batch_size,
-               vit={k: v for k, v in json.loads(json.dumps(final.config.to_dict()["vit"])).items()},
-               codebook_size=final.config.quantizer.codebook_size, load_average_after=round(os.getloadavg()[0], 2))
+               vit=final.config.to_dict()["vit"], codebook_size=final.config.quantizer.codebook_size,
+               load_average_after=round(os.getloadavg()[0], 2))
+    atomic_write_text(out / "row.json", json.dumps(row, indent=2) + "\n")
     return row
 
 
@@ -86,11 +93,11 @@ def table(results: dict) -> list[str]:
              "seconds are wall and process CPU)", "",
              "| tokenizer | ids per image | sequence saving | PSNR (dB) | SSIM | codebook usage | PSNR after stage 1 | "
              "SSIM after stage 1 | train wall s (stage 1 + 2) |", "|---|---|---|---|---|---|---|---|---|",
-             f"| {results['proxy_name']} (proxy, 16x16 grid) | 256 | 1x | {proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | "
+             f"| {results['proxy_name']} (proxy, {results['proxy_grid']} grid) | {results['proxy_ids']} | 1x | {proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | "
              f"{proxy['codebook_usage']:.3f} | | | |"]
     for row in results["rows"]:
         s1, s2 = row["after_stage1"], row["after_stage2"]
-        lines.append(f"| 1D, N = {row['tokens']} | {row['tokens']} | {row['sequence_saving']} | {s2['psnr_db']:.2f} | "
+        lines.append(f"| 1D, N = {row['tokens']} | {row['tokens']} | {row['sequence_saving']:g}x | {s2['psnr_db']:.2f} | "
                      f"{s2['ssim']:.3f} | {s2['codebook_usage']:.3f} | {s1['psnr_db']:.2f} | {s1['ssim']:.3f} | "
                      f"{row['stage1_wall_s']:.0f} + {row['stage2_wall_s']:.0f} |")
     first = results["rows"][0] if results["rows"] else {}
@@ -112,6 +119,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "training/configs/emoji64_titok_distil_cpu.json"))
     parser.add_argument("--runs-dir", default="runs/distil_1d_benchmark")
     parser.add_argument("--num", type=int, default=0, help="held-out images (0 = the whole test split)")
+    parser.add_argument("--data", default="emoji", help="the held-out images: 'emoji' (its test split), or the test "
+                        "split saved by benchmarks/emoji_data.py")
     parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="distil_1d")
     parser.add_argument("extra", nargs="*", help="after --: flags of training/distil_1d.py for every N")
@@ -119,13 +128,14 @@ def main() -> None:
     config = json.loads(Path(args.config).read_text())
     proxy_name = config.get("proxy", "emoji-64-small")
     proxy = ImageTokenizer.from_pretrained(proxy_name)
-    held_out = load_eval_set("emoji", proxy.config.resolution, proxy.config.preprocessing, num=args.num)
+    held_out = load_eval_set(args.data, proxy.config.resolution, proxy.config.preprocessing, num=args.num)
     results = {"command": "python " + " ".join(sys.argv), "machine": machine_info(),
                "load_average_before": round(os.getloadavg()[0], 2), "proxy_name": proxy_name,
                "num_images": len(held_out.images), "proxy": score(proxy, held_out), "rows": [],
+               "proxy_grid": "x".join(map(str, proxy.config.grid_size)), "proxy_ids": math.prod(proxy.config.grid_size),
                "load_averages_after": []}
     for tokens in args.tokens:
-        results["rows"].append(distil_one(tokens, args, held_out))
+        results["rows"].append(distil_one(tokens, args, held_out, results["proxy_ids"]))
         results["load_averages_after"].append(results["rows"][-1]["load_average_after"])
         write_results(args.output_dir, args.name, results, table(results))  # each N as soon as it is done
 

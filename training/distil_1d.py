@@ -182,8 +182,10 @@ def resume_step(config: DistilConfig, model: VQModel, optimizers: dict, schedule
     checkpoint = latest_checkpoint(Path(config.output_dir) / "checkpoints") if resume else None
     if checkpoint is None:
         return 0
-    saved = json.loads((checkpoint / "state.json").read_text()).get("tokenizer_config", {})
-    wanted = json.loads(json.dumps(model.config.to_dict()))  # tuples as lists, as the checkpoint holds them
+    derived = ("grid_size", "layout")  # follow from the fields compared
+    saved = {k: v for k, v in json.loads((checkpoint / "state.json").read_text()).get("tokenizer_config", {}).items()
+             if k not in derived}
+    wanted = {k: v for k, v in json.loads(json.dumps(model.config.to_dict())).items() if k not in derived}  # lists
     for key, mine, theirs in differences(wanted, saved):
         raise CheckpointError(f"{checkpoint / 'state.json'}: tokenizer_config field {key!r} is {theirs!r}, this run's "
                               f"is {mine!r}; resume with the settings it was trained with, or use a new output_dir")

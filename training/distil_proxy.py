@@ -41,12 +41,12 @@ def load_proxy(name_or_path: str) -> ImageTokenizer:
 def check_proxy(config: ImageTokenizerConfig, where: Path) -> None:
     """A grid tokenizer with our VQGAN decoder and 1x1 convs around its quantizer, else a ConfigError naming the
     field."""
-    if config.layout.kind != "grid":
-        raise ConfigError(f"{where}: the proxy's ids are layout {config.layout.kind!r} (quantizer.kind "
-                          f"{config.quantizer.kind!r}), not a grid: distil from a grid tokenizer (vq, fsq or lfq)")
     if config.architecture != "vqgan":
         raise ConfigError(f"{where}: field 'architecture' is {shorten(config.architecture)}; the 1D tokenizer decodes "
                           "through the proxy's decoder, which must be our VQGAN decoder (architecture 'vqgan')")
+    if config.layout.kind != "grid":
+        raise ConfigError(f"{where}: field 'quantizer.kind' is {config.quantizer.kind!r}: the proxy's ids are layout "
+                          f"{config.layout.kind!r}, not a grid; distil from a grid tokenizer (vq, fsq or lfq)")
     if config.encoder_only:
         raise ConfigError(f"{where}: field 'encoder_only' is true: the proxy has no decoder for stage 2 to decode through")
     if config.quant_conv_kernel_size != 1:
