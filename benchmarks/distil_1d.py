@@ -54,8 +54,8 @@ def distil_one(tokens: int, args: argparse.Namespace, held_out, proxy_ids: int) 
     """Train stage 1, score it, resume for stage 2, score again. Resumable: a call that finds the run's checkpoints
     goes on from the last one (a scored stage 1 is kept in stage1.json, a finished row in row.json); the seconds
     are wall and process CPU of the calls that ran each stage."""
-    from training.distil_1d import train
     from training.distil_1d import parse_config as parse_distil
+    from training.distil_1d import train
 
     out = Path(args.runs_dir) / f"n{tokens}"
     if (out / "row.json").is_file():
@@ -86,30 +86,34 @@ def distil_one(tokens: int, args: argparse.Namespace, held_out, proxy_ids: int) 
 
 
 def table(results: dict) -> list[str]:
-    proxy = results["proxy"]
+    proxy, rows = results["proxy"], results["rows"]
+    load = (f"shared with other jobs: load average {results['load_average_before']} before, "
+            f"{results['load_averages_after']} after each N; seconds are wall")
+    header = ("| tokenizer | ids per image | sequence saving | PSNR (dB) | SSIM | codebook usage | PSNR after stage 1 "
+              "| SSIM after stage 1 | train wall s (stage 1 + 2) |")
     lines = [f"# 1D tokenizers distilled from {results['proxy_name']} (held-out emoji, {results['num_images']} images)",
-             "", f"`{results['command']}`", "", machine_line(results["machine"]) + " (shared with other jobs: load "
-             f"average {results['load_average_before']} before, {results['load_averages_after']} after each N; "
-             "seconds are wall and process CPU)", "",
-             "| tokenizer | ids per image | sequence saving | PSNR (dB) | SSIM | codebook usage | PSNR after stage 1 | "
-             "SSIM after stage 1 | train wall s (stage 1 + 2) |", "|---|---|---|---|---|---|---|---|---|",
-             f"| {results['proxy_name']} (proxy, {results['proxy_grid']} grid) | {results['proxy_ids']} | 1x | {proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | "
-             f"{proxy['codebook_usage']:.3f} | | | |"]
-    for row in results["rows"]:
+             "", f"`{results['command']}`", "", f"{machine_line(results['machine'])} ({load})", "", header,
+             "|---|---|---|---|---|---|---|---|---|",
+             (f"| {results['proxy_name']} (proxy, {results['proxy_grid']} grid) | {results['proxy_ids']} | 1x | "
+              f"{proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | {proxy['codebook_usage']:.3f} | | | |")]
+    for row in rows:
         s1, s2 = row["after_stage1"], row["after_stage2"]
         lines.append(f"| 1D, N = {row['tokens']} | {row['tokens']} | {row['sequence_saving']:g}x | {s2['psnr_db']:.2f} | "
                      f"{s2['ssim']:.3f} | {s2['codebook_usage']:.3f} | {s1['psnr_db']:.2f} | {s1['ssim']:.3f} | "
                      f"{row['stage1_wall_s']:.0f} + {row['stage2_wall_s']:.0f} |")
-    first = results["rows"][0] if results["rows"] else {}
-    lines += ["", f"Each 1D tokenizer: {first.get('stage1_steps')} stage-1 steps (cross-entropy on the proxy's ids) and "
-              f"{first.get('stage2_steps')} stage-2 steps (decoder to pixels, L2), batch {first.get('batch_size')}, "
-              f"ViT {json.dumps({k: first.get('vit', {}).get(k) for k in ('encoder_width', 'encoder_layers', 'decoder_width', 'decoder_layers', 'encoder_patch_size')})}, "
-              f"{first.get('codebook_size')} codes. Codebook usage is each tokenizer's own codebook "
-              "(the proxy's 2,048 codes; the 1D tokenizer's codes). The stage-1 rows of metrics.jsonl (cross-entropy, "
-              "share of the proxy's ids predicted) are in the JSON file.", "",
-              "A CPU budget of about ten minutes per N on a shared 2-core machine: far from TiTok's 1M + 500k steps; "
-              "the rows compare N under one budget, not the method's ceiling. The full-size run is the GPU "
-              "queue's job `distil_1d`."]
+    if rows:
+        first = rows[0]
+        sizes = {k: first["vit"][k] for k in ("encoder_width", "encoder_layers", "decoder_width", "decoder_layers",
+                                              "encoder_patch_size")}
+        lines += ["", (f"Each 1D tokenizer: {first['stage1_steps']} stage-1 steps (cross-entropy on the proxy's ids) "
+                       f"and {first['stage2_steps']} stage-2 steps (decoder to pixels, L2), batch {first['batch_size']}, "
+                       f"ViT {json.dumps(sizes)}, {first['codebook_size']} codes. Codebook usage is the share of each "
+                       "tokenizer's own codebook used on these images. The last stage-1 training row of each run "
+                       "(cross-entropy, share of the proxy's ids predicted) is in the JSON file.")]
+        if not results["machine"].get("cuda"):
+            lines += ["", ("A CPU budget of about ten minutes per N on two shared cores, far from TiTok's 1,000,000 + "
+                           "500,000 steps: the rows compare N under one small budget, not the method's ceiling. The "
+                           "full-size run is the GPU queue's job `distil-1d`.")]
     return lines
 
 

@@ -69,7 +69,7 @@ def test_stage1_cross_entropy_on_the_proxys_ids_falls_on_a_fixed_batch(folders):
     with torch.no_grad():
         target = proxy.model.encode_ids(x)
     losses = []
-    for _ in range(8):
+    for _ in range(4):
         loss, logs = stage1_loss(model, x, target, 1.0)
         optimizer.zero_grad()
         loss.backward()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,27 +30,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from tqdm.auto import tqdm
+from transformers import set_seed
 from transformers.hf_argparser import HfArg
 
 if __package__ in (None, ""):  # run as a script: make `training` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from image_tokenizer import ImageTokenizer, ImageTokenizerConfig
+from image_tokenizer import ImageTokenizer
+from image_tokenizer.data.sources import split_source
 from image_tokenizer.errors import CheckpointError
 from image_tokenizer.image_processing import MAX_IMAGE_PIXELS
 from image_tokenizer.modeling import VQModel
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.codebook import kmeans_init
 from training.config_cli import TrainingError, run_cli
 from training.config_cli import parse_config as parse_dataclass_config
 from training.data import StepBatches, open_source, to_model_input
 from training.distil_proxy import copy_pixel_decoder, load_proxy, student_config
 from training.heldout import finish
-from training.train_tokenizer import drop_log_rows_after
 
+AUTOCAST = {"no": torch.float32, "bf16": torch.bfloat16}
 __all__ = ["DistilConfig", "main", "parse_config", "stage1_loss", "stage2_loss", "train"]
 
 
@@ -109,8 +109,8 @@ class DistilConfig:
             raise TrainingError("stage1_steps and batch_size must be positive, stage2_steps at least 0")
         if self.pixel_loss not in ("l1", "l2"):
             raise TrainingError(f"pixel_loss must be 'l1' or 'l2', got {self.pixel_loss!r}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise TrainingError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise TrainingError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise TrainingError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
 
@@ -153,7 +153,6 @@ def stage_parameters(model: VQModel, stage: int, train_pixel_decoder: bool) -> l
 
 def lr_factor(warmup: int, steps: int, min_ratio: float):
     """Linear warm-up, then a cosine from 1 to min_ratio over the stage's remaining steps."""
-    import math
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -210,9 +209,6 @@ def train(config: DistilConfig, resume: bool = False, stop_at: int | None = None
     """Both stages; returns a summary (final step, the student model, final_dir and metrics when done). stop_at ends
     this invocation after that step with a checkpoint, as an interruption would; `resume` continues it."""
     config.validate()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    if accelerator.num_processes > 1:
-        raise TrainingError("distil_1d runs in one process (one GPU or the CPU)")
     set_seed(config.seed)
     proxy = load_proxy(config.proxy)
     tok_config = student_config(proxy, config.vit, config.quantizer, config.proxy)
@@ -225,22 +221,24 @@ def train(config: DistilConfig, resume: bool = False, stop_at: int | None = None
                          seed=config.train_seed, split=config.data_split, image_column=config.image_column,
                          max_pixels=config.max_pixels)
     if config.eval_fraction:
-        from image_tokenizer.data.sources import split_source
-
         source, _ = split_source(source, config.eval_fraction, config.seed)
-    device = accelerator.device
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     proxy.model.to(device).eval()
     batches = StepBatches(source, config.batch_size, config.seed, start, end, strict=config.strict_data)
-    if config.kmeans_init and start == 0 and len(batches):
-        first = [to_model_input(batches[i][0], tok_config.preprocessing).to(device)
-                 for i in range(min(config.kmeans_batches, len(batches)))]
-        kmeans_init(model, first, 10, accelerator)
+    if config.kmeans_init and start == 0 and len(batches):  # k-means of the first batches' latents (cosine space)
+        with torch.no_grad():
+            first = [model.features(to_model_input(batches[i][0], tok_config.preprocessing).to(device))
+                     for i in range(min(config.kmeans_batches, len(batches)))]
+            model.quantizer.kmeans_init(torch.cat(first), 10, seed=config.seed)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    drop_log_rows_after(out / "metrics.jsonl", start)  # a killed run may have logged steps past its last checkpoint
+    if start:
+        from training.train_tokenizer import drop_log_rows_after
+
+        drop_log_rows_after(out / "metrics.jsonl", start)  # a killed run may have logged steps past its last checkpoint
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    step = run_steps(model, proxy, batches, config, (optimizers, schedulers), start, end, accelerator)
+    step = run_steps(model, proxy, batches, config, (optimizers, schedulers), start, end, device)
     summary: dict[str, Any] = {"step": step, "model": model}
     if step == config.steps:
         extra = {"distilled from": config.proxy, "stage 1 steps": config.stage1_steps,
@@ -250,7 +248,7 @@ def train(config: DistilConfig, resume: bool = False, stop_at: int | None = None
 
 
 def run_steps(model: VQModel, proxy: ImageTokenizer, batches: StepBatches, config: DistilConfig, training: tuple,
-              start: int, end: int, accelerator: Accelerator) -> int:
+              start: int, end: int, device: torch.device) -> int:
     """The loop over both stages: logs (metrics.jsonl), checkpoints every checkpoint_every steps and at the end of
     stage 1 and of this invocation."""
     optimizers, schedulers = training
@@ -261,11 +259,11 @@ def run_steps(model: VQModel, proxy: ImageTokenizer, batches: StepBatches, confi
     try:
         for k in range(len(batches)):
             images, _ = batches[k]
-            x = to_model_input(images, preprocessing).to(accelerator.device)
+            x = to_model_input(images, preprocessing).to(device)
             stage = 1 if step < config.stage1_steps else 2
             name = f"stage{stage}"
             set_stage_modes(model, stage)
-            with accelerator.autocast():
+            with torch.autocast(device.type, dtype=AUTOCAST[config.mixed_precision], enabled=config.mixed_precision != "no"):
                 if stage == 1:
                     with torch.no_grad():
                         proxy_ids = proxy.model.encode_ids(x)
