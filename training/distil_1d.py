@@ -185,7 +185,9 @@ def resume_step(config: DistilConfig, model: VQModel, optimizers: dict, schedule
     saved = {k: v for k, v in json.loads((checkpoint / "state.json").read_text()).get("tokenizer_config", {}).items()
              if k not in derived}
     wanted = {k: v for k, v in json.loads(json.dumps(model.config.to_dict())).items() if k not in derived}  # lists
-    for key, mine, theirs in differences(wanted, saved):
+    found = differences(wanted, saved)
+    if found:
+        key, mine, theirs = found[0]
         raise CheckpointError(f"{checkpoint / 'state.json'}: tokenizer_config field {key!r} is {theirs!r}, this run's "
                               f"is {mine!r}; resume with the settings it was trained with, or use a new output_dir")
     state = load_checkpoint(checkpoint, {"model": model}, optimizers, schedulers)
