@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
+import numpy as np
 from _machine import machine_info, machine_line, write_results
 
 from image_tokenizer import ImageTokenizer
-from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set
+from image_tokenizer.evaluation import evaluate_tokenizer, load_eval_set, reconstruction_metrics
 from image_tokenizer.fileio import atomic_write_text
 
 METRICS = ("psnr_db", "ssim", "codebook_usage", "perplexity")
@@ -43,6 +44,14 @@ def cpu_seconds() -> float:
 def score(tokenizer: ImageTokenizer, held_out) -> dict:
     metrics = evaluate_tokenizer(tokenizer, held_out.images, labels=held_out.labels)
     return {name: round(metrics[name], 4) for name in METRICS}
+
+
+def mean_image_scores(held_out) -> dict:
+    """A reference: every image replaced by the held-out set's mean image (the best one constant image can do in
+    MSE), scored as the tokenizers are."""
+    mean = np.repeat(held_out.images.mean(axis=0, keepdims=True).round().astype(np.uint8), len(held_out.images), axis=0)
+    metrics = reconstruction_metrics(held_out.images, mean)
+    return {"psnr_db": round(metrics["psnr_db"], 4), "ssim": round(metrics["ssim"], 4)}
 
 
 def last_row(metrics_path: Path, stage: int) -> dict:
@@ -90,17 +99,22 @@ def table(results: dict) -> list[str]:
     load = (f"shared with other jobs: load average {results['load_average_before']} before, "
             f"{results['load_averages_after']} after each N; seconds are wall")
     header = ("| tokenizer | ids per image | sequence saving | PSNR (dB) | SSIM | codebook usage | PSNR after stage 1 "
-              "| SSIM after stage 1 | train wall s (stage 1 + 2) |")
+              "| SSIM after stage 1 | train wall s (stage 1 + 2) | train CPU s |")
     lines = [f"# 1D tokenizers distilled from {results['proxy_name']} (held-out emoji, {results['num_images']} images)",
              "", f"`{results['command']}`", "", f"{machine_line(results['machine'])} ({load})", "", header,
-             "|---|---|---|---|---|---|---|---|---|",
+             "|---|---|---|---|---|---|---|---|---|---|",
              (f"| {results['proxy_name']} (proxy, {results['proxy_grid']} grid) | {results['proxy_ids']} | 1x | "
-              f"{proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | {proxy['codebook_usage']:.3f} | | | |")]
+              f"{proxy['psnr_db']:.2f} | {proxy['ssim']:.3f} | {proxy['codebook_usage']:.3f} | | | | |")]
     for row in rows:
         s1, s2 = row["after_stage1"], row["after_stage2"]
         lines.append(f"| 1D, N = {row['tokens']} | {row['tokens']} | {row['sequence_saving']:g}x | {s2['psnr_db']:.2f} | "
                      f"{s2['ssim']:.3f} | {s2['codebook_usage']:.3f} | {s1['psnr_db']:.2f} | {s1['ssim']:.3f} | "
-                     f"{row['stage1_wall_s']:.0f} + {row['stage2_wall_s']:.0f} |")
+                     f"{row['stage1_wall_s']:.0f} + {row['stage2_wall_s']:.0f} | "
+                     f"{row['stage1_cpu_s']:.0f} + {row['stage2_cpu_s']:.0f} |")
+    if "mean_image" in results:
+        mean = results["mean_image"]
+        lines.append(f"| reference: the held-out mean image for every image | 0 | | {mean['psnr_db']:.2f} | "
+                     f"{mean['ssim']:.3f} | | | | | |")
     if rows:
         first = rows[0]
         sizes = {k: first["vit"][k] for k in ("encoder_width", "encoder_layers", "decoder_width", "decoder_layers",
@@ -136,6 +150,7 @@ def main() -> None:
     results = {"command": "python " + " ".join(sys.argv), "machine": machine_info(),
                "load_average_before": round(os.getloadavg()[0], 2), "proxy_name": proxy_name,
                "num_images": len(held_out.images), "proxy": score(proxy, held_out), "rows": [],
+               "mean_image": mean_image_scores(held_out),
                "proxy_grid": "x".join(map(str, proxy.config.grid_size)), "proxy_ids": math.prod(proxy.config.grid_size),
                "load_averages_after": []}
     for tokens in args.tokens:
