@@ -220,6 +220,21 @@ def check_ray_pretokenize(out: Path, smoke: bool) -> list[str]:
     return problems
 
 
+def check_distil_1d(out: Path, smoke: bool) -> list[str]:
+    """Every N trained both stages and was scored: finite PSNR, SSIM in [0, 1], usage in (0, 1], the proxy's row."""
+    import math
+
+    figures = _results(out, "distil_1d_cuda")
+    wanted = [16] if smoke else [16, 32, 64]
+    problems = [] if [row["tokens"] for row in figures["rows"]] == wanted else \
+        [f"distil_1d_cuda: rows for N = {[row['tokens'] for row in figures['rows']]}, not {wanted}"]
+    for name, scores in [("proxy", figures["proxy"])] + [(f"N={row['tokens']} stage {stage}", row[f"after_stage{stage}"])
+                                                          for row in figures["rows"] for stage in (1, 2)]:
+        if not (math.isfinite(scores["psnr_db"]) and 0 <= scores["ssim"] <= 1 and 0 < scores["codebook_usage"] <= 1):
+            problems.append(f"distil_1d_cuda: {name} scores {scores}")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "speed-encode-64": check_encode_64,
     "speed-encode-256": check_encode_256,
@@ -231,4 +246,5 @@ CHECKS: dict[str, Callable[[Path, bool], list[str]]] = {
     "emoji": check_emoji,
     "prior-default-cost": check_prior_default_cost,
     "ray-pretokenize": check_ray_pretokenize,
+    "distil-1d": check_distil_1d,
 }

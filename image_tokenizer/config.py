@@ -13,7 +13,7 @@ from .errors import ConfigError, shorten
 from .fileio import atomic_write_text, read_json_object
 from .layouts import IdLayout, scales_problem
 from .quantizer_config import QuantizerConfig
-from .vit_config import ViTConfig, validate_titok
+from .vit_config import ViTConfig, validate_titok, vit_to_dict
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "image_tokenizer"  # config.json's model_type: how transformers' Auto classes recognise our folders
@@ -314,6 +314,8 @@ class ImageTokenizerConfig:
         for name, default in OMITTED_AT_DEFAULT.items():
             if data[name] == default:
                 del data[name]
+        if data.get("vit") is not None:
+            data["vit"] = vit_to_dict(data["vit"])
         data["grid_size"] = list(self.grid_size)  # derived; written so the file alone tells the grid
         data["layout"] = self.layout.to_dict()  # derived, likewise: what an image's ids are
         return data

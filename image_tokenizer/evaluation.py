@@ -50,7 +50,7 @@ def evaluate_tokenizer(
     reconstructions = np.concatenate(reconstructions)
     results: dict[str, Any] = reconstruction_metrics(images, reconstructions, hole_masks)
     results.update(codebook_usage=usage, perplexity=perplexity, blank_images=count_blank(images))
-    if tokenizer.layout.kind != "grid" and all_ids:
+    if tokenizer.layout.kind in ("multiscale", "residual") and all_ids:  # a grid or 1d layout has one step
         results["usage_by_step"] = usage_by_step(tokenizer, torch.cat(all_ids))
     for name, values in (labels or {}).items():
         results[f"by_{name}"] = metrics_by_label(images, reconstructions, values)

@@ -92,16 +92,19 @@ def training_card(config: TrainConfig, steps: Any, described: str, metrics: dict
     }
 
 
-def finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int) -> dict[str, Any]:
-    """Evaluate on the held-out set and save the tokenizer with a model card holding the metrics. The tokenizer is
-    saved also when the evaluation cannot run (an unreadable held-out image under strict_data), before the error."""
+def finish(config: TrainConfig, tok_config: ImageTokenizerConfig, model: VQModel, out: Path, step: int,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate on the held-out set and save the tokenizer with a model card holding the metrics (and `extra` in
+    its training record). The tokenizer is saved also when the evaluation cannot run (an unreadable held-out image
+    under strict_data), before the error."""
     tokenizer = ImageTokenizer(tok_config, model.eval())
     command = "python " + " ".join(sys.argv) if sys.argv and sys.argv[0] else "train()"
+    record = {"command": command, **(extra or {})}
     final = out / "final"
     try:
-        metrics = evaluated_card(tokenizer, config, step, {"command": command})
+        metrics = evaluated_card(tokenizer, config, step, record)
     except DataError as error:
-        tokenizer.card_info = training_card(config, step, f"not evaluated: {error}", {}, {"command": command})
+        tokenizer.card_info = training_card(config, step, f"not evaluated: {error}", {}, record)
         tokenizer.save_pretrained(final, model_name=config.model_name)
         raise TrainingError(f"saved {final} without held-out metrics: {error}") from None
     tokenizer.save_pretrained(final, model_name=config.model_name)

@@ -5,7 +5,8 @@ embedding, layer norm, pre-LN transformer blocks (torch's nn.MultiheadAttention,
 latents and a 1x1 conv to the codebook dimension: [B, D, 1, N] for the quantizer, so ids come out [B, 1, N].
 Decoder: the quantized latents projected to its width, after a mask token for every patch and [CLS], through
 its blocks; the patch tokens then predict pixels (a 1x1 conv to p*p*3 values per patch and a 3x3 conv), or in
-legacy models logits over MaskGIT-VQGAN's codes, decoded by its pixel decoder (maskgit_vqgan.py).
+legacy models logits over a proxy's codes, decoded by its pixel decoder: MaskGIT-VQGAN's (maskgit_vqgan.py, the
+released models) or one of our VQGAN decoders (proxy_decoder.py, vit.pixel_decoder "vqgan").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..config import ImageTokenizerConfig
 from .maskgit_vqgan import MaskGitPixelDecoder
+from .proxy_decoder import ProxyPixelDecoder
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -117,23 +119,29 @@ class ViTDecoder(ViTBody):
         width, p = vit.decoder_width, vit.decoder_patch_size
         self.decoder_embed = nn.Linear(config.quantizer.codebook_dim, width)
         self.mask_token = nn.Parameter(width**-0.5 * torch.randn(1, 1, width))
-        if vit.legacy:  # logits over the proxy codes, then MaskGIT-VQGAN's pixel decoder
+        if vit.legacy:  # logits over the proxy codes, then the proxy's pixel decoder
             self.ffn = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Tanh(),
                                      nn.Conv2d(2 * width, vit.proxy_codebook_size, 1))
             self.conv_out = None
-            self.pixel_decoder = MaskGitPixelDecoder(config)
+            pixel_decoder = MaskGitPixelDecoder if vit.pixel_decoder == "maskgit" else ProxyPixelDecoder
+            self.pixel_decoder = pixel_decoder(config)
         else:
             self.ffn = nn.Sequential(nn.Conv2d(width, p * p * 3, 1), PatchesToPixels(p))
             self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
             self.pixel_decoder = None
 
-    def forward(self, quantized: torch.Tensor) -> torch.Tensor:
+    def patch_outputs(self, quantized: torch.Tensor) -> torch.Tensor:
+        """Quantized latents [B, codebook_dim, 1, N] -> what the patches predict: legacy, logits over the proxy's
+        codes [B, K, side, side] (what distillation's stage 1 trains); else pixels before conv_out."""
         b, c, h, n = quantized.shape
         x = self.decoder_embed(quantized.reshape(b, c * h, n).permute(0, 2, 1))
         masks = self.with_class_token(self.mask_token.to(x.dtype).expand(b, self.side**2, -1))
         x = self.blocks(torch.cat([masks, x + self.latent_token_positional_embedding[:n]], dim=1))
         x = self.ln_post(x[:, 1 : 1 + self.side**2])
-        x = self.ffn(x.permute(0, 2, 1).reshape(b, -1, self.side, self.side).contiguous())
+        return self.ffn(x.permute(0, 2, 1).reshape(b, -1, self.side, self.side).contiguous())
+
+    def forward(self, quantized: torch.Tensor) -> torch.Tensor:
+        x = self.patch_outputs(quantized)
         if self.pixel_decoder is not None:
             return self.pixel_decoder(x)
         return self.conv_out(x)
