@@ -187,7 +187,8 @@ def training_arguments(config: PriorTrainConfig, out: Path) -> Any:
     """The transformers TrainingArguments for a run: the config's schedule, batch and precision."""
     from transformers import TrainingArguments
 
-    bf16 = _use_bf16(config.bf16)
+    auto_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = auto_bf16 if config.bf16 is None else config.bf16
     return TrainingArguments(
         output_dir=str(out),
         max_steps=config.max_steps,
@@ -341,11 +342,6 @@ def portable_name(tokenizer: str) -> str:
         return str(local.resolve())
     return tokenizer
 
-
-def _use_bf16(setting: bool | None) -> bool:
-    if setting is not None:
-        return setting
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _finish(config: PriorTrainConfig, prior: ImagePrior, trainer: Any, metrics: dict, n_train: int, n_eval: int, out: Path) -> dict:
