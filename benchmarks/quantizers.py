@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import math
 import os
 import statistics
 import sys
@@ -48,6 +47,7 @@ from image_tokenizer.metrics import codebook_usage, hole_recall, psnr, step_usag
 from image_tokenizer.modeling import VQModel
 from image_tokenizer.modeling.quantizer import QuantizerOutput, usage_and_perplexity
 from training.codebook import kmeans_init, parameter_groups
+from training.train_tokenizer import warmup_cosine
 
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)  # VAR's published schedule; its last scale is this model's 16x16 grid
 ANTI_COLLAPSE = {"dead_code_threshold": 1.0, "gradient": "rotation"}  # with k-means init (KMEANS_ROWS)
@@ -154,7 +154,8 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
     model = build(kind, args)
     preprocessing = model.config.preprocessing
     optimizer = torch.optim.Adam(parameter_groups(model, args.lr, CODEBOOK_LR_SCALE.get(kind, 1.0)), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(kind, step, args.steps))
+    cosine = warmup_cosine(0, args.steps - 1, MIN_LR_RATIO)  # the last step at MIN_LR_RATIO
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine if kind in COSINE_LR else lambda step: 1.0)
     rng = np.random.default_rng(args.seed)
     to_input = lambda a: normalize(torch.from_numpy(a).permute(0, 3, 1, 2), preprocessing)
     if uses_kmeans(kind):  # our training recipe's k-means init from the first batches
@@ -201,13 +202,6 @@ def run(kind: str, args: argparse.Namespace, train_images: np.ndarray, held: np.
         "final_train_loss": float(loss.detach()),
         **per_step,
     }
-
-
-def lr_factor(kind: str, step: int, steps: int) -> float:
-    """The share of --lr at a step: 1 throughout, or (COSINE_LR rows) a cosine from 1 down to MIN_LR_RATIO."""
-    if kind not in COSINE_LR:
-        return 1.0
-    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, steps - 1))))
 
 
 def held_out_step_usage(model: VQModel, ids: torch.Tensor) -> list[dict]:

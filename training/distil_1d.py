@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: make `training` importable
 from image_tokenizer import ImageTokenizer
 from image_tokenizer.data.sources import split_source
 from image_tokenizer.errors import CheckpointError
+from image_tokenizer.fileio import atomic_write_text
 from image_tokenizer.image_processing import MAX_IMAGE_PIXELS
 from image_tokenizer.modeling import VQModel
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -48,6 +48,7 @@ from training.config_cli import parse_config as parse_dataclass_config
 from training.data import StepBatches, open_source, to_model_input
 from training.distil_proxy import copy_pixel_decoder, load_proxy, student_config
 from training.heldout import finish
+from training.train_tokenizer import drop_log_rows_after, warmup_cosine
 
 AUTOCAST = {"no": torch.float32, "bf16": torch.bfloat16}
 __all__ = ["DistilConfig", "main", "parse_config", "stage1_loss", "stage2_loss", "train"]
@@ -151,18 +152,6 @@ def stage_parameters(model: VQModel, stage: int, train_pixel_decoder: bool) -> l
     return [p for name, p in model.decoder.named_parameters() if train_pixel_decoder or not name.startswith("pixel_decoder.")]
 
 
-def lr_factor(warmup: int, steps: int, min_ratio: float):
-    """Linear warm-up, then a cosine from 1 to min_ratio over the stage's remaining steps."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 def build_optimizers(model: VQModel, config: DistilConfig) -> tuple[dict, dict]:
     """One AdamW and schedule per stage (both saved in every checkpoint, so a resume restores whichever runs)."""
     optimizers, schedulers = {}, {}
@@ -171,7 +160,7 @@ def build_optimizers(model: VQModel, config: DistilConfig) -> tuple[dict, dict]:
         opt = torch.optim.AdamW(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay)
         optimizers[f"stage{stage}"] = opt
         warmup = min(config.warmup_steps, max(1, steps // 2))
-        schedulers[f"stage{stage}"] = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(warmup, steps, config.min_lr_ratio))
+        schedulers[f"stage{stage}"] = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, steps, config.min_lr_ratio))
     return optimizers, schedulers
 
 
@@ -236,10 +225,8 @@ def train(config: DistilConfig, resume: bool = False, stop_at: int | None = None
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if start:
-        from training.train_tokenizer import drop_log_rows_after
-
         drop_log_rows_after(out / "metrics.jsonl", start)  # a killed run may have logged steps past its last checkpoint
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    atomic_write_text(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     step = run_steps(model, proxy, batches, config, (optimizers, schedulers), start, end, device)
     summary: dict[str, Any] = {"step": step, "model": model}
     if step == config.steps:

@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,17 @@ class LossHealth:
                                     f"lower lr or resume from the last checkpoint in {out / 'checkpoints'}")
 
 
-def lr_lambda(config: TrainConfig):
+def warmup_cosine(warmup: int, steps: int, min_ratio: float, cosine: bool = True) -> Callable[[int], float]:
+    """LambdaLR's factor: a linear warm-up over `warmup` steps, then a cosine from 1 to min_ratio at `steps` (or 1
+    throughout when not `cosine`)."""
+
     def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        if config.lr_schedule == "constant":
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
             return 1.0
-        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
 
@@ -219,7 +223,8 @@ def build_parts(config: TrainConfig, tok_config: ImageTokenizerConfig) -> Parts:
                 module.to(memory_format=torch.channels_last)
     groups = parameter_groups(model, config.lr, config.codebook_lr_scale)
     opt_g = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    parts = Parts({"model": model}, {"g": opt_g}, {"g": torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(config))})
+    parts = Parts({"model": model}, {"g": opt_g}, {"g": torch.optim.lr_scheduler.LambdaLR(
+        opt_g, warmup_cosine(config.warmup_steps, config.steps, config.min_lr_ratio, config.lr_schedule == "cosine"))})
     if disc is not None:
         parts.models["discriminator"] = disc
         parts.optimizers["d"] = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=config.betas)  # constant lr
@@ -305,7 +310,7 @@ def train(config: TrainConfig, resume: bool = False, stop_at: int | None = None)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         drop_log_rows_after(out / "metrics.jsonl", start_step)  # a killed run may have logged steps past its last checkpoint
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        atomic_write_text(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     step = run_steps(parts, loader, config, tok_config.preprocessing, start_step, end_step, accelerator, skipped)
     if accelerator.num_processes > 1:  # each process met the unreadable images of its own share of the batches
         for part in gather_object([skipped]):
